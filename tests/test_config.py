@@ -1,0 +1,53 @@
+"""Config checking: defaults filled, wrong keys/types/folders named before any job runs."""
+
+import pytest
+import yaml
+
+from cellclass.config import validate
+from cellclass.errors import InputError
+
+DEMO = {"demo": {"pattern": "aggregates"}}
+
+
+def test_shipped_config_is_valid():
+    with open("config/config.yaml") as f:
+        config = validate(yaml.safe_load(f))
+    assert config["datasets"]["aggregates_holdout"]["test_only"] is True
+    assert config["datasets"]["aggregates"]["prepare"]["tile_size"] == 64
+
+
+def test_defaults_are_filled_and_dataset_overrides_merge():
+    config = validate({"prepare": {"tile_size": 48}, "datasets": {"a": {**DEMO, "prepare": {"stride": 16}}}})
+    prepare = config["datasets"]["a"]["prepare"]
+    assert prepare["tile_size"] == 48 and prepare["stride"] == 16
+    assert prepare["foreground"]["method"] == "otsu"
+    assert config["split"]["test_fraction"] == 0.2
+
+
+@pytest.mark.parametrize(
+    "config, named",
+    [
+        ({"datasets": {"a": DEMO}, "prepar": {}}, "'prepar' was unexpected"),
+        ({"datasets": {"a": {**DEMO, "prepare": {"tile_sise": 8}}}}, "datasets.a.prepare: Additional properties"),
+        ({"datasets": {"a": DEMO}, "prepare": {"tile_size": "big"}}, "prepare.tile_size: 'big' is not of type"),
+        ({"datasets": {"a": DEMO}, "split": {"test_fraction": 1.5}}, "split.test_fraction"),
+        ({"datasets": {"a": {"demo": {"pattern": "blobs"}}}}, "datasets.a.demo.pattern"),
+        ({"datasets": {}}, "datasets"),
+        ({"datasets": {"demo": DEMO}}, "datasets"),
+        ({"datasets": {"a": {**DEMO, "test_only": True}}}, "nothing to train on"),
+    ],
+)
+def test_bad_config_names_the_key(config, named):
+    with pytest.raises(InputError, match=named):
+        validate(config)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(InputError, match=r"datasets.mine.path: folder .*no_such_folder does not exist"):
+        validate({"datasets": {"mine": {"path": str(tmp_path / "no_such_folder")}}})
+
+
+def test_relative_paths_resolve_against_base_dir(tmp_path):
+    (tmp_path / "images").mkdir()
+    config = validate({"datasets": {"mine": {"path": "images"}}}, base_dir=tmp_path)
+    assert config["datasets"]["mine"]["path"] == str((tmp_path / "images").resolve())

@@ -1,0 +1,40 @@
+"""A PNG grid of tiles for people to look at (cheap, no plotting library)."""
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cellclass.atomic import atomic_path
+
+
+def to_rgb(tiles):
+    """(n, h, w, C) in [0, 1] → uint8 RGB: one channel gray, two green/magenta, three as RGB."""
+    channels = tiles.shape[-1]
+    if channels == 1:
+        rgb = np.repeat(tiles, 3, axis=-1)
+    elif channels == 2:
+        rgb = np.stack([tiles[..., 1], tiles[..., 0], tiles[..., 1]], axis=-1)
+    else:
+        rgb = tiles[..., :3]
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def render(tiles, path, *, max_tiles=100, gap=2, message=None):
+    """Write up to `max_tiles` tiles as a square grid; `message` instead when there are none."""
+    tiles = np.asarray(tiles, dtype=np.float32)[:max_tiles]
+    if len(tiles) == 0:
+        image = Image.new("RGB", (320, 40), "black")
+        ImageDraw.Draw(image).text((6, 12), message or "no tiles", fill="white")
+    else:
+        n, size = len(tiles), tiles.shape[1]
+        columns = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / columns)
+        step = size + gap
+        grid = np.full((rows * step - gap, columns * step - gap, 3), 40, dtype=np.uint8)
+        for i, tile in enumerate(to_rgb(tiles)):
+            r, c = divmod(i, columns)
+            grid[r * step : r * step + size, c * step : c * step + size] = tile
+        image = Image.fromarray(grid)
+    with atomic_path(path) as tmp:
+        image.save(tmp)

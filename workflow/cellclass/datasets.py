@@ -1,0 +1,132 @@
+"""Find the raw images of a dataset: a folder per class, a sample sheet, or the demo.
+
+Each raw field becomes a `Sample` with a stable, path-safe id that names its
+outputs, so a dataset's job list is known before any image is read.
+"""
+
+import csv
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellclass.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+# Files that operating systems leave behind; never images, never classes.
+PHANTOM_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str  # path-safe, unique in its dataset, e.g. "control/field_000"
+    files: tuple[str, ...]  # one file, or one file per channel of the same field
+    cls: str
+    group: str  # the unit of the train/test split: the image itself by default
+
+
+def is_phantom(path):
+    name = Path(path).name
+    return name in PHANTOM_NAMES or name.startswith("._")
+
+
+def sample_id(relative_path):
+    """A path-safe id from a path relative to the dataset root, without suffix.
+
+    Characters outside [A-Za-z0-9._-] become '_' and a short hash of the original
+    keeps ids of e.g. 'a b.tif' and 'a_b.tif' distinct.
+    """
+    stem = Path(relative_path).with_suffix("").as_posix()
+    safe = re.sub(r"[^A-Za-z0-9._/-]", "_", stem)
+    safe = "/".join(part.lstrip(".") or "_" for part in safe.split("/"))
+    if safe != stem:
+        safe += "-" + hashlib.sha1(stem.encode()).hexdigest()[:8]
+    return safe
+
+
+def _check_classes(samples, where, test_only):
+    classes = sorted({s.cls for s in samples})
+    if not samples:
+        raise InputError(f"{where}: no images found")
+    if len(classes) < 2 and not test_only:
+        raise InputError(f"{where}: only one class ({classes[0]}); a classifier needs at least two")
+    return samples
+
+
+def from_folder(root, test_only=False):
+    """Samples from `root/<class>/<image>`; phantom and non-image files are skipped with a log line."""
+    root = Path(root)
+    samples = []
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_phantom(p) and not p.name.startswith("."))
+    for class_dir in class_dirs:
+        images = []
+        for path in sorted(class_dir.iterdir()):
+            if is_phantom(path):
+                log.warning("skipping phantom file %s", path)
+            elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(path)
+            else:
+                log.warning("skipping %s: not an image file (%s)", path, ", ".join(sorted(IMAGE_SUFFIXES)))
+        if not images:
+            raise InputError(f"class folder {class_dir} has no images")
+        for path in images:
+            sid = sample_id(path.relative_to(root))
+            samples.append(Sample(sid, (str(path),), class_dir.name, sid))
+    return _check_classes(samples, f"dataset folder {root}", test_only)
+
+
+def _resolve_inside(root, text, where):
+    path = (root / text.strip()).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise InputError(f"{where}: path '{text}' escapes the dataset folder {root}")
+    if not path.is_file():
+        raise InputError(f"{where}: file {path} does not exist")
+    return path
+
+
+def from_sheet(sheet, root=None, test_only=False):
+    """Samples from a TSV sample sheet with columns path, class and optional group.
+
+    Paths are relative to `root` (default: the sheet's folder) and may not leave
+    it. 'a.tif;b.tif' in the path column names one file per channel of a field.
+    """
+    sheet = Path(sheet)
+    root = Path(root) if root else sheet.parent
+    with open(sheet, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    missing = {"path", "class"} - set(rows[0] if rows else {})
+    if missing:
+        raise InputError(f"sample sheet {sheet}: missing column(s) {', '.join(sorted(missing))}")
+    samples, seen = [], {}
+    for line, row in enumerate(rows, start=2):
+        where = f"sample sheet {sheet}, line {line}"
+        parts = [p for p in row["path"].split(";") if p.strip()]
+        if not parts or not (row["class"] or "").strip():
+            raise InputError(f"{where}: empty path or class")
+        files = tuple(str(_resolve_inside(root, p, where)) for p in parts)
+        for file in files:
+            if Path(file).suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{where}: {file} is not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        sid = sample_id(Path(files[0]).relative_to(root.resolve()))
+        if sid in seen:
+            raise InputError(f"{where}: {files[0]} is listed twice (first on line {seen[sid]})")
+        seen[sid] = line
+        group = (row.get("group") or "").strip() or sid
+        samples.append(Sample(sid, files, row["class"].strip(), group))
+    return _check_classes(samples, f"sample sheet {sheet}", test_only)
+
+
+def from_demo(root, field_names):
+    """Samples of a demo dataset, planned from its field names before the files exist."""
+    root = Path(root)
+    return [
+        Sample(f"{cls}/{stem}", (str(root / "images" / cls / f"{stem}.tif"),), cls, f"{cls}/{stem}")
+        for cls, stem in field_names
+    ]
+
+
+def class_names(samples):
+    return sorted({s.cls for s in samples})

@@ -1,0 +1,163 @@
+"""Cut raw fields into tiles of one or a few cells, skipping empty background.
+
+The field is normalised once, a foreground mask is thresholded on the whole
+field (so the threshold sees both cells and background), and a tile is kept
+when enough of it is foreground.
+"""
+
+import logging
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, transform
+from skimage.util import view_as_windows
+
+from cellclass import imageio, normalise
+from cellclass.errors import InputError
+from cellclass.tilestore import TileSet
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = {"otsu": filters.threshold_otsu, "li": filters.threshold_li, "triangle": filters.threshold_triangle}
+
+
+def load_field(sample, settings):
+    """Read a sample's raw image(s), select channels and normalise: (Y, X, C) float32 in [0, 1]."""
+    raw = imageio.read_image(
+        sample.files, channels=settings["channels"], plane=settings["plane"], bit_depth=settings["bit_depth"]
+    )
+    norm = settings["normalise"]
+    field = normalise.normalise(
+        raw.pixels,
+        method=norm["method"],
+        bit_depth=raw.bit_depth,
+        low=norm["low"],
+        high=norm["high"],
+        source=", ".join(sample.files),
+    )
+    return field, raw
+
+
+def noise_sigma(image):
+    """Robust per-pixel noise level from differences of horizontal neighbours."""
+    diff = np.diff(image, axis=1)
+    return 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
+
+
+def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
+    """Boolean (Y, X) mask of cells; all False when the field holds no cells.
+
+    A threshold always splits a field in two, even pure noise; the split only
+    counts as cells when foreground exceeds background by `min_contrast` times
+    the pixel noise.
+    """
+    if method == "none":
+        return np.ones(field.shape[:2], dtype=bool)
+    if channel >= field.shape[-1]:
+        raise InputError(f"foreground channel {channel} does not exist; the image has {field.shape[-1]} channel(s)")
+    image = field[..., channel]
+    smooth = ndi.gaussian_filter(image, smooth_sigma) if smooth_sigma > 0 else image
+    if smooth.max() <= smooth.min():
+        return np.zeros(image.shape, dtype=bool)
+    mask = smooth > THRESHOLDS[method](smooth)
+    if mask.all() or not mask.any():
+        return mask
+    contrast = float(np.median(smooth[mask]) - np.median(smooth[~mask]))
+    if contrast < min_contrast * max(noise_sigma(image), 1e-6):
+        return np.zeros(image.shape, dtype=bool)
+    return mask
+
+
+def tile_positions(shape, size, stride):
+    """Top-left corners of all whole tiles of a field."""
+    height, width = shape[:2]
+    rows = np.arange(0, height - size + 1, stride)
+    cols = np.arange(0, width - size + 1, stride)
+    return np.meshgrid(rows, cols, indexing="ij")
+
+
+def foreground_fractions(mask, size, stride):
+    """Foreground fraction of every tile, from one integral image (no per-tile loop)."""
+    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    r, c = tile_positions(mask.shape, size, stride)
+    total = integral[r + size, c + size] - integral[r, c + size] - integral[r + size, c] + integral[r, c]
+    return total / float(size * size)
+
+
+def resize_tiles(tiles, out_size):
+    if tiles.shape[1] == out_size:
+        return tiles
+    n, _, _, channels = tiles.shape
+    return transform.resize(tiles, (n, out_size, out_size, channels), order=1, anti_aliasing=True).astype(np.float32)
+
+
+def tile_field(field, mask, *, size, stride, min_fraction, out_size, source="image"):
+    """Tiles of `field` whose foreground fraction reaches `min_fraction`, with their positions."""
+    height, width, channels = field.shape
+    if height < size or width < size:
+        raise InputError(f"{source}: image is {height}x{width} px, smaller than one tile ({size} px)")
+    fractions = foreground_fractions(mask, size, stride)
+    rows, cols = tile_positions(field.shape, size, stride)
+    keep = fractions >= min_fraction if min_fraction > 0 else np.ones_like(fractions, dtype=bool)
+    windows = view_as_windows(field, (size, size, channels), step=(stride, stride, channels))[:, :, 0]
+    tiles = windows[keep] if keep.any() else np.empty((0, size, size, channels), np.float32)
+    return resize_tiles(np.ascontiguousarray(tiles), out_size), rows[keep], cols[keep]
+
+
+def fit_cell(image, out_size):
+    """One single-cell image → one square tile: pad to square with its border level, then resize."""
+    height, width, channels = image.shape
+    side = max(height, width)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    background = np.median(border, axis=0)
+    square = np.empty((side, side, channels), dtype=np.float32)
+    square[:] = background
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = image
+    return resize_tiles(square[None], out_size)
+
+
+def output_size(settings):
+    return settings["resize_to"] or settings["tile_size"]
+
+
+def tile_sample(sample, settings, dataset=""):
+    """All tiles of one sample as a TileSet (empty, with the reason, if it is skipped)."""
+    size = settings["tile_size"]
+    stride = settings["stride"] or size
+    meta = {
+        "dataset": dataset,
+        "sample": sample.id,
+        "class": sample.cls,
+        "group": sample.group,
+        "files": list(sample.files),
+        "settings": settings,
+        "skipped": None,
+    }
+    source = ", ".join(sample.files)
+    try:
+        field, raw = load_field(sample, settings)
+        meta.update(field_shape=list(field.shape), bit_depth=raw.bit_depth, dtype=str(raw.pixels.dtype))
+        if settings["kind"] == "cells":
+            tiles = fit_cell(field, output_size(settings))
+            return TileSet(tiles, np.array([-1]), np.array([-1]), meta)
+        mask = foreground_mask(field, **settings["foreground"])
+        tiles, rows, cols = tile_field(
+            field,
+            mask,
+            size=size,
+            stride=stride,
+            min_fraction=settings["foreground"]["min_fraction"],
+            out_size=output_size(settings),
+            source=source,
+        )
+    except InputError as error:
+        if settings["on_bad_image"] != "skip":
+            raise
+        log.warning("skipping %s: %s", source, error)
+        meta["skipped"] = str(error)
+        out = output_size(settings)
+        return TileSet(np.empty((0, out, out, 1), np.float32), np.empty(0, int), np.empty(0, int), meta)
+    if len(tiles) == 0:
+        log.warning("%s: no cells found (no tile reaches the foreground fraction)", source)
+    return TileSet(tiles, rows, cols, meta)

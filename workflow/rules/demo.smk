@@ -1,0 +1,14 @@
+"""The embedded demo: synthetic widefield fields, generated deterministically from a seed."""
+
+
+rule demo_field:
+    output:
+        image="results/demo/{dataset}/images/{cls}/{stem}.tif",
+        puncta="results/demo/{dataset}/masks/{cls}/{stem}.tif",
+        cells="results/demo/{dataset}/cells/{cls}/{stem}.tif",
+    params:
+        demo=lambda w: DATASETS[w.dataset]["demo"],
+    log:
+        "logs/demo/{dataset}/{cls}/{stem}.log",
+    script:
+        "../scripts/demo_field.py"

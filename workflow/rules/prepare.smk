@@ -1,0 +1,51 @@
+"""Prepare: tile each raw image, split by group, augment the training side."""
+
+
+rule tile:
+    input:
+        lambda w: sample(w).files,
+    output:
+        tiles="results/{dataset}/tiles/{image}.npz",
+        sheet="results/{dataset}/tiles/{image}.png",
+    params:
+        sample=lambda w: vars(sample(w)),
+        settings=lambda w: DATASETS[w.dataset]["prepare"],
+    log:
+        "logs/tile/{dataset}/{image}.log",
+    benchmark:
+        "benchmarks/tile/{dataset}/{image}.tsv"
+    script:
+        "../scripts/tile.py"
+
+
+rule split:
+    input:
+        lambda w: tile_files(w.dataset),
+    output:
+        manifest="results/{dataset}/split.tsv",
+        counts="results/{dataset}/split_counts.tsv",
+    params:
+        sides=lambda w: SIDES[w.dataset],
+        test_only=lambda w: DATASETS[w.dataset]["test_only"],
+    log:
+        "logs/split/{dataset}.log",
+    script:
+        "../scripts/split.py"
+
+
+rule augment:
+    input:
+        tiles="results/{dataset}/tiles/{image}.npz",
+        raw=lambda w: sample(w).files,
+    output:
+        tiles="results/{dataset}/augmented/{image}.npz",
+        sheet="results/{dataset}/augmented/{image}.png",
+    params:
+        sample=lambda w: vars(sample(w)),
+        augment=CONFIG["augment"],
+    log:
+        "logs/augment/{dataset}/{image}.log",
+    benchmark:
+        "benchmarks/augment/{dataset}/{image}.tsv"
+    script:
+        "../scripts/augment.py"
