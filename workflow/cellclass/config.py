@@ -88,4 +88,37 @@ def validate(config, base_dir="."):
             raise InputError(f"invalid configuration:\n  {where}.path: {dataset['path']} is not a folder")
     if all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")
+    _check_experiments(config, schema)
     return config
+
+
+def _check_experiments(config, schema):
+    """Fill in experiments (default: one per trainable dataset) and their train settings."""
+    from cellclass.models import MODELS
+
+    datasets = config["datasets"]
+    if "experiments" not in config:
+        config["experiments"] = {name: {"dataset": name} for name, d in datasets.items() if not d["test_only"]}
+        _check(config["experiments"], {"$defs": schema["$defs"], "additionalProperties": {"$ref": "#/$defs/experiment"}}, "experiments")
+    train_schema = {"$defs": schema["$defs"], **schema["$defs"]["train"]}
+    for name, experiment in config["experiments"].items():
+        where = f"experiments.{name}"
+        dataset = datasets.get(experiment["dataset"])
+        if dataset is None or dataset["test_only"]:
+            problem = "is test_only" if dataset else "is not in datasets"
+            raise InputError(f"invalid configuration:\n  {where}.dataset: '{experiment['dataset']}' {problem}")
+        for test_set in experiment["test_sets"]:
+            if test_set not in datasets or not datasets[test_set]["test_only"]:
+                raise InputError(f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset")
+        merged = deep_merge(config["train"], experiment["train"])
+        _check(merged, train_schema, f"{where}.train")
+        experiment["train"] = merged
+        side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
+        for model in merged["models"]:
+            if model not in MODELS:
+                raise InputError(f"invalid configuration:\n  {where}.train.models: unknown model '{model}'; known: {', '.join(MODELS)}")
+            if side < MODELS[model].min_size:
+                raise InputError(
+                    f"invalid configuration:\n  {where}: model '{model}' needs tiles of at least "
+                    f"{MODELS[model].min_size} px; dataset '{experiment['dataset']}' makes {side} px tiles"
+                )

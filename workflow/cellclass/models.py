@@ -7,14 +7,29 @@ with `keras.Model(model.input, model.get_layer("logits").output)`. Input size,
 channels and classes always come from the caller.
 """
 
+from __future__ import annotations
+
+import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-import keras
-from keras import layers
-
 from cellclass.errors import InputError
+
+
+class _LazyModule:
+    """Imports a module on first use: the workflow checks model names and sizes
+    while parsing the Snakefile, and should not pay TensorFlow's import for it."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+keras = _LazyModule("keras")
+layers = _LazyModule("keras.layers")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ DATASETS = CONFIG["datasets"]
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
     image="[^@#]+",
+    experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
+    model="[A-Za-z0-9_]+",
+    seed="[0-9]+",
 
 
 def discover(name, dataset):
@@ -23,7 +26,9 @@ def discover(name, dataset):
         names = cc_demo.field_names(dataset["demo"]["fields_per_class"])
         return cc_datasets.from_demo(f"results/demo/{name}", names)
     if "sheet" in dataset:
-        return cc_datasets.from_sheet(dataset["sheet"], dataset.get("path"), dataset["test_only"])
+        return cc_datasets.from_sheet(
+            dataset["sheet"], dataset.get("path"), dataset["test_only"]
+        )
     return cc_datasets.from_folder(dataset["path"], dataset["test_only"])
 
 
@@ -52,17 +57,56 @@ def tile_files(dataset):
     return [f"results/{dataset}/tiles/{sid}.npz" for sid in SAMPLES[dataset]]
 
 
-def augmented_files(dataset):
-    return [
-        f"results/{dataset}/augmented/{sid}.npz"
-        for sid in SAMPLES[dataset]
-        if sample_side(dataset, sid) == "train"
-    ]
-
-
 def prepared_outputs():
     outputs = []
     for name in DATASETS:
-        outputs += tile_files(name) + augmented_files(name)
+        outputs += tile_files(name) + side_files(name, "train", stage="augmented")
         outputs.append(f"results/{name}/split.tsv")
     return outputs
+
+
+EXPERIMENTS = CONFIG["experiments"]
+
+
+def classes_of(dataset):
+    return cc_datasets.class_names(SAMPLES[dataset].values())
+
+
+def side_files(dataset, side, stage="tiles"):
+    return [
+        f"results/{dataset}/{stage}/{sid}.npz"
+        for sid in SAMPLES[dataset]
+        if sample_side(dataset, sid) == side
+    ]
+
+
+def test_set_names(experiment):
+    """The dataset's own test side first, then its independent test sets."""
+    return [EXPERIMENTS[experiment]["dataset"], *EXPERIMENTS[experiment]["test_sets"]]
+
+
+def train_inputs(wildcards):
+    dataset = EXPERIMENTS[wildcards.experiment]["dataset"]
+    inputs = {
+        "manifest": f"results/{dataset}/split.tsv",
+        "train": side_files(dataset, "train", stage="augmented"),
+        "validation": side_files(dataset, "validation"),
+        f"test_{dataset}": side_files(dataset, "test"),
+    }
+    for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
+        inputs[f"test_{name}"] = tile_files(name)
+        inputs[f"manifest_{name}"] = f"results/{name}/split.tsv"
+    return inputs
+
+
+def run_dirs():
+    return [
+        f"results/train/{name}/{model}/seed{seed}"
+        for name, experiment in EXPERIMENTS.items()
+        for model in experiment["train"]["models"]
+        for seed in range(experiment["train"]["runs"])
+    ]
+
+
+def trained_outputs():
+    return [f"{run}/metrics.json" for run in run_dirs()]

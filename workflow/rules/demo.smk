@@ -6,9 +6,9 @@ rule demo_field:
         image="results/demo/{dataset}/images/{cls}/{stem}.tif",
         puncta="results/demo/{dataset}/masks/{cls}/{stem}.tif",
         cells="results/demo/{dataset}/cells/{cls}/{stem}.tif",
-    params:
-        demo=lambda w: DATASETS[w.dataset]["demo"],
     log:
         "logs/demo/{dataset}/{cls}/{stem}.log",
+    params:
+        demo=lambda w: DATASETS[w.dataset]["demo"],
     script:
         "../scripts/demo_field.py"

@@ -7,13 +7,13 @@ rule tile:
     output:
         tiles="results/{dataset}/tiles/{image}.npz",
         sheet="results/{dataset}/tiles/{image}.png",
-    params:
-        sample=lambda w: vars(sample(w)),
-        settings=lambda w: DATASETS[w.dataset]["prepare"],
     log:
         "logs/tile/{dataset}/{image}.log",
     benchmark:
         "benchmarks/tile/{dataset}/{image}.tsv"
+    params:
+        sample=lambda w: vars(sample(w)),
+        settings=lambda w: DATASETS[w.dataset]["prepare"],
     script:
         "../scripts/tile.py"
 
@@ -24,11 +24,11 @@ rule split:
     output:
         manifest="results/{dataset}/split.tsv",
         counts="results/{dataset}/split_counts.tsv",
+    log:
+        "logs/split/{dataset}.log",
     params:
         sides=lambda w: SIDES[w.dataset],
         test_only=lambda w: DATASETS[w.dataset]["test_only"],
-    log:
-        "logs/split/{dataset}.log",
     script:
         "../scripts/split.py"
 
@@ -40,12 +40,12 @@ rule augment:
     output:
         tiles="results/{dataset}/augmented/{image}.npz",
         sheet="results/{dataset}/augmented/{image}.png",
-    params:
-        sample=lambda w: vars(sample(w)),
-        augment=CONFIG["augment"],
     log:
         "logs/augment/{dataset}/{image}.log",
     benchmark:
         "benchmarks/augment/{dataset}/{image}.tsv"
+    params:
+        sample=lambda w: vars(sample(w)),
+        augment=CONFIG["augment"],
     script:
         "../scripts/augment.py"

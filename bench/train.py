@@ -1,0 +1,150 @@
+"""Training input: our streaming pipeline against the article's all-in-memory way, in one run.
+
+(1) tiles/second training the same model on the same tiles, streamed from
+    per-image files vs one numpy array given to model.fit (target >= 0.9x);
+(2) peak memory (max RSS of a fresh process) as the dataset grows 10x: ours
+    should stay flat (<= 1.3x), the in-memory baseline grows with the data;
+(3) achieved training FLOP/s as a fraction of this machine's matmul rate.
+On a GPU machine it also reports tiles/second with mixed precision.
+
+    python bench/train.py [--model deep] [--size 64] [--tiles 2000]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cellclass import tilestore
+from cellclass.tilestore import TileSet
+
+TILES_PER_FILE = 100
+
+
+def write_dataset(folder, n_tiles, size, channels=2, seed=0):
+    rng = np.random.default_rng(seed)
+    files, labels = [], []
+    for i in range(0, n_tiles, TILES_PER_FILE):
+        n = min(TILES_PER_FILE, n_tiles - i)
+        tiles = rng.random((n, size, size, channels), dtype=np.float32)
+        meta = {"sample": f"img{i}", "class": "ab"[i // TILES_PER_FILE % 2], "group": f"img{i}", "files": []}
+        path = Path(folder) / f"img{i}.npz"
+        tilestore.save(path, TileSet(tiles, np.zeros(n), np.zeros(n), meta))
+        files.append(str(path))
+        labels.append(i // TILES_PER_FILE % 2)
+    return files, labels
+
+
+def training_flops_per_tile(model):
+    """Forward multiply-adds of convs and dense layers ×2 (FLOPs) ×3 (forward + backward)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        for node_index in range(len(layer._inbound_nodes)):  # a shared layer counts once per call
+            if isinstance(layer, keras.layers.Conv2D):
+                out = layer._inbound_nodes[node_index].output_tensors[0].shape
+                kh, kw = layer.kernel_size
+                total += 2 * out[1] * out[2] * kh * kw * layer.kernel.shape[2] * layer.filters
+            elif isinstance(layer, keras.layers.Dense):
+                total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return 3 * total
+
+
+def matmul_flops():
+    import tensorflow as tf
+
+    a = tf.random.normal((2048, 2048))
+    tf.linalg.matmul(a, a).numpy()
+    start, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        c = tf.linalg.matmul(a, a)
+    c.numpy()
+    return reps * 2 * 2048**3 / (time.perf_counter() - start)
+
+
+def child(mode, folder, model_name, size, batch, steps, mixed):
+    """One measurement in this process: tiles/s (mode speed-*) or a pass for peak memory (mem-*)."""
+    import keras
+
+    from cellclass import models, pipeline, training
+
+    training.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)
+    files = sorted(str(p) for p in Path(folder).glob("*.npz"))
+    labels = [int(tilestore.load(f, tiles=False).meta["class"] == "b") for f in files]
+    shape = (size, size, 2)
+    model = models.build_model(model_name, shape, 2)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    if mode.endswith("stream"):
+        data, total = pipeline.make_dataset(files, labels, n_classes=2, tile_shape=shape, batch_size=batch, shuffle=True)
+        fit = lambda epochs: model.fit(data, epochs=epochs, verbose=0, steps_per_epoch=steps)  # noqa: E731
+    else:
+        # The article's way: every tile in one array in memory, labels one-hot.
+        x = np.concatenate([tilestore.load(f).tiles.astype(np.float32) for f in files])
+        y = keras.utils.to_categorical(np.repeat(labels, [len(tilestore.load(f, tiles=False).rows) for f in files]), 2)
+        fit = lambda epochs: model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, steps_per_epoch=steps)  # noqa: E731
+    fit(1)  # warm-up: graph tracing and the first pass
+    start = time.perf_counter()
+    fit(1)
+    seconds = time.perf_counter() - start
+    if mode.startswith("mem") and mode.endswith("stream"):
+        for _ in data:  # a full pass over the whole dataset through the pipeline
+            pass
+    result = {"tiles_per_s": steps * batch / seconds, "flops_per_tile": training_flops_per_tile(model)}
+    print(json.dumps(result))
+
+
+def measure(mode, folder, args, mixed=False):
+    command = [sys.executable, __file__, "--child", mode, folder, "--model", args.model, "--size", str(args.size),
+               "--batch", str(args.batch), "--steps", str(args.steps)] + (["--mixed"] if mixed else [])
+    code = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); " \
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    result = json.loads(lines[-2])
+    result["peak_mb"] = int(lines[-1]) / 1024
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="deep")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--tiles", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--child", nargs=2)
+    parser.add_argument("--mixed", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child, args.model, args.size, args.batch, args.steps, args.mixed)
+
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
+        write_dataset(small, args.tiles, args.size)
+        write_dataset(large, 10 * args.tiles, args.size)
+        stream = measure("speed-stream", small, args)
+        memory = measure("speed-memory", small, args)
+        print(f"model {args.model}, {args.size}x{args.size}x2 tiles, batch {args.batch}, {args.steps} steps")
+        print(f"(1) speed   streaming {stream['tiles_per_s']:7.1f} tiles/s   in-memory {memory['tiles_per_s']:7.1f} tiles/s"
+              f"   ratio {stream['tiles_per_s'] / memory['tiles_per_s']:.2f}x (target >= 0.9x)")
+        ours = [measure("mem-stream", d, args)["peak_mb"] for d in (small, large)]
+        base = [measure("mem-memory", d, args)["peak_mb"] for d in (small, large)]
+        print(f"(2) memory  {args.tiles} -> {10 * args.tiles} tiles: streaming {ours[0]:.0f} -> {ours[1]:.0f} MB "
+              f"({ours[1] / ours[0]:.2f}x, target <= 1.3x)   in-memory {base[0]:.0f} -> {base[1]:.0f} MB ({base[1] / base[0]:.2f}x)")
+        peak = matmul_flops()
+        achieved = stream["tiles_per_s"] * stream["flops_per_tile"]
+        print(f"(3) compute {achieved / 1e9:.2f} GFLOP/s training vs {peak / 1e9:.1f} GFLOP/s matmul = {achieved / peak:.0%}")
+        if tf.config.list_physical_devices("GPU"):
+            mixed = measure("speed-stream", small, args, mixed=True)
+            print(f"GPU: float32 {stream['tiles_per_s']:.0f} tiles/s, mixed precision {mixed['tiles_per_s']:.0f} tiles/s")
+
+
+if __name__ == "__main__":
+    main()

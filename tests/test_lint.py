@@ -1,0 +1,22 @@
+"""Static checks CI fails on: Snakemake's linter and snakefmt's formatting."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True)
+
+
+def test_snakefmt_check():
+    result = run("snakefmt", "--check", "Snakefile", "workflow/rules")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakemake_lint_has_no_findings():
+    result = run("snakemake", "--lint", "--cores", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr

@@ -1,0 +1,139 @@
+"""Training runs on real tile files: accuracy on a learnable task, resume, determinism, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellclass import tilestore
+from cellclass.config import validate
+from cellclass.errors import InputError
+from cellclass.tilestore import TileSet
+
+pytestmark = pytest.mark.slow
+CLASSES = ["aggregates", "control"]
+
+
+def write_images(folder, n_images, seed, tiles_per_image=24, size=16, prefix="img"):
+    """Tile files whose 'aggregates' tiles carry a few bright spots: learnable in seconds."""
+    rng = np.random.default_rng(seed)
+    files = []
+    for i in range(n_images):
+        cls = CLASSES[i % 2]
+        tiles = rng.normal(0.3, 0.05, (tiles_per_image, size, size, 2)).astype(np.float32)
+        if cls == "aggregates":
+            for tile in tiles:
+                for _ in range(3):
+                    y, x = rng.integers(2, size - 2, 2)
+                    tile[y - 1 : y + 2, x - 1 : x + 2, 0] = 1.0
+        meta = {"sample": f"{cls}/{prefix}{i}", "class": cls, "group": f"{prefix}{i}", "files": [f"{prefix}{i}.tif"]}
+        path = folder / f"{prefix}{i}.npz"
+        tilestore.save(path, TileSet(np.clip(tiles, 0, 1), np.arange(tiles_per_image), np.zeros(tiles_per_image), meta))
+        files.append(str(path))
+    return files
+
+
+def options(**overrides):
+    config = validate({"train": overrides, "datasets": {"d": {"demo": {"pattern": "aggregates"}}}})
+    return config["experiments"]["d"]["train"]
+
+
+def run(tmp_path, name="run", seed=0, **overrides):
+    from cellclass import training
+
+    train = write_images(tmp_path, 8, seed=1, prefix="train")
+    test = write_images(tmp_path, 4, seed=2, prefix="test")
+    opts = options(**{"models": ["small"], "epochs": 3, "batch_size": 16, "threads": 1, **overrides})
+    return training.train_run(
+        model_name="small",
+        classes=CLASSES,
+        train_files=train,
+        heldout_files=test,
+        test_sets={"d": test},
+        out_dir=tmp_path / name,
+        seed=seed,
+        options=opts,
+    )
+
+
+def test_a_run_learns_and_writes_its_outputs(tmp_path):
+    metrics = run(tmp_path)
+    out = tmp_path / "run"
+    assert metrics["test_accuracy"]["d"] >= 0.9
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "train_accuracy", "heldout_loss", "heldout_accuracy"]
+    assert history["epoch"].tolist() == [1, 2, 3]
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert len(predictions) == 4 * 24
+    assert {"tile", "sample", "group", "true", "predicted", "p_aggregates", "p_control"} <= set(predictions.columns)
+    np.testing.assert_allclose(predictions[["p_aggregates", "p_control"]].sum(axis=1), 1, atol=1e-4)
+    assert json.loads((out / "metrics.json").read_text())["classes"] == CLASSES
+    assert (out / "model.keras").stat().st_size > 0
+    assert not (out / "backup").exists()
+
+
+def test_same_seed_same_model_on_cpu(tmp_path):
+    run(tmp_path, "a")
+    run(tmp_path, "b")
+    a = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
+    b = pd.read_csv(tmp_path / "b" / "predictions.tsv", sep="\t")
+    np.testing.assert_array_equal(a["p_control"].to_numpy(), b["p_control"].to_numpy())
+
+
+def test_channel_selection_changes_the_input(tmp_path):
+    metrics = run(tmp_path, channels=[0])
+    assert metrics["input_shape"] == [16, 16, 1]
+
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    from cellclass import training
+
+    train = write_images(tmp_path, 4, seed=1, prefix="train")
+    only_control = [f for f in train if tilestore.load(f, tiles=False).meta["class"] == "control"]
+    common = dict(heldout_files=train, out_dir=tmp_path / "x", seed=0, options=options(models=["small"]))
+    with pytest.raises(InputError, match="aggregates have no training tiles"):
+        training.train_run(model_name="small", classes=CLASSES, train_files=only_control, test_sets={"d": train}, **common)
+    with pytest.raises(InputError, match="test set d has no images"):
+        training.train_run(model_name="small", classes=CLASSES, train_files=train, test_sets={"d": []}, **common)
+    with pytest.raises(InputError, match="unknown model 'vgg'"):
+        training.train_run(model_name="vgg", classes=CLASSES, train_files=train, test_sets={"d": train}, **common)
+    with pytest.raises(InputError, match="class 'aggregates', which the training data does not have"):
+        training.train_run(model_name="small", classes=["control", "x"], train_files=train, test_sets={"d": train}, **common)
+
+
+def test_config_rejects_unknown_model_and_too_small_tiles():
+    with pytest.raises(InputError, match="unknown model 'vgg'"):
+        options(models=["vgg"])
+    with pytest.raises(InputError, match="model 'alexnet' needs tiles of at least"):
+        validate({"prepare": {"tile_size": 32}, "train": {"models": ["alexnet"]}, "datasets": {"d": {"demo": {"pattern": "aggregates"}}}})
+
+
+KILLABLE = """
+import sys, pathlib
+sys.path.insert(0, {tests!r})
+from test_training import run
+run(pathlib.Path({folder!r}), epochs=6)
+"""
+
+
+def test_killed_run_resumes_from_its_last_epoch(tmp_path):
+    script = KILLABLE.format(tests=os.path.dirname(__file__), folder=str(tmp_path))
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    epochs_so_far = tmp_path / "run" / "backup" / "history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (epochs_so_far.exists() and len(epochs_so_far.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "run" / "metrics.json").exists()  # nothing half-done taken as complete
+    second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Epoch 1/6" not in second.stdout + second.stderr
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -1,0 +1,64 @@
+"""The real workflow, run by Snakemake in a temporary folder on a tiny demo config."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellclass import tilestore
+from workflow_helpers import TINY, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prepare")
+    write_config(folder)
+    snakemake(folder, "--until", "augment", "split")
+    return folder
+
+
+def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
+    results = prepared / "results"
+    assert len(list((results / "demo/tiny/images").rglob("*.tif"))) == 6
+    assert len(list((results / "demo/tiny/masks").rglob("*.tif"))) == 6
+    assert len(list((results / "tiny/tiles").rglob("*.npz"))) == 6
+    assert len(list((results / "tiny/tiles").rglob("*.png"))) == 6
+    manifest = pd.read_csv(results / "tiny/split.tsv", sep="\t")
+    assert set(manifest.columns) >= {"tile", "sample", "source", "group", "class", "split"}
+    assert set(manifest["split"]) == {"train", "test"}
+    # No group on both sides, and only training images are augmented.
+    assert manifest.groupby("group")["split"].nunique().max() == 1
+    train_samples = set(manifest.loc[manifest["split"] == "train", "sample"])
+    augmented = {p.relative_to(results / "tiny/augmented").with_suffix("").as_posix() for p in (results / "tiny/augmented").rglob("*.npz")}
+    assert augmented == train_samples
+    some = tilestore.load(next((results / "tiny/augmented").rglob("*.npz")))
+    # identity + one angle, each with the 8 flips/rotations
+    assert len(some) == 16 * (some.extra["parent"].max() + 1)
+    counts = pd.read_csv(results / "tiny/split_counts.tsv", sep="\t")
+    assert counts["train"].sum() + counts["test"].sum() == len(manifest)
+
+
+def test_holdout_is_all_test(prepared):
+    manifest = pd.read_csv(prepared / "results/tiny_holdout/split.tsv", sep="\t")
+    assert set(manifest["split"]) == {"test"}
+
+
+def test_rerun_has_nothing_to_do(prepared):
+    result = snakemake(prepared, "-n", "--until", "augment", "split")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_same_config_gives_identical_tiles(prepared, tmp_path):
+    write_config(tmp_path)
+    snakemake(tmp_path, "results/tiny/tiles/control/field_000.npz")
+    a = tilestore.load(prepared / "results/tiny/tiles/control/field_000.npz")
+    b = tilestore.load(tmp_path / "results/tiny/tiles/control/field_000.npz")
+    np.testing.assert_array_equal(a.tiles, b.tiles)
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    write_config(tmp_path, {**TINY, "prepare": {"tile_sise": 32}})
+    result = snakemake(tmp_path, "-n", check=False)
+    assert result.returncode != 0
+    assert "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr

@@ -1,0 +1,51 @@
+"""Run the real workflow in a temporary folder on a tiny config."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+TINY = {
+    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}},
+    "split": {"seed": 0, "test_fraction": 0.25},
+    "augment": {"dihedral": True, "angles": [30]},
+    "train": {"models": ["small"], "runs": 1, "epochs": 2, "batch_size": 16, "threads": 1},
+    "datasets": {
+        "tiny": {"demo": {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 192, "cells_per_field": 8}},
+        "tiny_holdout": {
+            "demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 2, "size": 192, "cells_per_field": 8},
+            "test_only": True,
+        },
+    },
+    "experiments": {"tiny": {"dataset": "tiny", "test_sets": ["tiny_holdout"]}},
+}
+
+
+def write_config(folder, config=TINY):
+    path = Path(folder) / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(folder, *args, check=True):
+    """Run snakemake on our Snakefile in `folder`; returns the CompletedProcess."""
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--configfile",
+        str(Path(folder) / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result

@@ -1,0 +1,71 @@
+"""Stream tiles from per-image files into Keras, in bounded memory.
+
+Files are read `files_at_once` at a time in a random order; their tiles are
+shuffled together and cut into batches, the remainder carried into the next
+chunk. Memory is bounded by one chunk of files whatever the dataset's size,
+and every batch still mixes tiles of many images (so of both classes).
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from cellclass import tilestore
+
+
+def tile_counts(files):
+    """Number of tiles in each file, read from the small arrays only."""
+    return [len(tilestore.load(f, tiles=False).rows) for f in files]
+
+
+def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, files_at_once=8,
+            first_pass=0):
+    """A generator factory: each call yields one pass of (tiles float32, one-hot labels) batches.
+
+    Pass k shuffles with (seed, k), so a run resumed at epoch k sees the order
+    an uninterrupted run would have seen.
+    """
+    passes = first_pass
+    eye = np.eye(n_classes, dtype=np.float32)
+
+    def generate():
+        nonlocal passes
+        rng = np.random.default_rng([seed, passes])
+        passes += 1
+        order = rng.permutation(len(files)) if shuffle else np.arange(len(files))
+        carry_x, carry_y = None, np.empty(0, dtype=np.int64)
+        for start in range(0, len(order), files_at_once):
+            chunk = [_select(tilestore.load(files[i]).tiles, channels) for i in order[start : start + files_at_once]]
+            x = np.concatenate(([carry_x] if carry_x is not None else []) + chunk)
+            y = np.concatenate([carry_y] + [np.full(len(t), labels[i]) for t, i in zip(chunk, order[start:])])
+            if shuffle:
+                mix = rng.permutation(len(y))
+                x, y = x[mix], y[mix]
+            full = len(y) // batch_size * batch_size
+            for b in range(0, full, batch_size):
+                yield x[b : b + batch_size].astype(np.float32), eye[y[b : b + batch_size]]
+            carry_x, carry_y = x[full:], y[full:]
+        if len(carry_y):
+            yield carry_x.astype(np.float32), eye[carry_y]
+
+    return generate
+
+
+def _select(tiles, channels):
+    return tiles if channels is None else tiles[..., list(channels)]
+
+
+def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
+                 files_at_once=8, first_pass=0):
+    """A tf.data pipeline of (tiles, one-hot labels) batches with a known length; returns (dataset, n_tiles)."""
+    total = sum(tile_counts(files))
+    signature = (
+        tf.TensorSpec(shape=(None, *tile_shape), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, n_classes), dtype=tf.float32),
+    )
+    generator = batches(files, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
+                        shuffle=shuffle, seed=seed, files_at_once=files_at_once, first_pass=first_pass)
+    data = tf.data.Dataset.from_generator(generator, output_signature=signature)
+    data = data.apply(tf.data.experimental.assert_cardinality(math.ceil(total / batch_size)))
+    return data.prefetch(2), total

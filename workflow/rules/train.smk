@@ -1,0 +1,26 @@
+"""Train: one job per (experiment, model, seed), evaluated on every test set right after."""
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        model="results/train/{experiment}/{model}/seed{seed}/model.keras",
+        history="results/train/{experiment}/{model}/seed{seed}/history.csv",
+        predictions="results/train/{experiment}/{model}/seed{seed}/predictions.tsv",
+        metrics="results/train/{experiment}/{model}/seed{seed}/metrics.json",
+    log:
+        "logs/train/{experiment}/{model}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{experiment}/{model}/seed{seed}.tsv"
+    threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        options=lambda w: EXPERIMENTS[w.experiment]["train"],
+        test_sets=lambda w: test_set_names(w.experiment),
+    script:
+        "../scripts/train.py"
