@@ -1,0 +1,193 @@
+"""Every figure writes real PNG and SVG files; the gallery colours and orders its tiles as the article did."""
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellclass import evaluate, figures, tilestore
+from cellclass.tilestore import TileSet
+
+CLASSES = ["aggregates", "control"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(experiment, dataset, seed, skill, rng, samples=4, per_sample=3):
+    """History and predictions of one run whose test tiles are right with probability `skill`."""
+    epochs = np.arange(1, 6)
+    history = pd.DataFrame(
+        {
+            "experiment": experiment,
+            "dataset": dataset,
+            "model": "deep",
+            "seed": seed,
+            "epoch": epochs,
+            "train_loss": 1 / epochs,
+            "train_accuracy": np.minimum(1.0, 0.5 + 0.2 * epochs + rng.uniform(-0.03, 0.03, 5)),
+            "heldout_loss": 0.7,
+            "heldout_accuracy": np.clip(skill + rng.uniform(-0.05, 0.05, 5), 0, 1),
+        }
+    )
+    rows = []
+    for s in range(samples):
+        true = CLASSES[s % 2]
+        for k in range(per_sample):
+            confidence = rng.uniform(0.5, 1.0)
+            predicted = true if rng.random() < skill else CLASSES[1 - s % 2]
+            p = confidence if predicted == "aggregates" else 1 - confidence
+            sample = f"{true}/field_{s:03d}"
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "dataset": dataset,
+                    "model": "deep",
+                    "seed": seed,
+                    "test_set": dataset,
+                    "tile": f"{sample}@{16 * k},0",
+                    "sample": sample,
+                    "group": sample,
+                    "true": true,
+                    "predicted": predicted,
+                    "p_aggregates": p,
+                    "p_control": 1 - p,
+                }
+            )
+    return history, pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    rng = np.random.default_rng(1)
+    parts = [fake_run("agg", "snap29", seed, 0.93, rng) for seed in range(3)]
+    parts += [fake_run("sub", "snf7", seed, 0.6, rng) for seed in range(3)]
+    history = pd.concat([h for h, _ in parts], ignore_index=True)
+    predictions = pd.concat([p for _, p in parts], ignore_index=True)
+    return history, predictions, evaluate.run_table(history, predictions)
+
+
+def outputs(tmp_path, name):
+    return [tmp_path / f"{name}.png", tmp_path / f"{name}.svg"]
+
+
+def assert_written(paths):
+    png, svg = paths
+    assert png.stat().st_size > 1024 and png.read_bytes()[:8] == PNG_MAGIC
+    assert svg.stat().st_size > 1024 and b"<svg" in svg.read_bytes()[:2000]
+    assert sorted(p.name for p in png.parent.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+def test_accuracy_boxplot(tmp_path, tables):
+    paths = outputs(tmp_path, "box")
+    figures.accuracy_boxplot(tables[2], paths, human={"agg": 0.93, "sub": 0.71})
+    assert_written(paths)
+    again = tmp_path / "again" / "box.svg"
+    figures.accuracy_boxplot(tables[2], again, human={"agg": 0.93, "sub": 0.71})
+    assert again.read_bytes() == paths[1].read_bytes()  # seeded jitter, no timestamps
+
+
+def test_training_curves(tmp_path, tables):
+    paths = outputs(tmp_path, "curves")
+    figures.training_curves(tables[0], paths)
+    assert_written(paths)
+
+
+def test_overfitting_scatter(tmp_path, tables):
+    runs = tables[2].copy()
+    runs.loc[runs.index[-1], ["final_train_accuracy", "test_accuracy", "overfit"]] = [1.0, 0.5, True]
+    paths = outputs(tmp_path, "scatter")
+    figures.overfitting_scatter(runs, paths)
+    assert_written(paths)
+
+
+def test_confidence_plots(tmp_path, tables):
+    paths = outputs(tmp_path, "confidence")
+    figures.confidence_plots(tables[1], CLASSES, paths)
+    assert_written(paths)
+
+
+def test_confusion_plot(tmp_path, tables):
+    paths = outputs(tmp_path, "confusion")
+    figures.confusion_plot(evaluate.confusion(tables[1], CLASSES), paths)
+    assert_written(paths)
+
+
+@pytest.fixture(scope="module")
+def tile_dir(tmp_path_factory, tables):
+    """Tile files for the test tiles of the 'snap29' runs, laid out as results/<dataset>/tiles/<sample>.npz."""
+    results = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    predictions = tables[1]
+    for sample, group in predictions[predictions["test_set"] == "snap29"].groupby("sample"):
+        rows = sorted({int(t.split("@")[1].split(",")[0]) for t in group["tile"]})
+        meta = {"sample": sample, "class": group["true"].iloc[0], "group": sample}
+        tileset = TileSet(rng.uniform(0, 1, (len(rows), 16, 16, 2)), np.array(rows), np.zeros(len(rows)), meta)
+        tilestore.save(results / "snap29" / "tiles" / f"{sample}.npz", tileset)
+    return results
+
+
+def one_run(predictions):
+    return predictions[(predictions["experiment"] == "agg") & (predictions["seed"] == 0)]
+
+
+def test_gallery_writes_files_from_tile_files(tmp_path, tables, tile_dir):
+    paths = outputs(tmp_path, "gallery")
+    figures.gallery(one_run(tables[1]), figures.tile_loader_from_files(tile_dir), paths, n=8)
+    assert_written(paths)
+
+
+def test_gallery_titles_green_when_right_red_when_wrong_mistakes_first(tables):
+    run = one_run(tables[1]).assign(predicted=lambda t: t["true"])  # all right but for ...
+    run.loc[run.index[:3], "predicted"] = "control"  # ... three confident mistakes
+    run.loc[run.index[:3], ["p_aggregates", "p_control"]] = [[0.2, 0.8], [0.1, 0.9], [0.3, 0.7]]
+    run.loc[run.index[:3], "true"] = "aggregates"
+    seen = []
+
+    def loader(test_set, tile_id):
+        seen.append((test_set, tile_id))
+        return np.zeros((8, 8, 1))
+
+    fig = figures._gallery_figure(run, loader, n=len(run), order="confidence-wrong-first", seed=0, columns=4)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert len(titled) == len(run) == len(seen)
+    correct = (run["true"] == run["predicted"]).sum()
+    wrong = len(run) - correct
+    colours = [matplotlib.colors.to_hex(ax.title.get_color()) for ax in titled]
+    green, red = matplotlib.colors.to_hex(figures.RIGHT), matplotlib.colors.to_hex(figures.WRONG)
+    assert colours == [red] * wrong + [green] * correct
+    assert titled[0].get_title() == "90% control\ntrue: aggregates"
+    assert [ax.get_title().split("%")[0] for ax in titled[:3]] == ["90", "80", "70"]
+    r, g, _ = matplotlib.colors.to_rgb(figures.RIGHT)
+    assert g > r and matplotlib.colors.to_rgb(figures.WRONG)[0] > 0.5
+
+
+def test_gallery_random_order_is_seeded(tables):
+    run = one_run(tables[1])
+    titles = [
+        [
+            ax.get_title()
+            for ax in figures._gallery_figure(run, lambda *_: np.ones((4, 4, 3)), 5, "random", seed, 5).axes
+        ]
+        for seed in (0, 0, 1)
+    ]
+    assert titles[0] == titles[1] != titles[2]
+    with pytest.raises(ValueError, match="order"):
+        figures._gallery_figure(run, None, 5, "alphabetical", 0, 5)
+
+
+def test_channels_display_as_gray_green_magenta_rgb():
+    two = np.zeros((2, 2, 2))
+    two[..., 0] = 1.0
+    assert figures._display(two)[0, 0].tolist() == [0, 1, 0]
+    two = two[..., ::-1]
+    assert figures._display(two)[0, 0].tolist() == [1, 0, 1]
+    assert figures._display(np.full((2, 2, 1), 2.0)).shape == (2, 2)
+    assert figures._display(np.full((2, 2, 1), 2.0)).max() == 1.0
+    assert figures._display(np.zeros((2, 2, 3))).shape == (2, 2, 3)
+
+
+def test_tile_loader_finds_tiles_by_id(tables, tile_dir):
+    loader = figures.tile_loader_from_files(tile_dir)
+    tile_id = one_run(tables[1])["tile"].iloc[0]
+    assert loader("snap29", tile_id).shape == (16, 16, 2)
+    with pytest.raises(KeyError, match="@999"):
+        loader("snap29", tile_id.split("@")[0] + "@999,0")
