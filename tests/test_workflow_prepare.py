@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cellclass import tilestore
-from workflow_helpers import TINY, snakemake, write_config
+from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,7 @@ def test_holdout_is_all_test(prepared):
 
 
 def test_rerun_has_nothing_to_do(prepared):
-    result = snakemake(prepared, "-n", "--until", "augment", "split")
-    assert "Nothing to be done" in result.stdout + result.stderr
+    assert nothing_to_do(snakemake(prepared, "-n", "--until", "augment", "split"))
 
 
 def test_same_config_gives_identical_tiles(prepared, tmp_path):

@@ -1,5 +1,6 @@
 """Run the real workflow in a temporary folder on a tiny config."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,9 @@ def snakemake(folder, *args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def nothing_to_do(result):
+    """Whether a dry run scheduled no job (Snakemake words this two ways)."""
+    text = result.stdout + result.stderr
+    return "Nothing to be done" in text or re.search(r"^total\s+0$", text, re.M) is not None

@@ -40,7 +40,7 @@ def rotated_crops(field, centres, size, angle):
     cos, sin = np.cos(theta), np.sin(theta)
     offset = np.arange(size) - (size - 1) / 2
     dy, dx = np.meshgrid(offset, offset, indexing="ij")
-    ry, rx = cos * dy - sin * dx, sin * dy + cos * dx
+    ry, rx = cos * dy + sin * dx, cos * dx - sin * dy  # counter-clockwise, as np.rot90
     half_y, half_x = np.abs(ry).max(), np.abs(rx).max()
     ok = np.full(len(centres), (height - 1) >= 2 * half_y and (width - 1) >= 2 * half_x)
     cy = np.clip(centres[:, 0], half_y, height - 1 - half_y)

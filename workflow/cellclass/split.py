@@ -36,7 +36,7 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
     for sample in samples:
         groups_of_class[sample.cls].add(sample.group)
     if test_only:
-        return {g: "test" for groups in groups_of_class.values() for g in groups}
+        return {g: "test" for g in sorted(set().union(*groups_of_class.values()))}
     sides = {}
     for groups in groups_of_class.values():
         for group in groups:
@@ -50,7 +50,7 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
         if len(ranked) >= 2 and not any(sides[g] == "train" for g in ranked):
             sides[ranked[-1]] = "train"
             log.warning("class %s: no group hashed to train; sending %s to train", cls, ranked[-1])
-    return sides
+    return dict(sorted(sides.items()))  # a stable order: Snakemake compares it as a rule parameter
 
 
 def counts(manifest):

@@ -1,13 +1,9 @@
 """Config checking, dataset discovery and the split: everything the rules need to plan jobs."""
 
-import logging
-
 from cellclass import config as cc_config
 from cellclass import datasets as cc_datasets
 from cellclass import demo as cc_demo
 from cellclass import split as cc_split
-
-logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
 CONFIG = cc_config.validate(config)
 DATASETS = CONFIG["datasets"]

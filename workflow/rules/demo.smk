@@ -10,5 +10,7 @@ rule demo_field:
         "logs/demo/{dataset}/{cls}/{stem}.log",
     params:
         demo=lambda w: DATASETS[w.dataset]["demo"],
+    conda:
+        "../../envs/cellclass.yaml"
     script:
         "../scripts/demo_field.py"

@@ -14,6 +14,8 @@ rule tile:
     params:
         sample=lambda w: vars(sample(w)),
         settings=lambda w: DATASETS[w.dataset]["prepare"],
+    conda:
+        "../../envs/cellclass.yaml"
     script:
         "../scripts/tile.py"
 
@@ -29,6 +31,8 @@ rule split:
     params:
         sides=lambda w: SIDES[w.dataset],
         test_only=lambda w: DATASETS[w.dataset]["test_only"],
+    conda:
+        "../../envs/cellclass.yaml"
     script:
         "../scripts/split.py"
 
@@ -47,5 +51,7 @@ rule augment:
     params:
         sample=lambda w: vars(sample(w)),
         augment=CONFIG["augment"],
+    conda:
+        "../../envs/cellclass.yaml"
     script:
         "../scripts/augment.py"

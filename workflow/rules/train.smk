@@ -22,5 +22,7 @@ rule train:
         classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
         test_sets=lambda w: test_set_names(w.experiment),
+    conda:
+        "../../envs/cellclass.yaml"
     script:
         "../scripts/train.py"
