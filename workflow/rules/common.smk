@@ -95,14 +95,32 @@ def train_inputs(wildcards):
     return inputs
 
 
-def run_dirs():
+def run_dirs(only_experiment=None, only_model=None):
     return [
         f"results/train/{name}/{model}/seed{seed}"
         for name, experiment in EXPERIMENTS.items()
+        if only_experiment in (None, name)
         for model in experiment["train"]["models"]
+        if only_model in (None, model)
         for seed in range(experiment["train"]["runs"])
     ]
 
 
-def trained_outputs():
-    return [f"{run}/metrics.json" for run in run_dirs()]
+def test_tile_files(experiment):
+    """Tile files of every test set of an experiment (the gallery shows them)."""
+    dataset = EXPERIMENTS[experiment]["dataset"]
+    files = side_files(dataset, "test")
+    for name in EXPERIMENTS[experiment]["test_sets"]:
+        files += tile_files(name)
+    return files
+
+
+def evaluated_outputs():
+    outputs = [
+        "results/evaluation/summary.tsv",
+        "results/figures/test_accuracy.png",
+    ]
+    for name, experiment in EXPERIMENTS.items():
+        for model in experiment["train"]["models"]:
+            outputs.append(f"results/figures/{name}/{model}/gallery.png")
+    return outputs

@@ -8,9 +8,9 @@ rule demo_field:
         cells="results/demo/{dataset}/cells/{cls}/{stem}.tif",
     log:
         "logs/demo/{dataset}/{cls}/{stem}.log",
-    params:
-        demo=lambda w: DATASETS[w.dataset]["demo"],
     conda:
         "../../envs/cellclass.yaml"
+    params:
+        demo=lambda w: DATASETS[w.dataset]["demo"],
     script:
         "../scripts/demo_field.py"

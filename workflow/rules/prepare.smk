@@ -11,11 +11,11 @@ rule tile:
         "logs/tile/{dataset}/{image}.log",
     benchmark:
         "benchmarks/tile/{dataset}/{image}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
     params:
         sample=lambda w: vars(sample(w)),
         settings=lambda w: DATASETS[w.dataset]["prepare"],
-    conda:
-        "../../envs/cellclass.yaml"
     script:
         "../scripts/tile.py"
 
@@ -28,11 +28,11 @@ rule split:
         counts="results/{dataset}/split_counts.tsv",
     log:
         "logs/split/{dataset}.log",
+    conda:
+        "../../envs/cellclass.yaml"
     params:
         sides=lambda w: SIDES[w.dataset],
         test_only=lambda w: DATASETS[w.dataset]["test_only"],
-    conda:
-        "../../envs/cellclass.yaml"
     script:
         "../scripts/split.py"
 
@@ -48,10 +48,10 @@ rule augment:
         "logs/augment/{dataset}/{image}.log",
     benchmark:
         "benchmarks/augment/{dataset}/{image}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
     params:
         sample=lambda w: vars(sample(w)),
         augment=CONFIG["augment"],
-    conda:
-        "../../envs/cellclass.yaml"
     script:
         "../scripts/augment.py"

@@ -13,6 +13,8 @@ rule train:
         "logs/train/{experiment}/{model}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{experiment}/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
     threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
     resources:
         gpu=1,
@@ -22,7 +24,5 @@ rule train:
         classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
         test_sets=lambda w: test_set_names(w.experiment),
-    conda:
-        "../../envs/cellclass.yaml"
     script:
         "../scripts/train.py"

@@ -1,0 +1,114 @@
+"""Evaluate: tables across all runs, then the figures; plotting options never retrain."""
+
+
+rule evaluate:
+    input:
+        metrics=lambda w: [f"{run}/metrics.json" for run in run_dirs()],
+        history=lambda w: [f"{run}/history.csv" for run in run_dirs()],
+        predictions=lambda w: [f"{run}/predictions.tsv" for run in run_dirs()],
+    output:
+        runs=report(
+            "results/evaluation/runs.tsv",
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
+        history="results/evaluation/history.tsv",
+        images="results/evaluation/images.tsv",
+        summary=report(
+            "results/evaluation/summary.tsv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        comparisons=report(
+            "results/evaluation/comparisons.tsv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+        findings=report(
+            "results/evaluation/findings.html",
+            caption="../report/findings.rst",
+            category="Findings",
+        ),
+    log:
+        "logs/evaluate.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        runs=run_dirs(),
+        experiments={name: e["dataset"] for name, e in EXPERIMENTS.items()},
+        human=CONFIG["evaluation"]["human"],
+        overfit_gap=CONFIG["evaluation"]["overfit_gap"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule overview_figures:
+    input:
+        runs="results/evaluation/runs.tsv",
+        history="results/evaluation/history.tsv",
+    output:
+        accuracy=report(
+            multiext("results/figures/test_accuracy", ".png", ".svg"),
+            caption="../report/test_accuracy.rst",
+            category="Overview",
+        ),
+        curves=report(
+            multiext("results/figures/training_curves", ".png", ".svg"),
+            caption="../report/training_curves.rst",
+            category="Overview",
+        ),
+        overfitting=report(
+            multiext("results/figures/overfitting", ".png", ".svg"),
+            caption="../report/overfitting.rst",
+            category="Overview",
+        ),
+    log:
+        "logs/figures/overview.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        human=CONFIG["evaluation"]["human"],
+        plots=CONFIG["plots"],
+    script:
+        "../scripts/overview_figures.py"
+
+
+rule run_figures:
+    input:
+        predictions=lambda w: [
+            f"{run}/predictions.tsv" for run in run_dirs(w.experiment, w.model)
+        ],
+        metrics=lambda w: [
+            f"{run}/metrics.json" for run in run_dirs(w.experiment, w.model)
+        ],
+        tiles=lambda w: test_tile_files(w.experiment),
+    output:
+        confidence=report(
+            multiext(
+                "results/figures/{experiment}/{model}/confidence", ".png", ".svg"
+            ),
+            caption="../report/confidence.rst",
+            category="{experiment}",
+            subcategory="{model}",
+        ),
+        confusion=report(
+            multiext("results/figures/{experiment}/{model}/confusion", ".png", ".svg"),
+            caption="../report/confusion.rst",
+            category="{experiment}",
+            subcategory="{model}",
+        ),
+        gallery=report(
+            multiext("results/figures/{experiment}/{model}/gallery", ".png", ".svg"),
+            caption="../report/gallery.rst",
+            category="{experiment}",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/figures/{experiment}/{model}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        dataset=lambda w: EXPERIMENTS[w.experiment]["dataset"],
+        plots=CONFIG["plots"],
+    script:
+        "../scripts/run_figures.py"
