@@ -7,6 +7,7 @@ per epoch, survives being killed (it resumes from the last finished epoch), and 
 import csv
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -205,6 +206,12 @@ def train_run(
         first_pass=epochs_done, **common
     )
     heldout_data, n_heldout = pipeline.make_dataset(heldout_files, labelled(heldout_files, classes, "held-out data"), **common)
+    # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an
+    # endless stream of them (the article's epochs were 400 images).
+    steps = None
+    if options["epoch_tiles"]:
+        train_data = train_data.repeat()
+        steps = math.ceil(options["epoch_tiles"] / options["batch_size"])
     log.info("model %s, input %s, %d classes, %d training tiles, %d held-out tiles", model_name, shape, len(classes), n_train, n_heldout)
 
     epochs_log = EpochLog(backup_dir / "history.csv")
@@ -214,6 +221,7 @@ def train_run(
         validation_data=heldout_data if n_heldout else None,
         epochs=options["epochs"],
         initial_epoch=epochs_done,
+        steps_per_epoch=steps,
         verbose=2,
         # The epoch is logged before it is saved: a kill in between repeats the
         # epoch on resume, and the log keeps the repeat's record.
