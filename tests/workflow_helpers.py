@@ -12,13 +12,14 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 TINY = {
     "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}},
+    "plots": {"gallery_size": 12},
     "split": {"seed": 0, "test_fraction": 0.25},
     "augment": {"dihedral": True, "angles": [30]},
-    "train": {"models": ["small"], "runs": 1, "epochs": 2, "batch_size": 16, "threads": 1},
+    "train": {"models": ["small"], "runs": 1, "epochs": 4, "batch_size": 16, "threads": 1, "epoch_tiles": 800},
     "datasets": {
-        "tiny": {"demo": {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 192, "cells_per_field": 8}},
+        "tiny": {"demo": {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 256, "cells_per_field": 30}},
         "tiny_holdout": {
-            "demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 2, "size": 192, "cells_per_field": 8},
+            "demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 2, "size": 256, "cells_per_field": 30},
             "test_only": True,
         },
     },

@@ -26,7 +26,7 @@ CLASSES = ("control", "aggregates")
 # extra peak as a multiple of the local cytoplasm, and the diffuse level left.
 _PUNCTA = {
     "aggregates": {"count": (2, 7), "sigma": (1.0, 2.0), "peak": (3.0, 6.0), "diffuse": 0.8},
-    "subtle": {"count": (1, 3), "sigma": (1.0, 1.6), "peak": (0.2, 0.35), "diffuse": 1.0},
+    "subtle": {"count": (1, 4), "sigma": (1.0, 1.6), "peak": (0.5, 0.9), "diffuse": 1.0},
 }
 _RADIUS = (16.0, 28.0)  # cell radius in px, fixed so a 64-px tile holds one or a few cells
 _CYTO_E = 250.0  # median cytoplasm photo-electrons at full illumination

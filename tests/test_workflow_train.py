@@ -1,0 +1,67 @@
+"""The whole workflow on a tiny demo: training, evaluation, figures, report and what reruns."""
+
+import copy
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def scheduled(result):
+    """Jobs per rule from a dry run's job table."""
+    text = result.stdout + result.stderr
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M) if rule != "total"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("workflow")
+    write_config(folder)
+    snakemake(folder)
+    return folder
+
+
+def test_runs_are_trained_evaluated_and_plotted(finished):
+    run = finished / "results/train/tiny/small/seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    # Bright puncta are easy: a broken pipeline (labels shuffled, wrong channel) stays near 0.5.
+    assert metrics["test_accuracy"]["tiny"] >= 0.85
+    assert metrics["test_accuracy"]["tiny_holdout"] >= 0.85
+    summary = pd.read_csv(finished / "results/evaluation/summary.tsv", sep="\t")
+    assert set(summary["test_set"]) == {"tiny", "tiny_holdout"}
+    for figure in ["test_accuracy", "training_curves", "overfitting", "tiny/small/gallery", "tiny/small/confusion"]:
+        for suffix in (".png", ".svg"):
+            assert (finished / "results/figures" / f"{figure}{suffix}").stat().st_size > 1000
+    assert nothing_to_do(snakemake(finished, "-n"))
+
+
+def test_plot_option_reruns_no_training(finished, tmp_path):
+    config = copy.deepcopy(TINY)
+    config["plots"] = {"gallery_size": 6}
+    write_config(finished, config)
+    try:
+        jobs = scheduled(snakemake(finished, "-n"))
+    finally:
+        write_config(finished)
+    assert jobs.get("run_figures") and "train" not in jobs and "tile" not in jobs
+
+
+def test_training_option_reruns_no_tiling(finished):
+    config = copy.deepcopy(TINY)
+    config["train"]["epochs"] = 3
+    write_config(finished, config)
+    try:
+        jobs = scheduled(snakemake(finished, "-n"))
+    finally:
+        write_config(finished)
+    assert jobs.get("train") == 1 and "tile" not in jobs and "augment" not in jobs
+
+
+def test_report_builds(finished):
+    snakemake(finished, "--report", "report.zip")
+    assert (finished / "report.zip").stat().st_size > 10000
