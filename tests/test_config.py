@@ -20,7 +20,7 @@ def test_defaults_are_filled_and_dataset_overrides_merge():
     config = validate({"prepare": {"tile_size": 48}, "datasets": {"a": {**DEMO, "prepare": {"stride": 16}}}})
     prepare = config["datasets"]["a"]["prepare"]
     assert prepare["tile_size"] == 48 and prepare["stride"] == 16
-    assert prepare["foreground"]["method"] == "otsu"
+    assert prepare["foreground"]["method"] == "li"
     assert config["split"]["test_fraction"] == 0.2
 
 

@@ -61,3 +61,40 @@ def test_bad_config_stops_before_any_job(tmp_path):
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
     assert "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr
+
+
+def user_dataset(folder, on_bad_image):
+    """A folder-per-class dataset made of demo fields, one of them corrupt, plus a phantom file."""
+    from cellclass import demo
+
+    demo.write_dataset(folder / "data", "aggregates", fields_per_class=2, seed=4, size=256, cells_per_field=30)
+    images = folder / "data" / "images"
+    (images / "control" / "broken field.tif").write_bytes(b"not a tiff at all")
+    (images / "control" / "._field_000.tif").write_bytes(b"\0")
+    config = {
+        "prepare": {"tile_size": 32, "on_bad_image": on_bad_image},
+        "train": {"models": ["small"]},
+        "datasets": {"mine": {"path": "data/images"}},
+    }
+    write_config(folder, config)
+
+
+def test_corrupt_image_fails_by_name_and_leaves_no_partial_output(tmp_path):
+    user_dataset(tmp_path, "fail")
+    result = snakemake(tmp_path, "--until", "tile", "--keep-going", check=False)
+    assert result.returncode != 0
+    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
+    assert "broken field.tif" in log
+    tiles = tmp_path / "results/mine/tiles"
+    assert not list(tiles.rglob("broken_field*"))  # nothing half-written
+    assert len(list(tiles.rglob("*.npz"))) == 4  # the other images' jobs finished
+    assert "skipping phantom file" in result.stderr
+
+
+def test_corrupt_image_can_be_skipped(tmp_path):
+    user_dataset(tmp_path, "skip")
+    snakemake(tmp_path, "--until", "split")
+    manifest = pd.read_csv(tmp_path / "results/mine/split.tsv", sep="\t")
+    assert not manifest["sample"].str.contains("broken").any()
+    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
+    assert "skipping" in log and "broken field.tif" in log
