@@ -38,9 +38,14 @@ def load_field(sample, settings):
     return field, raw
 
 
+# Medians over every 7th pixel: robust statistics need far fewer than a field's
+# million pixels, and the full medians dominated tiling time.
+SUBSAMPLE = 7
+
+
 def noise_sigma(image):
     """Robust per-pixel noise level from differences of horizontal neighbours."""
-    diff = np.diff(image, axis=1)
+    diff = np.diff(image, axis=1).ravel()[::SUBSAMPLE]
     return 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
 
 
@@ -62,7 +67,8 @@ def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
     mask = smooth > THRESHOLDS[method](smooth)
     if mask.all() or not mask.any():
         return mask
-    contrast = float(np.median(smooth[mask]) - np.median(smooth[~mask]))
+    sample, inside = smooth.ravel()[::SUBSAMPLE], mask.ravel()[::SUBSAMPLE]
+    contrast = float(np.median(sample[inside]) - np.median(sample[~inside])) if inside.any() and not inside.all() else 0.0
     if contrast < min_contrast * max(noise_sigma(image), 1e-6):
         return np.zeros(image.shape, dtype=bool)
     return mask
