@@ -36,7 +36,7 @@ def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=Fals
         order = rng.permutation(len(files)) if shuffle else np.arange(len(files))
         carry_x, carry_y = None, np.empty(0, dtype=np.int64)
         for start in range(0, len(order), files_at_once):
-            chunk = [_select(tilestore.load(files[i]).tiles, channels) for i in order[start : start + files_at_once]]
+            chunk = [select_channels(tilestore.load(files[i]).tiles, channels) for i in order[start : start + files_at_once]]
             x = np.concatenate(([carry_x] if carry_x is not None else []) + chunk)
             y = np.concatenate([carry_y] + [np.full(len(t), labels[i]) for t, i in zip(chunk, order[start:])])
             if shuffle:
@@ -52,7 +52,8 @@ def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=Fals
     return generate
 
 
-def _select(tiles, channels):
+def select_channels(tiles, channels):
+    """The tiles' channels fed to the network (None: all)."""
     return tiles if channels is None else tiles[..., list(channels)]
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from cellclass import tilestore
 from cellclass.atomic import atomic_path
 from cellclass.errors import InputError
+from cellclass.pipeline import select_channels
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def predict_files(model, files, classes, *, channels, batch_size, test_set):
         tileset = tilestore.load(path)
         if not len(tileset):
             continue
-        tiles = tileset.tiles if channels is None else tileset.tiles[..., list(channels)]
+        tiles = select_channels(tileset.tiles, channels)
         probabilities = model.predict(tiles.astype(np.float32), batch_size=batch_size, verbose=0)
         table = pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])
         table.insert(0, "predicted", [classes[i] for i in probabilities.argmax(axis=1)])
@@ -180,8 +181,7 @@ def train_run(
     from cellclass import models, pipeline
 
     out_dir = Path(out_dir)
-    backup_dir = out_dir / "backup"
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = out_dir / "backup"  # made by Checkpoint once the inputs are checked
     device = configure_tensorflow(
         threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
     )
