@@ -1,0 +1,108 @@
+"""The article's attribution figures: tiles with their maps in purple, and enrichment per method.
+
+Like cellclass.figures, built on matplotlib.figure.Figure (Agg, no pyplot) and
+saved with its helper, so reruns write identical files.
+"""
+
+import math
+
+import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from cellclass.figures import _JITTER, _save
+
+PURPLE = (0.49, 0.15, 0.62)
+# Transparent at 0, opaque purple at 1: the map's value is the overlay's alpha.
+ATTRIBUTION_CMAP = LinearSegmentedColormap.from_list("attribution", [(*PURPLE, 0.0), (*PURPLE, 0.9)])
+STATES = {"trained": "tab:blue", "randomised": "tab:gray"}
+
+
+def _paths(path_stem):
+    return [f"{path_stem}.png", f"{path_stem}.svg"]
+
+
+def class_initials(class_names):
+    """One short tag per class: its initial ('C', 'A'), or its first two letters where initials clash."""
+    names = [str(name) for name in class_names]
+    first = [name[:1].upper() for name in names]
+    return {name: (name[:2] if first.count(tag) > 1 else name[:1]).capitalize() for name, tag in zip(names, first)}
+
+
+def overlay_grid(path_stem, tiles, maps, labels, *, class_names, title, columns=8):
+    """Writes <path_stem>.png and .svg: each tile's channel 0 in gray with its [0, 1] map in purple on top.
+
+    `labels` are class indices into `class_names` (or class names); each panel is
+    titled with its class's initial. Channel 0 is stretched to each tile's own
+    range so dim tiles stay visible.
+    """
+    tiles = np.asarray(tiles, dtype=np.float32)
+    maps = np.clip(np.asarray(maps, dtype=np.float32), 0.0, 1.0)
+    names = [str(name) for name in class_names]
+    initials = class_initials(names)
+    n = len(tiles)
+    columns = max(1, min(columns, n))
+    rows = max(1, math.ceil(n / columns))
+    fig = Figure(figsize=(1.5 * columns, 1.6 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, tile, heat, label in zip(axes, tiles, maps, labels):
+        name = label if isinstance(label, str) else names[int(label)]
+        protein = tile[..., 0]
+        ax.imshow(protein, cmap="gray", vmin=protein.min(), vmax=max(protein.max(), protein.min() + 1e-6))
+        ax.imshow(heat, cmap=ATTRIBUTION_CMAP, vmin=0, vmax=1, interpolation="bilinear")
+        ax.set_title(initials.get(name, name), fontsize=9)
+    if n == 0:
+        axes[0].text(0.5, 0.5, "no tiles", ha="center", va="center")
+    fig.suptitle(title)
+    _save(fig, _paths(path_stem))
+
+
+def enrichment_plot(path_stem, table):
+    """Writes <path_stem>.png and .svg: enrichment per method, trained and randomised side by side.
+
+    `table` has columns method, model_state ("trained"/"randomised") and enrichment;
+    every row is one point (per tile, or a per-run summary such as a run's median:
+    the plot shows whatever rows it gets). NaN rows are dropped; the dashed line at
+    1 is "no preference for the mask".
+    """
+    table = table.dropna(subset=["enrichment"])
+    methods = list(dict.fromkeys(table["method"]))
+    fig = Figure(figsize=(max(4.0, 1.6 * len(methods) + 1.5), 4), layout="constrained")
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    offsets = {"trained": -0.2, "randomised": 0.2}
+    for i, method in enumerate(methods):
+        for state, offset in offsets.items():
+            values = table.loc[(table["method"] == method) & (table["model_state"] == state), "enrichment"]
+            if values.empty:
+                continue
+            ax.boxplot(
+                [values.to_numpy(dtype=float)],
+                positions=[i + offset],
+                widths=0.3,
+                showfliers=False,
+                medianprops={"color": "black"},
+            )
+            x = i + offset + rng.uniform(-_JITTER / 2, _JITTER / 2, len(values))
+            # Many per-tile points get smaller and fainter so the boxes stay readable.
+            ax.scatter(
+                x,
+                values,
+                s=16 if len(values) < 50 else 4,
+                alpha=0.8 if len(values) < 50 else 0.3,
+                color=STATES[state],
+                zorder=3,
+                linewidths=0,
+            )
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(methods)), [m.replace("_", " ") for m in methods])
+    ax.set_xlim(-0.6, max(len(methods), 1) - 0.4)
+    ax.set_ylabel("enrichment in mask (1 = no preference)")
+    ax.set_title("Attribution inside the aggregates: trained vs randomised model")
+    ax.legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
+    if not methods:
+        ax.text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=ax.transAxes)
+    _save(fig, _paths(path_stem))
