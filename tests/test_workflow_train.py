@@ -18,10 +18,15 @@ def scheduled(result):
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M) if rule != "total"}
 
 
+# New images for `predict`: the clear pattern again, from a seed no run has seen.
+NEW = {"demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 5, "size": 256, "cells_per_field": 30}}
+CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("workflow")
-    write_config(folder)
+    write_config(folder, CONFIG)
     snakemake(folder)
     return folder
 
@@ -41,25 +46,47 @@ def test_runs_are_trained_evaluated_and_plotted(finished):
 
 
 def test_plot_option_reruns_no_training(finished, tmp_path):
-    config = copy.deepcopy(TINY)
+    config = copy.deepcopy(CONFIG)
     config["plots"] = {"gallery_size": 6}
     write_config(finished, config)
     try:
         jobs = scheduled(snakemake(finished, "-n"))
     finally:
-        write_config(finished)
+        write_config(finished, CONFIG)
     assert jobs.get("run_figures") and "train" not in jobs and "tile" not in jobs
 
 
 def test_training_option_reruns_no_tiling(finished):
-    config = copy.deepcopy(TINY)
+    config = copy.deepcopy(CONFIG)
     config["train"]["epochs"] = 3
     write_config(finished, config)
     try:
         jobs = scheduled(snakemake(finished, "-n"))
     finally:
-        write_config(finished)
+        write_config(finished, CONFIG)
     assert jobs.get("train") == 1 and "tile" not in jobs and "augment" not in jobs
+
+
+def test_new_images_are_called_right(finished):
+    images = pd.read_csv(finished / "results/predict/tiny_new/images.tsv", sep="\t")
+    assert len(images) == 2 and images["correct"].all()
+    assert set(images["call"]) == {"aggregates", "control"}
+    assert ((images["p_aggregates"] + images["p_control"]) - 1).abs().max() < 1e-5
+    tiles = pd.read_csv(finished / "results/predict/tiny_new/tiles.tsv", sep="\t")
+    assert len(tiles) == images["tiles"].sum() and (tiles["spread"] >= 0).all()
+    for image in images["image"]:
+        assert (finished / "results/predict/tiny_new/overlays" / f"{image}.png").stat().st_size > 1000
+
+
+def test_predicting_new_images_reruns_no_training(finished):
+    config = copy.deepcopy(CONFIG)
+    config["predict"]["more_new"] = {"demo": {**NEW["demo"], "seed": 6}, "experiment": "tiny"}
+    write_config(finished, config)
+    try:
+        jobs = scheduled(snakemake(finished, "-n", "predict"))
+    finally:
+        write_config(finished, CONFIG)
+    assert jobs == {"demo_field": 2, "predict_tile": 2, "predict_set": 1, "predict": 1}
 
 
 def test_report_builds(finished):

@@ -72,24 +72,75 @@ def validate(config, base_dir="."):
     base_dir = Path(base_dir)
     for name, dataset in config["datasets"].items():
         where = f"datasets.{name}"
-        if "demo" in dataset and ("path" in dataset or "sheet" in dataset):
-            raise InputError(f"invalid configuration:\n  {where}: give either demo or path/sheet, not both")
         merged = deep_merge(config["prepare"], dataset["prepare"])
         _check(merged, prepare_schema, f"{where}.prepare")
         dataset["prepare"] = merged
-        for key in ("path", "sheet"):
-            if key in dataset:
-                resolved = (base_dir / dataset[key]).resolve()
-                if not resolved.exists():
-                    kind = "folder" if key == "path" else "sample sheet"
-                    raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
-                dataset[key] = str(resolved)
-        if "path" in dataset and "sheet" not in dataset and not Path(dataset["path"]).is_dir():
-            raise InputError(f"invalid configuration:\n  {where}.path: {dataset['path']} is not a folder")
+        _resolve_paths(dataset, base_dir, where)
     if all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")
     _check_experiments(config, schema)
+    _check_predictions(config, base_dir)
+    _check_attribution(config)
     return config
+
+
+def _check_attribution(config):
+    """Attribution explains named experiments (default: all) with options the methods accept."""
+    attribution = config["attribution"]
+    if attribution["experiments"] is None:
+        attribution["experiments"] = list(config["experiments"])
+    for name in attribution["experiments"]:
+        if name not in config["experiments"]:
+            raise InputError(f"invalid configuration:\n  attribution.experiments: no experiment '{name}'")
+    known = {
+        "gradient_x_input": {"signed", "batch_size", "output"},
+        "integrated_gradients": {"baseline", "steps", "batch_size", "output", "blur_sigma"},
+        "smoothgrad": {"noise", "samples", "seed", "batch_size", "output"},
+        "grad_cam": {"batch_size", "output"},
+    }
+    for method, options in attribution["options"].items():
+        unknown = sorted(set(options) - known[method])
+        if unknown:
+            raise InputError(
+                f"invalid configuration:\n  attribution.options.{method}: unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known[method]))}"
+            )
+
+
+def _resolve_paths(entry, base_dir, where):
+    """Make `path` and `sheet` absolute and check that they exist."""
+    for key in ("path", "sheet"):
+        if key in entry:
+            resolved = (base_dir / entry[key]).resolve()
+            if not resolved.exists():
+                kind = "folder" if key == "path" else "sample sheet"
+                raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
+            entry[key] = str(resolved)
+    if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
+        raise InputError(f"invalid configuration:\n  {where}.path: {entry['path']} is not a folder")
+    if "demo" in entry and ("path" in entry or "sheet" in entry):
+        raise InputError(f"invalid configuration:\n  {where}: give either demo or path/sheet, not both")
+
+
+def _check_predictions(config, base_dir):
+    """Each prediction set names a trained experiment, one of its models and some of its seeds."""
+    for name, prediction in config["predict"].items():
+        where = f"predict.{name}"
+        if name in config["datasets"]:
+            raise InputError(f"invalid configuration:\n  {where}: a dataset has this name; pick another")
+        _resolve_paths(prediction, base_dir, where)
+        experiment = config["experiments"].get(prediction["experiment"])
+        if experiment is None:
+            raise InputError(f"invalid configuration:\n  {where}.experiment: no experiment '{prediction['experiment']}'")
+        models = experiment["train"]["models"]
+        prediction.setdefault("model", models[0])
+        if prediction["model"] not in models:
+            raise InputError(f"invalid configuration:\n  {where}.model: experiment '{prediction['experiment']}' trains {', '.join(models)}, not '{prediction['model']}'")
+        runs = experiment["train"]["runs"]
+        prediction.setdefault("seeds", list(range(runs)))
+        outside = [s for s in prediction["seeds"] if s >= runs]
+        if outside:
+            raise InputError(f"invalid configuration:\n  {where}.seeds: experiment '{prediction['experiment']}' trains seeds 0..{runs - 1}; no seed {outside[0]}")
 
 
 def _check_experiments(config, schema):

@@ -15,6 +15,7 @@ from cellclass.errors import InputError
 
 log = logging.getLogger(__name__)
 
+UNLABELLED = ""  # the class of an image nobody has labelled
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 # Files that operating systems leave behind; never images, never classes.
 PHANTOM_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
@@ -126,6 +127,45 @@ def from_demo(root, field_names):
         Sample(f"{cls}/{stem}", (str(root / "images" / cls / f"{stem}.tif"),), cls, f"{cls}/{stem}")
         for cls, stem in field_names
     ]
+
+
+def unlabelled_from_folder(root):
+    """Every image under `root` (any depth; phantom files skipped). An image in a sub-folder
+    is taken to be known as that sub-folder's class, which is reported beside the call."""
+    root = Path(root)
+    samples = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if is_phantom(path) or any(part.startswith(".") for part in relative.parts):
+            log.warning("skipping %s", path)
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            log.warning("skipping %s: not an image file (%s)", path, ", ".join(sorted(IMAGE_SUFFIXES)))
+        else:
+            sid = sample_id(relative)
+            known = relative.parts[0] if len(relative.parts) > 1 else UNLABELLED
+            samples.append(Sample(sid, (str(path),), known, sid))
+    if not samples:
+        raise InputError(f"image folder {root}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return samples
+
+
+def unlabelled_from_sheet(sheet, root=None):
+    """Images listed in a TSV with a `path` column ('a.tif;b.tif' for one file per channel) and an optional `class`."""
+    sheet = Path(sheet)
+    root = Path(root) if root else sheet.parent
+    with open(sheet, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or "path" not in rows[0]:
+        raise InputError(f"sample sheet {sheet}: needs a 'path' column and at least one row")
+    samples = []
+    for line, row in enumerate(rows, start=2):
+        where = f"sample sheet {sheet}, line {line}"
+        files = tuple(str(_resolve_inside(root, p, where)) for p in row["path"].split(";") if p.strip())
+        if not files:
+            raise InputError(f"{where}: empty path")
+        sid = sample_id(Path(files[0]).relative_to(root.resolve()))
+        samples.append(Sample(sid, files, (row.get("class") or "").strip(), sid))
+    return samples
 
 
 def class_names(samples):

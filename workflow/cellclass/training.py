@@ -42,7 +42,7 @@ def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False)
     if mixed_precision and gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
     device = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else f"CPU ({threads} threads)"
-    log.info("training on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
+    log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
     return device
 
 
@@ -55,6 +55,16 @@ def labelled(files, classes, where):
             raise InputError(f"{where}: {path} has class '{cls}', which the training data does not have ({', '.join(classes)})")
         labels.append(classes.index(cls))
     return labels
+
+
+def preparation(files):
+    """How the training tiles were made: prediction tiles new images the same way and checks them against it."""
+    metas = [tilestore.load(path, tiles=False).meta for path in files]
+    return {
+        "settings": metas[0]["settings"],
+        "channels": sorted({m["field_shape"][-1] for m in metas if m.get("field_shape")}),
+        "bit_depths": sorted({m["bit_depth"] for m in metas if m.get("bit_depth")}),
+    }
 
 
 def tile_shape(files, channels):
@@ -249,6 +259,8 @@ def train_run(
         "seed": seed,
         "classes": classes,
         "input_shape": list(shape),
+        "channels": channels,
+        "prepare": preparation(train_files),
         "parameters": int(model.count_params()),
         "device": device,
         "train_tiles": n_train,

@@ -15,6 +15,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
     model="[A-Za-z0-9_]+",
     seed="[0-9]+",
+    name="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def discover(name, dataset):
@@ -53,10 +54,17 @@ def tile_files(dataset):
     return [f"results/{dataset}/tiles/{sid}.npz" for sid in SAMPLES[dataset]]
 
 
+def augmented_datasets():
+    """Datasets some experiment trains on augmented copies of (no augmentation is made for the others)."""
+    return {e["dataset"] for e in CONFIG["experiments"].values() if e["train"]["augmented"]}
+
+
 def prepared_outputs():
     outputs = []
     for name in DATASETS:
-        outputs += tile_files(name) + side_files(name, "train", stage="augmented")
+        outputs += tile_files(name)
+        if name in augmented_datasets():
+            outputs += side_files(name, "train", stage="augmented")
         outputs.append(f"results/{name}/split.tsv")
     return outputs
 
@@ -83,9 +91,10 @@ def test_set_names(experiment):
 
 def train_inputs(wildcards):
     dataset = EXPERIMENTS[wildcards.experiment]["dataset"]
+    augmented = EXPERIMENTS[wildcards.experiment]["train"]["augmented"]
     inputs = {
         "manifest": f"results/{dataset}/split.tsv",
-        "train": side_files(dataset, "train", stage="augmented"),
+        "train": side_files(dataset, "train", "augmented" if augmented else "tiles"),
         "validation": side_files(dataset, "validation"),
         f"test_{dataset}": side_files(dataset, "test"),
     }
@@ -123,4 +132,81 @@ def evaluated_outputs():
     for name, experiment in EXPERIMENTS.items():
         for model in experiment["train"]["models"]:
             outputs.append(f"results/figures/{name}/{model}/gallery.png")
+    return outputs
+
+
+PREDICTIONS = CONFIG["predict"]
+
+
+def discover_new_images(name, prediction):
+    if "demo" in prediction:
+        names = cc_demo.field_names(prediction["demo"]["fields_per_class"])
+        return cc_datasets.from_demo(f"results/demo/{name}", names)
+    if "sheet" in prediction:
+        return cc_datasets.unlabelled_from_sheet(
+            prediction["sheet"], prediction.get("path")
+        )
+    return cc_datasets.unlabelled_from_folder(prediction["path"])
+
+
+NEW_IMAGES = {
+    name: {s.id: s for s in discover_new_images(name, prediction)}
+    for name, prediction in PREDICTIONS.items()
+}
+
+
+def demo_settings(name):
+    """How a demo field of dataset or prediction set `name` looks; the number of
+    fields is left out, so adding fields never regenerates the existing ones."""
+    demo = (DATASETS.get(name) or PREDICTIONS[name])["demo"]
+    return {k: v for k, v in demo.items() if k != "fields_per_class"}
+
+
+def new_image(wildcards):
+    return NEW_IMAGES[wildcards.name][wildcards.image]
+
+
+def prediction_runs(name):
+    """Run folders of the ensemble that classifies prediction set `name`."""
+    p = PREDICTIONS[name]
+    return [f"results/train/{p['experiment']}/{p['model']}/seed{s}" for s in p["seeds"]]
+
+
+def predicted_outputs():
+    return [f"results/predict/{name}/images.tsv" for name in PREDICTIONS]
+
+
+ATTRIBUTION = CONFIG["attribution"]
+
+
+def attributed_runs():
+    """Attribution folders, one per explained run: results/attribution/<experiment>/<model>/seed<k>."""
+    return [
+        run.replace("results/train/", "results/attribution/", 1)
+        for name in ATTRIBUTION["experiments"]
+        for run in run_dirs(only_experiment=name)
+    ]
+
+
+def ground_truth_masks(dataset, side):
+    """The demo's puncta masks of one side of a dataset (none for user data)."""
+    if "demo" not in DATASETS[dataset]:
+        return []
+    return [
+        f"results/demo/{dataset}/masks/{sid}.tif"
+        for sid in SAMPLES[dataset]
+        if sample_side(dataset, sid) == side
+    ]
+
+
+def attributed_outputs():
+    outputs = (
+        ["results/attribution/enrichment.tsv"] if ATTRIBUTION["experiments"] else []
+    )
+    for name in ATTRIBUTION["experiments"]:
+        for model in EXPERIMENTS[name]["train"]["models"]:
+            outputs += [
+                f"results/figures/{name}/{model}/attribution_{method}.png"
+                for method in ATTRIBUTION["methods"]
+            ]
     return outputs

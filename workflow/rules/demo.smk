@@ -11,6 +11,6 @@ rule demo_field:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        demo=lambda w: DATASETS[w.dataset]["demo"],
+        demo=lambda w: demo_settings(w.dataset),
     script:
         "../scripts/demo_field.py"

@@ -1,0 +1,132 @@
+"""Predict: new images found and tiled like the training data, ensemble calls, bad inputs, config checks."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellclass import predict
+from cellclass.config import validate
+from cellclass.datasets import Sample, unlabelled_from_folder, unlabelled_from_sheet
+from cellclass.errors import InputError
+from cellclass.tilestore import TileSet
+from test_tiling import blob_field, settings
+
+CLASSES = ["aggregates", "control"]
+
+
+def run_record(**prepare):
+    return {"classes": CLASSES, "channels": None, "input_shape": [64, 64, 1],
+            "prepare": {"settings": settings(**prepare), "channels": [1], "bit_depths": [16]}}
+
+
+def tileset(n, sample="a", skipped=None):
+    meta = {"sample": sample, "files": [f"{sample}.tif"], "class": "", "group": sample, "skipped": skipped}
+    return TileSet(np.zeros((n, 4, 4, 1)), np.arange(n) * 4, np.zeros(n, int), meta)
+
+
+def test_folder_of_new_images_any_depth_with_known_classes(tmp_path):
+    for name in ["loose.tif", "control/c1.png", "deep/er/x.tif"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("hi")
+    samples = {s.id: s for s in unlabelled_from_folder(tmp_path)}
+    assert set(samples) == {"loose", "control/c1", "deep/er/x"}
+    assert samples["loose"].cls == "" and samples["control/c1"].cls == "control"
+
+
+def test_empty_folder_and_bad_sheet_are_named(tmp_path):
+    with pytest.raises(InputError, match="no images found"):
+        unlabelled_from_folder(tmp_path)
+    sheet = tmp_path / "new.tsv"
+    sheet.write_text("path\nmissing.tif\n")
+    with pytest.raises(InputError, match=r"new.tsv, line 2.*missing.tif"):
+        unlabelled_from_sheet(sheet)
+    (tmp_path / "a.tif").write_bytes(b"x")
+    sheet.write_text("path\tclass\na.tif\t\n")
+    [sample] = unlabelled_from_sheet(sheet)
+    assert sample.id == "a" and sample.cls == ""
+
+
+def test_new_image_is_tiled_with_the_runs_settings(tmp_path):
+    path = tmp_path / "new.tif"
+    tifffile.imwrite(path, blob_field())
+    tiles = predict.tile_like_training(Sample("new", (str(path),), "", "new"), run_record(tile_size=64, stride=32))
+    assert len(tiles) and tiles.tiles.shape[1:] == (64, 64, 1)
+    assert tiles.meta["settings"]["stride"] == 32
+
+
+@pytest.mark.parametrize(
+    "image, problem",
+    [
+        (np.stack([blob_field()] * 3), r"3 channel\(s\), 16-bit.*1-channel 16-bit.*\(Y, X, 1\)"),
+        ((blob_field() // 256).astype(np.uint8), r"1 channel\(s\), 8-bit.*1-channel 16-bit"),
+    ],
+)
+def test_image_unlike_the_training_images_is_refused_by_name(tmp_path, image, problem):
+    path = tmp_path / "odd.tif"
+    tifffile.imwrite(path, image, photometric="minisblack")
+    with pytest.raises(InputError, match=f"odd.tif: {problem}"):
+        predict.tile_like_training(Sample("odd", (str(path),), "", "odd"), run_record())
+
+
+def test_image_row_rolls_up_tiles_then_members():
+    # Two members, two tiles: member 0 says aggregates, member 1 leans control on one tile.
+    scores = np.array([[[0.9, 0.1], [0.7, 0.3]], [[0.6, 0.4], [0.2, 0.8]]])
+    row = predict.image_row(tileset(2), scores, CLASSES)
+    assert row["p_aggregates"] == pytest.approx(0.6) and row["call"] == "aggregates"
+    assert row["spread"] == pytest.approx(0.2)  # members' image means: 0.8 and 0.4
+    assert row["agreement"] == 0.5 and row["correct"] is None
+    tiles = predict.tile_rows(tileset(2), scores, CLASSES)
+    assert list(tiles["call"]) == ["aggregates", "control"]
+    assert tiles["spread"].to_numpy() == pytest.approx([0.15, 0.25])
+    assert list(tiles["row"]) == [0, 4]
+
+
+def test_image_without_cells_is_reported_not_dropped():
+    row = predict.image_row(tileset(0), np.zeros((2, 0, 2)), CLASSES)
+    assert row["call"] == "no cells found" and row["tiles"] == 0 and np.isnan(row["p_control"])
+    skipped = predict.image_row(tileset(0, skipped="unreadable"), np.zeros((2, 0, 2)), CLASSES)
+    assert skipped["call"] == "skipped: unreadable"
+
+
+def test_run_without_recorded_preparation_is_refused(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"classes": ["a", "b"]}')
+    with pytest.raises(InputError, match="retrain"):
+        predict.read_run(path)
+
+
+def config_with(prediction):
+    return {
+        "datasets": {"d": {"demo": {"pattern": "aggregates"}}},
+        "train": {"models": ["small", "deep"], "runs": 3},
+        "predict": {"new": prediction},
+    }
+
+
+def test_prediction_defaults_to_first_model_and_every_seed():
+    config = validate(config_with({"demo": {"pattern": "aggregates"}, "experiment": "d"}))
+    assert config["predict"]["new"]["model"] == "small" and config["predict"]["new"]["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "prediction, problem",
+    [
+        ({"demo": {"pattern": "aggregates"}, "experiment": "nope"}, "no experiment 'nope'"),
+        ({"demo": {"pattern": "aggregates"}, "experiment": "d", "model": "alexnet"}, "trains small, deep, not 'alexnet'"),
+        ({"demo": {"pattern": "aggregates"}, "experiment": "d", "seeds": [5]}, "no seed 5"),
+        ({"path": "/no/such/folder", "experiment": "d"}, "does not exist"),
+        ({"experiment": "d"}, "predict.new"),
+    ],
+)
+def test_bad_prediction_config_is_named(prediction, problem):
+    with pytest.raises(InputError, match=problem):
+        validate(config_with(prediction))
+
+
+def test_prediction_set_may_not_shadow_a_dataset():
+    config = config_with({"demo": {"pattern": "aggregates"}, "experiment": "d"})
+    config["predict"] = {"d": config["predict"]["new"]}
+    with pytest.raises(InputError, match="a dataset has this name"):
+        validate(config)

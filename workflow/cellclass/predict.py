@@ -1,0 +1,139 @@
+"""Classify new, unlabelled images with trained runs.
+
+New images are tiled with the settings recorded by the training run itself, so
+they cannot be prepared differently from the training data. Each member of an
+ensemble (the seeds of one experiment and model) scores every tile; the calls
+are the mean probability, and the spread across members is the uncertainty.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellclass import tiling
+from cellclass.errors import InputError
+from cellclass.pipeline import select_channels
+
+log = logging.getLogger(__name__)
+
+NO_CELLS = "no cells found"
+
+
+def read_run(metrics_path):
+    """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made."""
+    metrics = json.loads(Path(metrics_path).read_text())
+    if "prepare" not in metrics:
+        raise InputError(f"{metrics_path}: this run predates recorded preparation settings; retrain it to predict with it")
+    return metrics
+
+
+def tile_like_training(sample, run):
+    """Tile one new image exactly as the run's training data was tiled; refuse an image of another kind."""
+    prepared = run["prepare"]
+    tileset = tiling.tile_sample(sample, prepared["settings"])
+    if tileset.meta["skipped"]:
+        return tileset
+    channels, bit_depth = tileset.meta["field_shape"][-1], tileset.meta["bit_depth"]
+    if channels not in prepared["channels"] or bit_depth not in prepared["bit_depths"]:
+        wanted = " or ".join(str(c) for c in prepared["channels"])
+        depths = " or ".join(f"{b}-bit" for b in prepared["bit_depths"])
+        raise InputError(
+            f"{', '.join(sample.files)}: {channels} channel(s), {bit_depth}-bit; the model was trained on "
+            f"{wanted}-channel {depths} images (expected shape (Y, X, {wanted}) after channel selection)"
+        )
+    return tileset
+
+
+def load_members(model_paths):
+    """The ensemble: every trained model, loaded once (inference only, so no optimizer state)."""
+    import keras
+
+    return [keras.models.load_model(path, compile=False) for path in model_paths]
+
+
+def score(members, tileset, run, batch_size=256):
+    """(members, tiles, classes) probabilities of one image's tiles under each member."""
+    if not len(tileset):
+        return np.zeros((len(members), 0, len(run["classes"])), np.float32)
+    tiles = select_channels(tileset.tiles, run["channels"]).astype(np.float32)
+    if tiles.shape[1:] != tuple(run["input_shape"]):
+        raise InputError(f"{tileset.meta['sample']}: tiles of shape {tiles.shape[1:]} do not fit the model's input {tuple(run['input_shape'])}")
+    return np.stack([member.predict(tiles, batch_size=batch_size, verbose=0) for member in members])
+
+
+def tile_rows(tileset, scores, classes):
+    """Per tile of one image: where it is, the members' mean probability per class, the call and the spread."""
+    mean = scores.mean(axis=0)
+    call = mean.argmax(axis=1)
+    table = pd.DataFrame({"image": tileset.meta["sample"], "tile": tileset.tile_ids(), "row": tileset.rows, "col": tileset.cols})
+    for i, cls in enumerate(classes):
+        table[f"p_{cls}"] = mean[:, i]
+    table["call"] = [classes[i] for i in call]
+    # Spread: standard deviation across members of the called class's probability.
+    table["spread"] = scores[:, np.arange(len(call)), call].std(axis=0)
+    return table
+
+
+def image_row(tileset, scores, classes):
+    """One image's call: its tiles' mean probability per member, then the mean over members.
+
+    The spread is the members' standard deviation for the called class and the
+    agreement the share of members making the same call. An image without a
+    foreground tile is reported as 'no cells found' rather than dropped.
+    """
+    meta = tileset.meta
+    row = {"image": meta["sample"], "files": ";".join(meta["files"]), "known_class": meta["class"], "tiles": len(tileset)}
+    if not len(tileset):
+        row.update({f"p_{c}": np.nan for c in classes})
+        row.update(call=f"skipped: {meta['skipped']}" if meta["skipped"] else NO_CELLS, spread=np.nan, agreement=np.nan)
+    else:
+        per_member = scores.mean(axis=1)  # (members, classes)
+        mean = per_member.mean(axis=0)
+        best = int(mean.argmax())
+        row.update({f"p_{c}": float(p) for c, p in zip(classes, mean)})
+        row.update(
+            call=classes[best],
+            spread=float(per_member[:, best].std()),
+            agreement=float((per_member.argmax(axis=1) == best).mean()),
+        )
+    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] else None
+    return row
+
+
+def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, calls_figures, overlay_dir, threads=1):
+    """Classify every image of a prediction set: tables per tile and per image, a calls figure, an overlay per image."""
+    from cellclass import prediction_figures, tilestore
+    from cellclass.atomic import atomic_path
+    from cellclass.datasets import Sample
+    from cellclass.training import configure_tensorflow
+
+    run = read_run(run_path)
+    configure_tensorflow(threads=threads, seed=0, deterministic=True)
+    members = load_members(model_paths)
+    classes = run["classes"]
+    tile_tables, image_rows = [], []
+    overlay_dir = Path(overlay_dir)
+    for path in tile_files:
+        tileset = tilestore.load(path)
+        scores = score(members, tileset, run)
+        tiles = tile_rows(tileset, scores, classes)
+        image = image_row(tileset, scores, classes)
+        tile_tables.append(tiles)
+        image_rows.append(image)
+        log.info("%s: %s (%d tiles)", image["image"], image["call"], image["tiles"])
+        if not tileset.meta["skipped"]:
+            meta = tileset.meta
+            field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
+            overlay = overlay_dir / f"{meta['sample']}.png"
+            overlay.parent.mkdir(parents=True, exist_ok=True)
+            prediction_figures.call_overlay(field, tiles, image, classes, meta["settings"]["tile_size"], overlay)
+    images = pd.DataFrame(image_rows)
+    with atomic_path(tiles_tsv) as tmp:
+        pd.concat(tile_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False)
+    with atomic_path(images_tsv) as tmp:
+        images.to_csv(tmp, sep="\t", index=False)
+    prediction_figures.calls_plot(images, classes, calls_figures)
+    return images

@@ -1,0 +1,83 @@
+"""Attribute: what each trained run looks at, scored against the aggregates, with a randomised-network check."""
+
+
+rule attribute:
+    input:
+        model="results/train/{experiment}/{model}/seed{seed}/model.keras",
+        predictions="results/train/{experiment}/{model}/seed{seed}/predictions.tsv",
+        tiles=lambda w: side_files(EXPERIMENTS[w.experiment]["dataset"], "test"),
+        masks=lambda w: ground_truth_masks(EXPERIMENTS[w.experiment]["dataset"], "test"),
+    output:
+        maps="results/attribution/{experiment}/{model}/seed{seed}/maps.npz",
+        scores="results/attribution/{experiment}/{model}/seed{seed}/scores.tsv",
+    log:
+        "logs/attribute/{experiment}/{model}/seed{seed}.log",
+    benchmark:
+        "benchmarks/attribute/{experiment}/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
+    threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        channels=lambda w: EXPERIMENTS[w.experiment]["train"]["channels"],
+        test_set=lambda w: EXPERIMENTS[w.experiment]["dataset"],
+        settings=ATTRIBUTION,
+    script:
+        "../scripts/attribute.py"
+
+
+rule attribution_summary:
+    input:
+        scores=[f"{run}/scores.tsv" for run in attributed_runs()],
+    output:
+        table=report(
+            "results/attribution/enrichment.tsv",
+            caption="../report/enrichment_table.rst",
+            category="Attribution",
+        ),
+        findings=report(
+            "results/attribution/findings.html",
+            caption="../report/attribution_findings.rst",
+            category="Findings",
+        ),
+        figure=report(
+            "results/figures/enrichment.png",
+            caption="../report/enrichment.rst",
+            category="Attribution",
+        ),
+        svg="results/figures/enrichment.svg",
+    log:
+        "logs/attribution_summary.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        runs=attributed_runs(),
+    script:
+        "../scripts/attribution_summary.py"
+
+
+rule attribution_overlay:
+    input:
+        # The first seed's maps: one run shows what the maps look like.
+        maps=lambda w: f"results/attribution/{w.experiment}/{w.model}/seed0/maps.npz",
+    output:
+        png=report(
+            "results/figures/{experiment}/{model}/attribution_{method}.png",
+            caption="../report/attribution_overlay.rst",
+            category="Attribution",
+            subcategory="{experiment}/{model}",
+        ),
+        svg="results/figures/{experiment}/{model}/attribution_{method}.svg",
+    log:
+        "logs/attribution_overlay/{experiment}/{model}/{method}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        per_class=CONFIG["plots"]["attribution_tiles"],
+    script:
+        "../scripts/attribution_overlay.py"

@@ -1,0 +1,64 @@
+"""Predict: classify new images with trained runs; never retrains, never re-tiles the training data."""
+
+
+rule predict:
+    input:
+        predicted_outputs(),
+
+
+rule predict_tile:
+    input:
+        raw=lambda w: new_image(w).files,
+        # The run records how its training tiles were made; new tiles follow it.
+        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+    output:
+        tiles="results/predict/{name}/tiles/{image}.npz",
+        sheet="results/predict/{name}/tiles/{image}.png",
+    log:
+        "logs/predict_tile/{name}/{image}.log",
+    benchmark:
+        "benchmarks/predict_tile/{name}/{image}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        sample=lambda w: vars(new_image(w)),
+    script:
+        "../scripts/predict_tile.py"
+
+
+rule predict_set:
+    input:
+        tiles=lambda w: [
+            f"results/predict/{w.name}/tiles/{image}.npz"
+            for image in NEW_IMAGES[w.name]
+        ],
+        models=lambda w: [f"{run}/model.keras" for run in prediction_runs(w.name)],
+        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+    output:
+        tiles="results/predict/{name}/tiles.tsv",
+        images=report(
+            "results/predict/{name}/images.tsv",
+            caption="../report/predict_images.rst",
+            category="Predictions",
+            subcategory="{name}",
+        ),
+        calls=report(
+            "results/predict/{name}/calls.png",
+            caption="../report/predict_calls.rst",
+            category="Predictions",
+            subcategory="{name}",
+        ),
+        calls_svg="results/predict/{name}/calls.svg",
+        overlays=directory("results/predict/{name}/overlays"),
+    log:
+        "logs/predict/{name}.log",
+    benchmark:
+        "benchmarks/predict/{name}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/predict.py"
