@@ -63,46 +63,55 @@ def overlay_grid(path_stem, tiles, maps, labels, *, class_names, title, columns=
 def enrichment_plot(path_stem, table):
     """Writes <path_stem>.png and .svg: enrichment per method, trained and randomised side by side.
 
-    `table` has columns method, model_state ("trained"/"randomised") and enrichment;
-    every row is one point (per tile, or a per-run summary such as a run's median:
-    the plot shows whatever rows it gets). NaN rows are dropped; the dashed line at
-    1 is "no preference for the mask".
+    `table` has columns method, model_state ("trained"/"randomised") and enrichment,
+    and optionally experiment and model (one panel each); every row is one point
+    (per tile, or a per-run summary such as a run's median). NaN rows are dropped;
+    the dashed line at 1 is "no preference for the mask". The axis is logarithmic:
+    enrichment is a ratio, and a tile's maximum is 1 / the mask's area share.
     """
     table = table.dropna(subset=["enrichment"])
+    table = table[table["enrichment"] > 0]
+    labels = (table["experiment"] + "/" + table["model"]) if {"experiment", "model"} <= set(table) else None
+    panels = list(dict.fromkeys(labels)) if labels is not None else [None]
     methods = list(dict.fromkeys(table["method"]))
-    fig = Figure(figsize=(max(4.0, 1.6 * len(methods) + 1.5), 4), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(max(4.0, 1.6 * len(methods) + 1.5) * max(1, len(panels)) ** 0.8, 4), layout="constrained")
+    axes = fig.subplots(1, max(1, len(panels)), sharey=True, squeeze=False)[0]
     rng = np.random.default_rng(0)
     offsets = {"trained": -0.2, "randomised": 0.2}
-    for i, method in enumerate(methods):
-        for state, offset in offsets.items():
-            values = table.loc[(table["method"] == method) & (table["model_state"] == state), "enrichment"]
-            if values.empty:
-                continue
-            ax.boxplot(
-                [values.to_numpy(dtype=float)],
-                positions=[i + offset],
-                widths=0.3,
-                showfliers=False,
-                medianprops={"color": "black"},
-            )
-            x = i + offset + rng.uniform(-_JITTER / 2, _JITTER / 2, len(values))
-            # Many per-tile points get smaller and fainter so the boxes stay readable.
-            ax.scatter(
-                x,
-                values,
-                s=16 if len(values) < 50 else 4,
-                alpha=0.8 if len(values) < 50 else 0.3,
-                color=STATES[state],
-                zorder=3,
-                linewidths=0,
-            )
-    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-    ax.set_xticks(range(len(methods)), [m.replace("_", " ") for m in methods])
-    ax.set_xlim(-0.6, max(len(methods), 1) - 0.4)
-    ax.set_ylabel("enrichment in mask (1 = no preference)")
-    ax.set_title("Attribution inside the aggregates: trained vs randomised model")
-    ax.legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
+    for ax, panel in zip(axes, panels):
+        rows = table if panel is None else table[labels == panel]
+        for i, method in enumerate(methods):
+            for state, offset in offsets.items():
+                values = rows.loc[(rows["method"] == method) & (rows["model_state"] == state), "enrichment"]
+                if values.empty:
+                    continue
+                ax.boxplot(
+                    [values.to_numpy(dtype=float)],
+                    positions=[i + offset],
+                    widths=0.3,
+                    showfliers=False,
+                    medianprops={"color": "black"},
+                )
+                x = i + offset + rng.uniform(-_JITTER / 2, _JITTER / 2, len(values))
+                # Many per-tile points get smaller and fainter so the boxes stay readable.
+                ax.scatter(
+                    x,
+                    values,
+                    s=16 if len(values) < 50 else 4,
+                    alpha=0.8 if len(values) < 50 else 0.3,
+                    color=STATES[state],
+                    zorder=3,
+                    linewidths=0,
+                )
+        ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(methods)), [m.replace("_", " ") for m in methods], rotation=20)
+        ax.set_xlim(-0.6, max(len(methods), 1) - 0.4)
+        ax.set_title(panel or "")
+        if methods:
+            ax.set_yscale("log")
+    axes[0].set_ylabel("enrichment in the puncta (1 = no preference)")
+    fig.suptitle("Attribution inside the aggregates: trained vs randomised network")
+    axes[-1].legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
     if not methods:
-        ax.text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=ax.transAxes)
+        axes[0].text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=axes[0].transAxes)
     _save(fig, _paths(path_stem))
