@@ -56,7 +56,9 @@ def tile_files(dataset):
 
 def augmented_datasets():
     """Datasets some experiment trains on augmented copies of (no augmentation is made for the others)."""
-    return {e["dataset"] for e in CONFIG["experiments"].values() if e["train"]["augmented"]}
+    return {
+        e["dataset"] for e in CONFIG["experiments"].values() if e["train"]["augmented"]
+    }
 
 
 def prepared_outputs():
