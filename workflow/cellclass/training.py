@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,7 +42,10 @@ def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False)
         tf.config.experimental.set_memory_growth(gpu, True)
     if mixed_precision and gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    device = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else f"CPU ({threads} threads)"
+    # On a cluster the scheduler hands a job its GPU(s) through CUDA_VISIBLE_DEVICES
+    # (Slurm's gres); TensorFlow then sees only those.
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    device = f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})" if gpus else f"CPU ({threads} threads)"
     log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
     return device
 
