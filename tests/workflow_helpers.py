@@ -57,3 +57,13 @@ def nothing_to_do(result):
     """Whether a dry run scheduled no job (Snakemake words this two ways)."""
     text = result.stdout + result.stderr
     return "Nothing to be done" in text or re.search(r"^total\s+0$", text, re.M) is not None
+
+
+def job_counts(result):
+    """Jobs per rule in a dry run's "Job stats:" table ({} when nothing is scheduled)."""
+    text = result.stdout + result.stderr
+    counts = {}
+    for table in re.findall(r"^Job stats:\n(.*?)(?:\n\n|\Z)", text, re.MULTILINE | re.DOTALL):
+        rows = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))
+        counts = {rule: int(n) for rule, n in rows.items() if rule != "total"}
+    return counts

@@ -1,0 +1,119 @@
+"""Rerun only what changed: a folder dataset of demo fields, prepared for real, then changed.
+
+The nothing-changed no-op and the plot/train options are covered in
+test_workflow_prepare.py and test_workflow_train.py; these are the changes a
+user makes to the data: a new image, a new tile size, a broken file replaced.
+"""
+
+import copy
+import shutil
+
+import pandas as pd
+import pytest
+
+from cellclass import demo, split
+from cellclass.datasets import from_folder
+from workflow_helpers import job_counts, nothing_to_do, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+PREPARE = ("--until", "augment", "split")
+SPLIT = {"seed": 0, "test_fraction": 0.25}
+CONFIG = {
+    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}},
+    "split": SPLIT,
+    "augment": {"dihedral": True},
+    "train": {"models": ["small"], "runs": 1, "epochs": 1, "threads": 1},
+    "datasets": {"mine": {"path": "data/images"}},
+}
+# Held back from the first run and added later. Its hash puts it on the train
+# side, where it cannot change the small-dataset fallback of the other images.
+NEW_IMAGE = "aggregates/field_002"
+
+
+def write_images(folder, hold_back=None):
+    """Six demo fields as a folder-per-class dataset under folder/data/images; one may wait in folder/spare."""
+    demo.write_dataset(folder / "data", "aggregates", fields_per_class=3, seed=1, size=256, cells_per_field=30)
+    if hold_back:
+        spare = folder / "spare" / f"{hold_back}.tif"
+        spare.parent.mkdir(parents=True)
+        shutil.move(folder / "data/images" / f"{hold_back}.tif", spare)
+    write_config(folder, CONFIG)
+
+
+def sides(folder):
+    """The split side of every sample id, as the workflow computes it."""
+    samples = from_folder(folder / "data/images")
+    groups = split.assign(samples, **SPLIT)
+    return {s.id: groups[s.group] for s in samples}
+
+
+def snapshot(files):
+    return {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+
+
+def test_added_image_tiles_only_itself_and_moves_no_split(tmp_path):
+    write_images(tmp_path, hold_back=NEW_IMAGE)
+    snakemake(tmp_path, *PREPARE)
+    results = tmp_path / "results/mine"
+    tiles_before = snapshot(results.glob("tiles/*/*"))
+    manifest_before = pd.read_csv(results / "split.tsv", sep="\t")
+    assert len(tiles_before) == 2 * 5  # tile file and contact sheet per image
+
+    shutil.move(tmp_path / "spare" / f"{NEW_IMAGE}.tif", tmp_path / "data/images" / f"{NEW_IMAGE}.tif")
+    assert sides(tmp_path)[NEW_IMAGE] == "train"
+    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == {"tile": 1, "augment": 1, "split": 1}
+
+    snakemake(tmp_path, *PREPARE)
+    assert snapshot(tiles_before) == tiles_before  # neither rewritten nor touched
+    assert (results / f"tiles/{NEW_IMAGE}.npz").exists()
+    manifest = pd.read_csv(results / "split.tsv", sep="\t")
+    old = manifest[manifest["sample"] != NEW_IMAGE].reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, manifest_before)
+    assert set(manifest.loc[manifest["sample"] == NEW_IMAGE, "split"]) == {"train"}
+    assert nothing_to_do(snakemake(tmp_path, "-n", *PREPARE))
+
+
+def test_tile_size_change_reruns_tiling_and_everything_after_it(tmp_path):
+    write_images(tmp_path)
+    snakemake(tmp_path, *PREPARE)
+    n_train = list(sides(tmp_path).values()).count("train")
+    unchanged = job_counts(snakemake(tmp_path, "-n"))
+    assert unchanged.get("train") == 1 and not {"tile", "split", "augment"} & set(unchanged)
+
+    config = copy.deepcopy(CONFIG)
+    config["prepare"]["tile_size"] = 48
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "-n")
+    jobs = job_counts(result)
+    assert (jobs["tile"], jobs["split"], jobs["augment"]) == (6, 1, n_train)
+    # Everything downstream follows: the same training and evaluation jobs as before.
+    assert {rule: jobs[rule] for rule in unchanged} == unchanged
+    # The tile settings are the only trigger; the rest follows from updated inputs.
+    assert "Rules with provenance triggered jobs: tile\n" in result.stdout + result.stderr
+
+
+def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
+    write_images(tmp_path)
+    broken = tmp_path / "data/images/control/broken field.tif"
+    broken.write_bytes(b"not a tiff at all")
+
+    failed = snakemake(tmp_path, *PREPARE, "--keep-going", check=False)
+    assert failed.returncode != 0
+    assert "broken field.tif" in failed.stdout + failed.stderr
+    tiles = tmp_path / "results/mine/tiles"
+    assert len(list(tiles.rglob("*.npz"))) == 6  # the other images' jobs finished
+    assert not list(tiles.rglob("broken_field*"))
+
+    demo.write_field(
+        broken, tmp_path / "spare/puncta.tif", tmp_path / "spare/cells.tif",
+        pattern="aggregates", cls="control", stem="field_009", seed=1, size=256, cells_per_field=30,
+    )  # fmt: skip
+    broken_id = next(sid for sid in sides(tmp_path) if sid.startswith("control/broken_field"))
+    expected = {"tile": 1, "split": 1} | ({"augment": 1} if sides(tmp_path)[broken_id] == "train" else {})
+    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == expected
+
+    snakemake(tmp_path, *PREPARE)
+    manifest = pd.read_csv(tmp_path / "results/mine/split.tsv", sep="\t")
+    assert broken_id in set(manifest["sample"])
+    assert nothing_to_do(snakemake(tmp_path, "-n", *PREPARE))
