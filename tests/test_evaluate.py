@@ -168,6 +168,11 @@ def test_summary_t_interval_matches_hand_computation():
     assert math.isnan(single["human"])
 
 
+def test_summary_interval_stays_within_accuracy_bounds():
+    summary = evaluate.summary_table(runs_with([0.99, 1.0]))
+    assert summary["ci95_high"].iloc[0] == 1.0 and 0 <= summary["ci95_low"].iloc[0] < 0.99
+
+
 def test_compare_separated_groups():
     runs = pd.concat(
         [

@@ -152,7 +152,8 @@ def _interval(values, level=0.95):
         return np.nan, np.nan
     mean, sem = values.mean(), values.std(ddof=1) / np.sqrt(n)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * sem
-    return mean - half, mean + half
+    # An accuracy lies in [0, 1]; the t interval of a few seeds near 1 does not know that.
+    return max(mean - half, 0.0), min(mean + half, 1.0)
 
 
 def summary_table(runs, human=None):
