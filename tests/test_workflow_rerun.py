@@ -117,3 +117,43 @@ def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
     manifest = pd.read_csv(tmp_path / "results/mine/split.tsv", sep="\t")
     assert broken_id in set(manifest["sample"])
     assert nothing_to_do(snakemake(tmp_path, "-n", *PREPARE))
+
+
+def test_killed_training_job_resumes_from_its_last_epoch(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from workflow_helpers import REPO, SNAKEMAKE, TINY
+
+    config = copy.deepcopy(TINY)
+    config["train"].update(epochs=8, epoch_tiles=400)
+    write_config(tmp_path, config)
+    target = "results/train/tiny/small/seed0/metrics.json"
+    run = tmp_path / "results/train/tiny/small/seed0"
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+    # Killed as a whole (Snakemake and its job) the moment two epochs are saved.
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((run / "backup").glob("epoch[2-9].keras")) and process.poll() is None:
+            assert time.monotonic() < deadline, "training never saved its second epoch"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "snakemake ended before it could be killed"
+    assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()
+
+    snakemake(tmp_path, "--unlock")
+    snakemake(tmp_path, target)
+    log = (tmp_path / "logs/train/tiny/small/seed0.log").read_text()
+    assert "resuming from" in log
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == list(range(1, 9))
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 8
+    assert not (run / "backup").exists()
