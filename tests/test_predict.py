@@ -65,7 +65,8 @@ def test_new_image_is_tiled_with_the_runs_settings(tmp_path):
 )
 def test_image_unlike_the_training_images_is_refused_by_name(tmp_path, image, problem):
     path = tmp_path / "odd.tif"
-    tifffile.imwrite(path, image, photometric="minisblack")
+    axes = "CYX" if image.ndim == 3 else "YX"
+    tifffile.imwrite(path, image, imagej=True, metadata={"axes": axes})
     with pytest.raises(InputError, match=f"odd.tif: {problem}"):
         predict.tile_like_training(Sample("odd", (str(path),), "", "odd"), run_record())
 

@@ -24,7 +24,7 @@ NO_CELLS = "no cells found"
 def read_run(metrics_path):
     """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made."""
     metrics = json.loads(Path(metrics_path).read_text())
-    if "prepare" not in metrics:
+    if not (metrics.get("prepare") or {}).get("settings"):
         raise InputError(f"{metrics_path}: this run predates recorded preparation settings; retrain it to predict with it")
     return metrics
 

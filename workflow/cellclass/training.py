@@ -65,7 +65,7 @@ def preparation(files):
     """How the training tiles were made: prediction tiles new images the same way and checks them against it."""
     metas = [tilestore.load(path, tiles=False).meta for path in files]
     return {
-        "settings": metas[0]["settings"],
+        "settings": metas[0].get("settings"),  # None for tiles made outside the workflow
         "channels": sorted({m["field_shape"][-1] for m in metas if m.get("field_shape")}),
         "bit_depths": sorted({m["bit_depth"] for m in metas if m.get("bit_depth")}),
     }
