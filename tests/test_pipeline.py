@@ -53,3 +53,17 @@ def test_channel_selection_and_dataset_length(tmp_path):
     batches = list(data.as_numpy_iterator())
     assert batches[0][0].shape == (4, 4, 4, 1) and np.allclose(batches[0][0], 0.9, atol=1e-3)  # float16 on disk
     assert sum(len(b[0]) for b in batches) == 35
+
+
+def test_dataset_iterations_are_the_generators_passes(tmp_path):
+    files, labels = tile_files(tmp_path)
+    kwargs = dict(n_classes=2, tile_shape=(4, 4, 2), batch_size=4, shuffle=True, seed=3, files_at_once=2)
+    data, _ = pipeline.make_dataset(files, labels, **kwargs)
+    generate = pipeline.batches(files, labels, n_classes=2, batch_size=4, shuffle=True, seed=3, files_at_once=2)
+    for _ in range(2):  # each epoch a fresh, differently shuffled pass, in the generator's order
+        streamed = np.concatenate([x for x, _ in data.as_numpy_iterator()])
+        np.testing.assert_array_equal(streamed, one_pass(generate)[0])
+    resumed, _ = pipeline.make_dataset(files, labels, first_pass=2, **kwargs)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in resumed.as_numpy_iterator()]), one_pass(generate)[0])
+    endless = np.concatenate([x for x, _ in data.repeat().take(18).as_numpy_iterator()])
+    assert sorted(np.rint(endless[:35, 0, 0, 0] * 100).astype(int)) == list(range(35))
