@@ -6,14 +6,19 @@ user makes to the data: a new image, a new tile size, a broken file replaced.
 """
 
 import copy
+import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 
 from cellclass import demo, split
 from cellclass.datasets import from_folder
-from workflow_helpers import job_counts, nothing_to_do, snakemake, write_config
+from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -120,14 +125,6 @@ def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
 
 
 def test_killed_training_job_resumes_from_its_last_epoch(tmp_path):
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from workflow_helpers import REPO, SNAKEMAKE, TINY
-
     config = copy.deepcopy(TINY)
     config["train"].update(epochs=8, epoch_tiles=400)
     write_config(tmp_path, config)

@@ -9,7 +9,6 @@ and every batch still mixes tiles of many images (so of both classes).
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from cellclass import tilestore
 
@@ -66,6 +65,8 @@ def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=N
     `Dataset.from_generator`, which halved training speed on 2 CPU cores
     (bench/train.py measures the difference).
     """
+    import tensorflow as tf  # here, so the NumPy helpers above serve jobs that never load TensorFlow
+
     total = sum(tile_counts(files))
     n_batches = math.ceil(total / batch_size)
     generate = batches(files, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from cellclass import tiling
 from cellclass.errors import InputError
+from cellclass.pipeline import select_channels
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def load_members(model_paths):
 
 def score(members, tileset, run, batch_size=256):
     """(members, tiles, classes) probabilities of one image's tiles under each member."""
-    from cellclass.pipeline import select_channels  # imports TensorFlow, which tiling jobs do without
-
     if not len(tileset):
         return np.zeros((len(members), 0, len(run["classes"])), np.float32)
     tiles = select_channels(tileset.tiles, run["channels"]).astype(np.float32)
