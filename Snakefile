@@ -1,5 +1,12 @@
 """cellclass: raw microscopy fields → tiles → split → augment → train → evaluate → attribute; new images → predict."""
 
+import os
+
+# TensorFlow's C++ start-up banners (oneDNN, CPU features) and absl notices are
+# noise in a job's log; its Python errors are unaffected. Jobs inherit this.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 # The default run is the embedded demo; a --configfile replaces it rather than
 # being merged into it, so the demo datasets never leak into a user's run.
 if not config:

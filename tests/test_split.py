@@ -1,5 +1,6 @@
 """The split: per group, deterministic, stable when images are added, checked before training."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,7 +62,30 @@ def test_check_rejects_missing_test_or_missing_class():
     split.check(manifest([("a", "train"), ("b", "train"), ("a", "test")]), "d")
 
 
-def test_counts_table():
-    table = split.counts(manifest([("a", "train"), ("a", "train"), ("a", "test"), ("b", "train")]))
-    assert table.loc["a", "train"] == 2 and table.loc["b", "test"] == 0
-    assert list(table.columns) == ["train", "test"]
+def test_counts_table_counts_images_with_and_without_tiles():
+    from cellclass.tilestore import TileSet
+
+    def tileset(sample, cls, n, skipped=None):
+        meta = {"sample": sample, "group": sample, "class": cls, "skipped": skipped}
+        return TileSet(np.empty((0,)), np.arange(n), np.arange(n), meta)
+
+    sides = {"a1": "train", "a2": "train", "a3": "test", "b1": "train", "b2": "test"}
+    images = split.image_table(
+        [tileset("a1", "a", 5), tileset("a2", "a", 0, skipped="x.tif: not a TIFF"), tileset("a3", "a", 2),
+         tileset("b1", "b", 3), tileset("b2", "b", 0)],
+        sides,
+    )
+    assert list(images["reason"]) == ["", "skipped: x.tif: not a TIFF", "", "", "no cells found"]
+    table = split.counts(images).set_index(["class", "split"])
+    assert table.loc[("a", "train")].tolist() == [2, 1, 5]
+    assert table.loc[("a", "test")].tolist() == [1, 0, 2]
+    assert table.loc[("b", "test")].tolist() == [1, 1, 0]
+    assert list(table.index.get_level_values("split")) == ["train", "test", "train", "test"]
+
+
+def test_forced_moves_are_noted_not_logged_at_planning(caplog):
+    notes = []
+    sides = split.assign(samples(2), seed=0, test_fraction=0.01, notes=notes)
+    assert set(sides.values()) == {"train", "test"}
+    assert notes and all("no group hashed to test" in n for n in notes)
+    assert not caplog.records

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import tilestore
+from cellclass import datasets, split, tilestore
+from cellclass.datasets import Sample
 from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,8 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     # identity + one angle, each with the 8 flips/rotations
     assert len(some) == 16 * (some.extra["parent"].max() + 1)
     counts = pd.read_csv(results / "tiny/split_counts.tsv", sep="\t")
-    assert counts["train"].sum() + counts["test"].sum() == len(manifest)
+    assert list(counts.columns) == ["class", "split", "images", "images_without_tiles", "tiles"]
+    assert counts["tiles"].sum() == len(manifest) and counts["images"].sum() == 6
 
 
 def test_holdout_is_all_test(prepared):
@@ -63,20 +65,55 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr
 
 
-def user_dataset(folder, on_bad_image):
+def user_dataset(folder, on_bad_image, broken="broken field.tif"):
     """A folder-per-class dataset made of demo fields, one of them corrupt, plus a phantom file."""
     from cellclass import demo
 
     demo.write_dataset(folder / "data", "aggregates", fields_per_class=2, seed=4, size=256, cells_per_field=30)
     images = folder / "data" / "images"
-    (images / "control" / "broken field.tif").write_bytes(b"not a tiff at all")
+    (images / "control" / broken).write_bytes(b"not a tiff at all")
     (images / "control" / "._field_000.tif").write_bytes(b"\0")
     config = {
         "prepare": {"tile_size": 32, "on_bad_image": on_bad_image},
-        "train": {"models": ["small"]},
+        "train": {"models": ["small"], "runs": 1, "epochs": 1, "epoch_tiles": 64, "batch_size": 16, "threads": 1},
         "datasets": {"mine": {"path": "data/images"}},
+        "attribution": {"experiments": []},
     }
     write_config(folder, config)
+    return images
+
+
+def broken_name_on_the_training_side():
+    """A file name for the corrupt image whose group the split sends to train (split seed 0)."""
+    for i in range(100):
+        name = f"broken field {i}.tif"
+        others = [f"control/field_00{k}" for k in range(2)] + [f"aggregates/field_00{k}" for k in range(2)]
+        group = datasets.sample_id(f"control/{name}")
+        data = [Sample(g, (g,), g.split("/")[0], g) for g in [*others, group]]
+        if split.assign(data, seed=0, test_fraction=0.2)[group] == "train":
+            return name
+    raise AssertionError("no name hashes to train")
+
+
+def test_corrupt_training_image_is_skipped_listed_and_the_run_trains(tmp_path):
+    name = broken_name_on_the_training_side()
+    user_dataset(tmp_path, "skip", broken=name)
+    snakemake(tmp_path)
+    results = tmp_path / "results"
+    assert (results / "train/mine/small/seed0/metrics.json").exists()
+    empty = pd.read_csv(results / "mine/images_without_tiles.tsv", sep="\t")
+    assert len(empty) == 1
+    row = empty.iloc[0]
+    assert row["split"] == "train" and row["class"] == "control" and row["dataset"] == "mine"
+    assert row["reason"].startswith("skipped: ") and name in row["reason"]
+    counts = pd.read_csv(results / "mine/split_counts.tsv", sep="\t").set_index(["class", "split"])
+    assert counts.loc[("control", "train"), "images_without_tiles"] == 1
+    assert counts["images_without_tiles"].sum() == 1
+    assert counts["images"].sum() == 5
+    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
+    assert "skipping" in log and name in log
+    findings = (results / "evaluation/findings.html").read_text()
+    assert "1 image(s) gave no tiles" in findings and row["sample"] in findings
 
 
 def test_corrupt_image_fails_by_name_and_leaves_no_partial_output(tmp_path):
@@ -89,12 +126,3 @@ def test_corrupt_image_fails_by_name_and_leaves_no_partial_output(tmp_path):
     assert not list(tiles.rglob("broken_field*"))  # nothing half-written
     assert len(list(tiles.rglob("*.npz"))) == 4  # the other images' jobs finished
     assert "skipping phantom file" in result.stderr
-
-
-def test_corrupt_image_can_be_skipped(tmp_path):
-    user_dataset(tmp_path, "skip")
-    snakemake(tmp_path, "--until", "split")
-    manifest = pd.read_csv(tmp_path / "results/mine/split.tsv", sep="\t")
-    assert not manifest["sample"].str.contains("broken").any()
-    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
-    assert "skipping" in log and "broken field.tif" in log

@@ -2,7 +2,9 @@
 
 import copy
 import json
+import os
 import re
+import stat
 
 import pandas as pd
 import pytest
@@ -27,8 +29,19 @@ CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}}
 def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("workflow")
     write_config(folder, CONFIG)
-    snakemake(folder)
+    old = os.umask(0o022)  # Snakemake and its jobs inherit it
+    try:
+        snakemake(folder)
+    finally:
+        os.umask(old)
     return folder
+
+
+def test_results_honour_the_umask(finished):
+    """Atomic writes go through private temporary files; the results must still be readable by colleagues."""
+    modes = {p.relative_to(finished): stat.S_IMODE(p.stat().st_mode) for p in (finished / "results").rglob("*") if p.is_file()}
+    assert len(modes) > 50
+    assert {path: oct(mode) for path, mode in modes.items() if mode != 0o644} == {}
 
 
 def test_runs_are_trained_evaluated_and_plotted(finished):

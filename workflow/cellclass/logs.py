@@ -13,6 +13,7 @@ def to_file(path, level=logging.INFO):
         force=True,
     )
     logging.captureWarnings(True)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # font cache notices
 
     def log_uncaught(kind, error, trace):
         logging.getLogger("cellclass").error("%s: %s", kind.__name__, error, exc_info=(kind, error, trace))

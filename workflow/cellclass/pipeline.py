@@ -25,6 +25,10 @@ def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=Fals
     Pass k shuffles with (seed, k), so a run resumed at epoch k sees the order
     an uninterrupted run would have seen.
     """
+    # Files without tiles (skipped images, fields without cells) add nothing, and
+    # their empty arrays need not have the others' channel count.
+    kept = [i for i, n in enumerate(tile_counts(files)) if n]
+    files, labels = [files[i] for i in kept], [labels[i] for i in kept]
     passes = first_pass
     eye = np.eye(n_classes, dtype=np.float32)
 

@@ -10,6 +10,8 @@ from collections import defaultdict
 
 import pandas as pd
 
+from cellclass import tilestore
+from cellclass.atomic import atomic_path
 from cellclass.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -23,15 +25,18 @@ def unit_hash(seed, group):
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=False):
+def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=False, notes=None):
     """Map each group id to 'train', 'validation' or 'test'.
 
     A group goes to test when its hash falls below test_fraction, to validation
     when it falls in the next validation_fraction. So that tiny datasets still
     get a usable split, a class with two or more groups but none on the test
     side sends its lowest-hash group to test (and likewise keeps one in train);
-    this is the only case where adding an image can move another one.
+    this is the only case where adding an image can move another one. Such
+    moves are appended to `notes` (planning runs on every Snakemake call, so
+    the split job, not the planner, reports them).
     """
+    notes = [] if notes is None else notes
     groups_of_class = defaultdict(set)
     for sample in samples:
         groups_of_class[sample.cls].add(sample.group)
@@ -46,17 +51,42 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
         ranked = sorted(groups, key=lambda g: unit_hash(seed, g))
         if len(ranked) >= 2 and not any(sides[g] == "test" for g in ranked):
             sides[ranked[0]] = "test"
-            log.warning("class %s: no group hashed to test; sending %s to test", cls, ranked[0])
+            notes.append(f"class {cls}: no group hashed to test; sent {ranked[0]} to test")
         if len(ranked) >= 2 and not any(sides[g] == "train" for g in ranked):
             sides[ranked[-1]] = "train"
-            log.warning("class %s: no group hashed to train; sending %s to train", cls, ranked[-1])
+            notes.append(f"class {cls}: no group hashed to train; sent {ranked[-1]} to train")
     return dict(sorted(sides.items()))  # a stable order: Snakemake compares it as a rule parameter
 
 
-def counts(manifest):
-    """Tiles per class and split, as a tidy table for the log and for people."""
-    table = manifest.groupby(["class", "split"]).size().unstack(fill_value=0)
-    return table.reindex(columns=[s for s in SPLITS if s in table.columns], fill_value=0)
+def image_table(tilesets, sides):
+    """One row per raw image: its group, class, side, tile count and, if it gave no tiles, why."""
+    rows = []
+    for tileset in tilesets:
+        meta = tileset.meta
+        reason = "" if len(tileset.rows) else f"skipped: {meta['skipped']}" if meta.get("skipped") else "no cells found"
+        rows.append(
+            {
+                "sample": meta["sample"],
+                "group": meta["group"],
+                "class": meta["class"],
+                "split": sides[meta["group"]],
+                "tiles": len(tileset.rows),
+                "reason": reason,
+            }
+        )
+    return pd.DataFrame(rows, columns=["sample", "group", "class", "split", "tiles", "reason"])
+
+
+def counts(images):
+    """Per class and split: images, images that gave no tiles, and tiles (a tidy table)."""
+    table = (
+        images.assign(without=images["tiles"] == 0)
+        .groupby(["class", "split"], sort=True)
+        .agg(images=("sample", "size"), images_without_tiles=("without", "sum"), tiles=("tiles", "sum"))
+        .reset_index()
+    )
+    order = {side: i for i, side in enumerate(SPLITS)}
+    return table.sort_values(["class", "split"], key=lambda c: c.map(order) if c.name == "split" else c, ignore_index=True)
 
 
 def check(manifest, dataset, test_only=False):
@@ -87,3 +117,22 @@ def manifest_rows(tileset, side):
             "col": tileset.cols,
         }
     )
+
+
+def write_split(tile_files, sides, *, dataset, test_only, notes, manifest_path, counts_path, empty_path):
+    """The split job: manifest of every tile, counts per class and side, and the images that gave no tiles."""
+    tilesets = [tilestore.load(path, tiles=False) for path in tile_files]
+    for note in notes:
+        log.warning("dataset %s: %s", dataset, note)
+    images = image_table(tilesets, sides)
+    manifest = pd.concat([manifest_rows(t, sides[t.meta["group"]]) for t in tilesets], ignore_index=True)
+    check(manifest, dataset, test_only=test_only)
+    table = counts(images)
+    empty = images[images["tiles"] == 0].drop(columns="tiles")
+    empty.insert(0, "dataset", dataset)
+    for row in empty.itertuples():
+        log.warning("dataset %s: %s (%s side) gave no tiles: %s", dataset, row.sample, row.split, row.reason)
+    log.info("dataset %s, per class and split:\n%s", dataset, table.to_string(index=False))
+    for frame, path in ((manifest, manifest_path), (table, counts_path), (empty, empty_path)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False)

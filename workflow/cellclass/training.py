@@ -239,6 +239,7 @@ def train_run(
         epochs=options["epochs"],
         initial_epoch=epochs_done,
         steps_per_epoch=steps,
+        shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
         verbose=2,
         # The epoch is logged before it is saved: a kill in between repeats the
         # epoch on resume, and the log keeps the repeat's record.

@@ -18,7 +18,6 @@ rule attribute:
         "../../envs/cellclass.yaml"
     threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=60,
     params:

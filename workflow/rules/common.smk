@@ -30,6 +30,9 @@ def discover(name, dataset):
 
 
 SAMPLES = {name: {s.id: s for s in discover(name, ds)} for name, ds in DATASETS.items()}
+# What the split had to force (a class with no test group, say); the split job
+# reports it once, rather than every Snakemake call that plans.
+SPLIT_NOTES = {name: [] for name in DATASETS}
 SIDES = {
     name: cc_split.assign(
         SAMPLES[name].values(),
@@ -37,6 +40,7 @@ SIDES = {
         test_fraction=CONFIG["split"]["test_fraction"],
         validation_fraction=CONFIG["split"]["validation_fraction"],
         test_only=ds["test_only"],
+        notes=SPLIT_NOTES[name],
     )
     for name, ds in DATASETS.items()
 }
@@ -104,6 +108,12 @@ def train_inputs(wildcards):
         inputs[f"test_{name}"] = tile_files(name)
         inputs[f"manifest_{name}"] = f"results/{name}/split.tsv"
     return inputs
+
+
+def scored_datasets():
+    """Datasets some experiment trains or tests on, in config order."""
+    used = {n for name in EXPERIMENTS for n in test_set_names(name)}
+    return [name for name in DATASETS if name in used]
 
 
 def run_dirs(only_experiment=None, only_model=None):

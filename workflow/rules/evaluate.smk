@@ -6,6 +6,9 @@ rule evaluate:
         metrics=lambda w: [f"{run}/metrics.json" for run in run_dirs()],
         history=lambda w: [f"{run}/history.csv" for run in run_dirs()],
         predictions=lambda w: [f"{run}/predictions.tsv" for run in run_dirs()],
+        images_without_tiles=[
+            f"results/{name}/images_without_tiles.tsv" for name in scored_datasets()
+        ],
     output:
         runs=report(
             "results/evaluation/runs.tsv",

@@ -25,7 +25,16 @@ rule split:
         lambda w: tile_files(w.dataset),
     output:
         manifest="results/{dataset}/split.tsv",
-        counts="results/{dataset}/split_counts.tsv",
+        counts=report(
+            "results/{dataset}/split_counts.tsv",
+            caption="../report/split_counts.rst",
+            category="Data",
+        ),
+        empty=report(
+            "results/{dataset}/images_without_tiles.tsv",
+            caption="../report/images_without_tiles.rst",
+            category="Data",
+        ),
     log:
         "logs/split/{dataset}.log",
     conda:
@@ -33,6 +42,7 @@ rule split:
     params:
         sides=lambda w: SIDES[w.dataset],
         test_only=lambda w: DATASETS[w.dataset]["test_only"],
+        notes=lambda w: SPLIT_NOTES[w.dataset],
     script:
         "../scripts/split.py"
 

@@ -17,7 +17,6 @@ rule train:
         "../../envs/cellclass.yaml"
     threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=240,
     params:

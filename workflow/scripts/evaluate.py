@@ -1,9 +1,8 @@
 """Snakemake adapter: tables across all runs, and the findings in words."""
 
-import html
 import logging
 
-from cellclass import evaluate, logs
+from cellclass import evaluate, findings, logs
 from cellclass.atomic import atomic_path
 
 logs.to_file(snakemake.log[0])
@@ -26,7 +25,7 @@ for name, frame in tables.items():
 sentences = evaluate.overfitting_sentence(table).splitlines()
 if len(comparisons):
     sentences += list(comparisons["text"])
-logging.info("findings:\n%s", "\n".join(sentences))
+warnings = findings.images_without_tiles(findings.read_tables(snakemake.input.images_without_tiles))
+logging.info("findings:\n%s", "\n".join(warnings + sentences))
 with atomic_path(snakemake.output.findings) as tmp:
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
-    tmp.write_text(f"<html><body><h2>Findings</h2><ul>{items}</ul></body></html>\n", encoding="utf-8")
+    findings.write_html(tmp, {"Warnings": warnings, "Results": sentences})
