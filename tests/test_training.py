@@ -65,7 +65,8 @@ def run(tmp_path, name="run", seed=0, **overrides):
 def test_a_run_learns_and_writes_its_outputs(tmp_path):
     metrics = run(tmp_path)
     out = tmp_path / "run"
-    assert metrics["test_accuracy"]["d"] >= 0.9
+    # Chance is 0.5; the margin below this machine's 1.0 holds for other CPUs' float order.
+    assert metrics["test_accuracy"]["d"] >= 0.75
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == ["epoch", "train_loss", "train_accuracy", "heldout_loss", "heldout_accuracy"]
     assert history["epoch"].tolist() == [1, 2, 3]

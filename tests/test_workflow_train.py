@@ -47,9 +47,10 @@ def test_results_honour_the_umask(finished):
 def test_runs_are_trained_evaluated_and_plotted(finished):
     run = finished / "results/train/tiny/small/seed0"
     metrics = json.loads((run / "metrics.json").read_text())
-    # Bright puncta are easy: a broken pipeline (labels shuffled, wrong channel) stays near 0.5.
-    assert metrics["test_accuracy"]["tiny"] >= 0.85
-    assert metrics["test_accuracy"]["tiny_holdout"] >= 0.85
+    # Bright puncta are easy: a broken pipeline (labels shuffled, wrong channel) stays near 0.5;
+    # the margin below what we see (~0.98) is for other CPUs' float order.
+    assert metrics["test_accuracy"]["tiny"] >= 0.75
+    assert metrics["test_accuracy"]["tiny_holdout"] >= 0.75
     summary = pd.read_csv(finished / "results/evaluation/summary.tsv", sep="\t")
     assert set(summary["test_set"]) == {"tiny", "tiny_holdout"}
     for figure in ["test_accuracy", "training_curves", "overfitting", "tiny/small/gallery", "tiny/small/confusion"]:
