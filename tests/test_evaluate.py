@@ -1,269 +1,257 @@
-"""Accuracy statistics on small hand-made tables whose answers are worked out in the tests."""
+"""Evaluation on small hand-made runs whose answers are worked out in the tests (or by scikit-learn directly).
+
+Cases: an imbalanced 3-class confusion, a collapsed run, a tiny test side, seeds that disagree, overfitting
+measured like for like, image and group roll-ups, bootstrap intervals, paired comparisons and reading run folders.
+"""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
-from cellclass import evaluate
+from cellclass import evaluate, findings, metrics, runs, stats
+from cellclass.errors import InputError
 
-CLASSES = ["aggregates", "control"]
+THRESHOLDS = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
 
 
-def tiles(items, experiment="agg", dataset="snap29", model="deep", seed=0, test_set=None):
-    """Prediction rows from (sample, true class, p_aggregates); predicted is the argmax."""
+def tiles(items, classes, experiment="e", dataset="d", model="deep", seed=0, test_set=None):
+    """Prediction rows from (tile sample, group, true class, called class, confidence of the call)."""
     rows = []
-    for k, (sample, true, p) in enumerate(items):
+    for k, (sample, group, true, called, confidence) in enumerate(items):
+        rest = (1 - confidence) / (len(classes) - 1)
         rows.append(
-            {
-                "experiment": experiment,
-                "dataset": dataset,
-                "model": model,
-                "seed": seed,
-                "test_set": test_set or dataset,
-                "tile": f"{sample}@{k},0",
-                "sample": sample,
-                "group": sample,
-                "true": true,
-                "predicted": "aggregates" if p >= 0.5 else "control",
-                "p_aggregates": p,
-                "p_control": 1 - p,
-            }
+            {"experiment": experiment, "dataset": dataset, "model": model, "seed": seed,
+             "test_set": test_set or dataset, "tile": f"{sample}@{k},0", "sample": sample, "group": group,
+             "true": true, "predicted": called,
+             **{f"p_{c}": confidence if c == called else rest for c in classes}}
         )
     return pd.DataFrame(rows)
 
 
-def history(train, experiment="agg", dataset="snap29", model="deep", seed=0):
+def history(train_eval, experiment="e", dataset="d", model="deep", seed=0):
     return pd.DataFrame(
-        {
-            "experiment": experiment,
-            "dataset": dataset,
-            "model": model,
-            "seed": seed,
-            "epoch": np.arange(1, len(train) + 1),
-            "train_loss": 0.1,
-            "train_accuracy": train,
-            "heldout_loss": 0.5,
-            "heldout_accuracy": 0.6,
-        }
+        {"experiment": experiment, "dataset": dataset, "model": model, "seed": seed,
+         "epoch": np.arange(1, len(train_eval) + 1), "train_loss": 0.1, "train_accuracy": 0.5,
+         "train_eval_loss": 0.1, "train_eval_accuracy": train_eval, "validation_loss": 0.5,
+         "validation_accuracy": 0.6}
     )
 
 
-def accuracy_tiles(n_right, n_total, **run):
-    """n_total 'aggregates' tiles of which the first n_right are predicted right, 5 tiles per image."""
-    return tiles([(f"aggregates/f{k // 5}", "aggregates", 0.8 if k < n_right else 0.3) for k in range(n_total)], **run)
+def run_rows(predictions, validation_tiles=100, ratio=1.0, balance="none"):
+    keys = predictions[runs.RUN].drop_duplicates()
+    return keys.assign(validation_tiles=validation_tiles, class_balance=balance, imbalance_ratio=ratio,
+                       train_tiles_per_class=[{"a": 10, "b": 10}] * len(keys))
 
 
-def runs_with(accuracies, **run):
-    """A run_table-shaped frame with the given test accuracies, one seed each."""
-    return pd.DataFrame(
-        {
-            "experiment": run.get("experiment", "agg"),
-            "dataset": run.get("dataset", "snap29"),
-            "model": run.get("model", "deep"),
-            "seed": range(len(accuracies)),
-            "test_set": run.get("test_set", run.get("dataset", "snap29")),
-            "test_accuracy": accuracies,
-            "image_accuracy": accuracies,
-            "final_train_accuracy": run.get("train", 1.0),
-            "first_epoch_train_100": run.get("first", 3.0),
-            "overfit": run.get("overfit", False),
-        }
-    )
+THREE = ["a", "b", "c"]
+
+
+def imbalanced():
+    """A 3-class test side of 12:2:2 tiles in 8 groups of 2 tiles: a -> a (10), a -> b (2), b -> b, c -> a (2)."""
+    items = []
+    for i in range(12):
+        items.append((f"a{i // 2}", f"a{i // 2}", "a", "a" if i < 10 else "b", 0.8))
+    items += [("b0", "b0", "b", "b", 0.7), ("b0", "b0", "b", "b", 0.7)]
+    items += [("c0", "c0", "c", "a", 0.6), ("c0", "c0", "c", "a", 0.6)]
+    return tiles(items, THREE)
+
+
+def test_imbalanced_three_class_metrics_by_hand_and_by_sklearn():
+    predictions = imbalanced()
+    [row] = [r for r in metrics.score_table(predictions).to_dict("records") if r["level"] == "tile"]
+    assert row["accuracy"] == pytest.approx(12 / 16)
+    # Recalls a 10/12, b 2/2, c 0/2: the headline hides nothing of the small classes.
+    assert row["balanced_accuracy"] == pytest.approx((10 / 12 + 1 + 0) / 3)
+    assert row["chance"] == pytest.approx(1 / 3) and row["majority_rate"] == pytest.approx(12 / 16)
+    y, called = predictions["true"], predictions["predicted"]
+    probabilities = predictions[["p_a", "p_b", "p_c"]].to_numpy()
+    assert row["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, called))
+    assert row["macro_f1"] == pytest.approx(f1_score(y, called, average="macro"))
+    assert row["log_loss"] == pytest.approx(log_loss(y, probabilities, labels=THREE))
+    assert row["roc_auc"] == pytest.approx(roc_auc_score(y, probabilities, multi_class="ovr", labels=THREE))
+    per_class = metrics.class_table(predictions)
+    tile = per_class[per_class["level"] == "tile"].set_index("class")
+    # precision of a: 10 of the 12 tiles called a; recall of c: none of 2.
+    assert tile.loc["a", "precision"] == pytest.approx(10 / 12) and tile.loc["c", "recall"] == 0
+    assert tile.loc["b", "precision"] == pytest.approx(2 / 4) and tile["support"].tolist() == [12, 2, 2]
+
+
+def test_images_and_groups_roll_up_by_mean_probability():
+    items = [("s1", "well1", "a", "a", 0.9), ("s1", "well1", "a", "b", 0.6), ("s2", "well1", "a", "b", 0.9),
+             ("s3", "well2", "b", "b", 0.8)]
+    predictions = tiles(items, ["a", "b"])
+    images = metrics.rollup(predictions, "image").set_index("sample")
+    assert images.loc["s1", "p_a"] == pytest.approx((0.9 + 0.4) / 2) and images.loc["s1", "predicted"] == "a"
+    assert images.loc["s2", "predicted"] == "b" and images.loc["s1", "n_tiles"] == 2
+    groups = metrics.rollup(predictions, "group").set_index("group")
+    assert groups.loc["well1", "p_a"] == pytest.approx((0.9 + 0.4 + 0.1) / 3) and groups.loc["well1", "predicted"] == "b"
+    assert metrics.headline_level(predictions) == "group"
+    assert metrics.headline_level(predictions.assign(group=predictions["sample"])) == "image"
+
+
+def test_ece_by_hand():
+    # Confidences 0.9, 0.9, 0.6, 0.6; right, right, wrong, right.
+    ece = metrics.ece(np.array([0.9, 0.9, 0.6, 0.6]), np.array([True, True, False, True]))
+    assert ece == pytest.approx(2 / 4 * abs(1.0 - 0.9) + 2 / 4 * abs(0.5 - 0.6))
 
 
 def test_confusion_counts_true_rows_predicted_columns():
-    table = tiles(
-        [("a", "aggregates", 0.9)] * 3
-        + [("a", "aggregates", 0.2)]
-        + [("c", "control", 0.1)] * 2
-        + [("c", "control", 0.7)] * 2
-    )
-    matrix = evaluate.confusion(table, [*CLASSES, "other"])
-    assert matrix.index.name == "true" and matrix.columns.name == "predicted"
-    assert matrix.loc[CLASSES, CLASSES].to_numpy().tolist() == [[3, 1], [2, 2]]
-    assert matrix.loc["other"].sum() == 0 and matrix["other"].sum() == 0
+    items = [("s", "s", "a", "a", 0.9)] * 3 + [("s", "s", "a", "b", 0.8)] + [("t", "t", "b", "a", 0.7)] * 2
+    matrix = metrics.confusion(tiles(items, ["a", "b"]), ["a", "b", "other"])
+    assert matrix.loc[["a", "b"], ["a", "b"]].to_numpy().tolist() == [[3, 1], [2, 0]]
+    assert matrix.loc["other"].sum() == 0
 
 
-def test_calibration_ece_by_hand():
-    # Confidences 0.9, 0.9, 0.6, 0.6; right, right, wrong, right.
-    table = tiles([("a", "aggregates", 0.9), ("a", "aggregates", 0.9), ("c", "control", 0.6), ("a", "aggregates", 0.6)])
-    reliability, ece = evaluate.calibration(table, CLASSES, bins=10)
-    by_hand = 2 / 4 * abs(1.0 - 0.9) + 2 / 4 * abs(0.5 - 0.6)
-    assert ece == pytest.approx(by_hand)
-    assert len(reliability) == 10 and reliability["count"].sum() == 4
-    filled = reliability[reliability["count"] > 0]
-    assert filled["count"].tolist() == [2, 2]
-    assert filled["accuracy"].tolist() == [0.5, 1.0]
-    assert filled["confidence"].tolist() == pytest.approx([0.6, 0.9])
+def two_class_run(seed, right_per_group, experiment="e", model="deep", n_groups=4, per_group=10, called="b"):
+    """n_groups groups per class of per_group tiles; right_per_group[i] tiles of group i are called right."""
+    items = []
+    for cls, wrong in (("a", "b"), ("b", "a")):
+        for g in range(n_groups):
+            for k in range(per_group):
+                right = k < right_per_group[g % len(right_per_group)]
+                items.append((f"{cls}{g}", f"{cls}{g}", cls, cls if right else wrong, 0.8))
+    return tiles(items, ["a", "b"], experiment=experiment, model=model, seed=seed)
 
 
-def test_run_table_flags_the_memorising_run_only():
-    overfit = {"experiment": "sub", "dataset": "snf7", "seed": 0}
-    honest = {"experiment": "agg", "dataset": "snap29", "seed": 1}
-    histories = pd.concat([history([0.8, 1.0, 1.0], **overfit), history([0.7, 0.9, 0.95], **honest)])
-    predictions = pd.concat([accuracy_tiles(11, 20, **overfit), accuracy_tiles(93, 100, **honest)])
-    table = evaluate.run_table(histories, predictions).set_index("experiment")
-    expected = {"test_accuracy", "test_loss", "n_tiles", "image_accuracy", "final_train_accuracy"}
-    assert expected | {"first_epoch_train_100", "gap", "overfit", "test_set", "seed"} <= set(table.columns)
-    assert table.loc["sub", "test_accuracy"] == pytest.approx(0.55)
-    assert table.loc["sub", "first_epoch_train_100"] == 2
-    assert table.loc["sub", "gap"] == pytest.approx(1.0 - 0.55)
-    assert bool(table.loc["sub", "overfit"]) is True
-    assert math.isnan(table.loc["agg", "first_epoch_train_100"])
-    assert table.loc["agg", "gap"] == pytest.approx(0.95 - 0.93)
-    assert bool(table.loc["agg", "overfit"]) is False
-    assert table["n_tiles"].tolist() == [20, 100]
+def test_collapsed_run_is_flagged_and_warned():
+    items = [(f"a{g}", f"a{g}", "a", "a", 0.9) for g in range(4) for _ in range(5)]
+    items += [(f"b{g}", f"b{g}", "b", "a", 0.9) for g in range(4) for _ in range(5)]
+    predictions = tiles(items, ["a", "b"])
+    table = evaluate.run_table(predictions, history([0.6]), run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    tile = table[table["level"] == "tile"].iloc[0]
+    assert tile["top_call_share"] == 1.0 and tile["collapsed"] and tile["at_chance"]
+    assert tile["accuracy"] == 0.5 and tile["balanced_accuracy"] == 0.5
+    [line] = findings.collapsed_runs(table)
+    assert "collapsed: 100% of its tile calls are 'a'" in line and "no claim" in line
 
 
-def test_run_table_loss_is_clipped_cross_entropy_of_the_true_class():
-    predictions = tiles([("a", "aggregates", 0.8), ("a", "aggregates", 0.0)])
-    table = evaluate.run_table(history([1.0]), predictions)
-    assert table["test_loss"].iloc[0] == pytest.approx((-math.log(0.8) - math.log(1e-7)) / 2)
+def test_overfitting_is_measured_like_for_like():
+    """Inference-mode training accuracy 0.92 and a gap of 0.29 is overfitting; Keras' running accuracy is not used."""
+    predictions = two_class_run(0, [6, 7])  # 0.65 balanced accuracy per tile
+    table = evaluate.run_table(predictions, history([0.8, 0.92]), run_rows(predictions), thresholds=THRESHOLDS,
+                               resamples=199)
+    tile = table[table["level"] == "tile"].iloc[0]
+    assert tile["balanced_accuracy"] == pytest.approx(0.65)
+    assert tile["final_train_accuracy"] == 0.92 and tile["gap"] == pytest.approx(0.27)
+    assert tile["overfit"] and not tile["collapsed"] and not tile["at_chance"]
+    honest = evaluate.run_table(predictions, history([0.7]), run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    assert not honest["overfit"].any()
 
 
-def test_image_rollup_averages_probabilities_per_source_image():
-    predictions = tiles(
-        [
-            ("aggregates/s1", "aggregates", 0.9),
-            ("aggregates/s1", "aggregates", 0.2),
-            ("aggregates/s1", "aggregates", 0.6),
-            ("control/s2", "control", 0.7),
-            ("control/s2", "control", 0.1),
-            ("control/s3", "control", 0.8),
-            ("control/s3", "control", 0.6),
-        ]
-    )
-    images = evaluate.image_table(predictions).set_index("sample")
-    assert images.loc["aggregates/s1", "p_aggregates"] == pytest.approx(1.7 / 3)
-    assert images["predicted"].tolist() == ["aggregates", "control", "aggregates"]
-    assert images["correct"].tolist() == [True, True, False]
-    assert images["n_tiles"].tolist() == [3, 2, 2]
-    run = evaluate.run_table(history([1.0]), predictions).iloc[0]
-    assert run["test_accuracy"] == pytest.approx(3 / 7)
-    assert run["image_accuracy"] == pytest.approx(2 / 3)
+def test_tiny_test_side_is_warned_and_has_no_interval():
+    predictions = two_class_run(0, [9], n_groups=1)
+    [line] = findings.small_test_sides(predictions)
+    assert "1 of a, 1 of b" in line and "fewer than 3" in line
+    C, N, groups = stats.correct_counts(predictions, ["a", "b"], "image", [0])
+    assert groups == ["a0", "b0"]
+    point, low, high = stats.interval(C, N)
+    assert point == 1.0 and np.isnan(low) and np.isnan(high)
+    assert findings.small_test_sides(two_class_run(0, [9], n_groups=3)) == []
 
 
-def test_summary_t_interval_matches_hand_computation():
-    accuracies = [0.90, 0.92, 0.95, 0.97, 0.93]
-    runs = pd.concat([runs_with(accuracies, overfit=True), runs_with([0.6], test_set="other")])
-    runs.loc[runs.index[:2], "overfit"] = False
-    summary = evaluate.summary_table(runs, human={"agg": 0.93}).set_index("test_set")
-    half = stats.t.ppf(0.975, 4) * np.std(accuracies, ddof=1) / math.sqrt(5)
-    own = summary.loc["snap29"]
-    assert own["n_runs"] == 5
-    assert own["mean"] == pytest.approx(np.mean(accuracies))
-    assert own["std"] == pytest.approx(np.std(accuracies, ddof=1))
-    assert (own["ci95_low"], own["ci95_high"]) == pytest.approx(
-        (np.mean(accuracies) - half, np.mean(accuracies) + half)
-    )
-    assert own["overfit_share"] == pytest.approx(3 / 5)
-    assert own["human"] == 0.93
-    single = summary.loc["other"]
-    assert single["n_runs"] == 1 and math.isnan(single["ci95_low"]) and math.isnan(single["ci95_high"])
-    # The human baseline was measured on the dataset, not on an independent test set.
-    assert math.isnan(single["human"])
+def test_bootstrap_interval_brackets_the_mean_and_resamples_groups_and_seeds():
+    parts = [two_class_run(seed, right) for seed, right in enumerate([[10, 6, 8, 9], [9, 7, 10, 5]])]
+    predictions = pd.concat(parts, ignore_index=True)
+    C, N, _ = stats.correct_counts(predictions, ["a", "b"], "tile", [0, 1])
+    point, low, high = stats.interval(C, N, resamples=999, seed=0)
+    by_seed = [balanced_accuracy_score(p["true"], p["predicted"]) for p in parts]
+    assert point == pytest.approx(np.mean(by_seed))
+    assert low < point < high and 0.5 < low and high <= 1.0
+    assert (low, high) == stats.interval(C, N, resamples=999, seed=0)[1:]  # seeded: reproducible
+    one_seed = stats.interval(C[:1], N, resamples=999)
+    assert one_seed[0] == pytest.approx(by_seed[0]) and one_seed[1] < one_seed[0] < one_seed[2]
 
 
-def test_summary_interval_stays_within_accuracy_bounds():
-    summary = evaluate.summary_table(runs_with([0.99, 1.0]))
-    assert summary["ci95_high"].iloc[0] == 1.0 and 0 <= summary["ci95_low"].iloc[0] < 0.99
+def test_seeds_that_disagree_are_warned():
+    predictions = pd.concat([two_class_run(0, [10]), two_class_run(1, [5]), two_class_run(2, [6])], ignore_index=True)
+    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(3)]),
+                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    summary = evaluate.summary_table(predictions, table, resamples=199)
+    [line] = findings.seeds_disagree(summary)
+    assert "ranges 0.50–1.00 across 3 seeds" in line and "(0.20)" in line
 
 
-def test_compare_separated_groups():
-    runs = pd.concat(
-        [
-            runs_with([0.94, 0.95, 0.96, 0.93, 0.97]),
-            runs_with([0.60, 0.62, 0.58, 0.61, 0.64], experiment="sub", dataset="snf7"),
-        ]
-    )
-    result = evaluate.compare(runs, ("agg", "deep"), ("sub", "deep"))
-    assert result["n_a"] == result["n_b"] == 5
-    assert result["U"] == 25 and result["p"] < 0.05
-    assert result["text"].startswith("agg/deep (mean 0.95, n=5) vs sub/deep (mean 0.61, n=5)")
-    assert "Mann–Whitney U = 25, p = 0.008" in result["text"]
-
-    three = pd.concat([runs, runs_with([0.9, 0.91, 0.92], model="small")])
-    table = evaluate.comparisons(three)
-    assert len(table) == 3
-    assert set(zip(table["a"], table["b"])) == {
-        ("agg/deep", "sub/deep"),
-        ("agg/deep", "agg/small"),
-        ("sub/deep", "agg/small"),
-    }
+def test_summary_has_every_metric_at_every_level_with_intervals_and_human_on_tiles():
+    predictions = pd.concat([two_class_run(s, [10, 8]) for s in range(2)], ignore_index=True)
+    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
+                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    summary = evaluate.summary_table(predictions, table, human={"e": 0.93}, resamples=199)
+    assert set(summary["level"]) == set(metrics.LEVELS) and set(summary["metric"]) == set(metrics.METRICS)
+    ba = summary[(summary["metric"] == "balanced_accuracy")].set_index("level")
+    assert ba.loc["tile", "mean"] == pytest.approx(0.9) and ba.loc["tile", "n_runs"] == 2
+    assert ba.loc["tile", "ci95_low"] <= 0.9 <= ba.loc["tile", "ci95_high"]
+    assert bool(ba.loc["image", "headline"]) and not bool(ba.loc["tile", "headline"])
+    human = summary.dropna(subset=["human"])
+    assert human[["level", "metric"]].values.tolist() == [["tile", "accuracy"]] and human["human"].iloc[0] == 0.93
+    [line] = findings.headline(summary)
+    assert line.startswith("e/deep on its own test side (d): balanced accuracy per image 1.00")
+    assert "per tile 0.90 (95% interval" in line and "Chance 0.50" in line and "by eye, per tile, 0.93" in line
 
 
-def test_compare_on_a_named_test_set_says_so():
-    runs = pd.concat([runs_with([0.9, 0.8], test_set="x"), runs_with([0.5, 0.6], model="small", test_set="x")])
-    result = evaluate.compare(runs, ("agg", "deep"), ("agg", "small"), test_set="x")
-    assert " on x: " in result["text"] and result["n_a"] == 2
+def test_comparison_pairs_seeds_on_one_test_set_and_gives_no_p_value_it_cannot_earn():
+    parts = []
+    for seed in range(2):
+        parts += [two_class_run(seed, [10, 9], model="resnet"), two_class_run(seed, [4, 6], model="deep")]
+    predictions = pd.concat(parts, ignore_index=True)
+    result = evaluate.comparisons(predictions, None, resamples=199).iloc[0]
+    assert (result["a"], result["b"], result["n_pairs"], result["level"]) == ("resnet", "deep", 2, "image")
+    assert result["difference"] == pytest.approx(0.5)  # images: resnet calls all right, deep half
+    assert np.isnan(result["p"]) and np.isnan(result["p_holm"])
+    assert "cannot reach p < 0.05" in result["text"] and "p =" not in result["text"]
 
 
-def test_overfitting_sentence():
-    runs = pd.concat(
-        [
-            runs_with([0.55, 0.6, 0.59], experiment="sub", dataset="snf7", overfit=True).assign(
-                first_epoch_train_100=[2.0, 3.0, 3.0]
-            ),
-            runs_with([0.95, 0.96], train=0.95, first=np.nan),
-        ]
-    )
-    lines = evaluate.overfitting_sentence(runs).splitlines()
-    assert lines[0] == (
-        "sub/deep: 3 of 3 runs reached 100% training accuracy (first at epoch 2–3) "
-        "while test accuracy stayed at 0.58 — overfitting."
-    )
-    assert lines[1].startswith("agg/deep: 0 of 2 runs reached 100% training accuracy")
-    assert lines[1].endswith("no run overfits.")
+def test_signed_rank_needs_six_pairs_and_holm_adjusts_only_real_tests():
+    assert np.isnan(stats.signed_rank([0.1, 0.2, 0.3, 0.1, 0.2]))
+    assert stats.signed_rank([0.1, 0.2, 0.3, 0.1, 0.2, 0.25]) == pytest.approx(0.03125)
+    adjusted = stats.holm([0.01, np.nan, 0.04])
+    assert adjusted[0] == pytest.approx(0.02) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
 
 
-def write_run(folder, seed, accuracy_right):
+def test_imbalance_warning_names_ratio_and_remedy():
+    table = pd.DataFrame({"experiment": ["e"], "imbalance_ratio": [11.0], "class_balance": ["sampling"],
+                          "train_tiles_per_class": [{"a": 110, "b": 10}]})
+    [line] = findings.imbalance(table)
+    assert "imbalanced 11.0:1 (tiles a: 110, b: 10)" in line and "balanced sampling" in line
+
+
+def write_run(folder, seed, right):
     folder.mkdir(parents=True)
-    history([1.0] if seed else [0.6, 1.0]).drop(columns=["experiment", "dataset", "model", "seed"]).to_csv(
-        folder / "history.csv", index=False
-    )
-    predictions = accuracy_tiles(accuracy_right, 10).drop(columns=["experiment", "dataset", "model", "seed"])
-    predictions.to_csv(folder / "predictions.tsv", sep="\t", index=False)
-    metrics = {
-        "model": "deep",
-        "seed": seed,
-        "classes": CLASSES,
-        "input_shape": [64, 64, 2],
-        "parameters": 1000,
-        "device": "cpu",
-        "train_tiles": 100,
-        "epochs": 2,
-        "final_train_accuracy": 1.0,
-        "train_seconds": 3.5,
-        "test_accuracy": {"snap29": accuracy_right / 10},
-        "test_tiles": {"snap29": 10},
-    }
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    history([0.6, 1.0], seed=seed).drop(columns=runs.RUN).to_csv(folder / "history.csv", index=False)
+    two_class_run(seed, [right]).drop(columns=runs.RUN).to_csv(folder / "predictions.tsv", sep="\t", index=False)
+    identity = {"experiment": "e", "dataset": "d", "model": "deep", "seed": seed}
+    (folder / "metrics.json").write_text(json.dumps({**identity, "classes": ["a", "b"], "validation_tiles": 0,
+                                                      "class_balance": "none", "imbalance_ratio": 1.0,
+                                                      "train_tiles_per_class": {"a": 5, "b": 5}}))
 
 
-def test_collect_runs_reads_run_folders(tmp_path):
-    dirs = [tmp_path / "results" / "train" / "agg" / "deep" / f"seed{seed}" for seed in (0, 1)]
+def test_runs_are_read_with_their_recorded_identity(tmp_path):
+    dirs = [tmp_path / "anywhere" / f"run{seed}" for seed in (0, 1)]  # the path says nothing
     write_run(dirs[0], 0, 9)
     write_run(dirs[1], 1, 6)
-    runs, histories, predictions = evaluate.collect_runs(dirs, {"agg": "snap29"})
-    assert runs[["experiment", "dataset", "model", "seed"]].values.tolist() == [
-        ["agg", "snap29", "deep", 0],
-        ["agg", "snap29", "deep", 1],
-    ]
-    assert runs["n_classes"].tolist() == [2, 2] and "test_accuracy" not in runs
-    assert list(histories.columns[:4]) == ["experiment", "dataset", "model", "seed"]
-    assert len(histories) == 2 + 1 and len(predictions) == 20
-    assert predictions["seed"].tolist() == [0] * 10 + [1] * 10
-    table = evaluate.run_table(histories, predictions)
-    assert table["test_accuracy"].tolist() == pytest.approx([0.9, 0.6])
-    assert table["first_epoch_train_100"].tolist() == [2, 1]
+    table, histories, predictions = runs.read_runs(dirs)
+    assert table[runs.RUN].values.tolist() == [["e", "d", "deep", 0], ["e", "d", "deep", 1]]
+    assert len(histories) == 4 and predictions["seed"].tolist() == [0] * 80 + [1] * 80
+    (dirs[0] / "metrics.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    with pytest.raises(InputError, match="run0/metrics.json: no experiment, dataset, model, seed recorded"):
+        runs.read_runs(dirs)
 
 
-def test_collect_runs_rejects_unknown_experiment(tmp_path):
-    folder = tmp_path / "train" / "nope" / "deep" / "seed0"
-    write_run(folder, 0, 5)
-    with pytest.raises(ValueError, match="nope"):
-        evaluate.collect_runs([folder], {"agg": "snap29"})
+def test_evaluate_writes_every_table_and_the_findings(tmp_path):
+    dirs = [tmp_path / f"run{seed}" for seed in (0, 1)]
+    write_run(dirs[0], 0, 9)
+    write_run(dirs[1], 1, 6)
+    empty = tmp_path / "images_without_tiles.tsv"
+    pd.DataFrame([{"dataset": "d", "sample": "a/blank", "group": "a/blank", "class": "a", "split": "test",
+                   "reason": "no cells found"}]).to_csv(empty, sep="\t", index=False)
+    names = ["runs", "classes", "history", "images", "groups", "summary", "comparisons", "findings"]
+    outputs = {name: tmp_path / "out" / f"{name}.{'html' if name == 'findings' else 'tsv'}" for name in names}
+    evaluate.evaluate(dirs, human={}, thresholds=THRESHOLDS, resamples=199, images_without_tiles=[empty],
+                      outputs=outputs)
+    page = outputs["findings"].read_text()
+    assert "a/blank (test side): no cells found" in page and "no validation side" in page
+    assert "balanced accuracy per image" in page
+    runs_table = pd.read_csv(outputs["runs"], sep="\t")
+    assert len(runs_table) == 2 * 3  # two runs x three levels

@@ -29,14 +29,28 @@ def test_tiles_are_chosen_per_class_from_the_own_test_set_and_seeded():
     assert len(explain.choose_tiles(predictions(2), "own", per_class=5, seed=0)) == 4
 
 
-def test_ground_truth_mask_is_found_beside_a_demo_image(tmp_path):
-    mask = np.zeros((8, 8), np.uint8)
-    mask[2:4, 2:4] = 1
-    (tmp_path / "masks/aggregates").mkdir(parents=True)
-    tifffile.imwrite(tmp_path / "masks/aggregates/field_000.tif", mask)
-    found = explain.ground_truth_mask([str(tmp_path / "images/aggregates/field_000.tif")])
-    assert found.dtype == bool and found.sum() == 4
-    assert explain.ground_truth_mask([str(tmp_path / "photos/x.tif")]) is None
+def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
+    """A user's folder laid out like the demo's (images/ beside masks/) is not taken as ground truth."""
+    from cellclass import tilestore
+    from cellclass.tilestore import TileSet
+
+    for sample in ("aggregates/a", "aggregates/b"):
+        field = np.zeros((16, 16, 1), np.float32)
+        field[4:6, 4:6] = 1.0
+        meta = {"sample": sample, "class": "aggregates", "group": sample, "files": [f"images/{sample}.tif"],
+                "settings": {"tile_size": 16}}
+        tilestore.save(tmp_path / f"{sample.split('/')[1]}.npz", TileSet(field[None], np.array([0]), np.array([0]), meta))
+    mask = np.zeros((16, 16), np.uint8)
+    mask[0:2, 0:2] = 1
+    tifffile.imwrite(tmp_path / "mask_a.tif", mask)
+    chosen = pd.DataFrame({"tile": ["aggregates/a@0,0", "aggregates/b@0,0"]})
+    _, masks, ids, sources = explain.load_chosen(
+        chosen, [tmp_path / "a.npz", tmp_path / "b.npz"], {"radius": 1, "threshold": "otsu"},
+        {"aggregates/a": str(tmp_path / "mask_a.tif")},
+    )
+    assert ids == ["aggregates/a@0,0", "aggregates/b@0,0"]
+    assert sources[0] == "ground-truth puncta" and masks[0].sum() == 4 and masks[0][0, 0]
+    assert sources[1].startswith("top-hat puncta") and masks[1][4, 4] and not masks[1][0, 0]
 
 
 def scores():
@@ -45,9 +59,9 @@ def scores():
         for state, value in (("trained", 3.0 + seed), ("randomised", 1.0)):
             for tile in ("t1", "t2"):
                 rows.append(dict(experiment="e", model="m", seed=seed, method="grad_cam",
-                                 model_state=state, tile=tile, mask="ground truth", enrichment=value))
+                                 model_state=state, tile=tile, mask="ground-truth puncta", enrichment=value))
             rows.append(dict(experiment="e", model="m", seed=seed, method="grad_cam",
-                             model_state=state, tile="control", mask="ground truth", enrichment=np.nan))
+                             model_state=state, tile="control", mask="ground-truth puncta", enrichment=np.nan))
     return pd.DataFrame(rows)
 
 
@@ -58,9 +72,11 @@ def test_summary_is_the_median_over_tiles_with_puncta():
     assert (summary["tiles"] == 2).all()
 
 
-def test_sentence_says_whether_the_network_looks_at_the_aggregates():
+def test_sentence_names_the_mask_and_says_whether_the_network_looks_there():
     [line] = explain.sentences(explain.summarise(scores()))
-    assert "3.50× enriched" in line and "randomised network 1.00×" in line and "looks at the aggregates" in line
+    assert "3.50× enriched in the ground-truth puncta" in line and "range 3.00–4.00 over 2 seeds" in line
+    assert "randomised network 1.00×" in line and "looks at the ground-truth puncta" in line
+    assert "aggregates" not in line
     flat = scores().assign(enrichment=1.0)
     [line] = explain.sentences(explain.summarise(flat))
     assert "no clear preference" in line
@@ -69,18 +85,44 @@ def test_sentence_says_whether_the_network_looks_at_the_aggregates():
     assert "maps are empty" in line
 
 
+def test_seeds_that_disagree_get_no_claim():
+    """The case seen on real data: gradient x input 31.5 and 1.28 on two seeds, randomised 7.2."""
+    table = scores()
+    trained = table["model_state"] == "trained"
+    table.loc[trained & (table["seed"] == 0), "enrichment"] = 31.5
+    table.loc[trained & (table["seed"] == 1), "enrichment"] = 1.28
+    table.loc[~trained, "enrichment"] = 7.2
+    [line] = explain.sentences(explain.summarise(table))
+    assert "range 1.28–31.50 over 2 seeds" in line and "seeds disagree" in line and "looks at" not in line
+
+
+def test_collapsed_runs_are_left_out_of_the_claim():
+    runs = pd.DataFrame(
+        {"experiment": "e", "dataset": "d", "model": "m", "seed": [0, 1], "test_set": "d", "level": "tile",
+         "collapsed": [True, False], "at_chance": [False, False]}
+    )
+    unreliable = explain.unreliable_runs(runs)
+    assert unreliable == {("e", "m", 0)}
+    [line] = explain.sentences(explain.summarise(scores()), unreliable)
+    assert "seed(s) 0 left out: collapsed or at chance" in line and "1 seed" in line and "4.00×" in line
+    [line] = explain.sentences(explain.summarise(scores()), {("e", "m", 0), ("e", "m", 1)})
+    assert "no claim" in line
+
+
 def test_summary_files_are_written(tmp_path):
-    run_dirs, files = [], []
+    files = []
     for seed in (0, 1):
         path = tmp_path / f"scores{seed}.tsv"
-        scores()[lambda t: t["seed"] == seed].drop(columns=["experiment", "model", "seed"]).to_csv(path, sep="\t", index=False)
+        scores()[lambda t: t["seed"] == seed].to_csv(path, sep="\t", index=False)
         files.append(path)
-        run_dirs.append(f"results/attribution/e/m/seed{seed}")
+    runs = tmp_path / "runs.tsv"
+    pd.DataFrame({"experiment": "e", "dataset": "d", "model": "m", "seed": [0, 1], "test_set": "d", "level": "tile",
+                  "collapsed": False, "at_chance": False}).to_csv(runs, sep="\t", index=False)
     out = tmp_path / "out"
-    explain.write_summary(score_files=files, run_dirs=run_dirs, table_path=out / "t.tsv", findings_path=out / "f.html",
+    explain.write_summary(score_files=files, runs_table=runs, table_path=out / "t.tsv", findings_path=out / "f.html",
                           figure_paths=[out / "e.png", out / "e.svg"])
     table = pd.read_csv(out / "t.tsv", sep="\t")
-    assert set(table["seed"]) == {0, 1} and "looks at the aggregates" in (out / "f.html").read_text()
+    assert set(table["seed"]) == {0, 1} and "looks at the ground-truth puncta" in (out / "f.html").read_text()
     assert (out / "e.png").stat().st_size > 1000 and (out / "e.svg").stat().st_size > 1000
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import evaluate, figures, tilestore
+from cellclass import evaluate, figures, metrics, tilestore
 from cellclass.tilestore import TileSet
 
 CLASSES = ["aggregates", "control"]
@@ -24,8 +24,10 @@ def fake_run(experiment, dataset, seed, skill, rng, samples=4, per_sample=3):
             "epoch": epochs,
             "train_loss": 1 / epochs,
             "train_accuracy": np.minimum(1.0, 0.5 + 0.2 * epochs + rng.uniform(-0.03, 0.03, 5)),
-            "heldout_loss": 0.7,
-            "heldout_accuracy": np.clip(skill + rng.uniform(-0.05, 0.05, 5), 0, 1),
+            "train_eval_loss": 1 / epochs,
+            "train_eval_accuracy": np.minimum(1.0, 0.55 + 0.2 * epochs),
+            "validation_loss": 0.7,
+            "validation_accuracy": np.clip(skill + rng.uniform(-0.05, 0.05, 5), 0, 1),
         }
     )
     rows = []
@@ -62,7 +64,10 @@ def tables():
     parts += [fake_run("sub", "snf7", seed, 0.6, rng) for seed in range(3)]
     history = pd.concat([h for h, _ in parts], ignore_index=True)
     predictions = pd.concat([p for _, p in parts], ignore_index=True)
-    return history, predictions, evaluate.run_table(history, predictions)
+    keys = predictions[["experiment", "dataset", "model", "seed"]].drop_duplicates()
+    runs = keys.assign(validation_tiles=10, class_balance="none", imbalance_ratio=1.0)
+    thresholds = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
+    return history, predictions, evaluate.run_table(predictions, history, runs, thresholds=thresholds, resamples=99)
 
 
 def outputs(tmp_path, name):
@@ -89,11 +94,15 @@ def test_training_curves(tmp_path, tables):
     paths = outputs(tmp_path, "curves")
     figures.training_curves(tables[0], paths)
     assert_written(paths)
+    without_validation = tables[0].assign(validation_accuracy=np.nan)
+    figures.training_curves(without_validation, outputs(tmp_path, "curves_no_validation"))
+    assert_written(outputs(tmp_path, "curves_no_validation"))
 
 
 def test_overfitting_scatter(tmp_path, tables):
     runs = tables[2].copy()
-    runs.loc[runs.index[-1], ["final_train_accuracy", "test_accuracy", "overfit"]] = [1.0, 0.5, True]
+    last_tile_row = runs.index[runs["level"] == "tile"][-1]
+    runs.loc[last_tile_row, ["final_train_accuracy", "balanced_accuracy", "overfit"]] = [1.0, 0.5, True]
     paths = outputs(tmp_path, "scatter")
     figures.overfitting_scatter(runs, paths)
     assert_written(paths)
@@ -107,7 +116,7 @@ def test_confidence_plots(tmp_path, tables):
 
 def test_confusion_plot(tmp_path, tables):
     paths = outputs(tmp_path, "confusion")
-    figures.confusion_plot(evaluate.confusion(tables[1], CLASSES), paths)
+    figures.confusion_plot(metrics.confusion(tables[1], CLASSES), paths)
     assert_written(paths)
 
 

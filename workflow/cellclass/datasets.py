@@ -16,6 +16,7 @@ from cellclass.errors import InputError
 log = logging.getLogger(__name__)
 
 UNLABELLED = ""  # the class of an image nobody has labelled
+SPLITS = ("train", "validation", "test")  # the values of a sample sheet's `split` column
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 # Files that operating systems leave behind; never images, never classes.
 PHANTOM_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
@@ -27,6 +28,7 @@ class Sample:
     files: tuple[str, ...]  # one file, or one file per channel of the same field
     cls: str
     group: str  # the unit of the train/test split: the image itself by default
+    split: str = ""  # a side fixed by the sample sheet (train, validation, test); "" lets the hash decide
 
 
 def is_phantom(path):
@@ -89,7 +91,7 @@ def _resolve_inside(root, text, where):
 
 
 def from_sheet(sheet, root=None, test_only=False):
-    """Samples from a TSV sample sheet with columns path, class and optional group.
+    """Samples from a TSV sample sheet with columns path, class and optional group and split.
 
     Paths are relative to `root` (default: the sheet's folder) and may not leave
     it. 'a.tif;b.tif' in the path column names one file per channel of a field.
@@ -101,7 +103,7 @@ def from_sheet(sheet, root=None, test_only=False):
     missing = {"path", "class"} - set(rows[0] if rows else {})
     if missing:
         raise InputError(f"sample sheet {sheet}: missing column(s) {', '.join(sorted(missing))}")
-    samples, seen = [], {}
+    samples, seen, sides = [], {}, {}
     for line, row in enumerate(rows, start=2):
         where = f"sample sheet {sheet}, line {line}"
         parts = [p for p in row["path"].split(";") if p.strip()]
@@ -116,7 +118,15 @@ def from_sheet(sheet, root=None, test_only=False):
             raise InputError(f"{where}: {files[0]} is listed twice (first on line {seen[sid]})")
         seen[sid] = line
         group = (row.get("group") or "").strip() or sid
-        samples.append(Sample(sid, files, row["class"].strip(), group))
+        side = (row.get("split") or "").strip().lower()
+        if side not in ("", *SPLITS):
+            raise InputError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
+        if sides.setdefault(group, (side, line))[0] != side:
+            raise InputError(
+                f"{where}: group {group} is on split '{side or '(empty)'}' here but "
+                f"'{sides[group][0] or '(empty)'}' on line {sides[group][1]}; a group stays on one side"
+            )
+        samples.append(Sample(sid, files, row["class"].strip(), group, side))
     return _check_classes(samples, f"sample sheet {sheet}", test_only)
 
 

@@ -34,17 +34,12 @@ def choose_tiles(predictions, test_set, per_class, seed):
     return pd.concat(chosen, ignore_index=True)
 
 
-def ground_truth_mask(files):
-    """The demo's puncta mask beside a demo image (…/images/<class>/<field>.tif → …/masks/…), or None."""
-    image = Path(files[0])
-    if image.parent.parent.name != "images":
-        return None
-    mask = image.parent.parent.parent / "masks" / image.parent.name / image.name
-    return tifffile.imread(mask) > 0 if mask.is_file() else None
+def load_chosen(chosen, tile_files, puncta, mask_files):
+    """Tiles, their puncta masks (at tile resolution) and which kind of mask each is.
 
-
-def load_chosen(chosen, tile_files, puncta):
-    """Tiles, their puncta masks (at tile resolution) and which kind of mask each is."""
+    `mask_files` maps a sample id to its ground-truth puncta mask (the demo's); other
+    samples get a white top-hat mask of the protein channel.
+    """
     wanted = set(chosen["tile"])
     tiles, masks, ids, sources = [], [], [], []
     for path in tile_files:
@@ -53,16 +48,17 @@ def load_chosen(chosen, tile_files, puncta):
         if not keep:
             continue
         size = tileset.meta["settings"]["tile_size"]
-        truth = ground_truth_mask(tileset.meta["files"])
+        mask_file = mask_files.get(tileset.meta["sample"])
+        truth = tifffile.imread(mask_file) > 0 if mask_file else None
         for i in keep:
             tile = tileset.tiles[i].astype(np.float32)
             if truth is not None and tileset.rows[i] >= 0:
                 crop = enrichment.tile_masks(truth, tileset.rows[i : i + 1], tileset.cols[i : i + 1], size)[0]
                 mask = resize(crop, tile.shape[:2], order=0, preserve_range=True, anti_aliasing=False).astype(bool)
-                sources.append("ground truth")
+                sources.append("ground-truth puncta")
             else:
                 mask = enrichment.puncta_mask(tile[..., 0], radius=puncta["radius"], threshold=puncta["threshold"])
-                sources.append(f"white top-hat (radius {puncta['radius']}, {puncta['threshold']})")
+                sources.append(f"top-hat puncta (radius {puncta['radius']}, threshold {puncta['threshold']})")
             tiles.append(tile)
             masks.append(mask)
             ids.append(tileset.tile_ids()[i])
@@ -70,15 +66,17 @@ def load_chosen(chosen, tile_files, puncta):
     return np.stack(tiles)[order], np.stack(masks)[order], [ids[i] for i in order], [sources[i] for i in order]
 
 
-def explain_run(*, model_path, predictions_path, tile_files, test_set, classes, channels, seed, settings, maps_path, scores_path):
+def explain_run(*, identity, model_path, predictions_path, tile_files, mask_files, test_set, classes, channels, settings,
+                maps_path, scores_path):
     """Maps and enrichment scores for one run; writes maps (.npz) and a tidy score table (.tsv)."""
     import keras
 
     from cellclass import attribution
 
+    seed = int(identity["seed"])
     predictions = pd.read_csv(predictions_path, sep="\t", dtype={"tile": str})
     chosen = choose_tiles(predictions, test_set, settings["tiles_per_class"], seed)
-    tiles, masks, ids, sources = load_chosen(chosen, tile_files, settings["puncta"])
+    tiles, masks, ids, sources = load_chosen(chosen, tile_files, settings["puncta"], mask_files)
     truth = chosen.set_index("tile").loc[ids, "true"]
     targets = np.array([classes.index(c) for c in truth])
     inputs = select_channels(tiles, channels)
@@ -94,6 +92,9 @@ def explain_run(*, model_path, predictions_path, tile_files, test_set, classes, 
             rows.append(
                 pd.DataFrame(
                     {
+                        "experiment": identity["experiment"],
+                        "model": identity["model"],
+                        "seed": seed,
                         "tile": ids,
                         "true": truth.to_numpy(),
                         "method": method,
@@ -123,60 +124,74 @@ def summarise(scores):
     return table.reset_index()
 
 
-# A trained map "looks at the aggregates" when its median enrichment clears both
+# A trained map "looks at" the mask when its median enrichment clears both
 # no preference (1) and the randomised network's by this factor.
 CLEAR = 1.25
 
 
-def sentences(summary):
-    """One plain-English line per (experiment, model, method) comparing trained and randomised networks."""
+def unreliable_runs(runs_table):
+    """{(experiment, model, seed)} of runs that collapsed or are no better than chance on their own test side."""
+    own = runs_table[(runs_table["level"] == "tile") & (runs_table["test_set"] == runs_table["dataset"])]
+    bad = own[own["collapsed"].astype(bool) | own["at_chance"].astype(bool)]
+    return {(e, m, int(s)) for e, m, s in zip(bad["experiment"], bad["model"], bad["seed"])}
+
+
+def sentences(summary, unreliable=frozenset()):
+    """One plain-English line per (experiment, model, method): trained vs randomised network, across seeds.
+
+    No claim is made from runs that collapsed or score at chance, nor when the seeds
+    disagree more than the effect (their spread exceeds the median's distance from 1).
+    """
     lines = []
     for (experiment, model, method), group in summary.groupby(["experiment", "model", "method"], sort=False):
-        medians = group.groupby("model_state")["enrichment"].median()
-        trained, randomised = medians.get("trained", np.nan), medians.get("randomised", np.nan)
-        seeds = group["seed"].nunique()
-        if np.isnan(trained):
+        name = f"{experiment}/{model}, {method.replace('_', ' ')}"
+        mask = group["mask"].dropna().iloc[0] if group["mask"].notna().any() else "puncta"
+        dropped = sorted({int(s) for s in group["seed"] if (experiment, model, int(s)) in unreliable})
+        group = group[~group["seed"].astype(int).isin(dropped)]
+        skipped = f"; seed(s) {', '.join(map(str, dropped))} left out: collapsed or at chance" if dropped else ""
+        trained = group.loc[group["model_state"] == "trained", "enrichment"]
+        randomised = group.loc[group["model_state"] == "randomised", "enrichment"].median()
+        if group.empty:
+            lines.append(f"{name}: no claim — every run collapsed or scores at chance{skipped}.")
+            continue
+        if trained.isna().all():
             lines.append(
-                f"{experiment}/{model}, {method.replace('_', ' ')}: the trained network's maps are empty "
-                "(its score does not change with the input: it predicts one class for everything)."
+                f"{name}: the trained network's maps are empty (its score does not change with the input: it "
+                f"predicts one class for everything){skipped}."
             )
             continue
-        looks = trained >= CLEAR and trained >= CLEAR * randomised
-        verdict = "looks at the aggregates" if looks else "shows no clear preference for the aggregates"
+        median, low, high, n = trained.median(), trained.min(), trained.max(), int(trained.notna().sum())
+        spread = f"range {low:.2f}–{high:.2f} over {n} seeds" if n > 1 else "1 seed"
+        if n > 1 and high - low > abs(median - 1):
+            verdict = "the seeds disagree more than the effect, so no consistent claim is made"
+        elif median >= CLEAR and median >= CLEAR * randomised:
+            verdict = f"the network looks at the {mask}"
+        else:
+            verdict = f"the network shows no clear preference for the {mask}"
         lines.append(
-            f"{experiment}/{model}, {method.replace('_', ' ')}: attribution is {trained:.2f}× enriched in the puncta "
-            f"(median of {seeds} seed(s); randomised network {randomised:.2f}×): the network {verdict} "
-            f"({group['mask'].iloc[0]} masks)."
+            f"{name}: attribution is {median:.2f}× enriched in the {mask} (median; {spread}; randomised network "
+            f"{randomised:.2f}×): {verdict}{skipped}."
         )
     return lines
 
 
-def _run_key(run_dir):
-    """(experiment, model, seed) from 'results/train/<experiment>/<model>/seed<k>'."""
-    experiment, model, seed = Path(run_dir).parts[-3:]
-    return experiment, model, int(seed.removeprefix("seed"))
-
-
-def write_summary(*, score_files, run_dirs, table_path, findings_path, figure_paths):
+def write_summary(*, score_files, runs_table, table_path, findings_path, figure_paths):
     """Enrichment per run and method (tidy TSV), the enrichment figure and a findings page."""
     import html
 
     from cellclass import overlays
 
-    tables = []
-    for path, run in zip(score_files, run_dirs):
-        experiment, model, seed = _run_key(run)
-        scores = pd.read_csv(path, sep="\t", dtype={"tile": str})
-        tables.append(scores.assign(experiment=experiment, model=model, seed=seed))
-    summary = summarise(pd.concat(tables, ignore_index=True))
+    scores = pd.concat([pd.read_csv(p, sep="\t", dtype={"tile": str}) for p in score_files], ignore_index=True)
+    summary = summarise(scores)
     with atomic_path(table_path) as tmp:
         summary.to_csv(tmp, sep="\t", index=False)
     overlays.enrichment_plot(str(Path(figure_paths[0]).with_suffix("")), summary)
-    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in sentences(summary))
+    runs = pd.read_csv(runs_table, sep="\t")
+    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in sentences(summary, unreliable_runs(runs)))
     page = (
         "<html><body><h2>What the networks look at</h2>"
-        "<p>Enrichment: the share of attribution inside the puncta divided by the share of the tile they "
-        "cover (1 = no preference), median over the aggregate-bearing test tiles of each run.</p>"
+        "<p>Enrichment: the share of attribution inside the mask divided by the share of the tile it "
+        "covers (1 = no preference), median over the test tiles of each run that hold some of the mask.</p>"
         f"<ul>\n{items}\n</ul></body></html>\n"
     )
     with atomic_path(findings_path) as tmp:

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cellclass import tilestore
 from cellclass.atomic import atomic_path
-from cellclass.evaluate import calibration
+from cellclass.metrics import calibration
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
@@ -29,6 +29,10 @@ _JITTER = 0.15
 
 
 def _save(fig, paths):
+    # Lay the figure out once, then freeze it: otherwise each format's renderer
+    # re-runs the layout and an SVG written alone differs from one written after a PNG.
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         path = Path(path)
         with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "cellclass"}):
@@ -45,69 +49,72 @@ def _colours(labels):
     return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def _scored(runs, test_set):
-    """Rows of one test set, or by default each run's own dataset's test set."""
-    return runs[runs["test_set"] == runs["dataset"]] if test_set is None else runs[runs["test_set"] == test_set]
+def _headline(runs):
+    """Rows of every run and test set at its headline level (the biological unit)."""
+    return runs[runs["headline"].astype(bool)]
+
+
+def _tile_rows(runs):
+    return runs[runs["level"] == "tile"]
 
 
 def _confidence(predictions):
     return predictions[[c for c in predictions.columns if c.startswith("p_")]].max(axis=1)
 
 
-def accuracy_boxplot(runs, paths, human=None, test_set=None):
-    """Test accuracy across seeds per experiment/model: box plot, jittered runs, chance and human baselines.
+def accuracy_boxplot(runs, paths, human=None):
+    """Balanced test accuracy at the headline unit across seeds, one box per experiment/model and test set.
 
-    `runs` is evaluate.run_table's output; `human` maps experiment -> by-eye accuracy.
+    Each box has its baselines: chance (1/K) and the majority-class rate (what always calling
+    the largest class scores in plain accuracy); `human` maps experiment -> by-eye tile accuracy,
+    drawn on the experiment's own test side. `runs` is the evaluation's runs table.
     """
-    scored = _scored(runs, test_set).assign(label=lambda t: _labels(t))
-    labels = list(dict.fromkeys(scored["label"]))
-    colours = _colours(labels)
-    fig = Figure(figsize=(max(4.0, 1.1 * len(labels) + 2), 4), layout="constrained")
+    scored = _headline(runs).assign(label=lambda t: _labels(t))
+    scored = scored.assign(box=lambda t: t["label"] + " on " + t["test_set"] + " (" + t["level"] + ")")
+    boxes = list(dict.fromkeys(scored["box"]))
+    colours = _colours(scored["label"])
+    fig = Figure(figsize=(max(4.5, 1.5 * len(boxes) + 2), 4.5), layout="constrained")
     ax = fig.add_subplot()
-    groups = [scored[scored["label"] == label] for label in labels]
+    groups = [scored[scored["box"] == box] for box in boxes]
     ax.boxplot(
-        [g["test_accuracy"] for g in groups],
-        positions=range(len(labels)),
-        tick_labels=labels,
+        [g["balanced_accuracy"] for g in groups],
+        positions=range(len(boxes)),
+        tick_labels=boxes,
         widths=0.5,
         showfliers=False,
         medianprops={"color": "black"},
     )
     rng = np.random.default_rng(0)
-    for i, (label, group) in enumerate(zip(labels, groups)):
+    for i, group in enumerate(groups):
         x = i + rng.uniform(-_JITTER, _JITTER, len(group))
-        ax.scatter(x, group["test_accuracy"], s=20, color=colours[label], zorder=3, clip_on=False)
-
-    handles = []
-    chance = [1 / g["n_classes"].max() for g in groups]
-    if len(set(chance)) == 1:
-        ax.axhline(chance[0], color="gray", linestyle=":")
-    else:
-        for i, level in enumerate(chance):
-            ax.hlines(level, i - 0.4, i + 0.4, color="gray", linestyle=":")
-    handles.append(Line2D([], [], color="gray", linestyle=":", label="chance"))
-    experiments = [g["experiment"].iloc[0] for g in groups]
+        ax.scatter(x, group["balanced_accuracy"], s=20, color=colours[group["label"].iloc[0]], zorder=3, clip_on=False)
+    handles = [
+        Line2D([], [], color="gray", linestyle=":", label="chance (1/K)"),
+        Line2D([], [], color="tab:orange", linestyle="-.", label="majority-class rate"),
+    ]
     shown_human = False
-    for experiment in dict.fromkeys(experiments):
-        if human and experiment in human:
-            span = [i for i, e in enumerate(experiments) if e == experiment]
-            ax.hlines(human[experiment], span[0] - 0.4, span[-1] + 0.4, color="black", linestyle="--")
+    for i, group in enumerate(groups):
+        row = group.iloc[0]
+        ax.hlines(row["chance"], i - 0.4, i + 0.4, color="gray", linestyle=":")
+        ax.hlines(row["majority_rate"], i - 0.4, i + 0.4, color="tab:orange", linestyle="-.")
+        if human and row["experiment"] in human and row["test_set"] == row["dataset"]:
+            ax.hlines(human[row["experiment"]], i - 0.4, i + 0.4, color="black", linestyle="--")
             shown_human = True
     if shown_human:
-        handles.append(Line2D([], [], color="black", linestyle="--", label="human (by eye)"))
-
-    low = min([0.4, *chance, *scored["test_accuracy"]])
-    ax.set_ylim(0.4 if low >= 0.4 else low - 0.05, 1.0)
-    ax.set_ylabel("test accuracy (tiles)")
-    ax.set_title("Test accuracy across seeds" + ("" if test_set is None else f" on {test_set}"))
-    ax.legend(handles=handles, loc="lower left", frameon=False)
-    if len(labels) > 3:
-        ax.tick_params(axis="x", labelrotation=20)
+        handles.append(Line2D([], [], color="black", linestyle="--", label="human by eye (tiles)"))
+    values = [*scored["balanced_accuracy"], *scored["chance"], *scored["majority_rate"]]
+    ax.set_ylim(min([0.4, *values]) - 0.05, 1.02)
+    ax.set_ylabel("balanced accuracy (headline unit)")
+    ax.set_title("Test balanced accuracy across seeds")
+    ax.legend(handles=handles, loc="lower left", frameon=False, fontsize=8)
+    if len(boxes) > 2:
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     _save(fig, paths)
 
 
 def training_curves(history, paths, window=1):
-    """Training (left) and held-out (right) accuracy per epoch: every run jittered, mean ± 1 sd per experiment/model.
+    """Training (left: inference mode on unaugmented training tiles) and validation (right) accuracy per epoch:
+    every run jittered, mean ± 1 sd per experiment/model. The test side is never shown here.
 
     `window` > 1 smooths the per-epoch mean and sd with a centred rolling mean.
     """
@@ -116,8 +123,12 @@ def training_curves(history, paths, window=1):
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     rng = np.random.default_rng(0)
-    for ax, column, title in zip(axes, ["train_accuracy", "heldout_accuracy"], ["training", "held-out"]):
-        for label, group in history.groupby("label", sort=True):
+    panels = ["train_eval_accuracy", "validation_accuracy"], ["training (inference mode)", "validation"]
+    for ax, column, title in zip(axes, *panels):
+        if history[column].isna().all():
+            ax.text(0.5, 0.5, "no validation side\n(too few groups per class)", ha="center", va="center",
+                    transform=ax.transAxes)
+        for label, group in history.dropna(subset=[column]).groupby("label", sort=True):
             colour = colours[label]
             x = group["epoch"] + rng.uniform(-_JITTER, _JITTER, len(group))
             ax.scatter(x, group[column], s=10, alpha=0.45, color=colour, linewidths=0)
@@ -137,9 +148,12 @@ def training_curves(history, paths, window=1):
     _save(fig, paths)
 
 
-def overfitting_scatter(runs, paths, test_set=None):
-    """Final training accuracy against test accuracy per run; runs flagged overfit are circled and labelled."""
-    scored = _scored(runs, test_set).assign(label=lambda t: _labels(t))
+def overfitting_scatter(runs, paths):
+    """Final training accuracy (inference mode) against balanced test accuracy per tile on the own test side;
+    runs flagged overfit are circled and labelled."""
+    scored = _tile_rows(runs)
+    scored = scored[scored["test_set"] == scored["dataset"]].rename(columns={"balanced_accuracy": "test_accuracy"})
+    scored = scored.assign(label=lambda t: _labels(t))
     colours = _colours(scored["label"])
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.add_subplot()
@@ -168,8 +182,8 @@ def overfitting_scatter(runs, paths, test_set=None):
     ax.plot([low, 1.0], [low, 1.0], color="gray", linestyle="--", linewidth=1, label="train = test")
     ax.set_xlim(low, 1.02)
     ax.set_ylim(low, 1.02)
-    ax.set_xlabel("final training accuracy")
-    ax.set_ylabel("test accuracy")
+    ax.set_xlabel("final training accuracy (inference mode, tiles)")
+    ax.set_ylabel("balanced test accuracy (tiles)")
     ax.set_title("Overfitting: fits training data, not test data")
     ax.legend(frameon=False, loc="upper left", fontsize=8)
     _save(fig, paths)

@@ -18,16 +18,31 @@ def tile_counts(files):
     return [len(tilestore.load(f, tiles=False).rows) for f in files]
 
 
+def balancing_repeats(counts, labels, n_classes):
+    """How often each file is read per pass so that every class brings about as many tiles as the largest.
+
+    Whole files are repeated (an integer per class), so a pass has a fixed length.
+    """
+    per_class = np.bincount(np.asarray(labels, dtype=int), weights=np.asarray(counts, dtype=float), minlength=n_classes)
+    present = per_class[per_class > 0]
+    factor = np.ones(n_classes, dtype=int)
+    if len(present):
+        factor[per_class > 0] = np.maximum(1, np.rint(present.max() / present)).astype(int)
+    return [int(factor[label]) for label in labels]
+
+
 def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, files_at_once=8,
-            first_pass=0):
+            first_pass=0, repeats=None):
     """A generator factory: each call yields one pass of (tiles float32, one-hot labels) batches.
 
     Pass k shuffles with (seed, k), so a run resumed at epoch k sees the order
-    an uninterrupted run would have seen.
+    an uninterrupted run would have seen. `repeats[i]` reads file i that many
+    times per pass (balanced sampling of the classes).
     """
+    repeats = repeats or [1] * len(files)
     # Files without tiles (skipped images, fields without cells) add nothing, and
     # their empty arrays need not have the others' channel count.
-    kept = [i for i, n in enumerate(tile_counts(files)) if n]
+    kept = [i for i, n in enumerate(tile_counts(files)) for _ in range(repeats[i]) if n]
     files, labels = [files[i] for i in kept], [labels[i] for i in kept]
     passes = first_pass
     eye = np.eye(n_classes, dtype=np.float32)
@@ -61,7 +76,7 @@ def select_channels(tiles, channels):
 
 
 def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
-                 files_at_once=8, first_pass=0):
+                 files_at_once=8, first_pass=0, repeats=None):
     """A tf.data pipeline of (tiles, one-hot labels) batches with a known length; returns (dataset, n_tiles).
 
     Each iteration of the dataset is one pass of `batches`. The batches come
@@ -71,10 +86,12 @@ def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=N
     """
     import tensorflow as tf  # here, so the NumPy helpers above serve jobs that never load TensorFlow
 
-    total = sum(tile_counts(files))
+    repeats = repeats or [1] * len(files)
+    total = sum(n * k for n, k in zip(tile_counts(files), repeats))
     n_batches = math.ceil(total / batch_size)
     generate = batches(files, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
-                       shuffle=shuffle, seed=seed, files_at_once=files_at_once, first_pass=first_pass)
+                       shuffle=shuffle, seed=seed, files_at_once=files_at_once, first_pass=first_pass,
+                       repeats=repeats)
     current = {}
 
     def next_batch(index):

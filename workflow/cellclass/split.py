@@ -29,32 +29,41 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
     """Map each group id to 'train', 'validation' or 'test'.
 
     A group goes to test when its hash falls below test_fraction, to validation
-    when it falls in the next validation_fraction. So that tiny datasets still
-    get a usable split, a class with two or more groups but none on the test
-    side sends its lowest-hash group to test (and likewise keeps one in train);
-    this is the only case where adding an image can move another one. Such
-    moves are appended to `notes` (planning runs on every Snakemake call, so
-    the split job, not the planner, reports them).
+    when it falls in the next validation_fraction. A sample sheet's `split`
+    column fixes a group's side instead (a published split). So that small
+    datasets still get a usable split, a class with two or more hashed groups
+    but none on the test side sends its lowest-hash group to test and keeps one
+    in train, and a class with three or more sends one to validation; this is
+    the only case where adding an image can move another one. Such moves are
+    appended to `notes` (planning runs on every Snakemake call, so the split
+    job, not the planner, reports them).
     """
     notes = [] if notes is None else notes
     groups_of_class = defaultdict(set)
+    fixed = {}
     for sample in samples:
         groups_of_class[sample.cls].add(sample.group)
+        if sample.split:
+            fixed[sample.group] = sample.split
     if test_only:
         return {g: "test" for g in sorted(set().union(*groups_of_class.values()))}
-    sides = {}
+    sides = dict(fixed)
     for groups in groups_of_class.values():
-        for group in groups:
+        for group in groups - fixed.keys():
             u = unit_hash(seed, group)
             sides[group] = "test" if u < test_fraction else "validation" if u < test_fraction + validation_fraction else "train"
     for cls, groups in sorted(groups_of_class.items()):
-        ranked = sorted(groups, key=lambda g: unit_hash(seed, g))
-        if len(ranked) >= 2 and not any(sides[g] == "test" for g in ranked):
+        ranked = sorted(groups - fixed.keys(), key=lambda g: unit_hash(seed, g))
+        if len(ranked) >= 2 and not any(sides[g] == "test" for g in groups):
             sides[ranked[0]] = "test"
             notes.append(f"class {cls}: no group hashed to test; sent {ranked[0]} to test")
-        if len(ranked) >= 2 and not any(sides[g] == "train" for g in ranked):
+        if len(ranked) >= 2 and not any(sides[g] == "train" for g in groups):
             sides[ranked[-1]] = "train"
             notes.append(f"class {cls}: no group hashed to train; sent {ranked[-1]} to train")
+        spare = [g for g in ranked if sides[g] == "train"]
+        if validation_fraction > 0 and len(spare) >= 2 and not any(sides[g] == "validation" for g in groups):
+            sides[spare[0]] = "validation"
+            notes.append(f"class {cls}: no group hashed to validation; sent {spare[0]} to validation")
     return dict(sorted(sides.items()))  # a stable order: Snakemake compares it as a rule parameter
 
 

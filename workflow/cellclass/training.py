@@ -4,7 +4,6 @@ A run streams its tiles (cellclass.pipeline), logs train and held-out metrics
 per epoch, survives being killed (it resumes from the last finished epoch), and writes per-tile predictions for each test set.
 """
 
-import csv
 import json
 import logging
 import math
@@ -83,74 +82,32 @@ def tile_shape(files, channels):
     raise InputError("no training tiles at all: every training image was skipped or had no cells")
 
 
-class EpochLog:
-    """Append each finished epoch to a CSV as it ends, so a killed run keeps its history."""
+def class_balance(tiles_per_class, method, *, limit=3.0):
+    """What `train.class_balance` does for these training tiles: 'none', 'sampling' or 'weights'.
 
-    def __init__(self, path):
-        import keras
-
-        self.path = Path(path)
-        outer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                outer.append(epoch + 1, logs or {})
-
-        self.callback = Callback()
-
-    def append(self, epoch, logs):
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", "train_loss", "train_accuracy", "heldout_loss", "heldout_accuracy"])
-            writer.writerow([epoch, logs.get("loss"), logs.get("accuracy"), logs.get("val_loss"), logs.get("val_accuracy")])
-
-    def table(self):
-        """Rows of all epochs; a resumed epoch keeps its last record."""
-        history = pd.read_csv(self.path)
-        return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
-
-
-class Checkpoint:
-    """Save the whole model (weights and optimizer) after every epoch, atomically.
-
-    Keras' own BackupAndRestore writes in place, so a kill during the save
-    leaves a corrupt backup; here each epoch goes to a new file that is renamed
-    into place, and only then is the previous one removed.
+    'auto' samples the classes evenly when the largest has more than `limit` times the tiles of the smallest.
     """
+    present = [n for n in tiles_per_class if n]
+    ratio = max(present) / min(present) if present else 1.0
+    used = ("sampling" if ratio > limit else "none") if method == "auto" else method
+    return used, ratio
 
-    def __init__(self, folder):
-        import keras
 
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        outer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                outer.save(self.model, epoch + 1)
-
-        self.callback = Callback()
-
-    def _saved(self):
-        return sorted(self.folder.glob("epoch*.keras"), key=lambda p: int(p.stem[len("epoch") :]))
-
-    def save(self, model, epoch):
-        with atomic_path(self.folder / f"epoch{epoch}.keras") as tmp:
-            model.save(tmp)
-        for old in self._saved()[:-1]:
-            old.unlink()
-
-    def restore(self):
-        """(model, epochs done) of the last saved epoch, or (None, 0)."""
-        import keras
-
-        saved = self._saved()
-        if not saved:
-            return None, 0
-        log.info("resuming from %s", saved[-1])
-        return keras.saving.load_model(saved[-1]), int(saved[-1].stem[len("epoch") :])
+def training_sample(files, labels, *, per_class, seed, channels):
+    """A fixed, seeded sample of up to `per_class` tiles of each class from `files` (inference-mode scoring)."""
+    rng = np.random.default_rng([seed, 7])
+    xs, ys = [], []
+    for path, label in zip(files, labels):
+        tiles = tilestore.load(path).tiles
+        if len(tiles):
+            xs.append(select_channels(tiles, channels).astype(np.float32))
+            ys.append(np.full(len(tiles), label))
+    if not xs:
+        return np.empty((0,)), np.empty(0, int)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    keep = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)])
+    keep.sort()
+    return x[keep], y[keep]
 
 
 def predict_files(model, files, classes, *, channels, batch_size, test_set):
@@ -175,25 +132,28 @@ def predict_files(model, files, classes, *, channels, batch_size, test_set):
 
 def train_run(
     *,
-    model_name,
+    identity,
     classes,
     train_files,
-    heldout_files,
+    train_eval_files,
+    validation_files,
     test_sets,
     out_dir,
-    seed,
     options,
     threads=1,
 ):
     """Train, save and evaluate one run; returns its metrics dict.
 
-    `test_sets` maps a test-set name to its tile files. `heldout_files` (the
-    validation side if there is one, else the test side) are scored after every
-    epoch for the learning curves; nothing is selected on them.
+    `identity` is {experiment, dataset, model, seed}, recorded in metrics.json so
+    nothing downstream reads it from paths. `test_sets` maps a test-set name to its
+    tile files; they are scored once, after training. The per-epoch curves use the
+    validation side (none if it is empty) and a fixed sample of the unaugmented
+    training tiles (`train_eval_files`) scored in inference mode.
     """
 
-    from cellclass import models, pipeline
+    from cellclass import callbacks, models, pipeline
 
+    model_name, seed = identity["model"], int(identity["seed"])
     out_dir = Path(out_dir)
     backup_dir = out_dir / "backup"  # made by Checkpoint once the inputs are checked
     device = configure_tensorflow(
@@ -209,7 +169,7 @@ def train_run(
         labelled(files, classes, f"test set {name}")
         if not files:
             raise InputError(f"test set {name} has no images")
-    checkpoint = Checkpoint(backup_dir)
+    checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
     if model is None:
         model = models.build_model(model_name, shape, len(classes), **options["model_options"].get(model_name, {}))
@@ -217,50 +177,70 @@ def train_run(
         optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
 
+    # Class balance is judged on the original tiles: augmentation multiplies every class alike.
+    eval_labels = labelled(train_eval_files, classes, "training data")
+    counts = pipeline.tile_counts(train_eval_files)
+    per_class = np.bincount(eval_labels, weights=counts, minlength=len(classes)).astype(int)
+    balance, ratio = class_balance(per_class, options["class_balance"])
+    repeats = pipeline.balancing_repeats(pipeline.tile_counts(train_files), train_labels, len(classes)) if balance == "sampling" else None
+    class_weight = None
+    if balance == "weights":
+        class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
+    log.info("training tiles per class: %s (largest/smallest %.1f); class balance: %s",
+             dict(zip(classes, per_class.tolist())), ratio, balance)
+
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
     train_data, n_train = pipeline.make_dataset(
         train_files, train_labels, shuffle=True, seed=seed, files_at_once=options["files_at_once"],
-        first_pass=epochs_done, **common
+        first_pass=epochs_done, repeats=repeats, **common
     )
-    heldout_data, n_heldout = pipeline.make_dataset(heldout_files, labelled(heldout_files, classes, "held-out data"), **common)
+    validation_data, n_validation = pipeline.make_dataset(
+        validation_files, labelled(validation_files, classes, "validation data"), **common
+    )
+    train_x, train_y = training_sample(
+        train_eval_files, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
+    )
     # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an
     # endless stream of them (the article's epochs were 400 images).
     steps = None
     if options["epoch_tiles"]:
         train_data = train_data.repeat()
         steps = math.ceil(options["epoch_tiles"] / options["batch_size"])
-    log.info("model %s, input %s, %d classes, %d training tiles, %d held-out tiles", model_name, shape, len(classes), n_train, n_heldout)
+    log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s",
+             model_name, shape, len(classes), n_train, n_validation,
+             "" if n_validation else " (no validation side: the curves show training data only)")
 
-    epochs_log = EpochLog(backup_dir / "history.csv")
+    log_path = backup_dir / "history.csv"
     started = time.perf_counter()
     model.fit(
         train_data,
-        validation_data=heldout_data if n_heldout else None,
+        validation_data=validation_data if n_validation else None,
         epochs=options["epochs"],
         initial_epoch=epochs_done,
         steps_per_epoch=steps,
+        class_weight=class_weight,
         shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
         verbose=2,
-        # The epoch is logged before it is saved: a kill in between repeats the
+        # Scored, then logged, then saved: a kill between log and save repeats the
         # epoch on resume, and the log keeps the repeat's record.
-        callbacks=[epochs_log.callback, checkpoint.callback],
+        callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path), checkpoint],
     )
     seconds = time.perf_counter() - started
 
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
-    history = epochs_log.table()
+    history = callbacks.read_epoch_log(log_path)
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
+    # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
     predictions = pd.concat(
         [predict_files(model, files, classes, channels=channels, batch_size=256, test_set=name) for name, files in test_sets.items()],
         ignore_index=True,
     )
     with atomic_path(out_dir / "predictions.tsv") as tmp:
         predictions.to_csv(tmp, sep="\t", index=False)
-    correct = predictions["true"] == predictions["predicted"]
     metrics = {
-        "model": model_name,
+        **identity,
         "seed": seed,
         "classes": classes,
         "input_shape": list(shape),
@@ -269,14 +249,15 @@ def train_run(
         "parameters": int(model.count_params()),
         "device": device,
         "train_tiles": n_train,
+        "train_tiles_per_class": dict(zip(classes, per_class.tolist())),
+        "imbalance_ratio": round(float(ratio), 3),
+        "class_balance": balance,
+        "validation_tiles": n_validation,
+        "test_sets": list(test_sets),
         "epochs": int(history["epoch"].max()),
-        "final_train_accuracy": float(history["train_accuracy"].iloc[-1]),
         "train_seconds": round(seconds, 2),
-        "test_accuracy": {name: float(correct[predictions["test_set"] == name].mean()) for name in test_sets},
-        "test_tiles": {name: int((predictions["test_set"] == name).sum()) for name in test_sets},
     }
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(backup_dir)
-    log.info("test accuracy: %s", metrics["test_accuracy"])
     return metrics

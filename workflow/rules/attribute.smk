@@ -6,7 +6,9 @@ rule attribute:
         model="results/train/{experiment}/{model}/seed{seed}/model.keras",
         predictions="results/train/{experiment}/{model}/seed{seed}/predictions.tsv",
         tiles=lambda w: side_files(EXPERIMENTS[w.experiment]["dataset"], "test"),
-        masks=lambda w: ground_truth_masks(EXPERIMENTS[w.experiment]["dataset"], "test"),
+        masks=lambda w: ground_truth_masks(
+            EXPERIMENTS[w.experiment]["dataset"], "test"
+        ).values(),
     output:
         maps="results/attribution/{experiment}/{model}/seed{seed}/maps.npz",
         scores="results/attribution/{experiment}/{model}/seed{seed}/scores.tsv",
@@ -25,6 +27,8 @@ rule attribute:
         channels=lambda w: EXPERIMENTS[w.experiment]["train"]["channels"],
         test_set=lambda w: EXPERIMENTS[w.experiment]["dataset"],
         settings=ATTRIBUTION,
+        masks=lambda w: ground_truth_masks(EXPERIMENTS[w.experiment]["dataset"], "test"),
+        identity=lambda w: run_identity(w),
     script:
         "../scripts/attribute.py"
 
@@ -32,6 +36,7 @@ rule attribute:
 rule attribution_summary:
     input:
         scores=[f"{run}/scores.tsv" for run in attributed_runs()],
+        runs="results/evaluation/runs.tsv",
     output:
         table=report(
             "results/attribution/enrichment.tsv",
@@ -53,8 +58,6 @@ rule attribution_summary:
         "logs/attribution_summary.log",
     conda:
         "../../envs/cellclass.yaml"
-    params:
-        runs=attributed_runs(),
     script:
         "../scripts/attribution_summary.py"
 

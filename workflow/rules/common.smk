@@ -101,6 +101,8 @@ def train_inputs(wildcards):
     inputs = {
         "manifest": f"results/{dataset}/split.tsv",
         "train": side_files(dataset, "train", "augmented" if augmented else "tiles"),
+        # The originals, scored in inference mode each epoch (the like-for-like training accuracy).
+        "train_eval": side_files(dataset, "train"),
         "validation": side_files(dataset, "validation"),
         f"test_{dataset}": side_files(dataset, "test"),
     }
@@ -201,14 +203,24 @@ def attributed_runs():
 
 
 def ground_truth_masks(dataset, side):
-    """The demo's puncta masks of one side of a dataset (none for user data)."""
+    """Sample id -> the demo's puncta mask, for one side of a dataset (none for user data)."""
     if "demo" not in DATASETS[dataset]:
-        return []
-    return [
-        f"results/demo/{dataset}/masks/{sid}.tif"
+        return {}
+    return {
+        sid: f"results/demo/{dataset}/masks/{sid}.tif"
         for sid in SAMPLES[dataset]
         if sample_side(dataset, sid) == side
-    ]
+    }
+
+
+def run_identity(wildcards):
+    """What a run is, recorded in the files it writes so nothing downstream parses paths."""
+    return {
+        "experiment": wildcards.experiment,
+        "dataset": EXPERIMENTS[wildcards.experiment]["dataset"],
+        "model": wildcards.model,
+        "seed": int(wildcards.seed),
+    }
 
 
 def attributed_outputs():

@@ -15,8 +15,14 @@ rule evaluate:
             caption="../report/runs.rst",
             category="Tables",
         ),
+        classes=report(
+            "results/evaluation/classes.tsv",
+            caption="../report/classes.rst",
+            category="Tables",
+        ),
         history="results/evaluation/history.tsv",
         images="results/evaluation/images.tsv",
+        groups="results/evaluation/groups.tsv",
         summary=report(
             "results/evaluation/summary.tsv",
             caption="../report/summary.rst",
@@ -38,9 +44,12 @@ rule evaluate:
         "../../envs/cellclass.yaml"
     params:
         runs=run_dirs(),
-        experiments={name: e["dataset"] for name, e in EXPERIMENTS.items()},
         human=CONFIG["evaluation"]["human"],
-        overfit_gap=CONFIG["evaluation"]["overfit_gap"],
+        thresholds={
+            k: CONFIG["evaluation"][k]
+            for k in ("overfit_gap", "overfit_train", "collapse_share")
+        },
+        resamples=CONFIG["evaluation"]["bootstrap_resamples"],
     script:
         "../scripts/evaluate.py"
 

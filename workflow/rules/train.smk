@@ -23,5 +23,6 @@ rule train:
         classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
         test_sets=lambda w: test_set_names(w.experiment),
+        identity=lambda w: run_identity(w),
     script:
         "../scripts/train.py"

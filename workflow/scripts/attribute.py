@@ -4,16 +4,16 @@ from cellclass import explain, logs
 from cellclass.training import configure_tensorflow
 
 logs.to_file(snakemake.log[0])
-seed = int(snakemake.wildcards.seed)
-configure_tensorflow(threads=snakemake.threads, seed=seed, deterministic=True)
+configure_tensorflow(threads=snakemake.threads, seed=snakemake.params.identity["seed"], deterministic=True)
 explain.explain_run(
+    identity=snakemake.params.identity,
     model_path=snakemake.input.model,
     predictions_path=snakemake.input.predictions,
     tile_files=list(snakemake.input.tiles),
+    mask_files=snakemake.params.masks,
     test_set=snakemake.params.test_set,
     classes=snakemake.params.classes,
     channels=snakemake.params.channels,
-    seed=seed,
     settings=snakemake.params.settings,
     maps_path=snakemake.output.maps,
     scores_path=snakemake.output.scores,

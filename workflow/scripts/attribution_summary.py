@@ -5,7 +5,7 @@ from cellclass import explain, logs
 logs.to_file(snakemake.log[0])
 explain.write_summary(
     score_files=list(snakemake.input.scores),
-    run_dirs=snakemake.params.runs,
+    runs_table=snakemake.input.runs,
     table_path=snakemake.output.table,
     findings_path=snakemake.output.findings,
     figure_paths=[snakemake.output.figure, snakemake.output.svg],

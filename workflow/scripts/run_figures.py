@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from cellclass import evaluate, figures, logs
+from cellclass import figures, logs, metrics
 
 logs.to_file(snakemake.log[0])
 plots = snakemake.params.plots
@@ -15,7 +15,7 @@ tables = [pd.read_csv(p, sep="\t", dtype={"test_set": str, "true": str, "predict
 own = [t[t["test_set"] == snakemake.params.dataset] for t in tables]
 pooled = pd.concat(own, ignore_index=True)
 figures.confidence_plots(pooled, classes, list(snakemake.output.confidence), bins=plots["calibration_bins"])
-figures.confusion_plot(evaluate.confusion(pooled, classes), list(snakemake.output.confusion))
+figures.confusion_plot(metrics.confusion(pooled, classes), list(snakemake.output.confusion))
 figures.gallery(
     own[0],
     figures.tile_loader_from_files("results"),
