@@ -197,6 +197,14 @@ def test_tile_masks_crop_at_the_tiles_corners():
         enrichment.tile_masks(field, rows=[15], cols=[0], size=8)
 
 
+def test_class_tags_never_collide():
+    six = ["Nucleoplasm", "Nucleoli", "Nuclear speckles", "Mitochondria", "Microtubules", "Golgi"]
+    tags = overlays.class_initials(six)
+    assert len(set(tags.values())) == 6
+    assert tags["Nucleoplasm"] == "Nucleop" and tags["Nuclear speckles"] == "Nuclea" and tags["Golgi"] == "G"
+    assert overlays.class_initials(["ab", "abc"]) == {"ab": "ab", "abc": "Abc"}
+
+
 def test_class_initials_use_two_letters_only_where_initials_clash():
     assert overlays.class_initials(["control", "aggregates"]) == {"control": "C", "aggregates": "A"}
     assert overlays.class_initials(["aggregates", "atrophy", "control"]) == {

@@ -113,3 +113,29 @@ def test_demo_samples_are_planned_without_files(tmp_path):
     samples = datasets.from_demo(tmp_path, [("control", "field_000"), ("aggregates", "field_000")])
     assert samples[1].files == (str(tmp_path / "images/aggregates/field_000.tif"),)
     assert samples[1].id == "aggregates/field_000"
+
+
+def test_sheet_split_column_fixes_sides(folder):
+    sheet = folder / "sheet.tsv"
+    sheet.write_text(
+        "path\tclass\tgroup\tsplit\n"
+        "control/f0.tif\tcontrol\twell1\ttrain\ncontrol/f1.tif\tcontrol\twell1\tTrain\n"
+        "snap29/f0.tif\tsnap29\twell2\ttest\nsnap29/f1.tif\tsnap29\twell3\t\n"
+    )
+    samples = datasets.from_sheet(sheet)
+    assert [s.split for s in samples] == ["train", "train", "test", ""]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("control/f0.tif\tcontrol\tw1\ttraining\n", "line 2: split 'training' is not one of train, validation, test"),
+        ("control/f0.tif\tcontrol\tw1\ttrain\ncontrol/f1.tif\tcontrol\tw1\ttest\n",
+         "line 3: group w1 is on split 'test' here but 'train' on line 2"),
+    ],
+)
+def test_bad_split_values_name_sheet_and_line(folder, rows, message):
+    sheet = folder / "sheet.tsv"
+    sheet.write_text("path\tclass\tgroup\tsplit\n" + rows + "snap29/f0.tif\tsnap29\tw9\t\n")
+    with pytest.raises(InputError, match=message):
+        datasets.from_sheet(sheet)

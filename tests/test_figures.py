@@ -116,7 +116,7 @@ def test_confidence_plots(tmp_path, tables):
 
 def test_confusion_plot(tmp_path, tables):
     paths = outputs(tmp_path, "confusion")
-    figures.confusion_plot(metrics.confusion(tables[1], CLASSES), paths)
+    figures.confusion_plot({"snap29": metrics.confusion(tables[1], CLASSES), "other": metrics.confusion(tables[1], CLASSES)}, paths)
     assert_written(paths)
 
 
@@ -128,7 +128,7 @@ def tile_dir(tmp_path_factory, tables):
     predictions = tables[1]
     for sample, group in predictions[predictions["test_set"] == "snap29"].groupby("sample"):
         rows = sorted({int(t.split("@")[1].split(",")[0]) for t in group["tile"]})
-        meta = {"sample": sample, "class": group["true"].iloc[0], "group": sample}
+        meta = {"dataset": "snap29", "sample": sample, "class": group["true"].iloc[0], "group": sample}
         tileset = TileSet(rng.uniform(0, 1, (len(rows), 16, 16, 2)), np.array(rows), np.zeros(len(rows)), meta)
         tilestore.save(results / "snap29" / "tiles" / f"{sample}.npz", tileset)
     return results
@@ -140,7 +140,7 @@ def one_run(predictions):
 
 def test_gallery_writes_files_from_tile_files(tmp_path, tables, tile_dir):
     paths = outputs(tmp_path, "gallery")
-    figures.gallery(one_run(tables[1]), figures.tile_loader_from_files(tile_dir), paths, n=8)
+    figures.gallery(one_run(tables[1]), figures.tile_loader(sorted(tile_dir.rglob("*.npz"))), paths, n=8)
     assert_written(paths)
 
 
@@ -195,8 +195,10 @@ def test_channels_display_as_gray_green_magenta_rgb():
 
 
 def test_tile_loader_finds_tiles_by_id(tables, tile_dir):
-    loader = figures.tile_loader_from_files(tile_dir)
+    loader = figures.tile_loader(sorted(tile_dir.rglob("*.npz")))
     tile_id = one_run(tables[1])["tile"].iloc[0]
     assert loader("snap29", tile_id).shape == (16, 16, 2)
+    with pytest.raises(KeyError, match="among the declared inputs"):
+        loader("elsewhere", tile_id)
     with pytest.raises(KeyError, match="@999"):
         loader("snap29", tile_id.split("@")[0] + "@999,0")

@@ -89,3 +89,28 @@ def test_forced_moves_are_noted_not_logged_at_planning(caplog):
     assert set(sides.values()) == {"train", "test"}
     assert notes and all("no group hashed to test" in n for n in notes)
     assert not caplog.records
+
+
+def test_validation_is_carved_from_training_groups_one_per_class_when_possible():
+    carved = 0
+    for seed in range(20):
+        sides = split.assign(samples(3), seed=seed, test_fraction=0.2, validation_fraction=0.2)
+        for cls in ("control", "snap29"):
+            got = sorted(sides[f"{cls}/f{i}"] for i in range(3))
+            # Test keeps what hashed there; of the rest, one trains and one validates when there are two.
+            assert "train" in got and "test" in got
+            assert got.count("test") == 2 or got == ["test", "train", "validation"]
+            carved += got == ["test", "train", "validation"]
+    assert carved > 20
+    # Two groups: one to train, one to test, none spare for validation.
+    sides = split.assign(samples(2), seed=0, test_fraction=0.2, validation_fraction=0.2)
+    assert "validation" not in sides.values()
+
+
+def test_a_fixed_split_overrides_the_hash():
+    data = [Sample(f"c/f{i}", ("x",), "c", f"c{i}", "test" if i == 0 else "train") for i in range(4)]
+    data += [Sample(f"d/f{i}", ("x",), "d", f"d{i}", "validation" if i == 3 else "") for i in range(4)]
+    notes = []
+    sides = split.assign(data, seed=0, test_fraction=0.2, validation_fraction=0.2, notes=notes)
+    assert [sides[f"c{i}"] for i in range(4)] == ["test", "train", "train", "train"]
+    assert sides["d3"] == "validation" and not any(n.startswith("class c") for n in notes)

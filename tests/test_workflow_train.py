@@ -8,6 +8,7 @@ import stat
 
 import pandas as pd
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 
 from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
 
@@ -46,17 +47,38 @@ def test_results_honour_the_umask(finished):
 
 def test_runs_are_trained_evaluated_and_plotted(finished):
     run = finished / "results/train/tiny/small/seed0"
-    metrics = json.loads((run / "metrics.json").read_text())
+    predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
     # Bright puncta are easy: a broken pipeline (labels shuffled, wrong channel) stays near 0.5;
     # the margin below what we see (~0.98) is for other CPUs' float order.
-    assert metrics["test_accuracy"]["tiny"] >= 0.75
-    assert metrics["test_accuracy"]["tiny_holdout"] >= 0.75
+    for test_set, tiles in predictions.groupby("test_set"):
+        assert balanced_accuracy_score(tiles["true"], tiles["predicted"]) >= 0.75, test_set
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {k: metrics[k] for k in ("experiment", "dataset", "model", "seed")} == {
+        "experiment": "tiny", "dataset": "tiny", "model": "small", "seed": 0}
     summary = pd.read_csv(finished / "results/evaluation/summary.tsv", sep="\t")
     assert set(summary["test_set"]) == {"tiny", "tiny_holdout"}
     for figure in ["test_accuracy", "training_curves", "overfitting", "tiny/small/gallery", "tiny/small/confusion"]:
         for suffix in (".png", ".svg"):
             assert (finished / "results/figures" / f"{figure}{suffix}").stat().st_size > 1000
     assert nothing_to_do(snakemake(finished, "-n"))
+
+
+def test_headline_numbers_recomputed_from_predictions_with_sklearn(finished):
+    """Every run's tile- and image-level balanced accuracy, from predictions.tsv, independently of cellclass."""
+    runs = pd.read_csv(finished / "results/evaluation/runs.tsv", sep="\t").set_index(["test_set", "level"])
+    tiles = pd.read_csv(finished / "results/train/tiny/small/seed0/predictions.tsv", sep="\t")
+    for test_set, rows in tiles.groupby("test_set"):
+        tile_score = balanced_accuracy_score(rows["true"], rows["predicted"])
+        assert runs.loc[(test_set, "tile"), "balanced_accuracy"] == pytest.approx(tile_score)
+        images = rows.groupby("sample").agg(true=("true", "first"), p=("p_aggregates", "mean"))
+        called = images["p"].gt(0.5).map({True: "aggregates", False: "control"})
+        assert runs.loc[(test_set, "image"), "balanced_accuracy"] == pytest.approx(
+            balanced_accuracy_score(images["true"], called))
+    # The curves never show the test side: validation is its own side of the split.
+    split = pd.read_csv(finished / "results/tiny/split.tsv", sep="\t")
+    assert set(split["split"]) == {"train", "validation", "test"}
+    history = pd.read_csv(finished / "results/train/tiny/small/seed0/history.csv")
+    assert history["validation_accuracy"].notna().all() and history["train_eval_accuracy"].notna().all()
 
 
 def test_plot_option_reruns_no_training(finished, tmp_path):

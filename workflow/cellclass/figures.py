@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cellclass import tilestore
 from cellclass.atomic import atomic_path
-from cellclass.metrics import calibration
+from cellclass.metrics import calibration, confusion
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
@@ -190,68 +190,68 @@ def overfitting_scatter(runs, paths):
 
 
 def confidence_plots(predictions, classes, paths, bins=10):
-    """Top softmax probability of right vs wrong tiles, and a reliability diagram with the ECE.
-
-    A 2-class softmax is confident by construction; these show whether that confidence is earned.
+    """Per test set (one row each): top softmax probability of right vs wrong tiles, and a reliability diagram
+    with the ECE. A 2-class softmax is confident by construction; these show whether that confidence is earned.
     """
+    sets = list(dict.fromkeys(predictions["test_set"])) if "test_set" in predictions else [""]
+    fig = Figure(figsize=(10, 4 * len(sets)), layout="constrained")
+    axes = fig.subplots(len(sets), 2, squeeze=False)
+    for (left, right), name in zip(axes, sets):
+        rows = predictions if not name else predictions[predictions["test_set"] == name]
+        _confidence_row(left, right, rows, classes, bins, f" ({name})" if name else "")
+    _save(fig, paths)
+
+
+def _confidence_row(left, right, predictions, classes, bins, where):
     table, ece = calibration(predictions, classes, bins=bins)
     confidence = _confidence(predictions[["true", "predicted", *(f"p_{c}" for c in classes)]]).to_numpy()
     correct = (predictions["true"] == predictions["predicted"]).to_numpy()
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
     edges = np.linspace(1 / len(classes), 1.0, 21)
     for chosen, colour, name in [(correct, RIGHT, "right"), (~correct, WRONG, "wrong")]:
-        left.hist(
-            confidence[chosen],
-            bins=edges,
-            histtype="step",
-            linewidth=1.8,
-            color=colour,
-            label=f"{name} ({chosen.sum()})",
-        )
+        left.hist(confidence[chosen], bins=edges, histtype="step", linewidth=1.8, color=colour,
+                  label=f"{name} ({chosen.sum()})")
     left.set_xlabel("top softmax probability")
     left.set_ylabel("tiles")
-    left.set_title("Confidence of right and wrong predictions")
+    left.set_title(f"Confidence of right and wrong predictions{where}")
     left.legend(frameon=False, loc="best")
-
     filled = table[table["count"] > 0]
     width = table["bin_high"].iloc[0] - table["bin_low"].iloc[0]
-    right.bar(
-        filled["bin_low"],
-        filled["accuracy"],
-        width=width,
-        align="edge",
-        color="tab:blue",
-        edgecolor="white",
-        label="accuracy",
-    )
+    right.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", color="tab:blue", edgecolor="white",
+              label="accuracy")
     right.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
     right.scatter(filled["confidence"], filled["accuracy"], color="black", s=12, zorder=3, label="mean confidence")
     right.set_xlim(0, 1)
     right.set_ylim(0, 1)
     right.set_xlabel("top softmax probability")
     right.set_ylabel("accuracy")
-    right.set_title(f"Reliability (ECE = {ece:.3f})")
+    right.set_title(f"Reliability (ECE = {ece:.3f}){where}")
     right.legend(frameon=False, loc="upper left")
-    _save(fig, paths)
 
 
-def confusion_plot(confusion_df, paths):
-    """Heat map of a confusion table (evaluate.confusion), each cell annotated with its count and row share."""
-    counts = confusion_df.to_numpy()
-    totals = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    fig = Figure(figsize=(1.2 * counts.shape[1] + 2.5, 1.0 * counts.shape[0] + 1.8), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(counts):
-        colour = "white" if share[i, j] > 0.5 else "black"
-        ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", color=colour, fontsize=9)
-    ax.set_xticks(range(counts.shape[1]), [str(c) for c in confusion_df.columns])
-    ax.set_yticks(range(counts.shape[0]), [str(c) for c in confusion_df.index])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(image, ax=ax, label="share of true class")
+def confusion_plot(confusions, paths):
+    """Heat maps of confusion tables (metrics.confusion), one panel per test set, each cell annotated with its
+    count and row share. `confusions` maps a test set's name to its table (a bare table draws one panel)."""
+    if not isinstance(confusions, dict):
+        confusions = {"": confusions}
+    first = next(iter(confusions.values()))
+    n_rows, n_columns = first.shape
+    fig = Figure(figsize=((1.2 * n_columns + 2.5) * len(confusions), 1.0 * n_rows + 2.2), layout="constrained")
+    axes = fig.subplots(1, len(confusions), squeeze=False)[0]
+    for ax, (name, table) in zip(axes, confusions.items()):
+        counts = table.to_numpy()
+        totals = counts.sum(axis=1, keepdims=True)
+        share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), count in np.ndenumerate(counts):
+            colour = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", color=colour, fontsize=9)
+        ax.set_xticks(range(counts.shape[1]), [str(c) for c in table.columns])
+        ax.set_yticks(range(counts.shape[0]), [str(c) for c in table.index])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if name:
+            ax.set_title(f"tiles of {name}")
+    fig.colorbar(image, ax=list(axes), label="share of true class")
     _save(fig, paths)
 
 
@@ -304,19 +304,41 @@ def gallery(predictions, tile_loader, paths, n=24, order="confidence-wrong-first
     _save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
 
 
-def tile_loader_from_files(results_dir, cache_size=8):
-    """Loader for gallery(): reads `<results_dir>/<test_set>/tiles/<sample>.npz`, keeping recent files cached."""
-    results_dir = Path(results_dir)
+def tile_loader(tile_files, cache_size=8):
+    """Loader for gallery(): finds a tile among `tile_files` (the rule's declared inputs) by the dataset and
+    sample recorded in each file, keeping recently read files cached."""
+    where = {}
+    for path in map(str, tile_files):
+        meta = tilestore.load(path, tiles=False).meta
+        where[(meta.get("dataset", ""), meta["sample"])] = path
 
     @functools.lru_cache(maxsize=cache_size)
     def load_sample(test_set, sample):
-        tileset = tilestore.load(results_dir / test_set / "tiles" / f"{sample}.npz")
+        if (test_set, sample) not in where:
+            raise KeyError(f"no tile file of sample {sample!r} in test set {test_set!r} among the declared inputs")
+        tileset = tilestore.load(where[(test_set, sample)])
         return {tile_id: i for i, tile_id in enumerate(tileset.tile_ids())}, tileset.tiles
 
     def loader(test_set, tile_id):
         index, tiles = load_sample(test_set, tile_id.split("@", 1)[0])
         if tile_id not in index:
-            raise KeyError(f"tile {tile_id!r} is not in {results_dir / test_set / 'tiles'}")
+            raise KeyError(f"tile {tile_id!r} is not in {where[(test_set, tile_id.split('@', 1)[0])]}")
         return tiles[index[tile_id]].astype(np.float32)
 
     return loader
+
+
+def run_figures(*, prediction_files, classes, tile_files, outputs, plots):
+    """Confidence and confusion of one (experiment, model), pooling its seeds, one panel row per test set;
+    the gallery shows one run on the experiment's own test side, as the article did."""
+    import pandas as pd
+
+    text = {"test_set": str, "true": str, "predicted": str, "tile": str}
+    tables = [pd.read_csv(p, sep="\t", dtype=text) for p in prediction_files]
+    pooled = pd.concat(tables, ignore_index=True)
+    confidence_plots(pooled, classes, list(outputs.confidence), bins=plots["calibration_bins"])
+    sets = list(dict.fromkeys(pooled["test_set"]))
+    confusion_plot({name: confusion(pooled[pooled["test_set"] == name], classes) for name in sets},
+                   list(outputs.confusion))
+    own = tables[0][tables[0]["test_set"] == sets[0]]
+    gallery(own, tile_loader(tile_files), list(outputs.gallery), n=plots["gallery_size"], order=plots["gallery_order"])

@@ -5,6 +5,7 @@ saved with its helper, so reruns write identical files.
 """
 
 import math
+import os
 
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
@@ -24,10 +25,18 @@ def _paths(path_stem):
 
 
 def class_initials(class_names):
-    """One short tag per class: its initial ('C', 'A'), or its first two letters where initials clash."""
+    """One short tag per class that no other class shares: the shortest prefix that tells it apart
+    ('C', 'A'; 'Nucleol' and 'Nucleop' where six classes start alike)."""
     names = [str(name) for name in class_names]
-    first = [name[:1].upper() for name in names]
-    return {name: (name[:2] if first.count(tag) > 1 else name[:1]).capitalize() for name, tag in zip(names, first)}
+
+    def common(a, b):
+        return len(os.path.commonprefix([a.lower(), b.lower()]))
+
+    tags = {}
+    for name in names:
+        longest = max((common(name, other) for other in names if other != name), default=0)
+        tags[name] = name[: longest + 1].capitalize() if longest < len(name) else name
+    return tags
 
 
 def overlay_grid(path_stem, tiles, maps, labels, *, class_names, title, columns=8):

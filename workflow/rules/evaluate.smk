@@ -90,9 +90,6 @@ rule run_figures:
         predictions=lambda w: [
             f"{run}/predictions.tsv" for run in run_dirs(w.experiment, w.model)
         ],
-        metrics=lambda w: [
-            f"{run}/metrics.json" for run in run_dirs(w.experiment, w.model)
-        ],
         tiles=lambda w: test_tile_files(w.experiment),
     output:
         confidence=report(
@@ -120,7 +117,7 @@ rule run_figures:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        dataset=lambda w: EXPERIMENTS[w.experiment]["dataset"],
+        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
         plots=CONFIG["plots"],
     script:
         "../scripts/run_figures.py"
