@@ -187,7 +187,7 @@ def test_summary_has_every_metric_at_every_level_with_intervals_and_human_on_til
     human = summary.dropna(subset=["human"])
     assert human[["level", "metric"]].values.tolist() == [["tile", "accuracy"]] and human["human"].iloc[0] == 0.93
     [line] = findings.headline(summary)
-    assert line.startswith("e/deep on its own test side (d): balanced accuracy per image 1.00")
+    assert line.startswith("e/deep on its own test side (d): balanced accuracy per image 1.00 over 8 test groups")
     assert "per tile 0.90 (95% interval" in line and "Chance 0.50" in line and "by eye, per tile, 0.93" in line
 
 

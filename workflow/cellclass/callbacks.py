@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
+from cellclass import inference
 from cellclass.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class TrainingScore(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not len(self.y):
             return
-        probabilities = self.model.predict(self.x, batch_size=256, verbose=0).astype(np.float64)
+        probabilities = inference.probabilities(self.model, self.x).astype(np.float64)
         probabilities /= probabilities.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 only roughly
         labels = np.arange(probabilities.shape[1])
         logs["train_eval_loss"] = float(log_loss(self.y, probabilities, labels=labels))

@@ -124,8 +124,9 @@ def headline(summary):
         by_eye = f"; by eye, per tile, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
         lines.append(
             f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.level} "
-            f"{top['mean']:.2f} ({_interval(top.ci95_low, top.ci95_high)}, over {top.n_groups} test groups and "
-            f"{top.n_runs} seed(s)); per tile {tile['mean']:.2f} ({_interval(tile.ci95_low, tile.ci95_high)}). "
+            f"{top['mean']:.2f} over {top.n_groups} test groups and {top.n_runs} seed(s) "
+            f"({_interval(top.ci95_low, top.ci95_high)}); per tile {tile['mean']:.2f} "
+            f"({_interval(tile.ci95_low, tile.ci95_high)}). "
             f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
             f"{top.majority_rate:.2f} per {top.level}{by_eye}."
         )

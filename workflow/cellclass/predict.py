@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import tiling
+from cellclass import inference, tiling
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 
@@ -61,7 +61,7 @@ def score(members, tileset, run, batch_size=256):
     tiles = select_channels(tileset.tiles, run["channels"]).astype(np.float32)
     if tiles.shape[1:] != tuple(run["input_shape"]):
         raise InputError(f"{tileset.meta['sample']}: tiles of shape {tiles.shape[1:]} do not fit the model's input {tuple(run['input_shape'])}")
-    return np.stack([member.predict(tiles, batch_size=batch_size, verbose=0) for member in members])
+    return np.stack([inference.probabilities(member, tiles, batch_size) for member in members])
 
 
 def tile_rows(tileset, scores, classes):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import tilestore
+from cellclass import inference, tilestore
 from cellclass.atomic import atomic_path
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
@@ -118,7 +118,7 @@ def predict_files(model, files, classes, *, channels, batch_size, test_set):
         if not len(tileset):
             continue
         tiles = select_channels(tileset.tiles, channels)
-        probabilities = model.predict(tiles.astype(np.float32), batch_size=batch_size, verbose=0)
+        probabilities = inference.probabilities(model, tiles, batch_size)
         table = pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])
         table.insert(0, "predicted", [classes[i] for i in probabilities.argmax(axis=1)])
         table.insert(0, "true", tileset.meta["class"])
