@@ -196,7 +196,9 @@ def test_comparison_pairs_seeds_on_one_test_set_and_gives_no_p_value_it_cannot_e
     for seed in range(2):
         parts += [two_class_run(seed, [10, 9], model="resnet"), two_class_run(seed, [4, 6], model="deep")]
     predictions = pd.concat(parts, ignore_index=True)
-    result = evaluate.comparisons(predictions, None, resamples=199).iloc[0]
+    table = evaluate.comparisons(predictions, resamples=199)
+    assert table["level"].tolist() == ["image", "tile"]  # the headline unit, and tiles beside it
+    result = table.iloc[0]
     assert (result["a"], result["b"], result["n_pairs"], result["level"]) == ("resnet", "deep", 2, "image")
     assert result["difference"] == pytest.approx(0.5)  # images: resnet calls all right, deep half
     assert np.isnan(result["p"]) and np.isnan(result["p_holm"])
@@ -255,3 +257,12 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
     assert "balanced accuracy per image" in page
     runs_table = pd.read_csv(outputs["runs"], sep="\t")
     assert len(runs_table) == 2 * 3  # two runs x three levels
+
+
+def test_seeds_near_chance_a_little_apart_do_not_disagree():
+    predictions = pd.concat([two_class_run(0, [5]), two_class_run(1, [5, 4])], ignore_index=True)
+    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
+                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    summary = evaluate.summary_table(predictions, table, resamples=199)
+    assert findings.seeds_disagree(summary) == []  # 0.50 and 0.45: at chance, reported as such instead
+    assert len(findings.collapsed_runs(table)) == 2

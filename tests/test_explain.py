@@ -135,5 +135,7 @@ def test_attribution_config_is_checked():
         validate({**base, "attribution": {"experiments": ["x"]}})
     with pytest.raises(InputError, match="unknown option.*stpes"):
         validate({**base, "attribution": {"options": {"integrated_gradients": {"stpes": 3}}}})
+    with pytest.raises(InputError, match="attribution.models: no explained experiment trains 'resnet'"):
+        validate({**base, "attribution": {"models": ["resnet"]}})
     with pytest.raises(InputError, match="attribution.methods"):
         validate({**base, "attribution": {"methods": ["occlusion"]}})

@@ -32,10 +32,25 @@ def finished(tmp_path_factory):
     write_config(folder, CONFIG)
     old = os.umask(0o022)  # Snakemake and its jobs inherit it
     try:
-        snakemake(folder)
+        result = snakemake(folder)
     finally:
         os.umask(old)
+    (folder / "snakemake.out").write_text(result.stdout + result.stderr)
     return folder
+
+
+def test_the_log_is_readable(finished):
+    """No TensorFlow banners, graph errors, shell-command lines or Keras warnings; a few lines per job."""
+    text = (finished / "snakemake.out").read_text()
+    for noise in ("oneDNN", "cpu_feature_guard", "E0000", "absl", "Shell command", "shuffle=True", "UserWarning"):
+        assert noise not in text, noise
+    lines = [line for line in text.splitlines() if not re.match(r"^(Epoch \d+/\d+|\d+/\d+ - )", line)]
+    jobs = len(re.findall(r"^Finished jobid", text, re.M))
+    assert jobs > 20 and len(lines) <= 8 * jobs
+    # A note about the plan is given once, by the split job, never by a planning-only call.
+    assert text.count("no group hashed to test") <= 1
+    dry = snakemake(finished, "-n", "--forcerun", "split")
+    assert "no group hashed" not in dry.stdout + dry.stderr
 
 
 def test_results_honour_the_umask(finished):

@@ -92,6 +92,13 @@ def _check_attribution(config):
     for name in attribution["experiments"]:
         if name not in config["experiments"]:
             raise InputError(f"invalid configuration:\n  attribution.experiments: no experiment '{name}'")
+    trained = {m for e in attribution["experiments"] for m in config["experiments"][e]["train"]["models"]}
+    for model in attribution["models"] or []:
+        if model not in trained:
+            raise InputError(
+                f"invalid configuration:\n  attribution.models: no explained experiment trains '{model}' "
+                f"(they train {', '.join(sorted(trained))})"
+            )
     known = {
         "gradient_x_input": {"signed", "batch_size", "output"},
         "integrated_gradients": {"baseline", "steps", "batch_size", "output", "blur_sigma"},

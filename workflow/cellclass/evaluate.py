@@ -5,6 +5,8 @@ cellclass.stats and put into sentences by cellclass.findings; this module joins
 them into the tables that the report, the figures and a notebook read.
 """
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
@@ -116,8 +118,9 @@ COMPARISON_COLUMNS = ["experiment", "test_set", "level", "a", "b", "n_pairs", "m
                       "ci95_low", "ci95_high", "p", "p_holm", "text"]
 
 
-def comparisons(predictions, table, *, resamples=999):
-    """Every pair of models of an experiment on each of its test sets, paired by seed, at the headline level.
+def comparisons(predictions, *, resamples=999):
+    """Every pair of models of an experiment on each of its test sets, paired by seed, at the headline level
+    and per tile.
 
     The effect is the mean paired difference in balanced accuracy with a 95% bootstrap interval over test groups
     and seeds; a Wilcoxon signed-rank p-value (Holm-corrected over all comparisons) only where there are enough
@@ -126,21 +129,19 @@ def comparisons(predictions, table, *, resamples=999):
     rows = []
     for (experiment, test_set), tiles in predictions.groupby(["experiment", "test_set"], sort=False):
         model_names = list(dict.fromkeys(tiles["model"]))
-        level = metrics.headline_level(tiles)
         classes = metrics.classes_of(tiles)
-        for i, a in enumerate(model_names):
-            for b in model_names[i + 1 :]:
-                seeds = sorted(set(tiles.loc[tiles["model"] == a, "seed"]) & set(tiles.loc[tiles["model"] == b, "seed"]))
-                C_a, N, _ = stats.correct_counts(tiles[tiles["model"] == a], classes, level, seeds)
-                C_b, _, _ = stats.correct_counts(tiles[tiles["model"] == b], classes, level, seeds)
-                differences = stats.per_seed(C_a - C_b, N)
-                mean, low, high = stats.interval(C_a - C_b, N, resamples=resamples)
-                rows.append(
-                    {"experiment": experiment, "test_set": test_set, "level": level, "a": a, "b": b,
-                     "n_pairs": len(seeds), "mean_a": float(np.mean(stats.per_seed(C_a, N))),
-                     "mean_b": float(np.mean(stats.per_seed(C_b, N))), "difference": mean,
-                     "ci95_low": low, "ci95_high": high, "p": stats.signed_rank(differences)}
-                )
+        pairs = [(a, b) for i, a in enumerate(model_names) for b in model_names[i + 1 :]]
+        for level, (a, b) in itertools.product(dict.fromkeys([metrics.headline_level(tiles), "tile"]), pairs):
+            seeds = sorted(set(tiles.loc[tiles["model"] == a, "seed"]) & set(tiles.loc[tiles["model"] == b, "seed"]))
+            C_a, N, _ = stats.correct_counts(tiles[tiles["model"] == a], classes, level, seeds)
+            C_b, _, _ = stats.correct_counts(tiles[tiles["model"] == b], classes, level, seeds)
+            mean, low, high = stats.interval(C_a - C_b, N, resamples=resamples)
+            rows.append(
+                {"experiment": experiment, "test_set": test_set, "level": level, "a": a, "b": b,
+                 "n_pairs": len(seeds), "mean_a": float(np.mean(stats.per_seed(C_a, N))),
+                 "mean_b": float(np.mean(stats.per_seed(C_b, N))), "difference": mean,
+                 "ci95_low": low, "ci95_high": high, "p": stats.signed_rank(stats.per_seed(C_a - C_b, N))}
+            )
     result = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     result["p_holm"] = stats.holm(result["p"])
     result["text"] = [findings.comparison(row) for row in result.itertuples()]
@@ -152,7 +153,7 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
     runs, history, predictions = read_runs(run_dirs)
     table = run_table(predictions, history, runs, thresholds=thresholds, resamples=resamples)
     summary = summary_table(predictions, table, human=human, resamples=resamples)
-    compared = comparisons(predictions, table, resamples=resamples)
+    compared = comparisons(predictions, resamples=resamples)
     tables = {
         "runs": table,
         "classes": metrics.class_table(predictions),

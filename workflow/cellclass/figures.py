@@ -25,10 +25,11 @@ WRONG = "tab:red"
 GALLERY_ORDERS = ("confidence-wrong-first", "random")
 # No timestamps and fixed SVG ids, so rerunning a rule rewrites identical files.
 _METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
-_JITTER = 0.15
+JITTER = 0.15
 
 
-def _save(fig, paths):
+def save(fig, paths):
+    """Write `fig` to each path (the suffix picks the format), atomically and byte-for-byte reproducibly."""
     # Lay the figure out once, then freeze it: otherwise each format's renderer
     # re-runs the layout and an SVG written alone differs from one written after a PNG.
     fig.draw_without_rendering()
@@ -86,7 +87,7 @@ def accuracy_boxplot(runs, paths, human=None):
     )
     rng = np.random.default_rng(0)
     for i, group in enumerate(groups):
-        x = i + rng.uniform(-_JITTER, _JITTER, len(group))
+        x = i + rng.uniform(-JITTER, JITTER, len(group))
         ax.scatter(x, group["balanced_accuracy"], s=20, color=colours[group["label"].iloc[0]], zorder=3, clip_on=False)
     handles = [
         Line2D([], [], color="gray", linestyle=":", label="chance (1/K)"),
@@ -109,7 +110,7 @@ def accuracy_boxplot(runs, paths, human=None):
     ax.legend(handles=handles, loc="lower left", frameon=False, fontsize=8)
     if len(boxes) > 2:
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def training_curves(history, paths, window=1):
@@ -130,7 +131,7 @@ def training_curves(history, paths, window=1):
                     transform=ax.transAxes)
         for label, group in history.dropna(subset=[column]).groupby("label", sort=True):
             colour = colours[label]
-            x = group["epoch"] + rng.uniform(-_JITTER, _JITTER, len(group))
+            x = group["epoch"] + rng.uniform(-JITTER, JITTER, len(group))
             ax.scatter(x, group[column], s=10, alpha=0.45, color=colour, linewidths=0)
             curve = (
                 group.groupby("epoch")[column].agg(["mean", "std"]).rolling(window, center=True, min_periods=1).mean()
@@ -145,7 +146,7 @@ def training_curves(history, paths, window=1):
     axes[0].set_ylabel("accuracy")
     axes[0].set_ylim(top=1.01)
     axes[0].legend(frameon=False, loc="lower right")
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def overfitting_scatter(runs, paths):
@@ -186,7 +187,7 @@ def overfitting_scatter(runs, paths):
     ax.set_ylabel("balanced test accuracy (tiles)")
     ax.set_title("Overfitting: fits training data, not test data")
     ax.legend(frameon=False, loc="upper left", fontsize=8)
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def confidence_plots(predictions, classes, paths, bins=10):
@@ -199,7 +200,7 @@ def confidence_plots(predictions, classes, paths, bins=10):
     for (left, right), name in zip(axes, sets):
         rows = predictions if not name else predictions[predictions["test_set"] == name]
         _confidence_row(left, right, rows, classes, bins, f" ({name})" if name else "")
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def _confidence_row(left, right, predictions, classes, bins, where):
@@ -252,7 +253,7 @@ def confusion_plot(confusions, paths):
         if name:
             ax.set_title(f"tiles of {name}")
     fig.colorbar(image, ax=list(axes), label="share of true class")
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def _pick(predictions, n, order, seed):
@@ -301,7 +302,7 @@ def gallery(predictions, tile_loader, paths, n=24, order="confidence-wrong-first
 
     tile_loader(test_set, tile_id) -> (h, w, C) in [0, 1]; the default order shows the most confident mistakes first.
     """
-    _save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
+    save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
 
 
 def tile_loader(tile_files, cache_size=8):

@@ -12,7 +12,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from cellclass.figures import _JITTER, _save
+from cellclass.figures import JITTER, save
 
 PURPLE = (0.49, 0.15, 0.62)
 # Transparent at 0, opaque purple at 1: the map's value is the overlay's alpha.
@@ -66,7 +66,7 @@ def overlay_grid(path_stem, tiles, maps, labels, *, class_names, title, columns=
     if n == 0:
         axes[0].text(0.5, 0.5, "no tiles", ha="center", va="center")
     fig.suptitle(title)
-    _save(fig, _paths(path_stem))
+    save(fig, _paths(path_stem))
 
 
 def enrichment_plot(path_stem, table):
@@ -101,7 +101,7 @@ def enrichment_plot(path_stem, table):
                     showfliers=False,
                     medianprops={"color": "black"},
                 )
-                x = i + offset + rng.uniform(-_JITTER / 2, _JITTER / 2, len(values))
+                x = i + offset + rng.uniform(-JITTER / 2, JITTER / 2, len(values))
                 # Many per-tile points get smaller and fainter so the boxes stay readable.
                 ax.scatter(
                     x,
@@ -118,9 +118,10 @@ def enrichment_plot(path_stem, table):
         ax.set_title(panel or "")
         if methods:
             ax.set_yscale("log")
-    axes[0].set_ylabel("enrichment in the puncta (1 = no preference)")
+    mask = table["mask"].dropna().iloc[0].split(" (")[0] if "mask" in table and table["mask"].notna().any() else "mask"
+    axes[0].set_ylabel(f"enrichment in the {mask} (1 = no preference)")
     fig.suptitle("Attribution inside the aggregates: trained vs randomised network")
     axes[-1].legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
     if not methods:
         axes[0].text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=axes[0].transAxes)
-    _save(fig, _paths(path_stem))
+    save(fig, _paths(path_stem))

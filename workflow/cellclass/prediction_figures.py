@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from cellclass.figures import _save
+from cellclass.figures import save
 
 _MAX_SIDE = 1000  # display pixels: large fields are shown downsampled
 
@@ -49,7 +49,7 @@ def call_overlay(field, tiles, image_row, classes, tile_size, paths):
     ax.set_title(f"{image_row['image']}: {call}{detail}", fontsize=9)
     handles = [Line2D([], [], color=colours[c], linewidth=3, label=c) for c in classes]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(classes), frameon=False, fontsize=8)
-    _save(fig, paths)
+    save(fig, paths)
 
 
 def calls_plot(images, classes, paths):
@@ -70,4 +70,4 @@ def calls_plot(images, classes, paths):
     ax.set_ylabel("probability of the call\n(mean ± spread over seeds)")
     handles = [Rectangle((0, 0), 1, 1, color=colours[c], label=c) for c in classes]
     ax.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes))
-    _save(fig, paths)
+    save(fig, paths)

@@ -193,12 +193,19 @@ def predicted_outputs():
 ATTRIBUTION = CONFIG["attribution"]
 
 
+def attributed_models(experiment):
+    """The models of an experiment that attribution explains (attribution.models; default all)."""
+    models = EXPERIMENTS[experiment]["train"]["models"]
+    return [m for m in models if ATTRIBUTION["models"] in (None, []) or m in ATTRIBUTION["models"]]
+
+
 def attributed_runs():
     """Attribution folders, one per explained run: results/attribution/<experiment>/<model>/seed<k>."""
     return [
         run.replace("results/train/", "results/attribution/", 1)
         for name in ATTRIBUTION["experiments"]
-        for run in run_dirs(only_experiment=name)
+        for model in attributed_models(name)
+        for run in run_dirs(only_experiment=name, only_model=model)
     ]
 
 
@@ -228,7 +235,7 @@ def attributed_outputs():
         ["results/attribution/enrichment.tsv"] if ATTRIBUTION["experiments"] else []
     )
     for name in ATTRIBUTION["experiments"]:
-        for model in EXPERIMENTS[name]["train"]["models"]:
+        for model in attributed_models(name):
             outputs += [
                 f"results/figures/{name}/{model}/attribution_{method}.png"
                 for method in ATTRIBUTION["methods"]

@@ -27,4 +27,4 @@ parent = augmented.extra["parent"]
 first_three = np.flatnonzero(parent < 3)
 first_three = first_three[np.argsort(parent[first_three], kind="stable")]  # each tile's copies side by side
 contact_sheet.render(augmented.tiles[first_three], snakemake.output.sheet, message="no tiles")
-logging.info("%s: %d tiles -> %d", tileset.meta["sample"], len(tileset), len(augmented))
+logging.info("dataset %s: %s: %d tiles -> %d", snakemake.wildcards.dataset, tileset.meta["sample"], len(tileset), len(augmented))

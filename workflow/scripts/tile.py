@@ -11,4 +11,4 @@ tileset = tiling.tile_sample(sample, snakemake.params.settings, dataset=snakemak
 tilestore.save(snakemake.output.tiles, tileset)
 message = tileset.meta["skipped"] and f"skipped: {tileset.meta['skipped']}" or "no cells found"
 contact_sheet.render(tileset.tiles, snakemake.output.sheet, message=message)
-logging.info("%s: %d tiles", sample.id, len(tileset))
+logging.info("dataset %s: %s: %d tiles", snakemake.wildcards.dataset, sample.id, len(tileset))
