@@ -2,6 +2,10 @@
 
 import os
 
+from snakemake.utils import min_version
+
+min_version("9.0")
+
 # TensorFlow's C++ start-up banners (oneDNN, CPU features) and absl notices are
 # noise in a job's log; its Python errors are unaffected. Jobs inherit this.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +18,9 @@ if not config:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/prepare.smk"
@@ -21,6 +28,18 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/predict.smk"
+
+
+# Jobs of seconds (tables, figures, the split) run where Snakemake runs, not through a cluster queue.
+localrules:
+    all,
+    predict,
+    split,
+    evaluate,
+    overview_figures,
+    run_figures,
+    attribution_summary,
+    attribution_overlay,
 
 
 rule all:

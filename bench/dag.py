@@ -47,7 +47,6 @@ its workflow/cellclass package), e.g. a `git archive` of a commit.
 
 import argparse
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -63,6 +62,9 @@ from cellclass import split
 from cellclass.datasets import from_folder
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from workflow_helpers import job_counts  # noqa: E402  (the one parser of Snakemake's job table)
+
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CLASSES = ("control", "treated")
 PREPARE = ("--until", "augment", "split")
@@ -165,10 +167,6 @@ def run(folder, *args, snakefile=None, touch=False):
     if result.returncode != 0:
         sys.exit(f"snakemake {' '.join(args)} failed in {folder}:\n{output[-3000:]}")
     return wall, cpu, output
-
-
-def job_counts(output):
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", output, re.MULTILINE)}
 
 
 def noop(folder, *args, **kwargs):

@@ -92,10 +92,10 @@ def child(mode, folder, model_name, size, batch, steps, mixed):
     """One measurement in this process: tiles/s (mode speed-*) or a pass for peak memory (mem-*)."""
     import keras
 
-    from cellclass import models, pipeline, training
+    from cellclass import models, pipeline, runtime
 
     EpochTimer = _epoch_timer()
-    training.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)
+    runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)
     files = sorted(str(p) for p in Path(folder).glob("*.npz"))
     labels = [int(tilestore.load(f, tiles=False).meta["class"] == "b") for f in files]
     shape = (size, size, 2)

@@ -1,16 +1,19 @@
 """Config checking: defaults filled, wrong keys/types/folders named before any job runs."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from cellclass.config import validate
 from cellclass.errors import InputError
 
+REPO = Path(__file__).resolve().parents[1]
 DEMO = {"demo": {"pattern": "aggregates"}}
 
 
 def test_shipped_config_is_valid():
-    with open("config/config.yaml") as f:
+    with open(REPO / "config/config.yaml") as f:
         config = validate(yaml.safe_load(f))
     assert config["datasets"]["aggregates_holdout"]["test_only"] is True
     assert config["datasets"]["aggregates"]["prepare"]["tile_size"] == 64

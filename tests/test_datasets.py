@@ -129,7 +129,7 @@ def test_sheet_split_column_fixes_sides(folder):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ("control/f0.tif\tcontrol\tw1\ttraining\n", "line 2: split 'training' is not one of train, validation, test"),
+        ("control/f0.tif\tcontrol\tw1\ttraining\n", "line 2, column split: 'training' is not one of \\['', 'train', 'validation', 'test'\\]"),
         ("control/f0.tif\tcontrol\tw1\ttrain\ncontrol/f1.tif\tcontrol\tw1\ttest\n",
          "line 3: group w1 is on split 'test' here but 'train' on line 2"),
     ],

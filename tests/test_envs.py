@@ -2,8 +2,11 @@
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 # PyPI name -> conda-forge name where they differ.
 CONDA_NAME = {"tensorflow-cpu": "tensorflow"}
@@ -15,9 +18,9 @@ def parse(requirement):
 
 
 def test_conda_env_matches_pyproject():
-    with open("pyproject.toml", "rb") as f:
+    with open(REPO / "pyproject.toml", "rb") as f:
         pyproject = dict(parse(r) for r in tomllib.load(f)["project"]["dependencies"])
-    with open("envs/cellclass.yaml") as f:
+    with open(REPO / "envs/cellclass.yaml") as f:
         env = yaml.safe_load(f)
     conda = dict(parse(d) for d in env["dependencies"] if isinstance(d, str) and d not in ("pip",))
     conda.pop("python")

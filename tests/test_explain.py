@@ -130,10 +130,11 @@ def test_attribution_config_is_checked():
     base = {"datasets": {"d": {"demo": {"pattern": "aggregates"}}}}
     config = validate(base)
     assert config["attribution"]["experiments"] == ["d"]
-    assert config["attribution"]["options"]["integrated_gradients"] == {"baseline": "black", "steps": 32}
+    ig = config["attribution"]["options"]["integrated_gradients"]
+    assert {k: ig[k] for k in ("baseline", "steps", "output")} == {"baseline": "black", "steps": 32, "output": "logits"}
     with pytest.raises(InputError, match="no experiment 'x'"):
         validate({**base, "attribution": {"experiments": ["x"]}})
-    with pytest.raises(InputError, match="unknown option.*stpes"):
+    with pytest.raises(InputError, match="integrated_gradients: Additional properties are not allowed \\('stpes' was unexpected\\)"):
         validate({**base, "attribution": {"options": {"integrated_gradients": {"stpes": 3}}}})
     with pytest.raises(InputError, match="attribution.models: no explained experiment trains 'resnet'"):
         validate({**base, "attribution": {"models": ["resnet"]}})

@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True)
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, cwd=REPO)
 
 
 def test_snakefmt_check():

@@ -136,7 +136,7 @@ def test_min_size_is_exactly_the_smallest_tile_that_builds(name):
     build(name, (size, size, 1))
     if size > 1:
         with pytest.raises(ValueError):  # the raw network breaks one pixel below
-            spec.build((size - 1, size - 1, 1), 2, **FAST.get(name, {}))
+            models.BUILDERS[name]((size - 1, size - 1, 1), 2, **FAST.get(name, {}))
         with pytest.raises(InputError, match=f"model '{name}' needs tiles of at least {size} px; got {size - 1} px"):
             build(name, (size - 1, size + 10, 1))
 

@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
+from workflow_helpers import TINY, job_counts, nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def scheduled(result):
-    """Jobs per rule from a dry run's job table."""
-    text = result.stdout + result.stderr
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M) if rule != "total"}
 
 
 # New images for `predict`: the clear pattern again, from a seed no run has seen.
@@ -101,7 +95,7 @@ def test_plot_option_reruns_no_training(finished, tmp_path):
     config["plots"] = {"gallery_size": 6}
     write_config(finished, config)
     try:
-        jobs = scheduled(snakemake(finished, "-n"))
+        jobs = job_counts(snakemake(finished, "-n"))
     finally:
         write_config(finished, CONFIG)
     assert jobs.get("run_figures") and "train" not in jobs and "tile" not in jobs
@@ -112,7 +106,7 @@ def test_training_option_reruns_no_tiling(finished):
     config["train"]["epochs"] = 3
     write_config(finished, config)
     try:
-        jobs = scheduled(snakemake(finished, "-n"))
+        jobs = job_counts(snakemake(finished, "-n"))
     finally:
         write_config(finished, CONFIG)
     assert jobs.get("train") == 1 and "tile" not in jobs and "augment" not in jobs
@@ -134,7 +128,7 @@ def test_predicting_new_images_reruns_no_training(finished):
     config["predict"]["more_new"] = {"demo": {**NEW["demo"], "seed": 6}, "experiment": "tiny"}
     write_config(finished, config)
     try:
-        jobs = scheduled(snakemake(finished, "-n", "predict"))
+        jobs = job_counts(snakemake(finished, "-n", "predict"))
     finally:
         write_config(finished, CONFIG)
     assert jobs == {"demo_field": 2, "predict_tile": 2, "predict_set": 1, "predict": 1}

@@ -60,8 +60,11 @@ def nothing_to_do(result):
 
 
 def job_counts(result):
-    """Jobs per rule in a dry run's "Job stats:" table ({} when nothing is scheduled)."""
-    text = result.stdout + result.stderr
+    """Jobs per rule in a dry run's "Job stats:" table ({} when nothing is scheduled).
+
+    `result` is a CompletedProcess or the text Snakemake printed; bench/dag.py uses it too.
+    """
+    text = result if isinstance(result, str) else result.stdout + result.stderr
     counts = {}
     for table in re.findall(r"^Job stats:\n(.*?)(?:\n\n|\Z)", text, re.MULTILINE | re.DOTALL):
         rows = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))

@@ -11,7 +11,8 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 
-from cellclass.tiling import resize_tiles
+from cellclass import contact_sheet, tilestore
+from cellclass.tiling import load_field, resize_tiles
 from cellclass.tilestore import TileSet
 
 log = logging.getLogger(__name__)
@@ -105,3 +106,27 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
         dict(tileset.meta, augmented=True),
         {"parent": parents, "op": ops},
     )
+
+
+def write_augmented(tiles_path, sample, options, *, out_tiles, out_sheet, dataset):
+    """The augment job: copies of one training image's tiles, and a contact sheet of its first three tiles'
+    copies side by side. Angles and shifts resample the raw field, so it is read again for them."""
+    tileset = tilestore.load(tiles_path)
+    settings = tileset.meta["settings"]
+    needs_field = (options["angles"] or options["translations"]) and settings["kind"] == "fields" and len(tileset)
+    field = load_field(sample, settings)[0] if needs_field else None
+    augmented = augment(
+        tileset,
+        field=field,
+        angles=options["angles"],
+        dihedral_group=options["dihedral"],
+        translations=options["translations"],
+        max_shift=options["max_shift"],
+        seed=options["seed"],
+    )
+    tilestore.save(out_tiles, augmented)
+    parent = augmented.extra["parent"]
+    first_three = np.flatnonzero(parent < 3)
+    first_three = first_three[np.argsort(parent[first_three], kind="stable")]
+    contact_sheet.render(augmented.tiles[first_three], out_sheet, message="no tiles")
+    log.info("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented))

@@ -99,19 +99,6 @@ def _check_attribution(config):
                 f"invalid configuration:\n  attribution.models: no explained experiment trains '{model}' "
                 f"(they train {', '.join(sorted(trained))})"
             )
-    known = {
-        "gradient_x_input": {"signed", "batch_size", "output"},
-        "integrated_gradients": {"baseline", "steps", "batch_size", "output", "blur_sigma"},
-        "smoothgrad": {"noise", "samples", "seed", "batch_size", "output"},
-        "grad_cam": {"batch_size", "output"},
-    }
-    for method, options in attribution["options"].items():
-        unknown = sorted(set(options) - known[method])
-        if unknown:
-            raise InputError(
-                f"invalid configuration:\n  attribution.options.{method}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known[method]))}"
-            )
 
 
 def _resolve_paths(entry, base_dir, where):
@@ -152,7 +139,7 @@ def _check_predictions(config, base_dir):
 
 def _check_experiments(config, schema):
     """Fill in experiments (default: one per trainable dataset) and their train settings."""
-    from cellclass.models import MODELS
+    from cellclass.model_specs import MODELS
 
     datasets = config["datasets"]
     if "experiments" not in config:

@@ -4,19 +4,22 @@ Each raw field becomes a `Sample` with a stable, path-safe id that names its
 outputs, so a dataset's job list is known before any image is read.
 """
 
-import csv
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
+import pandas as pd
+import yaml
+
 from cellclass.errors import InputError
 
 log = logging.getLogger(__name__)
+SHEET_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "sheet.schema.yaml"
 
 UNLABELLED = ""  # the class of an image nobody has labelled
-SPLITS = ("train", "validation", "test")  # the values of a sample sheet's `split` column
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 # Files that operating systems leave behind; never images, never classes.
 PHANTOM_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
@@ -90,6 +93,42 @@ def _resolve_inside(root, text, where):
     return path
 
 
+def read_sheet(sheet, required=("path",)):
+    """The rows of a TSV sample sheet as dicts of text, each checked against schemas/sheet.schema.yaml.
+
+    Errors name the sheet and the line (the header is line 1).
+    """
+    try:
+        table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"sample sheet {sheet}: cannot be read as a tab-separated table ({error})") from None
+    table.columns = [c.strip() for c in table.columns]
+    missing = sorted(set(required) - set(table.columns))
+    if missing:
+        raise InputError(f"sample sheet {sheet}: missing column(s) {', '.join(missing)}")
+    rows = [{k: v.strip() for k, v in row.items()} for row in table.to_dict("records")]
+    for row in rows:
+        if "split" in row:
+            row["split"] = row["split"].lower()
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(SHEET_SCHEMA.read_text()))
+    for line, row in enumerate(rows, start=2):
+        for error in validator.iter_errors(row):
+            column = ".".join(map(str, error.absolute_path)) or "row"
+            message = "empty" if error.validator == "pattern" and not error.instance else error.message
+            raise InputError(f"sample sheet {sheet}, line {line}, column {column}: {message}")
+    return rows
+
+
+def _files_of(root, row, where):
+    files = tuple(str(_resolve_inside(root, p, where)) for p in row["path"].split(";") if p.strip())
+    if not files:
+        raise InputError(f"{where}: empty path")
+    for file in files:
+        if Path(file).suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{where}: {file} is not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
 def from_sheet(sheet, root=None, test_only=False):
     """Samples from a TSV sample sheet with columns path, class and optional group and split.
 
@@ -98,35 +137,24 @@ def from_sheet(sheet, root=None, test_only=False):
     """
     sheet = Path(sheet)
     root = Path(root) if root else sheet.parent
-    with open(sheet, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    missing = {"path", "class"} - set(rows[0] if rows else {})
-    if missing:
-        raise InputError(f"sample sheet {sheet}: missing column(s) {', '.join(sorted(missing))}")
     samples, seen, sides = [], {}, {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in enumerate(read_sheet(sheet, required=("path", "class")), start=2):
         where = f"sample sheet {sheet}, line {line}"
-        parts = [p for p in row["path"].split(";") if p.strip()]
-        if not parts or not (row["class"] or "").strip():
+        if not row["class"]:
             raise InputError(f"{where}: empty path or class")
-        files = tuple(str(_resolve_inside(root, p, where)) for p in parts)
-        for file in files:
-            if Path(file).suffix.lower() not in IMAGE_SUFFIXES:
-                raise InputError(f"{where}: {file} is not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files = _files_of(root, row, where)
         sid = sample_id(Path(files[0]).relative_to(root.resolve()))
         if sid in seen:
             raise InputError(f"{where}: {files[0]} is listed twice (first on line {seen[sid]})")
         seen[sid] = line
-        group = (row.get("group") or "").strip() or sid
-        side = (row.get("split") or "").strip().lower()
-        if side not in ("", *SPLITS):
-            raise InputError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
+        group = row.get("group") or sid
+        side = row.get("split", "")
         if sides.setdefault(group, (side, line))[0] != side:
             raise InputError(
                 f"{where}: group {group} is on split '{side or '(empty)'}' here but "
                 f"'{sides[group][0] or '(empty)'}' on line {sides[group][1]}; a group stays on one side"
             )
-        samples.append(Sample(sid, files, row["class"].strip(), group, side))
+        samples.append(Sample(sid, files, row["class"], group, side))
     return _check_classes(samples, f"sample sheet {sheet}", test_only)
 
 
@@ -163,18 +191,14 @@ def unlabelled_from_sheet(sheet, root=None):
     """Images listed in a TSV with a `path` column ('a.tif;b.tif' for one file per channel) and an optional `class`."""
     sheet = Path(sheet)
     root = Path(root) if root else sheet.parent
-    with open(sheet, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows or "path" not in rows[0]:
+    rows = read_sheet(sheet)
+    if not rows:
         raise InputError(f"sample sheet {sheet}: needs a 'path' column and at least one row")
     samples = []
     for line, row in enumerate(rows, start=2):
-        where = f"sample sheet {sheet}, line {line}"
-        files = tuple(str(_resolve_inside(root, p, where)) for p in row["path"].split(";") if p.strip())
-        if not files:
-            raise InputError(f"{where}: empty path")
+        files = _files_of(root, row, f"sample sheet {sheet}, line {line}")
         sid = sample_id(Path(files[0]).relative_to(root.resolve()))
-        samples.append(Sample(sid, files, (row.get("class") or "").strip(), sid))
+        samples.append(Sample(sid, files, row.get("class", ""), sid))
     return samples
 
 

@@ -1,48 +1,19 @@
 """The registry of CNN classifiers, built with the Keras functional API.
 
-Every layer has a stable name: `ModelSpec.last_conv` names the map Grad-CAM
+Every layer has a stable name: `model_specs.MODELS[name].last_conv` names the map Grad-CAM
 reads, and every model ends in a Dense layer "logits" followed by a separate
 softmax "predictions", so attribution can take the class score before softmax
 with `keras.Model(model.input, model.get_layer("logits").output)`. Input size,
 channels and classes always come from the caller.
 """
 
-from __future__ import annotations
-
-import importlib
 import inspect
-from dataclasses import dataclass
-from typing import Callable
+
+import keras
+from keras import layers
 
 from cellclass.errors import InputError
-
-
-class _LazyModule:
-    """Imports a module on first use: the workflow checks model names and sizes
-    while parsing the Snakefile, and should not pay TensorFlow's import for it."""
-
-    def __init__(self, name):
-        self._name = name
-
-    def __getattr__(self, attribute):
-        return getattr(importlib.import_module(self._name), attribute)
-
-
-keras = _LazyModule("keras")
-layers = _LazyModule("keras.layers")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry: how to build the model and what the workflow needs to know about it."""
-
-    name: str
-    build: Callable[..., keras.Model]  # build(input_shape=(H, W, C), n_classes=int, **options)
-    min_size: int  # smallest tile side that builds
-    optimizer: str  # default optimizer: "adam" or "sgd"
-    description: str
-    last_conv: str  # layer whose output Grad-CAM uses
-
+from cellclass.model_specs import MODELS
 
 # Fast-moving BatchNorm statistics. The moving variance starts at 1, far above the
 # variance of low-contrast microscopy tiles; with Keras' default momentum (0.99),
@@ -215,23 +186,11 @@ def _small(input_shape, n_classes):
     return keras.Model(inputs, _head(x, n_classes), name="small")
 
 
-MODELS = {
-    spec.name: spec
-    for spec in (
-        # min_size: four valid 2x2 pools need 16 px (16 -> 8 -> 4 -> 2 -> 1).
-        ModelSpec("deep", _deep, 16, "adam", "the article's DeepNetwork: 9 conv 3x3, 4 max-pools, Dense 512", "feature_map"),
-        ModelSpec("deep50", _deep50, 16, "adam", "the article's DeepNetwork with an extra Dense 50 (its best variant)", "feature_map"),
-        # min_size: 67 -> conv1 15 -> pool 7 -> pool 3 -> pool 1; 66 leaves pool3 nothing.
-        ModelSpec("alexnet", _alexnet, 67, "sgd", "the article's AlexNet clone with L2 5e-4, trained with SGD + momentum", "conv5"),
-        # min_size: same-padded strided convs never shrink a map to zero.
-        ModelSpec("resnet", _resnet, 1, "adam", "small pre-activation ResNet (3 stages, ~0.7 M parameters), from scratch", "final_relu"),
-        # min_size: two valid 2x2 pools need 4 px.
-        ModelSpec("small", _small, 4, "adam", "tiny 3-conv network for CPU demos and tests", "relu3"),
-    )
-}
+# How to build each registry model (cellclass.model_specs holds what planning needs to know about it).
+BUILDERS = {"deep": _deep, "deep50": _deep50, "alexnet": _alexnet, "resnet": _resnet, "small": _small}
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int, **options) -> keras.Model:
+def build_model(name, input_shape, n_classes, **options):
     """Build registry model `name` for (H, W, C) tiles and `n_classes` classes; bad input raises InputError."""
     spec = MODELS.get(name)
     if spec is None:
@@ -243,14 +202,15 @@ def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int, **
         raise InputError(f"model '{name}' needs tiles of at least {spec.min_size} px; got {side} px")
     if n_classes < 2:
         raise InputError(f"model '{name}' needs at least 2 classes; got {n_classes}")
-    known = [p.name for p in inspect.signature(spec.build).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    build = BUILDERS[name]
+    known = [p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InputError(f"model '{name}' has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}")
-    return spec.build(tuple(input_shape), n_classes, **options)
+    return build(tuple(input_shape), n_classes, **options)
 
 
-def make_optimizer(name: str, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(name, learning_rate=None):
     """Adam (default learning rate 1e-3) or SGD with momentum 0.9 (default 0.01)."""
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=1e-3 if learning_rate is None else learning_rate)

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import inference, tiling
+from cellclass import inference, tiling, tilestore
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 
 log = logging.getLogger(__name__)
 
-NO_CELLS = "no cells found"
 
 
 def read_run(metrics_path):
@@ -88,7 +87,7 @@ def image_row(tileset, scores, classes):
     row = {"image": meta["sample"], "files": ";".join(meta["files"]), "known_class": meta["class"], "tiles": len(tileset)}
     if not len(tileset):
         row.update({f"p_{c}": np.nan for c in classes})
-        row.update(call=f"skipped: {meta['skipped']}" if meta["skipped"] else NO_CELLS, spread=np.nan, agreement=np.nan)
+        row.update(call=tilestore.empty_reason(tileset), spread=np.nan, agreement=np.nan)
     else:
         per_member = scores.mean(axis=1)  # (members, classes)
         mean = per_member.mean(axis=0)
@@ -105,10 +104,10 @@ def image_row(tileset, scores, classes):
 
 def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, calls_figures, overlay_dir, threads=1):
     """Classify every image of a prediction set: tables per tile and per image, a calls figure, an overlay per image."""
-    from cellclass import prediction_figures, tilestore
+    from cellclass import prediction_figures
     from cellclass.atomic import atomic_path
     from cellclass.datasets import Sample
-    from cellclass.training import configure_tensorflow
+    from cellclass.runtime import configure_tensorflow
 
     run = read_run(run_path)
     configure_tensorflow(threads=threads, seed=0, deterministic=True)

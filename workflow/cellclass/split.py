@@ -72,7 +72,7 @@ def image_table(tilesets, sides):
     rows = []
     for tileset in tilesets:
         meta = tileset.meta
-        reason = "" if len(tileset.rows) else f"skipped: {meta['skipped']}" if meta.get("skipped") else "no cells found"
+        reason = "" if len(tileset.rows) else tilestore.empty_reason(tileset)
         rows.append(
             {
                 "sample": meta["sample"],

@@ -11,6 +11,8 @@ import numpy as np
 
 from cellclass.atomic import atomic_path
 
+NO_CELLS = "no cells found"
+
 
 @dataclass
 class TileSet:
@@ -54,3 +56,8 @@ def load(path, *, tiles=True):
             meta=json.loads(str(data["meta"])),
             extra=extra,
         )
+
+
+def empty_reason(tileset):
+    """Why a tile file holds no tiles: the skip's error, or that no cells were found."""
+    return f"skipped: {tileset.meta['skipped']}" if tileset.meta.get("skipped") else NO_CELLS

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from skimage import filters, transform
 from skimage.util import view_as_windows
 
-from cellclass import imageio, normalise
+from cellclass import contact_sheet, imageio, normalise, tilestore
 from cellclass.errors import InputError
 from cellclass.tilestore import TileSet
 
@@ -165,5 +165,12 @@ def tile_sample(sample, settings, dataset=""):
         out = output_size(settings)
         return TileSet(np.empty((0, out, out, 1), np.float32), np.empty(0, int), np.empty(0, int), meta)
     if len(tiles) == 0:
-        log.warning("%s: no cells found (no tile reaches the foreground fraction)", source)
+        log.warning("%s: %s (no tile reaches the foreground fraction)", source, tilestore.NO_CELLS)
     return TileSet(tiles, rows, cols, meta)
+
+
+def write_tiles(tileset, tiles_path, sheet_path, *, dataset):
+    """The tile job's outputs: the tile file and its contact sheet (which says why when it is empty)."""
+    tilestore.save(tiles_path, tileset)
+    contact_sheet.render(tileset.tiles, sheet_path, message=tilestore.empty_reason(tileset))
+    log.info("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))

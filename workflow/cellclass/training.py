@@ -1,13 +1,14 @@
-"""Train one classifier run (dataset, model, seed) and evaluate it on every test set.
+"""Train one classifier run (experiment, model, seed) and score it once on every test set.
 
-A run streams its tiles (cellclass.pipeline), logs train and held-out metrics
-per epoch, survives being killed (it resumes from the last finished epoch), and writes per-tile predictions for each test set.
+A run streams its tiles (cellclass.pipeline), balances its classes if asked,
+logs training (inference mode) and validation metrics per epoch
+(cellclass.callbacks), survives being killed (it resumes from the last finished
+epoch), and writes per-tile predictions for each test set.
 """
 
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,38 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import inference, tilestore
+from cellclass import inference, runtime, tilestore
 from cellclass.atomic import atomic_path
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 
 log = logging.getLogger(__name__)
-
-
-def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False):
-    """Seed everything, pin CPU threads, pick the device; returns 'GPU' or 'CPU' for the log."""
-    import keras
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-    except RuntimeError:  # TensorFlow already ran in this process (a notebook, a test session)
-        log.info("TensorFlow is already initialised; keeping its thread settings")
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if mixed_precision and gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    # On a cluster the scheduler hands a job its GPU(s) through CUDA_VISIBLE_DEVICES
-    # (Slurm's gres); TensorFlow then sees only those.
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    device = f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})" if gpus else f"CPU ({threads} threads)"
-    log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
-    return device
 
 
 def labelled(files, classes, where):
@@ -156,7 +131,7 @@ def train_run(
     model_name, seed = identity["model"], int(identity["seed"])
     out_dir = Path(out_dir)
     backup_dir = out_dir / "backup"  # made by Checkpoint once the inputs are checked
-    device = configure_tensorflow(
+    device = runtime.configure_tensorflow(
         threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
     )
     channels = options["channels"]

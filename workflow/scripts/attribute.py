@@ -1,7 +1,7 @@
 """Snakemake adapter: attribution maps and enrichment scores of one trained run."""
 
 from cellclass import explain, logs
-from cellclass.training import configure_tensorflow
+from cellclass.runtime import configure_tensorflow
 
 logs.to_file(snakemake.log[0])
 configure_tensorflow(threads=snakemake.threads, seed=snakemake.params.identity["seed"], deterministic=True)

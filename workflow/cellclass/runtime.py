@@ -1,0 +1,32 @@
+"""TensorFlow set-up shared by training, attribution and prediction jobs: threads, seeds, determinism, device."""
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False):
+    """Seed everything, pin CPU threads, pick the device; returns 'GPU' or 'CPU' for the log."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # TensorFlow already ran in this process (a notebook, a test session)
+        log.info("TensorFlow is already initialised; keeping its thread settings")
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if mixed_precision and gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    # On a cluster the scheduler hands a job its GPU(s) through CUDA_VISIBLE_DEVICES
+    # (Slurm's gres); TensorFlow then sees only those.
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    device = f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})" if gpus else f"CPU ({threads} threads)"
+    log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
+    return device
