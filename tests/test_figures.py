@@ -184,14 +184,16 @@ def test_gallery_random_order_is_seeded(tables):
 
 
 def test_channels_display_as_gray_green_magenta_rgb():
+    from cellclass.contact_sheet import display_rgb, to_rgb
+
     two = np.zeros((2, 2, 2))
     two[..., 0] = 1.0
-    assert figures._display(two)[0, 0].tolist() == [0, 1, 0]
-    two = two[..., ::-1]
-    assert figures._display(two)[0, 0].tolist() == [1, 0, 1]
-    assert figures._display(np.full((2, 2, 1), 2.0)).shape == (2, 2)
-    assert figures._display(np.full((2, 2, 1), 2.0)).max() == 1.0
-    assert figures._display(np.zeros((2, 2, 3))).shape == (2, 2, 3)
+    assert display_rgb(two)[0, 0].tolist() == [0, 1, 0]
+    assert display_rgb(two[..., ::-1])[0, 0].tolist() == [1, 0, 1]
+    gray = display_rgb(np.full((2, 2, 1), 2.0))
+    assert gray.shape == (2, 2, 3) and gray.max() == 1.0
+    assert display_rgb(np.zeros((2, 2, 4))).shape == (2, 2, 3)
+    assert to_rgb(two[None])[0, 0, 0].tolist() == [0, 255, 0]
 
 
 def test_tile_loader_finds_tiles_by_id(tables, tile_dir):

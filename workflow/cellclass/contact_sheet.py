@@ -8,16 +8,21 @@ from PIL import Image, ImageDraw
 from cellclass.atomic import atomic_path
 
 
-def to_rgb(tiles):
-    """(n, h, w, C) in [0, 1] → uint8 RGB: one channel gray, two green/magenta, three as RGB."""
+def display_rgb(tiles):
+    """Tiles (..., h, w, C) in [0, 1] as float RGB: one channel gray, two green (ch0) + magenta (ch1),
+    three or more as RGB of the first three."""
+    tiles = np.clip(np.asarray(tiles, dtype=np.float32), 0.0, 1.0)
     channels = tiles.shape[-1]
     if channels == 1:
-        rgb = np.repeat(tiles, 3, axis=-1)
-    elif channels == 2:
-        rgb = np.stack([tiles[..., 1], tiles[..., 0], tiles[..., 1]], axis=-1)
-    else:
-        rgb = tiles[..., :3]
-    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+        return np.repeat(tiles, 3, axis=-1)
+    if channels == 2:
+        return np.stack([tiles[..., 1], tiles[..., 0], tiles[..., 1]], axis=-1)
+    return tiles[..., :3]
+
+
+def to_rgb(tiles):
+    """(n, h, w, C) in [0, 1] -> uint8 RGB (see display_rgb)."""
+    return (display_rgb(tiles) * 255).astype(np.uint8)
 
 
 def render(tiles, path, *, max_tiles=100, gap=2, message=None):

@@ -7,47 +7,27 @@ Each public function writes every path it is given; the suffix picks the format.
 
 import functools
 import math
-import os
-from pathlib import Path
 
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from cellclass import tilestore
-from cellclass.atomic import atomic_path
+from cellclass.contact_sheet import display_rgb
 from cellclass.metrics import calibration, confusion
+from cellclass.plotting import JITTER, colours, save
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
 GALLERY_ORDERS = ("confidence-wrong-first", "random")
-# No timestamps and fixed SVG ids, so rerunning a rule rewrites identical files.
-_METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
-JITTER = 0.15
-
-
-def save(fig, paths):
-    """Write `fig` to each path (the suffix picks the format), atomically and byte-for-byte reproducibly."""
-    # Lay the figure out once, then freeze it: otherwise each format's renderer
-    # re-runs the layout and an SVG written alone differs from one written after a PNG.
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
-    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        path = Path(path)
-        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "cellclass"}):
-            fig.savefig(tmp, dpi=150, metadata=_METADATA.get(path.suffix.lower()))
-
-
 def _labels(table):
     return table["experiment"] + "/" + table["model"]
 
 
 def _colours(labels):
     """One colour per experiment/model, the same in every figure (sorted, so independent of row order)."""
-    cycle = matplotlib.color_sequences["tab10"]
-    return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
+    return colours(sorted(set(labels)))
 
 
 def _headline(runs):
@@ -269,16 +249,6 @@ def _pick(predictions, n, order, seed):
     raise ValueError(f"gallery order must be one of {GALLERY_ORDERS}, not {order!r}")
 
 
-def _display(tile):
-    """1 channel as gray, 2 as green (ch0) + magenta (ch1), 3 or more as RGB of the first three."""
-    tile = np.clip(np.asarray(tile, dtype=np.float32), 0.0, 1.0)
-    if tile.shape[-1] == 1:
-        return tile[..., 0]
-    if tile.shape[-1] == 2:
-        return np.stack([tile[..., 1], tile[..., 0], tile[..., 1]], axis=-1)
-    return tile[..., :3]
-
-
 def _gallery_figure(predictions, tile_loader, n, order, seed, columns):
     chosen = _pick(predictions, n, order, seed)
     columns = max(1, min(columns, len(chosen)))
@@ -288,7 +258,7 @@ def _gallery_figure(predictions, tile_loader, n, order, seed, columns):
     for ax in axes:
         ax.axis("off")
     for ax, row in zip(axes, chosen.itertuples()):
-        ax.imshow(_display(tile_loader(row.test_set, row.tile)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(display_rgb(tile_loader(row.test_set, row.tile)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(
             f"{row.confidence:.0%} {row.predicted}\ntrue: {row.true}", color=RIGHT if row.correct else WRONG, fontsize=8
         )

@@ -12,7 +12,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from cellclass.figures import JITTER, save
+from cellclass.plotting import JITTER, save
 
 PURPLE = (0.49, 0.15, 0.62)
 # Transparent at 0, opaque purple at 1: the map's value is the overlay's alpha.
