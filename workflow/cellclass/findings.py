@@ -29,7 +29,7 @@ def _where(test_set, dataset):
 def _interval(low, high):
     if np.isnan(low):
         return f"no interval: fewer than {MIN_GROUPS} test groups of some class"
-    return f"95% interval {low:.2f}–{high:.2f}"
+    return f"95% interval {low:.2f} to {high:.2f}"
 
 
 def images_without_tiles(table):
