@@ -27,7 +27,7 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     assert len(list((results / "tiny/tiles").rglob("*.png"))) == 6
     manifest = pd.read_csv(results / "tiny/split.tsv", sep="\t")
     assert set(manifest.columns) >= {"tile", "sample", "source", "group", "class", "split"}
-    assert set(manifest["split"]) == {"train", "test"}
+    assert set(manifest["split"]) == {"train", "validation", "test"}
     # No group on both sides, and only training images are augmented.
     assert manifest.groupby("group")["split"].nunique().max() == 1
     train_samples = set(manifest.loc[manifest["split"] == "train", "sample"])
@@ -65,11 +65,11 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr
 
 
-def user_dataset(folder, on_bad_image, broken="broken field.tif"):
+def user_dataset(folder, on_bad_image, broken="broken field.tif", fields=2):
     """A folder-per-class dataset made of demo fields, one of them corrupt, plus a phantom file."""
     from cellclass import demo
 
-    demo.write_dataset(folder / "data", "aggregates", fields_per_class=2, seed=4, size=256, cells_per_field=30)
+    demo.write_dataset(folder / "data", "aggregates", fields_per_class=fields, seed=4, size=256, cells_per_field=30)
     images = folder / "data" / "images"
     (images / "control" / broken).write_bytes(b"not a tiff at all")
     (images / "control" / "._field_000.tif").write_bytes(b"\0")
@@ -87,17 +87,17 @@ def broken_name_on_the_training_side():
     """A file name for the corrupt image whose group the split sends to train (split seed 0)."""
     for i in range(100):
         name = f"broken field {i}.tif"
-        others = [f"control/field_00{k}" for k in range(2)] + [f"aggregates/field_00{k}" for k in range(2)]
+        others = [f"control/field_00{k}" for k in range(3)] + [f"aggregates/field_00{k}" for k in range(3)]
         group = datasets.sample_id(f"control/{name}")
         data = [Sample(g, (g,), g.split("/")[0], g) for g in [*others, group]]
-        if split.assign(data, seed=0, test_fraction=0.2)[group] == "train":
+        if split.assign(data, seed=0, test_fraction=0.2, validation_fraction=0.2)[group] == "train":  # the defaults
             return name
     raise AssertionError("no name hashes to train")
 
 
 def test_corrupt_training_image_is_skipped_listed_and_the_run_trains(tmp_path):
     name = broken_name_on_the_training_side()
-    user_dataset(tmp_path, "skip", broken=name)
+    user_dataset(tmp_path, "skip", broken=name, fields=3)  # 4 control groups: test, validation, two to train
     snakemake(tmp_path)
     results = tmp_path / "results"
     assert (results / "train/mine/small/seed0/metrics.json").exists()
@@ -109,7 +109,7 @@ def test_corrupt_training_image_is_skipped_listed_and_the_run_trains(tmp_path):
     counts = pd.read_csv(results / "mine/split_counts.tsv", sep="\t").set_index(["class", "split"])
     assert counts.loc[("control", "train"), "images_without_tiles"] == 1
     assert counts["images_without_tiles"].sum() == 1
-    assert counts["images"].sum() == 5
+    assert counts["images"].sum() == 7
     log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
     assert "skipping" in log and name in log
     findings = (results / "evaluation/findings.html").read_text()

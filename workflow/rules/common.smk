@@ -196,7 +196,11 @@ ATTRIBUTION = CONFIG["attribution"]
 def attributed_models(experiment):
     """The models of an experiment that attribution explains (attribution.models; default all)."""
     models = EXPERIMENTS[experiment]["train"]["models"]
-    return [m for m in models if ATTRIBUTION["models"] in (None, []) or m in ATTRIBUTION["models"]]
+    return [
+        m
+        for m in models
+        if ATTRIBUTION["models"] in (None, []) or m in ATTRIBUTION["models"]
+    ]
 
 
 def attributed_runs():
