@@ -150,6 +150,4 @@ def calibration(predictions, classes, bins=10):
     with np.errstate(invalid="ignore", divide="ignore"):
         table["confidence"] = np.bincount(which, confidence, minlength=bins) / table["count"]
         table["accuracy"] = np.bincount(which, correct, minlength=bins) / table["count"]
-    filled = table[table["count"] > 0]
-    ece = float((filled["count"] / len(confidence) * (filled["accuracy"] - filled["confidence"]).abs()).sum())
-    return table, ece
+    return table, ece(confidence, correct.astype(bool), bins)
