@@ -17,13 +17,13 @@ from cellclass.errors import InputError
 THRESHOLDS = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
 
 
-def tiles(items, classes, experiment="e", dataset="d", model="deep", seed=0, test_set=None):
+def tiles(items, classes, experiment="e", dataset="d", model="deep", seed=0, test_set=None, fold=0):
     """Prediction rows from (tile sample, group, true class, called class, confidence of the call)."""
     rows = []
     for k, (sample, group, true, called, confidence) in enumerate(items):
         rest = (1 - confidence) / (len(classes) - 1)
         rows.append(
-            {"experiment": experiment, "dataset": dataset, "model": model, "seed": seed,
+            {"experiment": experiment, "dataset": dataset, "model": model, "fold": fold, "seed": seed,
              "test_set": test_set or dataset, "tile": f"{sample}@{k},0", "sample": sample, "group": group,
              "true": true, "predicted": called,
              **{f"p_{c}": confidence if c == called else rest for c in classes}}
@@ -31,9 +31,9 @@ def tiles(items, classes, experiment="e", dataset="d", model="deep", seed=0, tes
     return pd.DataFrame(rows)
 
 
-def history(train_eval, experiment="e", dataset="d", model="deep", seed=0):
+def history(train_eval, experiment="e", dataset="d", model="deep", seed=0, fold=0):
     return pd.DataFrame(
-        {"experiment": experiment, "dataset": dataset, "model": model, "seed": seed,
+        {"experiment": experiment, "dataset": dataset, "model": model, "fold": fold, "seed": seed,
          "epoch": np.arange(1, len(train_eval) + 1), "train_loss": 0.1, "train_accuracy": 0.5,
          "train_eval_loss": 0.1, "train_eval_accuracy": train_eval, "validation_loss": 0.5,
          "validation_accuracy": 0.6}
@@ -105,15 +105,16 @@ def test_confusion_counts_true_rows_predicted_columns():
     assert matrix.loc["other"].sum() == 0
 
 
-def two_class_run(seed, right_per_group, experiment="e", model="deep", n_groups=4, per_group=10, called="b"):
+def two_class_run(seed, right_per_group, experiment="e", model="deep", n_groups=4, per_group=10, called="b", fold=0,
+                  first_group=0):
     """n_groups groups per class of per_group tiles; right_per_group[i] tiles of group i are called right."""
     items = []
     for cls, wrong in (("a", "b"), ("b", "a")):
-        for g in range(n_groups):
+        for g in range(first_group, first_group + n_groups):
             for k in range(per_group):
-                right = k < right_per_group[g % len(right_per_group)]
+                right = k < right_per_group[(g - first_group) % len(right_per_group)]
                 items.append((f"{cls}{g}", f"{cls}{g}", cls, cls if right else wrong, 0.8))
-    return tiles(items, ["a", "b"], experiment=experiment, model=model, seed=seed)
+    return tiles(items, ["a", "b"], experiment=experiment, model=model, seed=seed, fold=fold)
 
 
 def test_collapsed_run_is_flagged_and_warned():
@@ -145,7 +146,7 @@ def test_tiny_test_side_is_warned_and_has_no_interval():
     predictions = two_class_run(0, [9], n_groups=1)
     [line] = findings.small_test_sides(predictions)
     assert "1 of a, 1 of b" in line and "fewer than 3" in line
-    C, N, groups = stats.correct_counts(predictions, ["a", "b"], "image", [0])
+    C, N, groups = stats.correct_counts(predictions, ["a", "b"], "image", [(0, 0)])
     assert groups == ["a0", "b0"]
     point, low, high = stats.interval(C, N)
     assert point == 1.0 and np.isnan(low) and np.isnan(high)
@@ -155,13 +156,13 @@ def test_tiny_test_side_is_warned_and_has_no_interval():
 def test_bootstrap_interval_brackets_the_mean_and_resamples_groups_and_seeds():
     parts = [two_class_run(seed, right) for seed, right in enumerate([[10, 6, 8, 9], [9, 7, 10, 5]])]
     predictions = pd.concat(parts, ignore_index=True)
-    C, N, _ = stats.correct_counts(predictions, ["a", "b"], "tile", [0, 1])
+    C, N, _ = stats.correct_counts(predictions, ["a", "b"], "tile", [(0, 0), (0, 1)])
     point, low, high = stats.interval(C, N, resamples=999, seed=0)
     by_seed = [balanced_accuracy_score(p["true"], p["predicted"]) for p in parts]
     assert point == pytest.approx(np.mean(by_seed))
     assert low < point < high and 0.5 < low and high <= 1.0
     assert (low, high) == stats.interval(C, N, resamples=999, seed=0)[1:]  # seeded: reproducible
-    one_seed = stats.interval(C[:1], N, resamples=999)
+    one_seed = stats.interval(C[:1], N[:1], resamples=999)
     assert one_seed[0] == pytest.approx(by_seed[0]) and one_seed[1] < one_seed[0] < one_seed[2]
 
 
@@ -223,7 +224,7 @@ def write_run(folder, seed, right):
     folder.mkdir(parents=True)
     history([0.6, 1.0], seed=seed).drop(columns=runs.RUN).to_csv(folder / "history.csv", index=False)
     two_class_run(seed, [right]).drop(columns=runs.RUN).to_csv(folder / "predictions.tsv", sep="\t", index=False)
-    identity = {"experiment": "e", "dataset": "d", "model": "deep", "seed": seed}
+    identity = {"experiment": "e", "dataset": "d", "model": "deep", "fold": 0, "seed": seed}
     (folder / "metrics.json").write_text(json.dumps({**identity, "classes": ["a", "b"], "validation_tiles": 0,
                                                       "class_balance": "none", "imbalance_ratio": 1.0,
                                                       "train_tiles_per_class": {"a": 5, "b": 5}}))
@@ -234,10 +235,10 @@ def test_runs_are_read_with_their_recorded_identity(tmp_path):
     write_run(dirs[0], 0, 9)
     write_run(dirs[1], 1, 6)
     table, histories, predictions = runs.read_runs(dirs)
-    assert table[runs.RUN].values.tolist() == [["e", "d", "deep", 0], ["e", "d", "deep", 1]]
+    assert table[runs.RUN].values.tolist() == [["e", "d", "deep", 0, 0], ["e", "d", "deep", 0, 1]]
     assert len(histories) == 4 and predictions["seed"].tolist() == [0] * 80 + [1] * 80
     (dirs[0] / "metrics.json").write_text(json.dumps({"classes": ["a", "b"]}))
-    with pytest.raises(InputError, match="run0/metrics.json: no experiment, dataset, model, seed recorded"):
+    with pytest.raises(InputError, match="run0/metrics.json: no experiment, dataset, model, fold, seed recorded"):
         runs.read_runs(dirs)
 
 
@@ -246,7 +247,7 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
     write_run(dirs[0], 0, 9)
     write_run(dirs[1], 1, 6)
     empty = tmp_path / "images_without_tiles.tsv"
-    pd.DataFrame([{"dataset": "d", "sample": "a/blank", "group": "a/blank", "class": "a", "split": "test",
+    pd.DataFrame([{"dataset": "d", "fold": 0, "sample": "a/blank", "group": "a/blank", "class": "a", "split": "test",
                    "reason": "no cells found"}]).to_csv(empty, sep="\t", index=False)
     names = ["runs", "classes", "history", "images", "groups", "summary", "comparisons", "findings"]
     outputs = {name: tmp_path / "out" / f"{name}.{'html' if name == 'findings' else 'tsv'}" for name in names}
@@ -266,3 +267,43 @@ def test_seeds_near_chance_a_little_apart_do_not_disagree():
     summary = evaluate.summary_table(predictions, table, resamples=199)
     assert findings.seeds_disagree(summary) == []  # 0.50 and 0.45: at chance, reported as such instead
     assert len(findings.collapsed_runs(table)) == 2
+
+
+def cross_validated(model, right_per_fold, seeds=2, folds=3):
+    """`folds` folds x `seeds` seeds; fold f tests its own 2 groups per class (a{2f}, a{2f+1}, ...), with
+    right_per_fold[f][seed] tiles of 10 called right in each."""
+    return pd.concat(
+        [two_class_run(seed, [right_per_fold[f][seed]], model=model, n_groups=2, fold=f, first_group=2 * f)
+         for f in range(folds) for seed in range(seeds)],
+        ignore_index=True,
+    )
+
+
+def test_cross_validation_pools_every_fold_and_pairs_runs_by_fold_and_seed():
+    big = cross_validated("resnet", [[9, 10], [8, 9], [10, 9]])
+    small = cross_validated("deep", [[6, 7], [5, 6], [7, 5]])
+    predictions = pd.concat([big, small], ignore_index=True)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], model=m, fold=f, seed=s) for m in ("resnet", "deep") for f in range(3)
+                   for s in range(2)]),
+        run_rows(predictions), thresholds=THRESHOLDS, resamples=199,
+    )
+    summary = evaluate.summary_table(predictions, table, resamples=199)
+    tile = summary[(summary["metric"] == "balanced_accuracy") & (summary["level"] == "tile")].set_index("model")
+    # Each run scores its own fold's groups; the counts cover every fold.
+    assert tile.loc["resnet", ["n_runs", "n_folds", "n_groups", "n_units"]].tolist() == [6, 3, 12, 120]
+    per_run = [balanced_accuracy_score(r["true"], r["predicted"]) for _, r in big.groupby(["fold", "seed"])]
+    assert tile.loc["resnet", "mean"] == pytest.approx(np.mean(per_run))
+    C, N, _ = stats.correct_counts(big, ["a", "b"], "tile", stats.run_keys(big))
+    assert N.sum() == 6 * 40 and (N.sum(axis=(0, 2)) == 2 * 10).all()  # each group: 10 tiles, tested by 2 runs
+    point, low, high = stats.interval(C, N, resamples=999)
+    assert point == pytest.approx(np.mean(per_run)) and low < point < high
+    compared = evaluate.comparisons(predictions, resamples=199)
+    row = compared[compared["level"] == "tile"].iloc[0]
+    assert (row["n_pairs"], row["n_folds"]) == (6, 3)
+    # Six paired runs, resnet better in each: the exact signed-rank test gives 2 / 2**6.
+    assert row["p"] == pytest.approx(0.03125) and row["p_holm"] == pytest.approx(2 * 0.03125)
+    assert "6 runs (3 folds × 2 seed(s))" in row["text"] and "p = 0.0312" in row["text"]
+    [line] = [x for x in findings.headline(summary) if x.startswith("e/resnet")]
+    assert "over 12 test groups and 6 runs (3 folds × 2 seed(s))" in line

@@ -58,9 +58,9 @@ def scores():
     for seed in (0, 1):
         for state, value in (("trained", 3.0 + seed), ("randomised", 1.0)):
             for tile in ("t1", "t2"):
-                rows.append(dict(experiment="e", model="m", seed=seed, method="grad_cam",
+                rows.append(dict(experiment="e", model="m", fold=0, seed=seed, method="grad_cam",
                                  model_state=state, tile=tile, mask="ground-truth puncta", enrichment=value))
-            rows.append(dict(experiment="e", model="m", seed=seed, method="grad_cam",
+            rows.append(dict(experiment="e", model="m", fold=0, seed=seed, method="grad_cam",
                              model_state=state, tile="control", mask="ground-truth puncta", enrichment=np.nan))
     return pd.DataFrame(rows)
 
@@ -98,14 +98,14 @@ def test_seeds_that_disagree_get_no_claim():
 
 def test_collapsed_runs_are_left_out_of_the_claim():
     runs = pd.DataFrame(
-        {"experiment": "e", "dataset": "d", "model": "m", "seed": [0, 1], "test_set": "d", "level": "tile",
+        {"experiment": "e", "dataset": "d", "model": "m", "fold": 0, "seed": [0, 1], "test_set": "d", "level": "tile",
          "collapsed": [True, False], "at_chance": [False, False]}
     )
     unreliable = explain.unreliable_runs(runs)
-    assert unreliable == {("e", "m", 0)}
+    assert unreliable == {("e", "m", 0, 0)}
     [line] = explain.sentences(explain.summarise(scores()), unreliable)
-    assert "seed(s) 0 left out: collapsed or at chance" in line and "1 seed" in line and "4.00×" in line
-    [line] = explain.sentences(explain.summarise(scores()), {("e", "m", 0), ("e", "m", 1)})
+    assert "seed 0 left out: collapsed or at chance" in line and "1 seed" in line and "4.00×" in line
+    [line] = explain.sentences(explain.summarise(scores()), {("e", "m", 0, 0), ("e", "m", 0, 1)})
     assert "no claim" in line
 
 
@@ -116,7 +116,7 @@ def test_summary_files_are_written(tmp_path):
         scores()[lambda t: t["seed"] == seed].to_csv(path, sep="\t", index=False)
         files.append(path)
     runs = tmp_path / "runs.tsv"
-    pd.DataFrame({"experiment": "e", "dataset": "d", "model": "m", "seed": [0, 1], "test_set": "d", "level": "tile",
+    pd.DataFrame({"experiment": "e", "dataset": "d", "model": "m", "fold": 0, "seed": [0, 1], "test_set": "d", "level": "tile",
                   "collapsed": False, "at_chance": False}).to_csv(runs, sep="\t", index=False)
     out = tmp_path / "out"
     explain.write_summary(score_files=files, runs_table=runs, table_path=out / "t.tsv", findings_path=out / "f.html",

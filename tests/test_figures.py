@@ -20,6 +20,7 @@ def fake_run(experiment, dataset, seed, skill, rng, samples=4, per_sample=3):
             "experiment": experiment,
             "dataset": dataset,
             "model": "deep",
+            "fold": 0,
             "seed": seed,
             "epoch": epochs,
             "train_loss": 1 / epochs,
@@ -43,7 +44,8 @@ def fake_run(experiment, dataset, seed, skill, rng, samples=4, per_sample=3):
                     "experiment": experiment,
                     "dataset": dataset,
                     "model": "deep",
-                    "seed": seed,
+                    "fold": 0,
+            "seed": seed,
                     "test_set": dataset,
                     "tile": f"{sample}@{16 * k},0",
                     "sample": sample,
@@ -64,7 +66,7 @@ def tables():
     parts += [fake_run("sub", "snf7", seed, 0.6, rng) for seed in range(3)]
     history = pd.concat([h for h, _ in parts], ignore_index=True)
     predictions = pd.concat([p for _, p in parts], ignore_index=True)
-    keys = predictions[["experiment", "dataset", "model", "seed"]].drop_duplicates()
+    keys = predictions[["experiment", "dataset", "model", "fold", "seed"]].drop_duplicates()
     runs = keys.assign(validation_tiles=10, class_balance="none", imbalance_ratio=1.0)
     thresholds = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
     return history, predictions, evaluate.run_table(predictions, history, runs, thresholds=thresholds, resamples=99)

@@ -49,7 +49,7 @@ def test_test_only_dataset_is_all_test():
 
 
 def manifest(rows):
-    return pd.DataFrame(rows, columns=["class", "split"])
+    return pd.DataFrame(rows, columns=["class", "split"]).assign(fold=0)
 
 
 def test_check_rejects_missing_test_or_missing_class():
@@ -69,17 +69,17 @@ def test_counts_table_counts_images_with_and_without_tiles():
         meta = {"sample": sample, "group": sample, "class": cls, "skipped": skipped}
         return TileSet(np.empty((0,)), np.arange(n), np.arange(n), meta)
 
-    sides = {"a1": "train", "a2": "train", "a3": "test", "b1": "train", "b2": "test"}
+    sides = [{"a1": "train", "a2": "train", "a3": "test", "b1": "train", "b2": "test"}]
     images = split.image_table(
         [tileset("a1", "a", 5), tileset("a2", "a", 0, skipped="x.tif: not a TIFF"), tileset("a3", "a", 2),
          tileset("b1", "b", 3), tileset("b2", "b", 0)],
         sides,
     )
     assert list(images["reason"]) == ["", "skipped: x.tif: not a TIFF", "", "", "no cells found"]
-    table = split.counts(images).set_index(["class", "split"])
-    assert table.loc[("a", "train")].tolist() == [2, 1, 5]
-    assert table.loc[("a", "test")].tolist() == [1, 0, 2]
-    assert table.loc[("b", "test")].tolist() == [1, 1, 0]
+    table = split.counts(images).set_index(["fold", "class", "split"])
+    assert table.loc[(0, "a", "train")].tolist() == [2, 1, 5]
+    assert table.loc[(0, "a", "test")].tolist() == [1, 0, 2]
+    assert table.loc[(0, "b", "test")].tolist() == [1, 1, 0]
     assert list(table.index.get_level_values("split")) == ["train", "test", "train", "test"]
 
 
@@ -114,3 +114,37 @@ def test_a_fixed_split_overrides_the_hash():
     sides = split.assign(data, seed=0, test_fraction=0.2, validation_fraction=0.2, notes=notes)
     assert [sides[f"c{i}"] for i in range(4)] == ["test", "train", "train", "train"]
     assert sides["d3"] == "validation" and not any(n.startswith("class c") for n in notes)
+
+
+def test_cross_validation_tests_every_group_exactly_once_stratified_by_class():
+    data = samples(7, classes=("a", "b", "c"))
+    notes = []
+    folds = split.cross_validation(data, seed=1, folds=3, validation_fraction=0.2, notes=notes)
+    assert folds == split.cross_validation(data, seed=1, folds=3, validation_fraction=0.2)
+    assert len(folds) == 3 and all(set(f) == {s.group for s in data} for f in folds)
+    tested = [g for f in folds for g, side in f.items() if side == "test"]
+    assert sorted(tested) == sorted(s.group for s in data)  # each group tested once
+    for f in folds:
+        for cls in ("a", "b", "c"):
+            sides = [side for g, side in f.items() if g.startswith(f"{cls}/")]
+            assert sides.count("test") in (2, 3)  # 7 groups dealt to 3 folds
+            assert sides.count("validation") == 1  # round(0.2 * 7)
+            assert sides.count("train") >= 3
+    assert split.cross_validation(data, seed=2, folds=3) != folds
+
+
+def test_cross_validation_needs_a_group_per_fold_and_no_fixed_split():
+    with pytest.raises(InputError, match="class control has 2 group\\(s\\); split.folds 3 needs at least 3"):
+        split.cross_validation(samples(2), seed=0, folds=3)
+    fixed = [Sample("c/f0", ("x",), "c", "c0", "test"), *samples(3)]
+    with pytest.raises(InputError, match="c/f0: the sample sheet fixes its split \\(test\\), but split.folds is 2"):
+        split.cross_validation(fixed, seed=0, folds=2)
+
+
+def test_fold_sides_is_one_split_unless_cross_validating():
+    data = samples(6)
+    one = split.fold_sides(data, seed=0, folds=1, test_fraction=0.3, validation_fraction=0.2)
+    assert one == [split.assign(data, seed=0, test_fraction=0.3, validation_fraction=0.2)]
+    assert len(split.fold_sides(data, seed=0, folds=3, test_fraction=0.3, validation_fraction=0.2)) == 3
+    only = split.fold_sides(data, seed=0, folds=3, test_fraction=0.3, validation_fraction=0.2, test_only=True)
+    assert len(only) == 1 and set(only[0].values()) == {"test"}

@@ -59,7 +59,7 @@ def test_per_class_and_per_level_tables(evaluated):
     assert len(runs) == 2 * 3 and {"balanced_accuracy", "macro_f1", "log_loss", "ece", "roc_auc"} <= set(runs)
     # Recomputed from predictions.tsv with scikit-learn, independently of the code under test.
     for seed in (0, 1):
-        tiles = pd.read_csv(evaluated / f"results/train/three/small/seed{seed}/predictions.tsv", sep="\t")
+        tiles = pd.read_csv(evaluated / f"results/train/three/small/fold0/seed{seed}/predictions.tsv", sep="\t")
         row = runs[(runs["seed"] == seed) & (runs["level"] == "tile")].iloc[0]
         assert row["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(tiles["true"], tiles["predicted"]))
         recall = recall_score(tiles["true"], tiles["predicted"], labels=list(CLASSES), average=None)
@@ -75,7 +75,7 @@ def test_per_class_and_per_level_tables(evaluated):
 def test_imbalance_is_remedied_recorded_and_warned(evaluated):
     import json
 
-    metrics = json.loads((evaluated / "results/train/three/small/seed0/metrics.json").read_text())
+    metrics = json.loads((evaluated / "results/train/three/small/fold0/seed0/metrics.json").read_text())
     assert metrics["class_balance"] == "sampling" and metrics["imbalance_ratio"] > 3
     page = (evaluated / "results/evaluation/findings.html").read_text()
     assert "imbalanced" in page and "balanced sampling" in page

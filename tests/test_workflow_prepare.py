@@ -37,7 +37,7 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     # identity + one angle, each with the 8 flips/rotations
     assert len(some) == 16 * (some.extra["parent"].max() + 1)
     counts = pd.read_csv(results / "tiny/split_counts.tsv", sep="\t")
-    assert list(counts.columns) == ["class", "split", "images", "images_without_tiles", "tiles"]
+    assert list(counts.columns) == ["fold", "class", "split", "images", "images_without_tiles", "tiles"]
     assert counts["tiles"].sum() == len(manifest) and counts["images"].sum() == 6
 
 
@@ -100,7 +100,7 @@ def test_corrupt_training_image_is_skipped_listed_and_the_run_trains(tmp_path):
     user_dataset(tmp_path, "skip", broken=name, fields=3)  # 4 control groups: test, validation, two to train
     snakemake(tmp_path)
     results = tmp_path / "results"
-    assert (results / "train/mine/small/seed0/metrics.json").exists()
+    assert (results / "train/mine/small/fold0/seed0/metrics.json").exists()
     empty = pd.read_csv(results / "mine/images_without_tiles.tsv", sep="\t")
     assert len(empty) == 1
     row = empty.iloc[0]

@@ -130,8 +130,8 @@ def test_killed_training_job_resumes_from_its_last_epoch(tmp_path):
     config = copy.deepcopy(TINY)
     config["train"].update(epochs=8, epoch_tiles=400)
     write_config(tmp_path, config)
-    target = "results/train/tiny/small/seed0/metrics.json"
-    run = tmp_path / "results/train/tiny/small/seed0"
+    target = "results/train/tiny/small/fold0/seed0/metrics.json"
+    run = tmp_path / "results/train/tiny/small/fold0/seed0"
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
                "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
     # Killed as a whole (Snakemake and its job) the moment two epochs are saved.
@@ -150,7 +150,7 @@ def test_killed_training_job_resumes_from_its_last_epoch(tmp_path):
 
     snakemake(tmp_path, "--unlock")
     snakemake(tmp_path, target)
-    log = (tmp_path / "logs/train/tiny/small/seed0.log").read_text()
+    log = (tmp_path / "logs/train/tiny/small/fold0/seed0.log").read_text()
     assert "resuming from" in log
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == list(range(1, 9))

@@ -55,7 +55,7 @@ def test_results_honour_the_umask(finished):
 
 
 def test_runs_are_trained_evaluated_and_plotted(finished):
-    run = finished / "results/train/tiny/small/seed0"
+    run = finished / "results/train/tiny/small/fold0/seed0"
     predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
     # Bright puncta are easy: a broken pipeline (labels shuffled, wrong channel) stays near 0.5;
     # the margin below what we see (~0.98) is for other CPUs' float order.
@@ -75,7 +75,7 @@ def test_runs_are_trained_evaluated_and_plotted(finished):
 def test_headline_numbers_recomputed_from_predictions_with_sklearn(finished):
     """Every run's tile- and image-level balanced accuracy, from predictions.tsv, independently of cellclass."""
     runs = pd.read_csv(finished / "results/evaluation/runs.tsv", sep="\t").set_index(["test_set", "level"])
-    tiles = pd.read_csv(finished / "results/train/tiny/small/seed0/predictions.tsv", sep="\t")
+    tiles = pd.read_csv(finished / "results/train/tiny/small/fold0/seed0/predictions.tsv", sep="\t")
     for test_set, rows in tiles.groupby("test_set"):
         tile_score = balanced_accuracy_score(rows["true"], rows["predicted"])
         assert runs.loc[(test_set, "tile"), "balanced_accuracy"] == pytest.approx(tile_score)
@@ -86,7 +86,7 @@ def test_headline_numbers_recomputed_from_predictions_with_sklearn(finished):
     # The curves never show the test side: validation is its own side of the split.
     split = pd.read_csv(finished / "results/tiny/split.tsv", sep="\t")
     assert set(split["split"]) == {"train", "validation", "test"}
-    history = pd.read_csv(finished / "results/train/tiny/small/seed0/history.csv")
+    history = pd.read_csv(finished / "results/train/tiny/small/fold0/seed0/history.csv")
     assert history["validation_accuracy"].notna().all() and history["train_eval_accuracy"].notna().all()
 
 

@@ -60,7 +60,7 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     lows = {}
     for key, tiles in predictions.groupby(SCORE, sort=False):
         classes = metrics.classes_of(tiles)
-        C, N, _ = stats.correct_counts(tiles, classes, "tile", [key[3]])
+        C, N, _ = stats.correct_counts(tiles, classes, "tile", stats.run_keys(tiles))
         lows[key] = stats.interval(C, N, resamples=resamples)[1]
     table["balanced_accuracy_low"] = table.set_index(SCORE).index.map(lows)
     tile_rows = table["level"] == "tile"
@@ -72,18 +72,19 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
 
 
 def summary_table(predictions, table, *, human=None, resamples=999):
-    """Across seeds, per (experiment, model, test set, level, metric): mean, sd and, for accuracy and balanced
-    accuracy, a 95% bootstrap interval over test groups and seeds. `human` (by-eye tile accuracy per
+    """Across runs, per (experiment, model, test set, level, metric): mean, sd and, for accuracy and balanced
+    accuracy, a 95% bootstrap interval over test groups and runs. Under cross-validation a run scores its
+    fold's test groups, and n_groups / n_units count them over all folds. `human` (by-eye tile accuracy per
     experiment) fills the tile rows of the experiment's own test side."""
     human = human or {}
     rows = []
     for key, tiles in predictions.groupby(GROUP, sort=False):
         experiment, dataset, model, test_set = key
         classes = metrics.classes_of(tiles)
-        seeds = sorted(tiles["seed"].unique())
+        runs = stats.run_keys(tiles)
         scored = table[(table[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
         for level, at_level in scored.groupby("level", sort=False):
-            counts = stats.correct_counts(tiles, classes, level, seeds)
+            counts = stats.correct_counts(tiles, classes, level, runs)
             for metric in metrics.METRICS:
                 values = at_level[metric].astype(float)
                 low = high = np.nan
@@ -96,8 +97,9 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "headline": bool(at_level["headline"].iloc[0]),
                         "metric": metric,
                         "n_runs": len(values),
-                        "n_groups": int(at_level["n_groups"].iloc[0]),
-                        "n_units": int(at_level["n_units"].iloc[0]),
+                        "n_folds": len({fold for fold, _ in runs}),
+                        "n_groups": tiles["group"].nunique(),
+                        "n_units": tiles[metrics.UNIT[level]].nunique(),
                         "mean": values.mean(),
                         "sd": values.std(ddof=1) if len(values) > 1 else np.nan,
                         "min": values.min(),
@@ -114,17 +116,17 @@ def summary_table(predictions, table, *, human=None, resamples=999):
     return pd.DataFrame(rows)
 
 
-COMPARISON_COLUMNS = ["experiment", "test_set", "level", "a", "b", "n_pairs", "mean_a", "mean_b", "difference",
+COMPARISON_COLUMNS = ["experiment", "test_set", "level", "a", "b", "n_pairs", "n_folds", "mean_a", "mean_b", "difference",
                       "ci95_low", "ci95_high", "p", "p_holm", "text"]
 
 
 def comparisons(predictions, *, resamples=999):
-    """Every pair of models of an experiment on each of its test sets, paired by seed, at the headline level
-    and per tile.
+    """Every pair of models of an experiment on each of its test sets, paired by run (fold and seed), at the
+    headline level and per tile.
 
     The effect is the mean paired difference in balanced accuracy with a 95% bootstrap interval over test groups
-    and seeds; a Wilcoxon signed-rank p-value (Holm-corrected over all comparisons) only where there are enough
-    pairs for it to be able to fall below 0.05.
+    and runs; a Wilcoxon signed-rank p-value over the paired runs (Holm-corrected over all comparisons) only where
+    there are enough pairs for it to be able to fall below 0.05.
     """
     rows = []
     for (experiment, test_set), tiles in predictions.groupby(["experiment", "test_set"], sort=False):
@@ -132,15 +134,17 @@ def comparisons(predictions, *, resamples=999):
         classes = metrics.classes_of(tiles)
         pairs = [(a, b) for i, a in enumerate(model_names) for b in model_names[i + 1 :]]
         for level, (a, b) in itertools.product(dict.fromkeys([metrics.headline_level(tiles), "tile"]), pairs):
-            seeds = sorted(set(tiles.loc[tiles["model"] == a, "seed"]) & set(tiles.loc[tiles["model"] == b, "seed"]))
-            C_a, N, _ = stats.correct_counts(tiles[tiles["model"] == a], classes, level, seeds)
-            C_b, _, _ = stats.correct_counts(tiles[tiles["model"] == b], classes, level, seeds)
+            of_a, of_b = tiles[tiles["model"] == a], tiles[tiles["model"] == b]
+            runs = sorted(set(stats.run_keys(of_a)) & set(stats.run_keys(of_b)))
+            C_a, N, _ = stats.correct_counts(of_a, classes, level, runs)
+            C_b, _, _ = stats.correct_counts(of_b, classes, level, runs)
             mean, low, high = stats.interval(C_a - C_b, N, resamples=resamples)
             rows.append(
                 {"experiment": experiment, "test_set": test_set, "level": level, "a": a, "b": b,
-                 "n_pairs": len(seeds), "mean_a": float(np.mean(stats.per_seed(C_a, N))),
-                 "mean_b": float(np.mean(stats.per_seed(C_b, N))), "difference": mean,
-                 "ci95_low": low, "ci95_high": high, "p": stats.signed_rank(stats.per_seed(C_a - C_b, N))}
+                 "n_pairs": len(runs), "n_folds": len({fold for fold, _ in runs}),
+                 "mean_a": float(np.mean(stats.per_run(C_a, N))), "mean_b": float(np.mean(stats.per_run(C_b, N))),
+                 "difference": mean, "ci95_low": low, "ci95_high": high,
+                 "p": stats.signed_rank(stats.per_run(C_a - C_b, N))}
             )
     result = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     result["p_holm"] = stats.holm(result["p"])

@@ -94,6 +94,7 @@ def explain_run(*, identity, model_path, predictions_path, tile_files, mask_file
                     {
                         "experiment": identity["experiment"],
                         "model": identity["model"],
+                        "fold": int(identity.get("fold", 0)),
                         "seed": seed,
                         "tile": ids,
                         "true": truth.to_numpy(),
@@ -113,11 +114,11 @@ def explain_run(*, identity, model_path, predictions_path, tile_files, mask_file
 
 
 def summarise(scores):
-    """Per (experiment, model, seed, method, state): median enrichment over the tiles it is defined on.
+    """Per (experiment, model, fold, seed, method, state): median enrichment over the tiles it is defined on.
 
     `tiles` counts them; 0 means every map was empty (a network whose score ignores its input).
     """
-    keys = ["experiment", "model", "seed", "method", "model_state"]
+    keys = ["experiment", "model", "fold", "seed", "method", "model_state"]
     table = scores.groupby(keys, sort=True).agg(
         enrichment=("enrichment", "median"), tiles=("enrichment", "count"), mask=("mask", "first")
     )
@@ -130,25 +131,35 @@ CLEAR = 1.25
 
 
 def unreliable_runs(runs_table):
-    """{(experiment, model, seed)} of runs that collapsed or are no better than chance on their own test side."""
+    """{(experiment, model, fold, seed)} of runs that collapsed or are no better than chance on their own test side."""
     own = runs_table[(runs_table["level"] == "tile") & (runs_table["test_set"] == runs_table["dataset"])]
     bad = own[own["collapsed"].astype(bool) | own["at_chance"].astype(bool)]
-    return {(e, m, int(s)) for e, m, s in zip(bad["experiment"], bad["model"], bad["seed"])}
+    return {(e, m, int(f), int(s)) for e, m, f, s in zip(bad["experiment"], bad["model"], bad["fold"], bad["seed"])}
+
+
+def _run_name(fold, seed, folds):
+    return f"fold {fold} seed {seed}" if folds > 1 else f"seed {seed}"
 
 
 def sentences(summary, unreliable=frozenset()):
-    """One plain-English line per (experiment, model, method): trained vs randomised network, across seeds.
+    """One plain-English line per (experiment, model, method): trained vs randomised network, across runs.
 
-    No claim is made from runs that collapsed or score at chance, nor when the seeds
-    disagree more than the effect (their spread exceeds the median's distance from 1).
+    No claim is made from runs that collapsed or score at chance, nor when the runs
+    (seeds, and folds under cross-validation) disagree more than the effect (their
+    spread exceeds the median's distance from 1).
     """
     lines = []
     for (experiment, model, method), group in summary.groupby(["experiment", "model", "method"], sort=False):
         name = f"{experiment}/{model}, {method.replace('_', ' ')}"
         mask = group["mask"].dropna().iloc[0] if group["mask"].notna().any() else "puncta"
-        dropped = sorted({int(s) for s in group["seed"] if (experiment, model, int(s)) in unreliable})
-        group = group[~group["seed"].astype(int).isin(dropped)]
-        skipped = f"; seed(s) {', '.join(map(str, dropped))} left out: collapsed or at chance" if dropped else ""
+        folds = int(group["fold"].max()) + 1
+        run = list(zip(group["fold"].astype(int), group["seed"].astype(int)))
+        bad = [(experiment, model, f, s) in unreliable for f, s in run]
+        dropped = sorted({r for r, b in zip(run, bad) if b})
+        group = group[[not b for b in bad]]
+        named = ", ".join(_run_name(f, s, folds) for f, s in dropped)
+        skipped = f"; {named} left out: collapsed or at chance" if dropped else ""
+        runs_word = "runs" if folds > 1 else "seeds"
         trained = group.loc[group["model_state"] == "trained", "enrichment"]
         randomised = group.loc[group["model_state"] == "randomised", "enrichment"].median()
         if group.empty:
@@ -161,9 +172,9 @@ def sentences(summary, unreliable=frozenset()):
             )
             continue
         median, low, high, n = trained.median(), trained.min(), trained.max(), int(trained.notna().sum())
-        spread = f"range {low:.2f}–{high:.2f} over {n} seeds" if n > 1 else "1 seed"
+        spread = f"range {low:.2f}–{high:.2f} over {n} {runs_word}" if n > 1 else f"1 {runs_word[:-1]}"
         if n > 1 and high - low > abs(median - 1):
-            verdict = "the seeds disagree more than the effect, so no consistent claim is made"
+            verdict = f"the {runs_word} disagree more than the effect, so no consistent claim is made"
         elif median >= CLEAR and median >= CLEAR * randomised:
             verdict = f"the network looks at the {mask}"
         else:

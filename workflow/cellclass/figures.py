@@ -1,4 +1,4 @@
-"""The article's figures from evaluate's tables: accuracy across seeds, training curves, confidence, gallery.
+"""The article's figures from evaluate's tables: accuracy across runs, training curves, confidence, gallery.
 
 Figures are built on matplotlib.figure.Figure without pyplot, so no GUI backend or
 global figure registry is involved (Agg renders PNG) and nothing needs closing.
@@ -44,7 +44,7 @@ def _confidence(predictions):
 
 
 def accuracy_boxplot(runs, paths, human=None):
-    """Balanced test accuracy at the headline unit across seeds, one box per experiment/model and test set.
+    """Balanced test accuracy at the headline unit across runs (seeds, and folds), one box per experiment/model and test set.
 
     Each box has its baselines: chance (1/K) and the majority-class rate (what always calling
     the largest class scores in plain accuracy); `human` maps experiment -> by-eye tile accuracy,
@@ -86,7 +86,7 @@ def accuracy_boxplot(runs, paths, human=None):
     values = [*scored["balanced_accuracy"], *scored["chance"], *scored["majority_rate"]]
     ax.set_ylim(min([0.4, *values]) - 0.05, 1.02)
     ax.set_ylabel("balanced accuracy (headline unit)")
-    ax.set_title("Test balanced accuracy across seeds")
+    ax.set_title("Test balanced accuracy across runs")
     ax.legend(handles=handles, loc="lower left", frameon=False, fontsize=8)
     if len(boxes) > 2:
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
@@ -154,9 +154,11 @@ def overfitting_scatter(runs, paths):
             zorder=4,
         )
         # Runs on the same spot share one label instead of overprinting each other.
+        cross_validated = scored["fold"].nunique() > 1
         for (x, y), group in flagged.groupby(["final_train_accuracy", "test_accuracy"]):
-            seeds = ", ".join(str(seed) for seed in group["seed"])
-            label = f"{'seeds' if len(group) > 1 else 'seed'} {seeds}"
+            label = ", ".join(
+                f"fold {f} seed {s}" if cross_validated else f"seed {s}" for f, s in zip(group["fold"], group["seed"])
+            )
             ax.annotate(label, (x, y), xytext=(-10, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
     values = [*scored["final_train_accuracy"].dropna(), *scored["test_accuracy"]]
     low = min([0.4, *values]) - 0.02
@@ -300,7 +302,7 @@ def tile_loader(tile_files, cache_size=8):
 
 
 def run_figures(*, prediction_files, classes, tile_files, outputs, plots):
-    """Confidence and confusion of one (experiment, model), pooling its seeds, one panel row per test set;
+    """Confidence and confusion of one (experiment, model), pooling its runs, one panel row per test set;
     the gallery shows one run on the experiment's own test side, as the article did."""
     import pandas as pd
 

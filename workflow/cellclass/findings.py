@@ -26,6 +26,17 @@ def _where(test_set, dataset):
     return f"its own test side ({test_set})" if test_set == dataset else f"the independent test set {test_set}"
 
 
+def _runs(n_runs, n_folds, what="seed(s)"):
+    """'2 seed(s)', or under cross-validation '6 runs (3 folds × 2 seeds)'."""
+    if n_folds > 1:
+        return f"{n_runs} runs ({n_folds} folds × {n_runs // n_folds} seed(s))"
+    return f"{n_runs} {what}"
+
+
+def _run(row):
+    return f"fold {row.fold} seed {row.seed}" if row.fold else f"seed {row.seed}"
+
+
 def _interval(low, high):
     if np.isnan(low):
         return f"no interval: fewer than {MIN_GROUPS} test groups of some class"
@@ -33,13 +44,20 @@ def _interval(low, high):
 
 
 def images_without_tiles(table):
-    """One warning per dataset naming every image that gave no tiles (`table`: images_without_tiles.tsv rows)."""
+    """One warning per dataset naming every image that gave no tiles (`table`: images_without_tiles.tsv rows,
+    one per image and fold)."""
     lines = []
     if table.empty:
         return lines
     for dataset, rows in table.groupby("dataset", sort=False):
-        named = "; ".join(f"{r.sample} ({r.split} side): {r.reason}" for r in rows.itertuples())
-        lines.append(f"dataset {dataset}: {len(rows)} image(s) gave no tiles and were left out — {named}")
+        named = []
+        for sample, of_image in rows.groupby("sample", sort=False):
+            r = of_image.iloc[0]
+            tested = of_image.loc[of_image["split"] == "test", "fold"]
+            side = f"{r.split} side" if len(of_image) == 1 else (
+                f"tested in fold {tested.iloc[0]}" if len(tested) else "never tested")
+            named.append(f"{sample} ({side}): {r.reason}")
+        lines.append(f"dataset {dataset}: {len(named)} image(s) gave no tiles and were left out — {'; '.join(named)}")
     return lines
 
 
@@ -54,7 +72,7 @@ def collapsed_runs(table):
             else "no better than chance"
         )
         lines.append(
-            f"{_label(r.experiment, r.model)} seed {r.seed} on {r.test_set}: {what} (balanced accuracy per tile "
+            f"{_label(r.experiment, r.model)} {_run(r)} on {r.test_set}: {what} (balanced accuracy per tile "
             f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"
         )
@@ -100,17 +118,19 @@ def no_validation(runs):
 
 
 def seeds_disagree(summary):
-    """Models whose seeds spread wider than the effect (the distance from chance), beyond a noise floor of
-    DISAGREE_FLOOR: runs all at chance agree on having learnt nothing, which collapsed_runs reports."""
+    """Models whose runs (seeds; folds too under cross-validation) spread wider than the effect (the distance
+    from chance), beyond a noise floor of DISAGREE_FLOOR: runs all at chance agree on having learnt nothing,
+    which collapsed_runs reports."""
     lines = []
     rows = summary[(summary["metric"] == "balanced_accuracy") & (summary["n_runs"] > 1) & (summary["level"] == "tile")]
     for r in rows.itertuples():
         spread, effect = r.max - r.min, abs(r.mean - r.chance)
         if spread > max(effect, DISAGREE_FLOOR):
+            who = "runs" if r.n_folds > 1 else "seeds"
             lines.append(
-                f"{_label(r.experiment, r.model)} on {r.test_set}: seeds disagree — balanced accuracy per tile "
-                f"ranges {r.min:.2f}–{r.max:.2f} across {r.n_runs} seeds, wider than its distance from chance "
-                f"({effect:.2f})"
+                f"{_label(r.experiment, r.model)} on {r.test_set}: {who} disagree — balanced accuracy per tile "
+                f"ranges {r.min:.2f}–{r.max:.2f} across {_runs(r.n_runs, r.n_folds, 'seeds')}, wider than its "
+                f"distance from chance ({effect:.2f})"
             )
     return lines
 
@@ -128,7 +148,7 @@ def headline(summary):
         by_eye = f"; by eye, per tile, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
         lines.append(
             f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.level} "
-            f"{top['mean']:.2f} over {top.n_groups} test groups and {top.n_runs} seed(s) "
+            f"{top['mean']:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
             f"({_interval(top.ci95_low, top.ci95_high)}); per tile {tile['mean']:.2f} "
             f"({_interval(tile.ci95_low, tile.ci95_high)}). "
             f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
@@ -157,15 +177,17 @@ def overfitting(table):
 
 
 def comparison(row):
-    """One comparison in words; a p-value only where the number of paired seeds lets it fall below 0.05."""
+    """One comparison in words; a p-value only where the number of paired runs lets it fall below 0.05."""
+    pairs = _runs(row.n_pairs, row.n_folds)
     head = (
         f"{row.experiment} on {row.test_set}: {row.a} − {row.b}, balanced accuracy per {row.level} "
         f"{row.mean_a:.2f} vs {row.mean_b:.2f}, paired difference {row.difference:+.2f} "
-        f"({_interval(row.ci95_low, row.ci95_high)}, over test groups and {row.n_pairs} seed(s))"
+        f"({_interval(row.ci95_low, row.ci95_high)}, over test groups and {pairs})"
     )
     if np.isnan(row.p):
+        paired = f"{pairs} paired," if row.n_folds > 1 else f"{row.n_pairs} paired seed(s)"
         return (
-            f"{head}. With {row.n_pairs} paired seed(s) a signed-rank test cannot reach p < 0.05 "
+            f"{head}. With {paired} a signed-rank test cannot reach p < 0.05 "
             f"(it needs at least {MIN_PAIRS}), so no p-value is given; the interval is the evidence."
         )
     return f"{head}; Wilcoxon signed-rank p = {row.p:.3g}, Holm-corrected p = {row.p_holm:.3g}."

@@ -21,7 +21,8 @@ from cellclass.runs import RUN
 
 LEVELS = ("tile", "image", "group")
 SCORE = [*RUN, "test_set"]
-_UNIT = {"tile": "tile", "image": "sample", "group": "group"}
+# The column that names a unit at each level.
+UNIT = {"tile": "tile", "image": "sample", "group": "group"}
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece", "roc_auc")
 
 
@@ -38,7 +39,7 @@ def rollup(predictions, level):
     """Per-unit calls at `level`: mean class probability over the unit's tiles, its argmax, and the tile count."""
     if level == "tile":
         return predictions.assign(unit=predictions["tile"], n_tiles=1)
-    unit = _UNIT[level]
+    unit = UNIT[level]
     columns = p_columns(predictions)
     keys = [*SCORE, unit]
     carried = {"true": ("true", "first"), "n_tiles": ("true", "size")}

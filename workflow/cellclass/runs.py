@@ -7,8 +7,8 @@ import pandas as pd
 
 from cellclass.errors import InputError
 
-RUN = ["experiment", "dataset", "model", "seed"]
-IDENTITY = ("experiment", "dataset", "model", "seed")
+RUN = ["experiment", "dataset", "model", "fold", "seed"]
+IDENTITY = tuple(RUN)
 _TEXT = {"test_set": str, "tile": str, "sample": str, "group": str, "true": str, "predicted": str}
 
 

@@ -1,7 +1,9 @@
 """Train/validation/test split decided per group, before any augmentation.
 
-A group's side depends only on (seed, group id): adding images never moves
-existing ones, and every tile and rotated copy of one group lands on one side.
+With one fold (the default), a group's side depends only on (seed, group id):
+adding images never moves existing ones. With k folds (grouped, class-stratified
+cross-validation), each group is tested in exactly one fold. Either way every
+tile and rotated copy of one group lands on one side of each fold.
 """
 
 import hashlib
@@ -67,55 +69,116 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
     return dict(sorted(sides.items()))  # a stable order: Snakemake compares it as a rule parameter
 
 
+def cross_validation(samples, *, seed, folds, validation_fraction=0.0, notes=None):
+    """Grouped, class-stratified k-fold sides: a list of `folds` maps group id -> side.
+
+    Within each class, groups ranked by their hash are dealt to folds in turn, so
+    every group is tested in exactly one fold and each fold tests about 1/k of each
+    class. In fold f the other groups train, except a `validation_fraction` share
+    of each class's groups (at least one when two or more are left to train),
+    picked by a fold-specific hash. Adding groups can re-deal folds; a sample
+    sheet's fixed `split` cannot be combined with folds.
+    """
+    notes = [] if notes is None else notes
+    groups_of_class = defaultdict(set)
+    for sample in samples:
+        if sample.split:
+            raise InputError(
+                f"{sample.id}: the sample sheet fixes its split ({sample.split}), but split.folds is {folds}; "
+                "cross-validation chooses the test side itself (use split.folds: 1 for a published split)"
+            )
+        groups_of_class[sample.cls].add(sample.group)
+    fold_of = {}
+    for cls, groups in sorted(groups_of_class.items()):
+        if len(groups) < folds:
+            raise InputError(
+                f"class {cls} has {len(groups)} group(s); split.folds {folds} needs at least {folds} "
+                "(one test group per fold), or lower split.folds"
+            )
+        for rank, group in enumerate(sorted(groups, key=lambda g: unit_hash(seed, g))):
+            fold_of[group] = rank % folds
+    sides = []
+    for fold in range(folds):
+        side = {}
+        for cls, groups in sorted(groups_of_class.items()):
+            rest = sorted((g for g in groups if fold_of[g] != fold), key=lambda g: unit_hash(f"{seed}:{fold}", g))
+            wanted = round(validation_fraction * len(groups))
+            if validation_fraction > 0 and wanted == 0 and len(rest) >= 2:
+                wanted = 1
+                notes.append(f"fold {fold}, class {cls}: too few groups for a {validation_fraction:.0%} validation share; sent {rest[0]} to validation")
+            wanted = min(wanted, len(rest) - 1)
+            side.update({g: "test" for g in groups if fold_of[g] == fold})
+            side.update({g: "validation" if i < wanted else "train" for i, g in enumerate(rest)})
+        sides.append(dict(sorted(side.items())))
+    return sides
+
+
+def fold_sides(samples, *, seed, folds, test_fraction, validation_fraction, test_only=False, notes=None):
+    """The sides of every fold: [assign(...)] for one fold (or a test-only dataset), else cross_validation."""
+    if folds == 1 or test_only:
+        return [
+            assign(samples, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction,
+                   test_only=test_only, notes=notes)
+        ]
+    return cross_validation(samples, seed=seed, folds=folds, validation_fraction=validation_fraction, notes=notes)
+
+
 def image_table(tilesets, sides):
-    """One row per raw image: its group, class, side, tile count and, if it gave no tiles, why."""
+    """One row per raw image and fold: its group, class, side, tile count and, if it gave no tiles, why."""
     rows = []
-    for tileset in tilesets:
-        meta = tileset.meta
-        reason = "" if len(tileset.rows) else tilestore.empty_reason(tileset)
-        rows.append(
-            {
-                "sample": meta["sample"],
-                "group": meta["group"],
-                "class": meta["class"],
-                "split": sides[meta["group"]],
-                "tiles": len(tileset.rows),
-                "reason": reason,
-            }
-        )
-    return pd.DataFrame(rows, columns=["sample", "group", "class", "split", "tiles", "reason"])
+    for fold, fold_sides_ in enumerate(sides):
+        for tileset in tilesets:
+            meta = tileset.meta
+            reason = "" if len(tileset.rows) else tilestore.empty_reason(tileset)
+            rows.append(
+                {
+                    "fold": fold,
+                    "sample": meta["sample"],
+                    "group": meta["group"],
+                    "class": meta["class"],
+                    "split": fold_sides_[meta["group"]],
+                    "tiles": len(tileset.rows),
+                    "reason": reason,
+                }
+            )
+    return pd.DataFrame(rows, columns=["fold", "sample", "group", "class", "split", "tiles", "reason"])
 
 
 def counts(images):
-    """Per class and split: images, images that gave no tiles, and tiles (a tidy table)."""
+    """Per fold, class and split: images, images that gave no tiles, and tiles (a tidy table)."""
     table = (
         images.assign(without=images["tiles"] == 0)
-        .groupby(["class", "split"], sort=True)
+        .groupby(["fold", "class", "split"], sort=True)
         .agg(images=("sample", "size"), images_without_tiles=("without", "sum"), tiles=("tiles", "sum"))
         .reset_index()
     )
     order = {side: i for i, side in enumerate(SPLITS)}
-    return table.sort_values(["class", "split"], key=lambda c: c.map(order) if c.name == "split" else c, ignore_index=True)
+    return table.sort_values(
+        ["fold", "class", "split"], key=lambda c: c.map(order) if c.name == "split" else c, ignore_index=True
+    )
 
 
 def check(manifest, dataset, test_only=False):
-    """A training dataset needs every class on the train side and tiles on the test side."""
+    """A training dataset needs, in every fold, every class on the train side and tiles on the test side."""
     if test_only:
         if manifest.empty:
             raise InputError(f"dataset {dataset}: no tiles at all (every image skipped or without cells)")
         return
-    for cls, rows in manifest.groupby("class"):
-        if not (rows["split"] == "train").any():
-            raise InputError(f"dataset {dataset}: class '{cls}' has no training tiles")
-    if not (manifest["split"] == "test").any():
-        raise InputError(f"dataset {dataset}: the split has no test tiles; add images or raise split.test_fraction")
+    for fold, in_fold in manifest.groupby("fold"):
+        where = f"dataset {dataset}" + (f", fold {fold}" if manifest["fold"].max() > 0 else "")
+        for cls, rows in in_fold.groupby("class"):
+            if not (rows["split"] == "train").any():
+                raise InputError(f"{where}: class '{cls}' has no training tiles")
+        if not (in_fold["split"] == "test").any():
+            raise InputError(f"{where}: the split has no test tiles; add images or raise split.test_fraction")
 
 
-def manifest_rows(tileset, side):
-    """Manifest rows (tile, source image, group, class, split) of one tile file."""
+def manifest_rows(tileset, side, fold=0):
+    """Manifest rows (fold, tile, source image, group, class, split) of one tile file."""
     meta = tileset.meta
     return pd.DataFrame(
         {
+            "fold": fold,
             "tile": tileset.tile_ids(),
             "sample": meta["sample"],
             "source": ";".join(meta["files"]),
@@ -129,18 +192,25 @@ def manifest_rows(tileset, side):
 
 
 def write_split(tile_files, sides, *, dataset, test_only, notes, manifest_path, counts_path, empty_path):
-    """The split job: manifest of every tile, counts per class and side, and the images that gave no tiles."""
+    """The split job: manifest of every tile, counts per class and side, and the images that gave no tiles.
+
+    `sides` holds one group -> side map per fold; every table has a fold column (0 for a single split).
+    """
     tilesets = [tilestore.load(path, tiles=False) for path in tile_files]
     for note in notes:
         log.warning("dataset %s: %s", dataset, note)
     images = image_table(tilesets, sides)
-    manifest = pd.concat([manifest_rows(t, sides[t.meta["group"]]) for t in tilesets], ignore_index=True)
+    manifest = pd.concat(
+        [manifest_rows(t, by_group[t.meta["group"]], fold) for fold, by_group in enumerate(sides) for t in tilesets],
+        ignore_index=True,
+    )
     check(manifest, dataset, test_only=test_only)
     table = counts(images)
     empty = images[images["tiles"] == 0].drop(columns="tiles")
     empty.insert(0, "dataset", dataset)
     for row in empty.itertuples():
-        log.warning("dataset %s: %s (%s side) gave no tiles: %s", dataset, row.sample, row.split, row.reason)
+        if row.fold == 0:
+            log.warning("dataset %s: %s gave no tiles: %s", dataset, row.sample, row.reason)
     log.info("dataset %s, per class and split:\n%s", dataset, table.to_string(index=False))
     for frame, path in ((manifest, manifest_path), (table, counts_path), (empty, empty_path)):
         with atomic_path(path) as tmp:

@@ -1,9 +1,12 @@
-"""Statistics across runs: bootstrap intervals over test groups and seeds, paired comparisons, Holm's correction.
+"""Statistics across runs: bootstrap intervals over test groups and runs, paired comparisons, Holm's correction.
 
 The test groups (wells, images) are the independent units, so intervals resample
-groups (every tile of a group goes together) as well as training seeds. A
-comparison pairs two models on the same test set, seed by seed.
+groups (every tile of a group goes together) as well as runs (training seeds, and
+folds under cross-validation, where each run tests only its fold's groups). A
+comparison pairs two models on the same test set, run by run (fold and seed).
 """
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,20 +21,25 @@ MIN_GROUPS = 2
 MIN_PAIRS = 6
 
 
-def correct_counts(tiles, classes, level, seeds):
-    """(C, N, groups): C[r, g, k] correct units of true class k in group g for seed r; N[g, k] units there."""
+def run_keys(tiles):
+    """The (fold, seed) runs present in `tiles`, sorted."""
+    return sorted(set(zip(tiles["fold"].astype(int), tiles["seed"].astype(int))))
+
+
+def correct_counts(tiles, classes, level, runs):
+    """(C, N, groups): C[r, g, k] correct units of true class k in group g for run r = (fold, seed), and
+    N[r, g, k] the units there (zero where the run did not test the group: another fold's)."""
     groups = sorted(tiles["group"].unique())
     g_index = {g: i for i, g in enumerate(groups)}
     k_index = {c: i for i, c in enumerate(classes)}
-    C = np.zeros((len(seeds), len(groups), len(classes)))
-    N = np.zeros((len(groups), len(classes)))
-    for r, seed in enumerate(seeds):
-        units = rollup(tiles[tiles["seed"] == seed], level)
+    C = np.zeros((len(runs), len(groups), len(classes)))
+    N = np.zeros_like(C)
+    for r, (fold, seed) in enumerate(runs):
+        units = rollup(tiles[(tiles["fold"] == fold) & (tiles["seed"] == seed)], level)
         g = units["group"].map(g_index).to_numpy()
         k = units["true"].map(k_index).to_numpy()
         np.add.at(C[r], (g, k), (units["true"] == units["predicted"]).to_numpy(float))
-        if r == 0:
-            np.add.at(N, (g, k), 1.0)
+        np.add.at(N[r], (g, k), 1.0)
     return C, N, groups
 
 
@@ -41,7 +49,9 @@ def _metric(correct, total, metric):
         if metric == "accuracy":
             return correct.sum(-1) / total.sum(-1)
         recall = np.where(total > 0, correct / total, np.nan)
-        return np.nanmean(recall, axis=-1)
+        with warnings.catch_warnings():  # a resample that drew none of a run's groups: NaN, skipped by the caller
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(recall, axis=-1)
 
 
 def _weights(index, size):
@@ -50,25 +60,29 @@ def _weights(index, size):
 
 
 def interval(C, N, metric="balanced_accuracy", *, resamples=999, seed=0, level=0.95):
-    """Mean over seeds of `metric`, and a percentile bootstrap interval over test groups and seeds.
+    """Mean over runs of `metric`, and a percentile bootstrap interval over test groups and runs.
 
+    Each resample draws test groups and runs with replacement and averages the
+    runs' metrics on the drawn groups (a run scores only the groups it tested).
     Both metrics are linear in the correct counts for fixed totals, so C may hold
-    the difference of two models' counts on the same test set: the interval of a
-    paired comparison. With fewer than MIN_GROUPS test groups of some class there
-    is no interval (NaN); with one seed only groups are resampled.
+    the difference of two models' counts on the same runs' test sides: the
+    interval of a paired comparison. With fewer than MIN_GROUPS test groups of
+    some class there is no interval (NaN); with one run only groups are resampled.
     """
     R, G, _ = C.shape
-    point = float(np.mean(per_seed(C, N, metric)))
-    groups_per_class = (N > 0).sum(axis=0)
+    point = float(np.mean(per_run(C, N, metric)))
+    groups_per_class = (N.sum(axis=0) > 0).sum(axis=0)
     if groups_per_class[groups_per_class > 0].min(initial=G) < MIN_GROUPS:
         return point, np.nan, np.nan  # resampling one group of a class says nothing about its spread
 
     def statistic(*index, axis=-1):
         wg = _weights(np.atleast_2d(index[0]), G).astype(float)  # (B, G)
         wr = _weights(np.atleast_2d(index[1]), R).astype(float) if R > 1 else np.ones((wg.shape[0], 1))
-        correct = np.einsum("br,bg,rgk->bk", wr, wg, C) / wr.sum(1, keepdims=True)
-        total = np.einsum("bg,gk->bk", wg, N)
-        return _metric(correct, total, metric)
+        correct = np.einsum("bg,rgk->brk", wg, C)
+        total = np.einsum("bg,rgk->brk", wg, N)
+        per = _metric(correct, total, metric)  # (B, R); NaN where a run drew none of its groups
+        drawn = wr * ~np.isnan(per)
+        return np.nansum(per * wr, axis=1) / drawn.sum(axis=1)
 
     data = (np.arange(G),) if R == 1 else (np.arange(G), np.arange(R))
     with np.errstate(invalid="ignore"):
@@ -79,9 +93,9 @@ def interval(C, N, metric="balanced_accuracy", *, resamples=999, seed=0, level=0
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def per_seed(C, N, metric="balanced_accuracy"):
-    """`metric` of each seed (rows of C)."""
-    return np.array([_metric(C[r].sum(0), N.sum(0), metric) for r in range(len(C))])
+def per_run(C, N, metric="balanced_accuracy"):
+    """`metric` of each run (rows of C) on the groups it tested."""
+    return np.array([_metric(C[r].sum(0), N[r].sum(0), metric) for r in range(len(C))])
 
 
 def signed_rank(differences):

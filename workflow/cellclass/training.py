@@ -1,4 +1,4 @@
-"""Train one classifier run (experiment, model, seed) and score it once on every test set.
+"""Train one classifier run (experiment, model, fold, seed) and score it once on every test set.
 
 A run streams its tiles (cellclass.pipeline), balances its classes if asked,
 logs training (inference mode) and validation metrics per epoch
@@ -119,7 +119,7 @@ def train_run(
 ):
     """Train, save and evaluate one run; returns its metrics dict.
 
-    `identity` is {experiment, dataset, model, seed}, recorded in metrics.json so
+    `identity` is {experiment, dataset, model, fold, seed}, recorded in metrics.json so
     nothing downstream reads it from paths. `test_sets` maps a test-set name to its
     tile files; they are scored once, after training. The per-epoch curves use the
     validation side (none if it is empty) and a fixed sample of the unaugmented

@@ -3,19 +3,21 @@
 
 rule attribute:
     input:
-        model="results/train/{experiment}/{model}/seed{seed}/model.keras",
-        predictions="results/train/{experiment}/{model}/seed{seed}/predictions.tsv",
-        tiles=lambda w: side_files(EXPERIMENTS[w.experiment]["dataset"], "test"),
+        model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
+        predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
+        tiles=lambda w: side_files(
+            EXPERIMENTS[w.experiment]["dataset"], "test", fold=int(w.fold)
+        ),
         masks=lambda w: ground_truth_masks(
-            EXPERIMENTS[w.experiment]["dataset"], "test"
+            EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
         ).values(),
     output:
-        maps="results/attribution/{experiment}/{model}/seed{seed}/maps.npz",
-        scores="results/attribution/{experiment}/{model}/seed{seed}/scores.tsv",
+        maps="results/attribution/{experiment}/{model}/fold{fold}/seed{seed}/maps.npz",
+        scores="results/attribution/{experiment}/{model}/fold{fold}/seed{seed}/scores.tsv",
     log:
-        "logs/attribute/{experiment}/{model}/seed{seed}.log",
+        "logs/attribute/{experiment}/{model}/fold{fold}/seed{seed}.log",
     benchmark:
-        "benchmarks/attribute/{experiment}/{model}/seed{seed}.tsv"
+        "benchmarks/attribute/{experiment}/{model}/fold{fold}/seed{seed}.tsv"
     conda:
         "../../envs/cellclass.yaml"
     threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
@@ -27,7 +29,9 @@ rule attribute:
         channels=lambda w: EXPERIMENTS[w.experiment]["train"]["channels"],
         test_set=lambda w: EXPERIMENTS[w.experiment]["dataset"],
         settings=ATTRIBUTION,
-        masks=lambda w: ground_truth_masks(EXPERIMENTS[w.experiment]["dataset"], "test"),
+        masks=lambda w: ground_truth_masks(
+            EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
+        ),
         identity=lambda w: run_identity(w),
     script:
         "../scripts/attribute.py"
@@ -64,8 +68,8 @@ rule attribution_summary:
 
 rule attribution_overlay:
     input:
-        # The first seed's maps: one run shows what the maps look like.
-        maps=lambda w: f"results/attribution/{w.experiment}/{w.model}/seed0/maps.npz",
+        # The first run's maps: one run shows what the maps look like.
+        maps=lambda w: f"results/attribution/{w.experiment}/{w.model}/fold0/seed0/maps.npz",
     output:
         png=report(
             "results/figures/{experiment}/{model}/attribution_{method}.png",

@@ -14,6 +14,7 @@ wildcard_constraints:
     image="[^@#]+",
     experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
     model="[A-Za-z0-9_]+",
+    fold="[0-9]+",
     seed="[0-9]+",
     name="[A-Za-z0-9][A-Za-z0-9_-]*",
 
@@ -33,10 +34,13 @@ SAMPLES = {name: {s.id: s for s in discover(name, ds)} for name, ds in DATASETS.
 # What the split had to force (a class with no test group, say); the split job
 # reports it once, rather than every Snakemake call that plans.
 SPLIT_NOTES = {name: [] for name in DATASETS}
+FOLDS = CONFIG["split"]["folds"]
+# Per dataset, one group -> side map per fold (a test-only dataset has one fold).
 SIDES = {
-    name: cc_split.assign(
+    name: cc_split.fold_sides(
         SAMPLES[name].values(),
         seed=CONFIG["split"]["seed"],
+        folds=FOLDS,
         test_fraction=CONFIG["split"]["test_fraction"],
         validation_fraction=CONFIG["split"]["validation_fraction"],
         test_only=ds["test_only"],
@@ -50,8 +54,8 @@ def sample(wildcards):
     return SAMPLES[wildcards.dataset][wildcards.image]
 
 
-def sample_side(dataset, sample_id):
-    return SIDES[dataset][SAMPLES[dataset][sample_id].group]
+def sample_side(dataset, sample_id, fold=0):
+    return SIDES[dataset][fold][SAMPLES[dataset][sample_id].group]
 
 
 def tile_files(dataset):
@@ -70,7 +74,7 @@ def prepared_outputs():
     for name in DATASETS:
         outputs += tile_files(name)
         if name in augmented_datasets():
-            outputs += side_files(name, "train", stage="augmented")
+            outputs += augmented_files(name)
         outputs.append(f"results/{name}/split.tsv")
     return outputs
 
@@ -82,11 +86,22 @@ def classes_of(dataset):
     return cc_datasets.class_names(SAMPLES[dataset].values())
 
 
-def side_files(dataset, side, stage="tiles"):
+def side_files(dataset, side, stage="tiles", fold=0):
     return [
         f"results/{dataset}/{stage}/{sid}.npz"
         for sid in SAMPLES[dataset]
-        if sample_side(dataset, sid) == side
+        if sample_side(dataset, sid, fold) == side
+    ]
+
+
+def augmented_files(dataset):
+    """Augmented copies of every image that trains in some fold."""
+    return [
+        f"results/{dataset}/augmented/{sid}.npz"
+        for sid in SAMPLES[dataset]
+        if any(
+            sides[SAMPLES[dataset][sid].group] == "train" for sides in SIDES[dataset]
+        )
     ]
 
 
@@ -98,13 +113,16 @@ def test_set_names(experiment):
 def train_inputs(wildcards):
     dataset = EXPERIMENTS[wildcards.experiment]["dataset"]
     augmented = EXPERIMENTS[wildcards.experiment]["train"]["augmented"]
+    fold = int(wildcards.fold)
     inputs = {
         "manifest": f"results/{dataset}/split.tsv",
-        "train": side_files(dataset, "train", "augmented" if augmented else "tiles"),
+        "train": side_files(
+            dataset, "train", "augmented" if augmented else "tiles", fold
+        ),
         # The originals, scored in inference mode each epoch (the like-for-like training accuracy).
-        "train_eval": side_files(dataset, "train"),
-        "validation": side_files(dataset, "validation"),
-        f"test_{dataset}": side_files(dataset, "test"),
+        "train_eval": side_files(dataset, "train", fold=fold),
+        "validation": side_files(dataset, "validation", fold=fold),
+        f"test_{dataset}": side_files(dataset, "test", fold=fold),
     }
     for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
         inputs[f"test_{name}"] = tile_files(name)
@@ -118,21 +136,31 @@ def scored_datasets():
     return [name for name in DATASETS if name in used]
 
 
+def run_dir(experiment, model, fold, seed):
+    return f"results/train/{experiment}/{model}/fold{fold}/seed{seed}"
+
+
 def run_dirs(only_experiment=None, only_model=None):
+    """Every run: experiment x model x fold x seed."""
     return [
-        f"results/train/{name}/{model}/seed{seed}"
+        run_dir(name, model, fold, seed)
         for name, experiment in EXPERIMENTS.items()
         if only_experiment in (None, name)
         for model in experiment["train"]["models"]
         if only_model in (None, model)
+        for fold in range(FOLDS)
         for seed in range(experiment["train"]["runs"])
     ]
 
 
 def test_tile_files(experiment):
-    """Tile files of every test set of an experiment (the gallery shows them)."""
+    """Tile files of every test set of an experiment, over all folds (the gallery shows them)."""
     dataset = EXPERIMENTS[experiment]["dataset"]
-    files = side_files(dataset, "test")
+    files = list(
+        dict.fromkeys(
+            f for fold in range(FOLDS) for f in side_files(dataset, "test", fold=fold)
+        )
+    )
     for name in EXPERIMENTS[experiment]["test_sets"]:
         files += tile_files(name)
     return files
@@ -181,9 +209,13 @@ def new_image(wildcards):
 
 
 def prediction_runs(name):
-    """Run folders of the ensemble that classifies prediction set `name`."""
+    """Run folders of the ensemble that classifies prediction set `name`: its seeds, in every fold."""
     p = PREDICTIONS[name]
-    return [f"results/train/{p['experiment']}/{p['model']}/seed{s}" for s in p["seeds"]]
+    return [
+        run_dir(p["experiment"], p["model"], fold, seed)
+        for fold in range(FOLDS)
+        for seed in p["seeds"]
+    ]
 
 
 def predicted_outputs():
@@ -204,7 +236,7 @@ def attributed_models(experiment):
 
 
 def attributed_runs():
-    """Attribution folders, one per explained run: results/attribution/<experiment>/<model>/seed<k>."""
+    """Attribution folders, one per explained run: results/attribution/<experiment>/<model>/fold<f>/seed<k>."""
     return [
         run.replace("results/train/", "results/attribution/", 1)
         for name in ATTRIBUTION["experiments"]
@@ -213,14 +245,14 @@ def attributed_runs():
     ]
 
 
-def ground_truth_masks(dataset, side):
-    """Sample id -> the demo's puncta mask, for one side of a dataset (none for user data)."""
+def ground_truth_masks(dataset, side, fold=0):
+    """Sample id -> the demo's puncta mask, for one side of a dataset in one fold (none for user data)."""
     if "demo" not in DATASETS[dataset]:
         return {}
     return {
         sid: f"results/demo/{dataset}/masks/{sid}.tif"
         for sid in SAMPLES[dataset]
-        if sample_side(dataset, sid) == side
+        if sample_side(dataset, sid, fold) == side
     }
 
 
@@ -230,6 +262,7 @@ def run_identity(wildcards):
         "experiment": wildcards.experiment,
         "dataset": EXPERIMENTS[wildcards.experiment]["dataset"],
         "model": wildcards.model,
+        "fold": int(wildcards.fold),
         "seed": int(wildcards.seed),
     }
 

@@ -1,18 +1,18 @@
-"""Train: one job per (experiment, model, seed), evaluated on every test set right after."""
+"""Train: one job per (experiment, model, fold, seed), evaluated on every test set right after."""
 
 
 rule train:
     input:
         unpack(train_inputs),
     output:
-        model="results/train/{experiment}/{model}/seed{seed}/model.keras",
-        history="results/train/{experiment}/{model}/seed{seed}/history.csv",
-        predictions="results/train/{experiment}/{model}/seed{seed}/predictions.tsv",
-        metrics="results/train/{experiment}/{model}/seed{seed}/metrics.json",
+        model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
+        history="results/train/{experiment}/{model}/fold{fold}/seed{seed}/history.csv",
+        predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
+        metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
     log:
-        "logs/train/{experiment}/{model}/seed{seed}.log",
+        "logs/train/{experiment}/{model}/fold{fold}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{experiment}/{model}/seed{seed}.tsv"
+        "benchmarks/train/{experiment}/{model}/fold{fold}/seed{seed}.tsv"
     conda:
         "../../envs/cellclass.yaml"
     threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
