@@ -14,16 +14,17 @@ one folder dataset and one experiment on it, and times:
 
 How (b) gets a completed prepare stage: tiling thousands of images for real
 takes about a second of CPU per image (a Python process per job), too long for
-a benchmark. So the prepare jobs are run with `snakemake --touch`, patched in
-this script only so that it creates the missing outputs (stock --touch only
-touches existing ones) and without its 0.1 s pause per job; with --cores 256 so
-that the scheduler hands out jobs in large batches. That gives every output
-file and its Snakemake metadata record exactly as a real run leaves them, only
-with empty contents, which planning never reads (no checkpoints). The column
-"touch s" is that setup run: Snakemake's own bookkeeping for running every
-prepare job, without the work. `--check-real N` (default 40) backs the
-shortcut: it prepares N images for real and shows the no-op time after the
-real run next to the one after the touch run.
+a benchmark. So the prepare jobs are run by a small executor plugin
+(bench/plugins/snakemake_executor_plugin_emptyoutputs, Snakemake's public
+plugin interface; stock `--touch` only touches outputs that exist and pauses
+0.1 s per job) that creates each job's outputs empty; with --cores 256 so that
+the scheduler hands out jobs in large batches. That gives every output file and
+its Snakemake metadata record exactly as a real run leaves them, only with
+empty contents, which planning never reads (no checkpoints). The column "setup
+s" is that setup run: Snakemake's own bookkeeping for running every prepare
+job, without the work. `--check-real N` (default 40) backs the shortcut: it
+prepares N images for real and shows the no-op time after the real run next to
+the one after the empty-outputs run.
 
 Baseline: a trivial Snakefile with the same jobs (one-input-one-output `tile`
 per image and `augment` per training image, one `split` over all tiles, `shell:
@@ -69,23 +70,9 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CLASSES = ("control", "treated")
 PREPARE = ("--until", "augment", "split")
 
-# `snakemake --touch` that creates missing outputs and skips its 0.1 s pause per job.
-TOUCH = """
-import sys
-from pathlib import Path
-import snakemake.executors.touch as touch
-touch.Executor.SLEEPING_TIME = 0
-run_job = touch.Executor.run_job
-def creating_run_job(self, job):
-    for f in job.output:
-        Path(f).parent.mkdir(parents=True, exist_ok=True)
-        Path(f).touch()
-    return run_job(self, job)
-touch.Executor.run_job = creating_run_job
-from snakemake.cli import main
-sys.argv[0] = "snakemake"
-main()
-"""
+# An executor plugin (bench/plugins) whose jobs only create their outputs, empty.
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+EMPTY_OUTPUTS = ("--executor", "emptyoutputs")
 
 BASELINE = """
 NAMES = open("names.txt").read().split()
@@ -148,17 +135,17 @@ def write_baseline(folder, data, names):
     (folder / "train.txt").write_text("\n".join(n for n in names if sides[n] == "train"))
 
 
-def run(folder, *args, snakefile=None, touch=False):
+def run(folder, *args, snakefile=None, empty_outputs=False):
     """Run snakemake in `folder`; returns (wall s, CPU s, output)."""
     ours = snakefile is None
-    command = [sys.executable, "-c", TOUCH] if touch else [SNAKEMAKE]
-    command += ["--snakefile", str(snakefile or REPO / "Snakefile"), "--directory", str(folder)]
+    command = [SNAKEMAKE, "--snakefile", str(snakefile or REPO / "Snakefile"), "--directory", str(folder)]
     if ours:
         command += ["--configfile", str(folder / "config.yaml")]
-    command += ["--cores", "256" if touch else "2", *(["--touch"] if touch else []), *args]
+    command += ["--cores", "256" if empty_outputs else "2", *(EMPTY_OUTPUTS if empty_outputs else ()), *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))}
+    paths = [str(REPO / "workflow"), str(PLUGINS), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     result = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -172,7 +159,7 @@ def run(folder, *args, snakefile=None, touch=False):
 def noop(folder, *args, **kwargs):
     """A dry run that must have nothing to do; returns (wall s, CPU s)."""
     wall, cpu, output = run(folder, "-n", *args, **kwargs)
-    if job_counts(output).get("total", 0) != 0 and "Nothing to be done" not in output:
+    if job_counts(output):
         sys.exit(f"the no-op dry run in {folder} scheduled jobs:\n{output[-3000:]}")
     return wall, cpu
 
@@ -189,27 +176,27 @@ def measure(tmp, n, repeat=1):
     write_ours(tmp / "ours", data)
     write_baseline(tmp / "base", data, names)
     baseline = tmp / "base" / "Snakefile"
-    row = {"n": n, "jobs": job_counts(run(tmp / "ours", "-n")[2])["total"]}
+    row = {"n": n, "jobs": sum(job_counts(run(tmp / "ours", "-n")[2]).values())}
     row["build"], row["build_cpu"] = best(repeat, lambda: run(tmp / "ours", "-n"))
     row["base_build"], row["base_build_cpu"] = best(repeat, lambda: run(tmp / "base", "-n", snakefile=baseline))
-    row["touch"], _, _ = run(tmp / "ours", *PREPARE, touch=True)
+    row["setup"], _, _ = run(tmp / "ours", *PREPARE, empty_outputs=True)
     row["noop"], row["noop_cpu"] = best(repeat, lambda: noop(tmp / "ours", *PREPARE))
-    run(tmp / "base", snakefile=baseline, touch=True)
+    run(tmp / "base", snakefile=baseline, empty_outputs=True)
     row["base_noop"], row["base_noop_cpu"] = best(repeat, lambda: noop(tmp / "base", snakefile=baseline))
     return row
 
 
 def check_real(tmp, n):
-    """No-op after a real prepare run vs after the touch run, on the same N images."""
+    """No-op after a real prepare run vs after the empty-outputs run, on the same N images."""
     data = tmp / "data"
     write_images(data, n)
-    for name in ("real", "touched"):
+    for name in ("real", "empty"):
         write_ours(tmp / name, data)
     start = time.perf_counter()
     run(tmp / "real", *PREPARE)
     real_s = time.perf_counter() - start
-    run(tmp / "touched", *PREPARE, touch=True)
-    return real_s, noop(tmp / "real", *PREPARE)[0], noop(tmp / "touched", *PREPARE)[0]
+    run(tmp / "empty", *PREPARE, empty_outputs=True)
+    return real_s, noop(tmp / "real", *PREPARE)[0], noop(tmp / "empty", *PREPARE)[0]
 
 
 def grouping(tmp, n, size):
@@ -225,11 +212,11 @@ def grouping(tmp, n, size):
 
 def print_tables(rows):
     print("\nwall-clock seconds; ratio = ours / baseline")
-    print(f"{'N':>6} {'jobs':>6} {'build':>7} {'base':>7} {'ratio':>6} {'no-op':>7} {'base':>7} {'ratio':>6} {'touch s':>8}")
+    print(f"{'N':>6} {'jobs':>6} {'build':>7} {'base':>7} {'ratio':>6} {'no-op':>7} {'base':>7} {'ratio':>6} {'setup s':>8}")
     for r in rows:
         print(
             f"{r['n']:>6} {r['jobs']:>6} {r['build']:>7.1f} {r['base_build']:>7.1f} {r['build'] / r['base_build']:>6.2f}"
-            f" {r['noop']:>7.1f} {r['base_noop']:>7.1f} {r['noop'] / r['base_noop']:>6.2f} {r['touch']:>8.1f}"
+            f" {r['noop']:>7.1f} {r['base_noop']:>7.1f} {r['noop'] / r['base_noop']:>6.2f} {r['setup']:>8.1f}"
         )
     print("\nCPU seconds")
     print(f"{'N':>6} {'build':>7} {'base':>7} {'ratio':>6} {'no-op':>7} {'base':>7} {'ratio':>6}")
@@ -255,7 +242,7 @@ def main():
     global REPO
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,1000,2000,5000", help="comma-separated image counts")
-    parser.add_argument("--check-real", type=int, default=40, help="images prepared for real to back the touch shortcut (0: skip)")
+    parser.add_argument("--check-real", type=int, default=40, help="images prepared for real to back the empty-outputs shortcut (0: skip)")
     parser.add_argument("--groups-n", type=int, default=0, help="images for the job-group comparison (0: skip)")
     parser.add_argument("--group-size", type=int, default=100, help="tile jobs per group")
     parser.add_argument("--repeat", type=int, default=1, help="time each dry run this often, keep the fastest")
@@ -275,10 +262,10 @@ def main():
         print_tables(rows)
     if args.check_real:
         with tempfile.TemporaryDirectory() as tmp:
-            real_s, after_real, after_touch = check_real(Path(tmp), args.check_real)
+            real_s, after_real, after_empty = check_real(Path(tmp), args.check_real)
         print(
             f"\ncheck at N={args.check_real}: real prepare run {real_s:.0f} s; "
-            f"no-op after it {after_real:.1f} s, after the touch run {after_touch:.1f} s"
+            f"no-op after it {after_real:.1f} s, after the empty-outputs run {after_empty:.1f} s"
         )
     if args.groups_n:
         with tempfile.TemporaryDirectory() as tmp:
