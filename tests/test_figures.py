@@ -198,6 +198,21 @@ def test_channels_display_as_gray_green_magenta_rgb():
     assert to_rgb(two[None])[0, 0, 0].tolist() == [0, 255, 0]
 
 
+def test_contact_sheet_is_a_near_square_grid_of_the_tiles(tmp_path):
+    from PIL import Image
+
+    from cellclass.contact_sheet import render, to_rgb
+
+    tiles = np.random.default_rng(0).random((5, 8, 8, 2))
+    render(tiles, tmp_path / "sheet.png", gap=2)
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+    assert sheet.shape == (2 * 8 + 3 * 2, 3 * 8 + 4 * 2, 3)  # 2 rows x 3 columns, 2 px around every tile
+    assert (sheet[12:20, 12:20] == to_rgb(tiles)[4]).all()  # the fifth tile: row 1, column 1
+    assert (sheet[12:20, 22:30] == 40).all()  # the empty sixth cell
+    render(tiles[:0], tmp_path / "none.png", message="no cells found")
+    assert Image.open(tmp_path / "none.png").size == (320, 40)
+
+
 def test_tile_loader_finds_tiles_by_id(tables, tile_dir):
     loader = figures.tile_loader(sorted(tile_dir.rglob("*.npz")))
     tile_id = one_run(tables[1])["tile"].iloc[0]

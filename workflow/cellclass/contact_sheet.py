@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw
+from skimage.util import montage
 
 from cellclass.atomic import atomic_path
 
@@ -32,14 +33,11 @@ def render(tiles, path, *, max_tiles=100, gap=2, message=None):
         image = Image.new("RGB", (320, 40), "black")
         ImageDraw.Draw(image).text((6, 12), message or "no tiles", fill="white")
     else:
-        n, size = len(tiles), tiles.shape[1]
-        columns = math.ceil(math.sqrt(n))
-        rows = math.ceil(n / columns)
-        step = size + gap
-        grid = np.full((rows * step - gap, columns * step - gap, 3), 40, dtype=np.uint8)
-        for i, tile in enumerate(to_rgb(tiles)):
-            r, c = divmod(i, columns)
-            grid[r * step : r * step + size, c * step : c * step + size] = tile
+        columns = math.ceil(math.sqrt(len(tiles)))
+        grid = montage(
+            to_rgb(tiles), fill=(40, 40, 40), grid_shape=(math.ceil(len(tiles) / columns), columns), padding_width=gap,
+            channel_axis=-1,
+        )
         image = Image.fromarray(grid)
     with atomic_path(path) as tmp:
         image.save(tmp)

@@ -18,6 +18,8 @@ from skimage.transform import resize
 from cellclass import enrichment, tilestore
 from cellclass.atomic import atomic_path
 from cellclass.pipeline import select_channels
+from cellclass.runs import read_metrics
+from cellclass.runtime import configure_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +68,21 @@ def load_chosen(chosen, tile_files, puncta, mask_files):
     return np.stack(tiles)[order], np.stack(masks)[order], [ids[i] for i in order], [sources[i] for i in order]
 
 
-def explain_run(*, identity, model_path, predictions_path, tile_files, mask_files, test_set, classes, channels, settings,
-                maps_path, scores_path):
-    """Maps and enrichment scores for one run; writes maps (.npz) and a tidy score table (.tsv)."""
+def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_files, settings, maps_path, scores_path,
+                threads=1):
+    """Maps and enrichment scores for one run, on its own test side; writes maps (.npz) and a tidy score table (.tsv).
+
+    The run's identity, classes and channels come from its metrics.json.
+    """
     import keras
 
     from cellclass import attribution
 
-    seed = int(identity["seed"])
+    identity = read_metrics(Path(metrics_path).parent)
+    classes, channels, seed = identity["classes"], identity["channels"], int(identity["seed"])
+    configure_tensorflow(threads=threads, seed=seed, deterministic=True)
     predictions = pd.read_csv(predictions_path, sep="\t", dtype={"tile": str})
-    chosen = choose_tiles(predictions, test_set, settings["tiles_per_class"], seed)
+    chosen = choose_tiles(predictions, identity["dataset"], settings["tiles_per_class"], seed)
     tiles, masks, ids, sources = load_chosen(chosen, tile_files, settings["puncta"], mask_files)
     truth = chosen.set_index("tile").loc[ids, "true"]
     targets = np.array([classes.index(c) for c in truth])

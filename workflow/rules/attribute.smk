@@ -3,6 +3,7 @@
 
 rule attribute:
     input:
+        metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
         predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
         tiles=lambda w: side_files(
@@ -25,14 +26,10 @@ rule attribute:
         mem_mb=8000,
         runtime=60,
     params:
-        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
-        channels=lambda w: EXPERIMENTS[w.experiment]["train"]["channels"],
-        test_set=lambda w: EXPERIMENTS[w.experiment]["dataset"],
         settings=ATTRIBUTION,
         masks=lambda w: ground_truth_masks(
             EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
         ),
-        identity=lambda w: run_identity(w),
     script:
         "../scripts/attribute.py"
 

@@ -3,16 +3,12 @@
 from cellclass import demo, logs
 
 logs.to_file(snakemake.log[0])
-settings = snakemake.params.demo
+output = snakemake.output
 demo.write_field(
-    snakemake.output.image,
-    snakemake.output.puncta,
-    snakemake.output.cells,
-    pattern=settings["pattern"],
+    output.image,
+    output.puncta,
+    output.cells,
     cls=snakemake.wildcards.cls,
     stem=snakemake.wildcards.stem,
-    seed=settings["seed"],
-    size=settings["size"],
-    cells_per_field=settings["cells_per_field"],
-    channels=settings["channels"],
+    **snakemake.params.demo,  # pattern, seed, size, cells_per_field, channels
 )
