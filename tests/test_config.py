@@ -34,6 +34,7 @@ def test_defaults_are_filled_and_dataset_overrides_merge():
         ({"datasets": {"a": {**DEMO, "prepare": {"tile_sise": 8}}}}, "datasets.a.prepare: Additional properties"),
         ({"datasets": {"a": DEMO}, "prepare": {"tile_size": "big"}}, "prepare.tile_size: 'big' is not of type"),
         ({"datasets": {"a": DEMO}, "split": {"test_fraction": 1.5}}, "split.test_fraction"),
+        ({"datasets": {"a": DEMO}, "split": {"folds": 0}}, "split.folds: 0 is less than the minimum of 1"),
         ({"datasets": {"a": {"demo": {"pattern": "blobs"}}}}, "datasets.a.demo.pattern"),
         ({"datasets": {}}, "datasets"),
         ({"datasets": {"demo": DEMO}}, "datasets"),
