@@ -27,6 +27,14 @@ def test_defaults_are_filled_and_dataset_overrides_merge():
     assert config["split"]["test_fraction"] == 0.2
 
 
+def test_a_dataset_overrides_the_split():
+    config = validate({"split": {"seed": 3}, "datasets": {"a": {**DEMO, "split": {"folds": 2}}, "b": DEMO}})
+    assert config["datasets"]["a"]["split"] == {"seed": 3, "folds": 2, "test_fraction": 0.2, "validation_fraction": 0.2}
+    assert config["datasets"]["b"]["split"]["folds"] == 1
+    with pytest.raises(InputError, match="datasets.a.split: Additional properties"):
+        validate({"datasets": {"a": {**DEMO, "split": {"fold": 2}}}})
+
+
 @pytest.mark.parametrize(
     "config, named",
     [

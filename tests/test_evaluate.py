@@ -305,5 +305,9 @@ def test_cross_validation_pools_every_fold_and_pairs_runs_by_fold_and_seed():
     # Six paired runs, resnet better in each: the exact signed-rank test gives 2 / 2**6.
     assert row["p"] == pytest.approx(0.03125) and row["p_holm"] == pytest.approx(2 * 0.03125)
     assert "6 runs (3 folds × 2 seed(s))" in row["text"] and "p = 0.0312" in row["text"]
+    tied = row.copy()
+    tied[["mean_a", "mean_b", "difference", "ci95_low", "ci95_high", "p"]] = [1.0, 1.0, 0.0, 0.0, 0.0, np.nan]
+    [tied] = pd.DataFrame([tied]).itertuples()  # both call everything right in every run: nothing to rank
+    assert "no difference to test" in findings.comparison(tied) and "cannot reach" not in findings.comparison(tied)
     [line] = [x for x in findings.headline(summary) if x.startswith("e/resnet")]
     assert "over 12 test groups and 6 runs (3 folds × 2 seed(s))" in line

@@ -1,4 +1,4 @@
-"""A real Snakemake run with grouped k-fold cross-validation (split.folds): every group is tested once."""
+"""A real Snakemake run with grouped k-fold cross-validation (a dataset's split.folds): every group is tested once."""
 
 import json
 
@@ -20,12 +20,12 @@ def folded(tmp_path_factory):
         folder,
         {
             "prepare": {"tile_size": 32},
-            "split": {"seed": 0, "folds": FOLDS, "validation_fraction": 0.25},
+            "split": {"seed": 0, "validation_fraction": 0.25},
             "augment": {"dihedral": True},
             "train": {"models": ["small"], "runs": 1, "epochs": 2, "epoch_tiles": 320, "batch_size": 16,
                       "threads": 1},
             "datasets": {
-                "cv": {"demo": {**demo, "fields_per_class": 4, "seed": 1}},
+                "cv": {"demo": {**demo, "fields_per_class": 4, "seed": 1}, "split": {"folds": FOLDS}},
                 "cv_holdout": {"demo": {**demo, "fields_per_class": 1, "seed": 2}, "test_only": True},
             },
             "experiments": {"cv": {"dataset": "cv", "test_sets": ["cv_holdout"]}},

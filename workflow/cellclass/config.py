@@ -61,20 +61,20 @@ def deep_merge(base, override):
 def validate(config, base_dir="."):
     """Return a checked copy of `config` with defaults filled in.
 
-    Each dataset gets its effective `prepare` settings (the top-level ones with
-    its own overrides on top), checked against the same schema. Relative paths
+    Each dataset gets its effective `prepare` and `split` settings (the
+    top-level ones with its own overrides on top), checked against the same schema. Relative paths
     are resolved against `base_dir` (the directory Snakemake runs in).
     """
     config = copy.deepcopy(dict(config))
     schema = load_schema()
     _check(config, schema, "")
-    prepare_schema = {"$defs": schema["$defs"], **schema["$defs"]["prepare"]}
     base_dir = Path(base_dir)
     for name, dataset in config["datasets"].items():
         where = f"datasets.{name}"
-        merged = deep_merge(config["prepare"], dataset["prepare"])
-        _check(merged, prepare_schema, f"{where}.prepare")
-        dataset["prepare"] = merged
+        for section in ("prepare", "split"):
+            merged = deep_merge(config[section], dataset[section])
+            _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
+            dataset[section] = merged
         _resolve_paths(dataset, base_dir, where)
     if all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")

@@ -184,6 +184,8 @@ def comparison(row):
         f"{row.mean_a:.2f} vs {row.mean_b:.2f}, paired difference {row.difference:+.2f} "
         f"({_interval(row.ci95_low, row.ci95_high)}, over test groups and {pairs})"
     )
+    if np.isnan(row.p) and row.n_pairs >= MIN_PAIRS:
+        return f"{head}. Every paired run scores the same, so there is no difference to test."
     if np.isnan(row.p):
         paired = f"{pairs} paired," if row.n_folds > 1 else f"{row.n_pairs} paired seed(s)"
         return (

@@ -99,7 +99,8 @@ def per_run(C, N, metric="balanced_accuracy"):
 
 
 def signed_rank(differences):
-    """Wilcoxon signed-rank p-value of paired differences, or NaN when too few pairs could ever reach 0.05."""
+    """Wilcoxon signed-rank p-value of paired differences; NaN when too few pairs could ever reach 0.05, or when
+    every difference is zero (nothing to rank)."""
     differences = np.asarray(differences, dtype=float)
     if len(differences) < MIN_PAIRS or np.allclose(differences, 0):
         return np.nan

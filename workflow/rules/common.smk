@@ -34,20 +34,23 @@ SAMPLES = {name: {s.id: s for s in discover(name, ds)} for name, ds in DATASETS.
 # What the split had to force (a class with no test group, say); the split job
 # reports it once, rather than every Snakemake call that plans.
 SPLIT_NOTES = {name: [] for name in DATASETS}
-FOLDS = CONFIG["split"]["folds"]
 # Per dataset, one group -> side map per fold (a test-only dataset has one fold).
 SIDES = {
     name: cc_split.fold_sides(
         SAMPLES[name].values(),
-        seed=CONFIG["split"]["seed"],
-        folds=FOLDS,
-        test_fraction=CONFIG["split"]["test_fraction"],
-        validation_fraction=CONFIG["split"]["validation_fraction"],
+        seed=ds["split"]["seed"],
+        folds=ds["split"]["folds"],
+        test_fraction=ds["split"]["test_fraction"],
+        validation_fraction=ds["split"]["validation_fraction"],
         test_only=ds["test_only"],
         notes=SPLIT_NOTES[name],
     )
     for name, ds in DATASETS.items()
 }
+
+
+def folds_of(dataset):
+    return len(SIDES[dataset])
 
 
 def sample(wildcards):
@@ -148,7 +151,7 @@ def run_dirs(only_experiment=None, only_model=None):
         if only_experiment in (None, name)
         for model in experiment["train"]["models"]
         if only_model in (None, model)
-        for fold in range(FOLDS)
+        for fold in range(folds_of(experiment["dataset"]))
         for seed in range(experiment["train"]["runs"])
     ]
 
@@ -158,7 +161,9 @@ def test_tile_files(experiment):
     dataset = EXPERIMENTS[experiment]["dataset"]
     files = list(
         dict.fromkeys(
-            f for fold in range(FOLDS) for f in side_files(dataset, "test", fold=fold)
+            f
+            for fold in range(folds_of(dataset))
+            for f in side_files(dataset, "test", fold=fold)
         )
     )
     for name in EXPERIMENTS[experiment]["test_sets"]:
@@ -213,7 +218,7 @@ def prediction_runs(name):
     p = PREDICTIONS[name]
     return [
         run_dir(p["experiment"], p["model"], fold, seed)
-        for fold in range(FOLDS)
+        for fold in range(folds_of(EXPERIMENTS[p["experiment"]]["dataset"]))
         for seed in p["seeds"]
     ]
 
