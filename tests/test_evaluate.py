@@ -295,10 +295,20 @@ def test_cross_validation_pools_every_fold_and_pairs_runs_by_fold_and_seed():
     assert tile.loc["resnet", ["n_runs", "n_folds", "n_groups", "n_units"]].tolist() == [6, 3, 12, 120]
     per_run = [balanced_accuracy_score(r["true"], r["predicted"]) for _, r in big.groupby(["fold", "seed"])]
     assert tile.loc["resnet", "mean"] == pytest.approx(np.mean(per_run))
+    # The estimate pools each seed's folds (together they call every group once), computed here with sklearn.
+    pooled = [balanced_accuracy_score(r["true"], r["predicted"]) for _, r in big.groupby("seed")]
+    assert tile.loc["resnet", "estimate"] == pytest.approx(np.mean(pooled))
+    assert tile.loc["resnet", "ci95_low"] < np.mean(pooled) < tile.loc["resnet", "ci95_high"]
     C, N, _ = stats.correct_counts(big, ["a", "b"], "tile", stats.run_keys(big))
     assert N.sum() == 6 * 40 and (N.sum(axis=(0, 2)) == 2 * 10).all()  # each group: 10 tiles, tested by 2 runs
     point, low, high = stats.interval(C, N, resamples=999)
     assert point == pytest.approx(np.mean(per_run)) and low < point < high
+    # The own side's folds test other groups: the bootstrap's replicates are seeds with their folds pooled.
+    pooled_C, pooled_N = stats.replicates(C, N, stats.run_keys(big))
+    assert pooled_C.shape[0] == 2 and (pooled_N.sum(axis=2) == 10).all()
+    same_groups = pd.concat([two_class_run(seed, [8], fold=f) for f in range(3) for seed in range(2)])
+    C2, N2, _ = stats.correct_counts(same_groups, ["a", "b"], "tile", stats.run_keys(same_groups))
+    assert stats.replicates(C2, N2, stats.run_keys(same_groups))[0].shape[0] == 6  # every run, as they are
     compared = evaluate.comparisons(predictions, resamples=199)
     row = compared[compared["level"] == "tile"].iloc[0]
     assert (row["n_pairs"], row["n_folds"]) == (6, 3)

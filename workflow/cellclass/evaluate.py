@@ -72,10 +72,13 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
 
 
 def summary_table(predictions, table, *, human=None, resamples=999):
-    """Across runs, per (experiment, model, test set, level, metric): mean, sd and, for accuracy and balanced
-    accuracy, a 95% bootstrap interval over test groups and runs. Under cross-validation a run scores its
-    fold's test groups, and n_groups / n_units count them over all folds. `human` (by-eye tile accuracy per
-    experiment) fills the tile rows of the experiment's own test side."""
+    """Across runs, per (experiment, model, test set, level, metric): mean, sd, min and max over runs and, for
+    accuracy and balanced accuracy, the estimate with a 95% bootstrap interval over test groups and runs.
+
+    Under cross-validation a run scores its fold's test groups; on that own test side the estimate pools each
+    seed's folds (together they call every group) and averages the seeds, and n_groups / n_units count every
+    fold's (stats.replicates). Elsewhere the estimate is the mean over runs. `human` (by-eye tile accuracy
+    per experiment) fills the tile rows of the experiment's own test side."""
     human = human or {}
     rows = []
     for key, tiles in predictions.groupby(GROUP, sort=False):
@@ -84,12 +87,13 @@ def summary_table(predictions, table, *, human=None, resamples=999):
         runs = stats.run_keys(tiles)
         scored = table[(table[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
         for level, at_level in scored.groupby("level", sort=False):
-            counts = stats.correct_counts(tiles, classes, level, runs)
+            C, N, _ = stats.correct_counts(tiles, classes, level, runs)
+            counts = stats.replicates(C, N, runs)
             for metric in metrics.METRICS:
                 values = at_level[metric].astype(float)
-                low = high = np.nan
+                estimate = low = high = np.nan
                 if metric in INTERVAL_METRICS:
-                    _, low, high = stats.interval(*counts[:2], metric, resamples=resamples)
+                    estimate, low, high = stats.interval(*counts, metric, resamples=resamples)
                 rows.append(
                     {
                         **dict(zip(GROUP, key)),
@@ -104,6 +108,7 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "sd": values.std(ddof=1) if len(values) > 1 else np.nan,
                         "min": values.min(),
                         "max": values.max(),
+                        "estimate": estimate,
                         "ci95_low": low,
                         "ci95_high": high,
                         "chance": at_level["chance"].iloc[0],
@@ -124,9 +129,10 @@ def comparisons(predictions, *, resamples=999):
     """Every pair of models of an experiment on each of its test sets, paired by run (fold and seed), at the
     headline level and per tile.
 
-    The effect is the mean paired difference in balanced accuracy with a 95% bootstrap interval over test groups
-    and runs; a Wilcoxon signed-rank p-value over the paired runs (Holm-corrected over all comparisons) only where
-    there are enough pairs for it to be able to fall below 0.05.
+    The effect is the paired difference in balanced accuracy (estimated as in summary_table) with a 95%
+    bootstrap interval over test groups and runs (or seeds, see stats.replicates); a Wilcoxon signed-rank
+    p-value over the paired runs (Holm-corrected over all comparisons) only where there are enough pairs for
+    it to be able to fall below 0.05.
     """
     rows = []
     for (experiment, test_set), tiles in predictions.groupby(["experiment", "test_set"], sort=False):
@@ -138,11 +144,12 @@ def comparisons(predictions, *, resamples=999):
             runs = sorted(set(stats.run_keys(of_a)) & set(stats.run_keys(of_b)))
             C_a, N, _ = stats.correct_counts(of_a, classes, level, runs)
             C_b, _, _ = stats.correct_counts(of_b, classes, level, runs)
-            mean, low, high = stats.interval(C_a - C_b, N, resamples=resamples)
+            (S_a, S), (S_b, _) = stats.replicates(C_a, N, runs), stats.replicates(C_b, N, runs)
+            mean, low, high = stats.interval(S_a - S_b, S, resamples=resamples)
             rows.append(
                 {"experiment": experiment, "test_set": test_set, "level": level, "a": a, "b": b,
                  "n_pairs": len(runs), "n_folds": len({fold for fold, _ in runs}),
-                 "mean_a": float(np.mean(stats.per_run(C_a, N))), "mean_b": float(np.mean(stats.per_run(C_b, N))),
+                 "mean_a": float(np.mean(stats.per_run(S_a, S))), "mean_b": float(np.mean(stats.per_run(S_b, S))),
                  "difference": mean, "ci95_low": low, "ci95_high": high,
                  "p": stats.signed_rank(stats.per_run(C_a - C_b, N))}
             )

@@ -33,8 +33,8 @@ def _runs(n_runs, n_folds, what="seed(s)"):
     return f"{n_runs} {what}"
 
 
-def _run(row):
-    return f"fold {row.fold} seed {row.seed}" if row.fold else f"seed {row.seed}"
+def _run(row, cross_validated):
+    return f"fold {row.fold} seed {row.seed}" if cross_validated else f"seed {row.seed}"
 
 
 def _interval(low, high):
@@ -65,6 +65,7 @@ def collapsed_runs(table):
     """Runs that call (almost) everything one class, or whose balanced accuracy is not above chance."""
     lines = []
     rows = table[(table["level"] == "tile") & (table["collapsed"] | table["at_chance"])]
+    folds = table.groupby("experiment")["fold"].nunique()
     for r in rows.itertuples():
         what = (
             f"collapsed: {r.top_call_share:.0%} of its tile calls are '{r.top_call}'"
@@ -72,7 +73,8 @@ def collapsed_runs(table):
             else "no better than chance"
         )
         lines.append(
-            f"{_label(r.experiment, r.model)} {_run(r)} on {r.test_set}: {what} (balanced accuracy per tile "
+            f"{_label(r.experiment, r.model)} {_run(r, folds[r.experiment] > 1)} on {r.test_set}: {what} "
+            "(balanced accuracy per tile "
             f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"
         )
@@ -148,8 +150,8 @@ def headline(summary):
         by_eye = f"; by eye, per tile, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
         lines.append(
             f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.level} "
-            f"{top['mean']:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
-            f"({_interval(top.ci95_low, top.ci95_high)}); per tile {tile['mean']:.2f} "
+            f"{top.estimate:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
+            f"({_interval(top.ci95_low, top.ci95_high)}); per tile {tile.estimate:.2f} "
             f"({_interval(tile.ci95_low, tile.ci95_high)}). "
             f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
             f"{top.majority_rate:.2f} per {top.level}{by_eye}."

@@ -43,6 +43,26 @@ def correct_counts(tiles, classes, level, runs):
     return C, N, groups
 
 
+def by_seed(C, N, runs):
+    """Counts of each seed's runs added up over its folds: (C, N) with one row per seed.
+
+    Under cross-validation a seed's folds together test every group, so the seed,
+    not the single run, is the replicate a bootstrap resamples; with one fold,
+    runs are seeds and nothing changes.
+    """
+    seeds = sorted({seed for _, seed in runs})
+    rows = [[i for i, (_, s) in enumerate(runs) if s == seed] for seed in seeds]
+    return np.stack([C[r].sum(axis=0) for r in rows]), np.stack([N[r].sum(axis=0) for r in rows])
+
+
+def replicates(C, N, runs):
+    """What a bootstrap resamples besides groups: the runs when they all tested the same groups (a single split,
+    or an independent test set scored by every fold's run), else each seed's folds pooled (cross-validation's
+    own test side, where each fold's run tests other groups)."""
+    tested = N.sum(axis=2) > 0
+    return (C, N) if (tested == tested[0]).all() else by_seed(C, N, runs)
+
+
 def _metric(correct, total, metric):
     """Accuracy or balanced accuracy from per-class correct and total counts (last axis: classes)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -60,14 +80,15 @@ def _weights(index, size):
 
 
 def interval(C, N, metric="balanced_accuracy", *, resamples=999, seed=0, level=0.95):
-    """Mean over runs of `metric`, and a percentile bootstrap interval over test groups and runs.
+    """Mean over replicates (rows of C: seeds, see by_seed) of `metric`, and a percentile bootstrap interval
+    over test groups and replicates.
 
-    Each resample draws test groups and runs with replacement and averages the
-    runs' metrics on the drawn groups (a run scores only the groups it tested).
-    Both metrics are linear in the correct counts for fixed totals, so C may hold
-    the difference of two models' counts on the same runs' test sides: the
-    interval of a paired comparison. With fewer than MIN_GROUPS test groups of
-    some class there is no interval (NaN); with one run only groups are resampled.
+    Each resample draws test groups and replicates with replacement and averages
+    the replicates' metrics on the drawn groups. Both metrics are linear in the
+    correct counts for fixed totals, so C may hold the difference of two models'
+    counts on the same test sides: the interval of a paired comparison. With
+    fewer than MIN_GROUPS test groups of some class there is no interval (NaN);
+    with one replicate only groups are resampled.
     """
     R, G, _ = C.shape
     point = float(np.mean(per_run(C, N, metric)))

@@ -24,5 +24,6 @@ rule train:
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
         test_sets=lambda w: test_set_names(w.experiment),
         identity=lambda w: run_identity(w),
+        run_dir=lambda w: run_dir(w.experiment, w.model, w.fold, w.seed),
     script:
         "../scripts/train.py"

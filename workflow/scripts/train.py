@@ -1,6 +1,4 @@
-"""Snakemake adapter: train and evaluate one (experiment, model, seed) run."""
-
-from pathlib import Path
+"""Snakemake adapter: train and evaluate one (experiment, model, fold, seed) run."""
 
 from cellclass import logs, training
 
@@ -12,7 +10,7 @@ training.train_run(
     train_eval_files=list(snakemake.input.train_eval),
     validation_files=list(snakemake.input.validation),
     test_sets={name: list(snakemake.input[f"test_{name}"]) for name in snakemake.params.test_sets},
-    out_dir=Path(snakemake.output.model).parent,
+    out_dir=snakemake.params.run_dir,
     options=snakemake.params.options,
     threads=snakemake.threads,
 )
