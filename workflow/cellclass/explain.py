@@ -18,7 +18,7 @@ from skimage.transform import resize
 from cellclass import enrichment, tilestore
 from cellclass.atomic import atomic_path
 from cellclass.pipeline import select_channels
-from cellclass.runs import read_metrics
+from cellclass.runs import read_metrics, run_name
 from cellclass.runtime import configure_tensorflow
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_
                     {
                         "experiment": identity["experiment"],
                         "model": identity["model"],
-                        "fold": int(identity.get("fold", 0)),
+                        "fold": int(identity["fold"]),
                         "seed": seed,
                         "tile": ids,
                         "true": truth.to_numpy(),
@@ -144,10 +144,6 @@ def unreliable_runs(runs_table):
     return {(e, m, int(f), int(s)) for e, m, f, s in zip(bad["experiment"], bad["model"], bad["fold"], bad["seed"])}
 
 
-def _run_name(fold, seed, folds):
-    return f"fold {fold} seed {seed}" if folds > 1 else f"seed {seed}"
-
-
 def sentences(summary, unreliable=frozenset()):
     """One plain-English line per (experiment, model, method): trained vs randomised network, across runs.
 
@@ -164,7 +160,7 @@ def sentences(summary, unreliable=frozenset()):
         bad = [(experiment, model, f, s) in unreliable for f, s in run]
         dropped = sorted({r for r, b in zip(run, bad) if b})
         group = group[[not b for b in bad]]
-        named = ", ".join(_run_name(f, s, folds) for f, s in dropped)
+        named = ", ".join(run_name(f, s, folds > 1) for f, s in dropped)
         skipped = f"; {named} left out: collapsed or at chance" if dropped else ""
         runs_word = "runs" if folds > 1 else "seeds"
         trained = group.loc[group["model_state"] == "trained", "enrichment"]

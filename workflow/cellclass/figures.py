@@ -17,6 +17,7 @@ from cellclass import tilestore
 from cellclass.contact_sheet import display_rgb
 from cellclass.metrics import calibration, confusion
 from cellclass.plotting import JITTER, colours, save
+from cellclass.runs import run_name
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
@@ -156,9 +157,7 @@ def overfitting_scatter(runs, paths):
         # Runs on the same spot share one label instead of overprinting each other.
         cross_validated = scored["fold"].nunique() > 1
         for (x, y), group in flagged.groupby(["final_train_accuracy", "test_accuracy"]):
-            label = ", ".join(
-                f"fold {f} seed {s}" if cross_validated else f"seed {s}" for f, s in zip(group["fold"], group["seed"])
-            )
+            label = ", ".join(run_name(f, s, cross_validated) for f, s in zip(group["fold"], group["seed"]))
             ax.annotate(label, (x, y), xytext=(-10, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
     values = [*scored["final_train_accuracy"].dropna(), *scored["test_accuracy"]]
     low = min([0.4, *values]) - 0.02

@@ -9,6 +9,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from cellclass.runs import run_name
 from cellclass.stats import MIN_GROUPS, MIN_PAIRS
 
 # A test side needs this many groups of every class before image- or group-level numbers mean much.
@@ -31,10 +32,6 @@ def _runs(n_runs, n_folds, what="seed(s)"):
     if n_folds > 1:
         return f"{n_runs} runs ({n_folds} folds × {n_runs // n_folds} seed(s))"
     return f"{n_runs} {what}"
-
-
-def _run(row, cross_validated):
-    return f"fold {row.fold} seed {row.seed}" if cross_validated else f"seed {row.seed}"
 
 
 def _interval(low, high):
@@ -73,7 +70,7 @@ def collapsed_runs(table):
             else "no better than chance"
         )
         lines.append(
-            f"{_label(r.experiment, r.model)} {_run(r, folds[r.experiment] > 1)} on {r.test_set}: {what} "
+            f"{_label(r.experiment, r.model)} {run_name(r.fold, r.seed, folds[r.experiment] > 1)} on {r.test_set}: {what} "
             "(balanced accuracy per tile "
             f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"

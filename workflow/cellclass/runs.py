@@ -12,6 +12,11 @@ IDENTITY = tuple(RUN)
 _TEXT = {"test_set": str, "tile": str, "sample": str, "group": str, "true": str, "predicted": str}
 
 
+def run_name(fold, seed, cross_validated):
+    """How the findings and figures name a run: 'seed 1', or 'fold 2 seed 1' under cross-validation."""
+    return f"fold {fold} seed {seed}" if cross_validated else f"seed {seed}"
+
+
 def read_metrics(run_dir):
     path = Path(run_dir) / "metrics.json"
     metrics = json.loads(path.read_text())
