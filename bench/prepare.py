@@ -2,7 +2,7 @@
 
 The baseline does what the article's scripts did: open each field with Pillow,
 crop every tile, rotate/flip each crop and save one PNG per copy. Ours writes
-one tile file per field and one augmented file per training field. Both make
+one shard file of tiles and one of augmented training tiles. Both make
 the same tiles and the same number of augmented copies. Prints megapixels of
 raw field per second for each and the ratio (target: ours >= 3x).
 
@@ -27,21 +27,23 @@ DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 
 def ours(samples, settings, out):
     sides = split.assign(samples, seed=0, test_fraction=0.2)
+    tilesets, augmented = [], []
     for sample in samples:
-        tileset = tiling.tile_sample(sample, settings)
-        tilestore.save(out / "tiles" / f"{sample.id}.npz", tileset)
+        tilesets.append(tiling.tile_sample(sample, settings))
         if sides[sample.group] == "train":
             field = tiling.load_field(sample, settings)[0]
-            augmented = augment.augment(tileset, field=field, angles=ANGLES)
-            tilestore.save(out / "augmented" / f"{sample.id}.npz", augmented)
+            augmented.append(augment.augment(tilesets[-1], field=field, angles=ANGLES))
+    tilestore.save(out / "tiles.npz", tilesets)
+    tilestore.save(out / "augmented.npz", augmented)
     return sides
 
 
 def baseline(samples, settings, sides, out):
     """One PNG per tile copy, rotated crop by crop with Pillow (corners filled black)."""
     size = settings["tile_size"]
+    where = {t.meta["sample"]: t for t in tilestore.load(out / "ours" / "tiles.npz", tiles=False)}
     for sample in samples:
-        positions = tilestore.load(out / "ours" / "tiles" / f"{sample.id}.npz", tiles=False)
+        positions = where[sample.id]
         image = Image.open(sample.files[0])
         image.seek(0)  # first channel page, as the article's 8-bit conversion
         field = Image.fromarray((np.asarray(image, dtype=np.float32) / 257).astype(np.uint8))
@@ -79,7 +81,7 @@ def main():
         baseline(samples, settings, sides, tmp)
         base_s = time.perf_counter() - start
 
-        n_tiles = sum(len(tilestore.load(p, tiles=False).rows) for p in (tmp / "ours" / "augmented").rglob("*.npz"))
+        n_tiles = sum(len(t) for t in tilestore.load(tmp / "ours" / "augmented.npz", tiles=False))
         print(f"{len(samples)} fields of {args.size}x{args.size} ({megapixels:.1f} MP), {n_tiles} augmented training tiles")
         print(f"ours:     {ours_s:7.2f} s  {megapixels / ours_s:7.2f} MP/s")
         print(f"baseline: {base_s:7.2f} s  {megapixels / base_s:7.2f} MP/s  (Pillow, one PNG per tile)")

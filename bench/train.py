@@ -1,7 +1,7 @@
 """Training input: our streaming pipeline against the article's all-in-memory way, in one run.
 
 (1) tiles/second training the same model on the same tiles, streamed from
-    per-image files vs one numpy array given to model.fit (target >= 0.9x);
+    memory-mapped shard files vs one numpy array given to model.fit (target >= 0.9x);
 (2) peak memory (max RSS of a fresh process) as the dataset grows 10x: ours
     should stay flat (<= 1.3x), the in-memory baseline grows with the data;
 (3) achieved training FLOP/s as a fraction of this machine's matmul rate.
@@ -23,21 +23,21 @@ import numpy as np
 from cellclass import tilestore
 from cellclass.tilestore import TileSet
 
-TILES_PER_FILE = 100
+TILES_PER_IMAGE = 100
+IMAGES_PER_SHARD = 10
 
 
 def write_dataset(folder, n_tiles, size, channels=2, seed=0):
+    """Images of TILES_PER_IMAGE random tiles, IMAGES_PER_SHARD to a shard file."""
     rng = np.random.default_rng(seed)
-    files, labels = [], []
-    for i in range(0, n_tiles, TILES_PER_FILE):
-        n = min(TILES_PER_FILE, n_tiles - i)
+    images = []
+    for i in range(0, n_tiles, TILES_PER_IMAGE):
+        n = min(TILES_PER_IMAGE, n_tiles - i)
         tiles = rng.random((n, size, size, channels), dtype=np.float32)
-        meta = {"sample": f"img{i}", "class": "ab"[i // TILES_PER_FILE % 2], "group": f"img{i}", "files": []}
-        path = Path(folder) / f"img{i}.npz"
-        tilestore.save(path, TileSet(tiles, np.zeros(n), np.zeros(n), meta))
-        files.append(str(path))
-        labels.append(i // TILES_PER_FILE % 2)
-    return files, labels
+        meta = {"sample": f"img{i}", "class": "ab"[i // TILES_PER_IMAGE % 2], "group": f"img{i}", "files": []}
+        images.append(TileSet(tiles, np.zeros(n), np.zeros(n), meta))
+    for k in range(0, len(images), IMAGES_PER_SHARD):
+        tilestore.save(Path(folder) / f"shard{k}.npz", images[k : k + IMAGES_PER_SHARD])
 
 
 def training_flops_per_tile(model):
@@ -88,7 +88,7 @@ def _epoch_timer():
     return EpochTimer
 
 
-def child(mode, folder, model_name, size, batch, steps, mixed):
+def child(mode, folder, model_name, batch, steps, mixed):
     """One measurement in this process: tiles/s (mode speed-*) or a pass for peak memory (mem-*)."""
     import keras
 
@@ -96,20 +96,22 @@ def child(mode, folder, model_name, size, batch, steps, mixed):
 
     EpochTimer = _epoch_timer()
     runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)
-    files = sorted(str(p) for p in Path(folder).glob("*.npz"))
-    labels = [int(tilestore.load(f, tiles=False).meta["class"] == "b") for f in files]
-    shape = (size, size, 2)
-    model = models.build_model(model_name, shape, 2)
+    tilesets = [t for t in tilestore.load_all(sorted(Path(folder).glob("*.npz"))) if len(t)]
+    classes = sorted({t.meta["class"] for t in tilesets})
+    labels = [classes.index(t.meta["class"]) for t in tilesets]
+    shape = tilesets[0].tiles.shape[1:]
+    model = models.build_model(model_name, shape, len(classes))
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     if mode.endswith("stream"):
-        data, total = pipeline.make_dataset(files, labels, n_classes=2, tile_shape=shape, batch_size=batch, shuffle=True)
+        data, total = pipeline.make_dataset(tilesets, labels, n_classes=len(classes), tile_shape=shape,
+                                            batch_size=batch, shuffle=True)
         # As in training: an endless stream cut into epochs of `steps` batches.
         model.fit(data.repeat(), epochs=1 + REPEATS, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     else:
         # The article's way: every tile in one array in memory, labels one-hot.
-        x = np.concatenate([tilestore.load(f).tiles.astype(np.float32) for f in files])
-        y = keras.utils.to_categorical(np.repeat(labels, [len(tilestore.load(f, tiles=False).rows) for f in files]), 2)
+        x = np.concatenate([np.asarray(t.tiles, np.float32) for t in tilesets])
+        y = keras.utils.to_categorical(np.repeat(labels, [len(t) for t in tilesets]), len(classes))
         model.fit(x, y, epochs=1 + REPEATS, batch_size=batch, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     # The first epoch traces the graph and fills buffers; the median of the rest is the steady state.
     seconds = float(np.median(timer.seconds[1:]))
@@ -143,7 +145,7 @@ def main():
     parser.add_argument("--mixed", action="store_true")
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.model, args.size, args.batch, args.steps, args.mixed)
+        return child(*args.child, args.model, args.batch, args.steps, args.mixed)
 
     import tensorflow as tf
 

@@ -39,7 +39,7 @@ def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
         field[4:6, 4:6] = 1.0
         meta = {"sample": sample, "class": "aggregates", "group": sample, "files": [f"images/{sample}.tif"],
                 "settings": {"tile_size": 16}}
-        tilestore.save(tmp_path / f"{sample.split('/')[1]}.npz", TileSet(field[None], np.array([0]), np.array([0]), meta))
+        tilestore.save(tmp_path / f"{sample.split('/')[1]}.npz", [TileSet(field[None], np.array([0]), np.array([0]), meta)])
     mask = np.zeros((16, 16), np.uint8)
     mask[0:2, 0:2] = 1
     tifffile.imwrite(tmp_path / "mask_a.tif", mask)

@@ -132,7 +132,7 @@ def tile_dir(tmp_path_factory, tables):
         rows = sorted({int(t.split("@")[1].split(",")[0]) for t in group["tile"]})
         meta = {"dataset": "snap29", "sample": sample, "class": group["true"].iloc[0], "group": sample}
         tileset = TileSet(rng.uniform(0, 1, (len(rows), 16, 16, 2)), np.array(rows), np.zeros(len(rows)), meta)
-        tilestore.save(results / "snap29" / "tiles" / f"{sample}.npz", tileset)
+        tilestore.save(results / "snap29" / "tiles" / f"{sample}.npz", [tileset])
     return results
 
 

@@ -117,7 +117,7 @@ def slurm_run(cluster, tmp_path_factory):
         *LOCAL_CLUSTER_ARGS,
         *capped_resources(cluster),
         "--group-components",
-        f"prepare={GROUP_COMPONENTS}",
+        f"demo={GROUP_COMPONENTS}",
         "--verbose",
         # The profile's `cores: 8` sizes group jobs; this node has 2 CPUs, and
         # groups of 1 CPU let two of them run side by side.
@@ -160,17 +160,16 @@ def test_workflow_runs_through_sbatch(slurm_run):
     submissions = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
     # Every submission Snakemake reports reached this cluster's controller, and nothing else did.
     assert sorted(jobid for jobid, _ in submissions) == sorted(submitted)
-    # Each image's demo_field -> tile -> augment chain is one component of group
-    # `prepare`: GROUP_COMPONENTS images per sbatch; every other job alone.
-    images = jobs["tile"]
-    per_image = sum(jobs.get(rule, 0) for rule in ("demo_field", "tile", "augment"))
-    groups = [log for _, log in submissions if "/group_prepare" in log]
-    assert len(groups) == -(-images // GROUP_COMPONENTS)
-    assert len(submissions) == len(groups) + remote - per_image
-    assert len(submissions) < remote
+    # The demo's one-field jobs are grouped, GROUP_COMPONENTS fields per sbatch; a shard's
+    # tile or augment job is one sbatch of its own, as is every other job.
+    groups = [log for _, log in submissions if "/group_demo" in log]
+    assert len(groups) == -(-jobs["demo_field"] // GROUP_COMPONENTS)
+    assert len(submissions) == len(groups) + remote - jobs["demo_field"]
+    shard_jobs = [log for _, log in submissions if "/rule_tile/" in log or "/rule_augment/" in log]
+    assert len(shard_jobs) == jobs["tile"] + jobs["augment"] and jobs["tile"] < jobs["demo_field"]
     assert not [log for _, log in submissions for rule in LOCAL if f"/rule_{rule}/" in log]  # local rules stay here
     # A group asks for `--cores` CPUs at most (its jobs then run in turn).
-    group_calls = [line for line in output.splitlines() if "sbatch call:" in line and "/group_prepare" in line]
+    group_calls = [line for line in output.splitlines() if "sbatch call:" in line and "/group_demo" in line]
     assert len(group_calls) == len(groups) and all("--cpus-per-task=1 " in call for call in group_calls), group_calls
     print(f"{remote} jobs ({jobs}) in {len(submissions)} sbatch submissions, {len(groups)} of them groups")
 

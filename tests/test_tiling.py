@@ -76,8 +76,8 @@ def test_tile_sample_end_to_end_and_round_trip(tmp_path):
     assert 8 <= len(tileset) <= 40
     assert tileset.tiles.dtype == np.float32 and 0 <= tileset.tiles.min() and tileset.tiles.max() <= 1
     assert tileset.meta["bit_depth"] == 16 and tileset.meta["settings"]["tile_size"] == 32
-    tilestore.save(tmp_path / "out.npz", tileset)
-    loaded = tilestore.load(tmp_path / "out.npz")
+    tilestore.save(tmp_path / "out.npz", [tileset])
+    (loaded,) = tilestore.load(tmp_path / "out.npz")
     np.testing.assert_allclose(loaded.tiles, tileset.tiles, atol=1e-3)
     assert loaded.tile_ids()[0].startswith("control/f@")
     assert loaded.meta == tileset.meta

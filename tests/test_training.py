@@ -22,9 +22,10 @@ CLASSES = ["aggregates", "control"]
 
 
 def write_images(folder, n_images, seed, tiles_per_image=24, size=16, prefix="img"):
-    """Tile files whose 'aggregates' tiles carry a few bright spots: learnable in seconds."""
+    """A shard file of images whose 'aggregates' tiles carry a few bright spots (learnable in seconds), read back
+    as its memory-mapped TileSets."""
     rng = np.random.default_rng(seed)
-    files = []
+    tilesets = []
     for i in range(n_images):
         cls = CLASSES[i % 2]
         tiles = rng.normal(0.3, 0.05, (tiles_per_image, size, size, 2)).astype(np.float32)
@@ -34,10 +35,9 @@ def write_images(folder, n_images, seed, tiles_per_image=24, size=16, prefix="im
                     y, x = rng.integers(2, size - 2, 2)
                     tile[y - 1 : y + 2, x - 1 : x + 2, 0] = 1.0
         meta = {"sample": f"{cls}/{prefix}{i}", "class": cls, "group": f"{prefix}{i}", "files": [f"{prefix}{i}.tif"]}
-        path = folder / f"{prefix}{i}.npz"
-        tilestore.save(path, TileSet(np.clip(tiles, 0, 1), np.arange(tiles_per_image), np.zeros(tiles_per_image), meta))
-        files.append(str(path))
-    return files
+        tilesets.append(TileSet(np.clip(tiles, 0, 1), np.arange(tiles_per_image), np.zeros(tiles_per_image), meta))
+    tilestore.save(folder / f"{prefix}.npz", tilesets)
+    return tilestore.load(folder / f"{prefix}.npz")
 
 
 def options(**overrides):
@@ -59,9 +59,9 @@ def run(tmp_path, name="run", seed=0, validation=True, **overrides):
     return training.train_run(
         identity=identity(seed),
         classes=CLASSES,
-        train_files=train,
-        train_eval_files=train,
-        validation_files=val,
+        train=train,
+        train_eval=train,
+        validation=val,
         test_sets={"d": test},
         out_dir=tmp_path / name,
         options=opts,
@@ -111,11 +111,11 @@ def test_bad_inputs_fail_before_training(tmp_path):
     from cellclass import training
 
     train = write_images(tmp_path, 4, seed=1, prefix="train")
-    only_control = [f for f in train if tilestore.load(f, tiles=False).meta["class"] == "control"]
-    common = dict(validation_files=[], out_dir=tmp_path / "x", options=options(models=["small"]))
+    only_control = [t for t in train if t.meta["class"] == "control"]
+    common = dict(validation=[], out_dir=tmp_path / "x", options=options(models=["small"]))
 
     def train_run(model="small", classes=CLASSES, files=train, tests=None):
-        training.train_run(identity=identity(model=model), classes=classes, train_files=files, train_eval_files=files,
+        training.train_run(identity=identity(model=model), classes=classes, train=files, train_eval=files,
                            test_sets={"d": train} if tests is None else tests, **common)
 
     with pytest.raises(InputError, match="aggregates have no training tiles"):
@@ -137,26 +137,26 @@ def test_class_balance_is_chosen_by_the_imbalance():
     assert training.class_balance([300, 10], "none")[0] == "none"
 
 
-def test_balanced_sampling_repeats_small_classes_whole_files():
+def test_balanced_sampling_repeats_small_classes():
     from cellclass import pipeline
 
-    # class 0: two files of 50 tiles; class 1: one of 10; class 2: one of 30
-    assert pipeline.balancing_repeats([50, 50, 10, 30], [0, 0, 1, 2], 3) == [1, 1, 10, 3]
+    # class 0: 100 tiles; class 1: 10; class 2: 30
+    labels = [0] * 100 + [1] * 10 + [2] * 30
+    assert pipeline.class_repeats(labels, 3).tolist() == [1, 10, 3]
 
 
 def test_an_imbalanced_run_samples_its_classes_evenly(tmp_path):
     from cellclass import pipeline, training
 
     big = write_images(tmp_path, 12, seed=1, prefix="train")
-    train = [f for f in big if tilestore.load(f, tiles=False).meta["class"] == "control"]
-    train += [f for f in big if tilestore.load(f, tiles=False).meta["class"] == "aggregates"][:1]
+    train = [t for t in big if t.meta["class"] == "control"]
+    train += [t for t in big if t.meta["class"] == "aggregates"][:1]
     labels = training.labelled(train, CLASSES, "training data")
-    repeats = pipeline.balancing_repeats(pipeline.tile_counts(train), labels, 2)
-    generate = pipeline.batches(train, labels, n_classes=2, batch_size=16, shuffle=True, repeats=repeats)
+    generate, _ = pipeline.batches(train, labels, n_classes=2, batch_size=16, shuffle=True, balance=True)
     seen = np.concatenate([y.argmax(axis=1) for _, y in generate()])
     assert np.bincount(seen).tolist() == [6 * 24, 6 * 24]
     metrics = training.train_run(
-        identity=identity(), classes=CLASSES, train_files=train, train_eval_files=train, validation_files=[],
+        identity=identity(), classes=CLASSES, train=train, train_eval=train, validation=[],
         test_sets={"d": big[:2]}, out_dir=tmp_path / "run",
         options=options(models=["small"], epochs=1, batch_size=16, threads=1),
     )

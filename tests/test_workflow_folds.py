@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from workflow_helpers import snakemake, write_config
+from workflow_helpers import samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_every_group_is_tested_in_exactly_one_fold(folded):
     assert sorted(counts["fold"].unique()) == list(range(FOLDS))
     # Augmented copies are made of exactly the images that train in some fold.
     trained = set(split.loc[split["split"] == "train", "sample"])
-    augmented = {f"{p.parent.name}/{p.stem}" for p in (folded / "results/cv/augmented").glob("*/*.npz")}
+    augmented = set(samples_in(folded / "results/cv/augmented"))
     assert augmented == trained and len(trained) == 4  # per class and fold: 2 test, 1 validation, 1 train
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import datasets, split, tilestore
+from cellclass import datasets, shards, split, tilestore
 from cellclass.datasets import Sample
-from workflow_helpers import TINY, nothing_to_do, snakemake, write_config
+from workflow_helpers import TINY, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +23,20 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     results = prepared / "results"
     assert len(list((results / "demo/tiny/images").rglob("*.tif"))) == 6
     assert len(list((results / "demo/tiny/masks").rglob("*.tif"))) == 6
-    assert len(list((results / "tiny/tiles").rglob("*.npz"))) == 6
-    assert len(list((results / "tiny/tiles").rglob("*.png"))) == 6
+    # One shard file and contact sheet per shard, every image in exactly one, as the stable hash puts them.
+    tiled = samples_in(results / "tiny/tiles")
+    planned = shards.assign(sorted(tiled), 2)
+    assert len(tiled) == 6 and len(planned) == 4
+    assert {sid: f"{shard}.npz" for shard, ids in planned.items() for sid in ids} == {s: p.name for s, p in tiled.items()}
+    assert len(list((results / "tiny/tiles").glob("*.png"))) == len(set(tiled.values()))
     manifest = pd.read_csv(results / "tiny/split.tsv", sep="\t")
     assert set(manifest.columns) >= {"tile", "sample", "source", "group", "class", "split"}
     assert set(manifest["split"]) == {"train", "validation", "test"}
     # No group on both sides, and only training images are augmented.
     assert manifest.groupby("group")["split"].nunique().max() == 1
     train_samples = set(manifest.loc[manifest["split"] == "train", "sample"])
-    augmented = {p.relative_to(results / "tiny/augmented").with_suffix("").as_posix() for p in (results / "tiny/augmented").rglob("*.npz")}
-    assert augmented == train_samples
-    some = tilestore.load(next((results / "tiny/augmented").rglob("*.npz")))
+    assert set(samples_in(results / "tiny/augmented")) == train_samples
+    some = next(t for t in tilestore.load_all((results / "tiny/augmented").glob("*.npz")) if len(t))
     # identity + one angle, each with the 8 flips/rotations
     assert len(some) == 16 * (some.extra["parent"].max() + 1)
     counts = pd.read_csv(results / "tiny/split_counts.tsv", sep="\t")
@@ -52,10 +55,12 @@ def test_rerun_has_nothing_to_do(prepared):
 
 def test_same_config_gives_identical_tiles(prepared, tmp_path):
     write_config(tmp_path)
-    snakemake(tmp_path, "results/tiny/tiles/control/field_000.npz")
-    a = tilestore.load(prepared / "results/tiny/tiles/control/field_000.npz")
-    b = tilestore.load(tmp_path / "results/tiny/tiles/control/field_000.npz")
-    np.testing.assert_array_equal(a.tiles, b.tiles)
+    shard = samples_in(prepared / "results/tiny/tiles")["control/field_000"].name
+    snakemake(tmp_path, f"results/tiny/tiles/{shard}")
+    a = tilestore.load(prepared / f"results/tiny/tiles/{shard}")
+    b = tilestore.load(tmp_path / f"results/tiny/tiles/{shard}")
+    assert [t.meta for t in a] == [t.meta for t in b]
+    np.testing.assert_array_equal(np.concatenate([t.tiles for t in a]), np.concatenate([t.tiles for t in b]))
 
 
 def test_bad_config_stops_before_any_job(tmp_path):
@@ -74,7 +79,7 @@ def user_dataset(folder, on_bad_image, broken="broken field.tif", fields=2):
     (images / "control" / broken).write_bytes(b"not a tiff at all")
     (images / "control" / "._field_000.tif").write_bytes(b"\0")
     config = {
-        "prepare": {"tile_size": 32, "on_bad_image": on_bad_image},
+        "prepare": {"tile_size": 32, "on_bad_image": on_bad_image, "images_per_job": 2},
         "train": {"models": ["small"], "runs": 1, "epochs": 1, "epoch_tiles": 64, "batch_size": 16, "threads": 1},
         "datasets": {"mine": {"path": "data/images"}},
         "attribution": {"experiments": []},
@@ -110,7 +115,8 @@ def test_corrupt_training_image_is_skipped_listed_and_the_run_trains(tmp_path):
     assert counts.loc[("control", "train"), "images_without_tiles"] == 1
     assert counts["images_without_tiles"].sum() == 1
     assert counts["images"].sum() == 7
-    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
+    shard = samples_in(results / "mine/tiles")[row["sample"]].stem
+    log = (tmp_path / f"logs/tile/mine/{shard}.log").read_text()
     assert "skipping" in log and name in log
     findings = (results / "evaluation/findings.html").read_text()
     assert "1 image(s) gave no tiles" in findings and row["sample"] in findings
@@ -120,9 +126,11 @@ def test_corrupt_image_fails_by_name_and_leaves_no_partial_output(tmp_path):
     user_dataset(tmp_path, "fail")
     result = snakemake(tmp_path, "--until", "tile", "--keep-going", check=False)
     assert result.returncode != 0
-    log = next((tmp_path / "logs/tile/mine/control").glob("broken_field*.log")).read_text()
-    assert "broken field.tif" in log
+    # Only the broken image's shard failed, naming the file; the other shards were written.
+    planned = shards.assign([s.id for s in datasets.from_folder(tmp_path / "data/images")], 2)
+    broken = next(shard for shard, ids in planned.items() if any(i.startswith("control/broken_field") for i in ids))
+    assert "broken field.tif" in (tmp_path / f"logs/tile/mine/{broken}.log").read_text()
     tiles = tmp_path / "results/mine/tiles"
-    assert not list(tiles.rglob("broken_field*"))  # nothing half-written
-    assert len(list(tiles.rglob("*.npz"))) == 4  # the other images' jobs finished
+    assert sorted(p.stem for p in tiles.glob("*.npz")) == sorted(set(planned) - {broken})
+    assert not list(tiles.glob(f".{broken}*")) and not (tiles / f"{broken}.npz").exists()  # nothing half-written
     assert "skipping phantom file" in result.stderr

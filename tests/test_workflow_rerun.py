@@ -16,9 +16,9 @@ import time
 import pandas as pd
 import pytest
 
-from cellclass import demo, split
+from cellclass import demo, shards, split
 from cellclass.datasets import from_folder
-from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, snakemake, write_config
+from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,8 @@ PREPARE = ("--until", "augment", "split")
 # moves another (the small-data moves that give every class a validation group are tested in test_split).
 SPLIT = {"seed": 0, "test_fraction": 0.25, "validation_fraction": 0.0}
 CONFIG = {
-    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}},
+    # 3 images a shard: 5 to 7 images make 2 shards, so adding one changes only its own shard.
+    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}, "images_per_job": 3},
     "split": SPLIT,
     "augment": {"dihedral": True},
     "train": {"models": ["small"], "runs": 1, "epochs": 1, "threads": 1},
@@ -55,25 +56,36 @@ def sides(folder):
     return {s.id: groups[s.group] for s in samples}
 
 
+def planned_shards(folder):
+    """Shard name -> sample ids, as the workflow assigns them."""
+    return shards.assign([s.id for s in from_folder(folder / "data/images")], CONFIG["prepare"]["images_per_job"])
+
+
 def snapshot(files):
     return {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
 
 
 def test_added_image_tiles_only_itself_and_moves_no_split(tmp_path):
     write_images(tmp_path, hold_back=NEW_IMAGE)
+    shards_before = planned_shards(tmp_path)
+    shards_after = shards.assign([*(i for ids in shards_before.values() for i in ids), NEW_IMAGE], CONFIG["prepare"]["images_per_job"])
+    (new_shard,) = [shard for shard, ids in shards_after.items() if NEW_IMAGE in ids]
+    assert {k: v for k, v in shards_after.items() if k != new_shard} == {k: v for k, v in shards_before.items() if k != new_shard}
+
     snakemake(tmp_path, *PREPARE)
     results = tmp_path / "results/mine"
-    tiles_before = snapshot(results.glob("tiles/*/*"))
+    others = [p for p in results.glob("*/*") if not p.name.startswith(f"{new_shard}.")]
+    before = snapshot(others)
     manifest_before = pd.read_csv(results / "split.tsv", sep="\t")
-    assert len(tiles_before) == 2 * 5  # tile file and contact sheet per image
+    assert len([p for p in others if p.parent.name == "tiles"]) == 2 * len(set(shards_before) - {new_shard})
 
     shutil.move(tmp_path / "spare" / f"{NEW_IMAGE}.tif", tmp_path / "data/images" / f"{NEW_IMAGE}.tif")
     assert sides(tmp_path)[NEW_IMAGE] == "train"
     assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == {"tile": 1, "augment": 1, "split": 1}
 
     snakemake(tmp_path, *PREPARE)
-    assert snapshot(tiles_before) == tiles_before  # neither rewritten nor touched
-    assert (results / f"tiles/{NEW_IMAGE}.npz").exists()
+    assert snapshot(others) == before  # no other shard rewritten nor touched
+    assert samples_in(results / "tiles")[NEW_IMAGE].stem == new_shard
     manifest = pd.read_csv(results / "split.tsv", sep="\t")
     old = manifest[manifest["sample"] != NEW_IMAGE].reset_index(drop=True)
     pd.testing.assert_frame_equal(old, manifest_before)
@@ -93,7 +105,8 @@ def test_tile_size_change_reruns_tiling_and_everything_after_it(tmp_path):
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "-n")
     jobs = job_counts(result)
-    assert (jobs["tile"], jobs["split"], jobs["augment"]) == (6, 1, n_train)
+    n_augmented = sum(any(sides(tmp_path)[i] == "train" for i in ids) for ids in planned_shards(tmp_path).values())
+    assert n_train and (jobs["tile"], jobs["split"], jobs["augment"]) == (len(planned_shards(tmp_path)), 1, n_augmented)
     # Everything downstream follows: the same training and evaluation jobs as before.
     assert {rule: jobs[rule] for rule in unchanged} == unchanged
     # The tile settings are the only trigger; the rest follows from updated inputs.
@@ -108,16 +121,18 @@ def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
     failed = snakemake(tmp_path, *PREPARE, "--keep-going", check=False)
     assert failed.returncode != 0
     assert "broken field.tif" in failed.stdout + failed.stderr
+    broken_id = next(sid for sid in sides(tmp_path) if sid.startswith("control/broken_field"))
+    broken_shard = next(shard for shard, ids in planned_shards(tmp_path).items() if broken_id in ids)
     tiles = tmp_path / "results/mine/tiles"
-    assert len(list(tiles.rglob("*.npz"))) == 6  # the other images' jobs finished
-    assert not list(tiles.rglob("broken_field*"))
+    # Only the broken image's shard failed; the other shards finished.
+    assert sorted(p.stem for p in tiles.glob("*.npz")) == sorted(set(planned_shards(tmp_path)) - {broken_shard})
 
     demo.write_field(
         broken, tmp_path / "spare/puncta.tif", tmp_path / "spare/cells.tif",
         pattern="aggregates", cls="control", stem="field_009", seed=1, size=256, cells_per_field=30,
     )  # fmt: skip
-    broken_id = next(sid for sid in sides(tmp_path) if sid.startswith("control/broken_field"))
-    expected = {"tile": 1, "split": 1} | ({"augment": 1} if sides(tmp_path)[broken_id] == "train" else {})
+    trains = any(sides(tmp_path)[i] == "train" for i in planned_shards(tmp_path)[broken_shard])
+    expected = {"tile": 1, "split": 1} | ({"augment": 1} if trains else {})
     assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == expected
 
     snakemake(tmp_path, *PREPARE)

@@ -131,7 +131,8 @@ def test_predicting_new_images_reruns_no_training(finished):
         jobs = job_counts(snakemake(finished, "-n", "predict"))
     finally:
         write_config(finished, CONFIG)
-    assert jobs == {"demo_field": 2, "predict_tile": 2, "predict_set": 1, "predict": 1}
+    # The two new fields are one shard (prepare.images_per_job 2): one predict_tile job.
+    assert jobs == {"demo_field": 2, "predict_tile": 1, "predict_set": 1, "predict": 1}
 
 
 def test_report_builds(finished):

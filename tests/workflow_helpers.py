@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 TINY = {
-    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}},
+    # Two images a shard: the 6 fields of `tiny` go to 4 shard files, so every test crosses shards.
+    "prepare": {"tile_size": 32, "foreground": {"min_fraction": 0.2}, "images_per_job": 2},
     "plots": {"gallery_size": 12},
     "split": {"seed": 0, "test_fraction": 0.25},
     "augment": {"dihedral": True, "angles": [30]},
@@ -54,15 +55,15 @@ def snakemake(folder, *args, check=True):
 
 
 def nothing_to_do(result):
-    """Whether a dry run scheduled no job (Snakemake words this two ways)."""
-    text = result.stdout + result.stderr
+    """Whether a dry run scheduled no job (Snakemake words this two ways); `result` as for job_counts."""
+    text = result if isinstance(result, str) else result.stdout + result.stderr
     return "Nothing to be done" in text or re.search(r"^total\s+0$", text, re.M) is not None
 
 
 def job_counts(result):
     """Jobs per rule in a dry run's "Job stats:" table ({} when nothing is scheduled).
 
-    `result` is a CompletedProcess or the text Snakemake printed; bench/dag.py uses it too.
+    `result` is a CompletedProcess or the text Snakemake printed; bench/scale.py uses it too.
     """
     text = result if isinstance(result, str) else result.stdout + result.stderr
     counts = {}
@@ -70,3 +71,10 @@ def job_counts(result):
         rows = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))
         counts = {rule: int(n) for rule, n in rows.items() if rule != "total"}
     return counts
+
+
+def samples_in(folder):
+    """Sample id -> the shard file holding it, over the shard files in `folder` (tiles, augmented, ...)."""
+    from cellclass import tilestore
+
+    return {t.meta["sample"]: path for path in sorted(Path(folder).glob("*.npz")) for t in tilestore.load(path, tiles=False)}

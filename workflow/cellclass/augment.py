@@ -108,15 +108,13 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
     )
 
 
-def write_augmented(tiles_path, sample, options, *, out_tiles, out_sheet, dataset):
-    """The augment job: copies of one training image's tiles, and a contact sheet of its first three tiles'
-    copies side by side. Angles and shifts resample the raw field, so it is read again for them."""
-    tileset = tilestore.load(tiles_path)
+def augment_image(tileset, sample, options):
+    """Augmented copies of one training image's tiles; angles and shifts resample its raw field, read again."""
     settings = tileset.meta["settings"]
     needs_field = (options["angles"] or options["translations"]) and settings["kind"] == "fields" and len(tileset)
     field = load_field(sample, settings)[0] if needs_field else None
-    augmented = augment(
-        tileset,
+    return augment(
+        TileSet(np.asarray(tileset.tiles), tileset.rows, tileset.cols, tileset.meta),
         field=field,
         angles=options["angles"],
         dihedral_group=options["dihedral"],
@@ -124,9 +122,22 @@ def write_augmented(tiles_path, sample, options, *, out_tiles, out_sheet, datase
         max_shift=options["max_shift"],
         seed=options["seed"],
     )
+
+
+def write_augmented(tiles_path, samples, options, *, out_tiles, out_sheet, dataset):
+    """The augment job: copies of the tiles of a shard's training images (`samples`), and a contact
+    sheet of the first image's first three tiles' copies side by side."""
+    wanted = {sample.id: sample for sample in samples}
+    augmented = []
+    for tileset in tilestore.load(tiles_path):
+        if tileset.meta["sample"] in wanted:
+            augmented.append(augment_image(tileset, wanted[tileset.meta["sample"]], options))
+            log.info("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented[-1]))
     tilestore.save(out_tiles, augmented)
-    parent = augmented.extra["parent"]
-    first_three = np.flatnonzero(parent < 3)
-    first_three = first_three[np.argsort(parent[first_three], kind="stable")]
-    contact_sheet.render(augmented.tiles[first_three], out_sheet, message="no tiles")
-    log.info("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented))
+    first = next((a for a in augmented if len(a)), None)
+    shown = np.empty((0, 1, 1, 1), np.float32)
+    if first is not None:
+        parent = first.extra["parent"]
+        first_three = np.flatnonzero(parent < 3)
+        shown = first.tiles[first_three[np.argsort(parent[first_three], kind="stable")]]
+    contact_sheet.render(shown, out_sheet, message="no tiles")

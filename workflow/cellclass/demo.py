@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from PIL import Image
 from scipy import ndimage as ndi
 
 from cellclass.atomic import atomic_path
@@ -251,3 +252,20 @@ def _camera(rng, photons):
     """Shot noise on the expected photo-electrons, then gain, offset and read noise, as uint16 ADU."""
     electrons = rng.poisson(photons) + rng.normal(0, _READ_NOISE_E, photons.shape)
     return np.clip(np.rint(_OFFSET + _GAIN * electrons), 0, 65535).astype(np.uint16)
+
+
+def write_single_cells(folder, n, *, size=78, n_classes=6, seed=0):
+    """n single-cell crops as 8-bit PNGs in class folders (`class<k>/cell_NNNNNN.png`, classes dealt in turn):
+    one bright cell on camera noise; class k holds k bright spots, so the classes are learnable at a glance."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    cell = 40 * np.exp(-(x**2 + y**2) / (2 * (size / 5) ** 2))
+    folder = Path(folder)
+    for k in range(n_classes):
+        (folder / f"class{k}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        k = i % n_classes
+        image = cell + rng.normal(10, 3, (size, size))
+        for sy, sx in rng.integers(size // 3, 2 * size // 3, (k, 2)):
+            image[sy - 1 : sy + 2, sx - 1 : sx + 2] += 120
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"class{k}" / f"cell_{i:06d}.png")

@@ -44,8 +44,7 @@ def load_chosen(chosen, tile_files, puncta, mask_files):
     """
     wanted = set(chosen["tile"])
     tiles, masks, ids, sources = [], [], [], []
-    for path in tile_files:
-        tileset = tilestore.load(path)
+    for tileset in tilestore.load_all(tile_files):
         keep = [i for i, tid in enumerate(tileset.tile_ids()) if tid in wanted]
         if not keep:
             continue

@@ -276,26 +276,27 @@ def gallery(predictions, tile_loader, paths, n=24, order="confidence-wrong-first
     save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
 
 
-def tile_loader(tile_files, cache_size=8):
-    """Loader for gallery(): finds a tile among `tile_files` (the rule's declared inputs) by the dataset and
-    sample recorded in each file, keeping recently read files cached."""
+def tile_loader(tile_files):
+    """Loader for gallery(): finds a tile among `tile_files` (the rule's declared shard files) by the
+    dataset and sample recorded with it; tiles are read from the memory-mapped shards on demand."""
     where = {}
     for path in map(str, tile_files):
-        meta = tilestore.load(path, tiles=False).meta
-        where[(meta.get("dataset", ""), meta["sample"])] = path
+        for tileset in tilestore.load(path):
+            where[(tileset.meta.get("dataset", ""), tileset.meta["sample"])] = (path, tileset)
 
-    @functools.lru_cache(maxsize=cache_size)
-    def load_sample(test_set, sample):
+    @functools.lru_cache(maxsize=None)
+    def index_of(test_set, sample):
         if (test_set, sample) not in where:
-            raise KeyError(f"no tile file of sample {sample!r} in test set {test_set!r} among the declared inputs")
-        tileset = tilestore.load(where[(test_set, sample)])
-        return {tile_id: i for i, tile_id in enumerate(tileset.tile_ids())}, tileset.tiles
+            raise KeyError(f"no tiles of sample {sample!r} in test set {test_set!r} among the declared inputs")
+        return {tile_id: i for i, tile_id in enumerate(where[(test_set, sample)][1].tile_ids())}
 
     def loader(test_set, tile_id):
-        index, tiles = load_sample(test_set, tile_id.split("@", 1)[0])
+        sample = tile_id.split("@", 1)[0]
+        index = index_of(test_set, sample)
+        path, tileset = where[(test_set, sample)]
         if tile_id not in index:
-            raise KeyError(f"tile {tile_id!r} is not in {where[(test_set, tile_id.split('@', 1)[0])]}")
-        return tiles[index[tile_id]].astype(np.float32)
+            raise KeyError(f"tile {tile_id!r} is not in {path}")
+        return np.asarray(tileset.tiles[index[tile_id]], dtype=np.float32)
 
     return loader
 

@@ -1,49 +1,59 @@
-"""Stream tiles from per-image files into Keras, in bounded memory.
+"""Stream tiles from memory-mapped shard files into Keras, in bounded memory.
 
-Files are read `files_at_once` at a time in a random order; their tiles are
-shuffled together and cut into batches, the remainder carried into the next
-chunk. Memory is bounded by one chunk of files whatever the dataset's size,
-and every batch still mixes tiles of many images (so of both classes).
+Each pass is a global shuffle: a seeded permutation of every training tile,
+cut into batches, each batch gathered from the memory-mapped shards it touches.
+So a batch mixes images and classes as well as an in-memory shuffle would,
+however the images are spread over shards, and only the batch being made is in
+memory whatever the dataset's size.
 """
 
 import math
 
 import numpy as np
 
-from cellclass import tilestore
 
-
-def tile_counts(files):
-    """Number of tiles in each file, read from the small arrays only."""
-    return [len(tilestore.load(f, tiles=False).rows) for f in files]
-
-
-def balancing_repeats(counts, labels, n_classes):
-    """How often each file is read per pass so that every class brings about as many tiles as the largest.
-
-    Whole files are repeated (an integer per class), so a pass has a fixed length.
-    """
-    per_class = np.bincount(np.asarray(labels, dtype=int), weights=np.asarray(counts, dtype=float), minlength=n_classes)
+def class_repeats(tile_labels, n_classes):
+    """How often each class's tiles are drawn per pass so that every class brings about as many tiles as the
+    largest (an integer per class, so a pass has a fixed length)."""
+    per_class = np.bincount(np.asarray(tile_labels, dtype=int), minlength=n_classes)
     present = per_class[per_class > 0]
     factor = np.ones(n_classes, dtype=int)
     if len(present):
         factor[per_class > 0] = np.maximum(1, np.rint(present.max() / present)).astype(int)
-    return [int(factor[label]) for label in labels]
+    return factor
 
 
-def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, files_at_once=8,
-            first_pass=0, repeats=None):
+def tile_index(tilesets, labels):
+    """Per tile of `tilesets`: which TileSet it is in, its row there, and its label."""
+    counts = [len(t) for t in tilesets]
+    owner = np.repeat(np.arange(len(tilesets)), counts)
+    row = np.concatenate([np.arange(n) for n in counts] or [np.empty(0, int)])
+    return owner, row, np.repeat(np.asarray(labels, dtype=int), counts)
+
+
+def gather(tilesets, owner, row, channels):
+    """The tiles (owner[i], row[i]) as one float32 array, read from each TileSet's (memory-mapped) tiles."""
+    first = tilesets[owner[0]].tiles
+    shape = select_channels(first[:1], channels).shape[1:]
+    out = np.empty((len(owner), *shape), dtype=np.float32)
+    for t in np.unique(owner):
+        at = np.flatnonzero(owner == t)
+        out[at] = select_channels(tilesets[t].tiles[row[at]], channels)
+    return out
+
+
+def batches(tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, first_pass=0,
+            balance=False):
     """A generator factory: each call yields one pass of (tiles float32, one-hot labels) batches.
 
-    Pass k shuffles with (seed, k), so a run resumed at epoch k sees the order
-    an uninterrupted run would have seen. `repeats[i]` reads file i that many
-    times per pass (balanced sampling of the classes).
+    `labels[i]` is the class index of tilesets[i]. Pass k shuffles with (seed, k),
+    so a run resumed at epoch k sees the order an uninterrupted run would have
+    seen. `balance` draws every class about as often as the largest.
     """
-    repeats = repeats or [1] * len(files)
-    # Files without tiles (skipped images, fields without cells) add nothing, and
-    # their empty arrays need not have the others' channel count.
-    kept = [i for i, n in enumerate(tile_counts(files)) for _ in range(repeats[i]) if n]
-    files, labels = [files[i] for i in kept], [labels[i] for i in kept]
+    owner, row, tile_labels = tile_index(tilesets, labels)
+    draws = np.arange(len(owner))
+    if balance:
+        draws = np.repeat(draws, class_repeats(tile_labels, n_classes)[tile_labels])
     passes = first_pass
     eye = np.eye(n_classes, dtype=np.float32)
 
@@ -51,23 +61,12 @@ def batches(files, labels, *, n_classes, batch_size, channels=None, shuffle=Fals
         nonlocal passes
         rng = np.random.default_rng([seed, passes])
         passes += 1
-        order = rng.permutation(len(files)) if shuffle else np.arange(len(files))
-        carry_x, carry_y = None, np.empty(0, dtype=np.int64)
-        for start in range(0, len(order), files_at_once):
-            chunk = [select_channels(tilestore.load(files[i]).tiles, channels) for i in order[start : start + files_at_once]]
-            x = np.concatenate(([carry_x] if carry_x is not None else []) + chunk)
-            y = np.concatenate([carry_y] + [np.full(len(t), labels[i]) for t, i in zip(chunk, order[start:])])
-            if shuffle:
-                mix = rng.permutation(len(y))
-                x, y = x[mix], y[mix]
-            full = len(y) // batch_size * batch_size
-            for b in range(0, full, batch_size):
-                yield x[b : b + batch_size].astype(np.float32), eye[y[b : b + batch_size]]
-            carry_x, carry_y = x[full:], y[full:]
-        if len(carry_y):
-            yield carry_x.astype(np.float32), eye[carry_y]
+        order = rng.permutation(draws) if shuffle else draws
+        for start in range(0, len(order), batch_size):
+            pick = order[start : start + batch_size]
+            yield gather(tilesets, owner[pick], row[pick], channels), eye[tile_labels[pick]]
 
-    return generate
+    return generate, len(draws)
 
 
 def select_channels(tiles, channels):
@@ -75,8 +74,8 @@ def select_channels(tiles, channels):
     return tiles if channels is None else tiles[..., list(channels)]
 
 
-def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
-                 files_at_once=8, first_pass=0, repeats=None):
+def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
+                 first_pass=0, balance=False):
     """A tf.data pipeline of (tiles, one-hot labels) batches with a known length; returns (dataset, n_tiles).
 
     Each iteration of the dataset is one pass of `batches`. The batches come
@@ -86,12 +85,8 @@ def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=N
     """
     import tensorflow as tf  # here, so the NumPy helpers above serve jobs that never load TensorFlow
 
-    repeats = repeats or [1] * len(files)
-    total = sum(n * k for n, k in zip(tile_counts(files), repeats))
-    n_batches = math.ceil(total / batch_size)
-    generate = batches(files, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
-                       shuffle=shuffle, seed=seed, files_at_once=files_at_once, first_pass=first_pass,
-                       repeats=repeats)
+    generate, total = batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
+                              shuffle=shuffle, seed=seed, first_pass=first_pass, balance=balance)
     current = {}
 
     def next_batch(index):
@@ -104,5 +99,5 @@ def make_dataset(files, labels, *, n_classes, tile_shape, batch_size, channels=N
         return tf.ensure_shape(x, (None, *tile_shape)), tf.ensure_shape(y, (None, n_classes))
 
     # map without num_parallel_calls runs in order, one batch at a time: the pass's order holds.
-    data = tf.data.Dataset.range(n_batches).map(load)
+    data = tf.data.Dataset.range(math.ceil(total / batch_size)).map(load)
     return data.prefetch(2), total

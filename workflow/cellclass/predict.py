@@ -20,7 +20,6 @@ from cellclass.pipeline import select_channels
 log = logging.getLogger(__name__)
 
 
-
 def read_run(metrics_path):
     """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made."""
     metrics = json.loads(Path(metrics_path).read_text())
@@ -29,8 +28,13 @@ def read_run(metrics_path):
     return metrics
 
 
+def tile_shard_like_training(samples, run):
+    """Tile a shard of new images exactly as the run's training data was tiled."""
+    return [tile_like_training(sample, run) for sample in samples]
+
+
 def tile_like_training(sample, run):
-    """Tile one new image exactly as the run's training data was tiled; refuse an image of another kind."""
+    """Tile one new image as the run's training data was tiled; refuse an image of another kind."""
     prepared = run["prepare"]
     tileset = tiling.tile_sample(sample, prepared["settings"])
     if tileset.meta["skipped"]:
@@ -53,14 +57,14 @@ def load_members(model_paths):
     return [keras.models.load_model(path, compile=False) for path in model_paths]
 
 
-def score(members, tileset, run, batch_size=256):
-    """(members, tiles, classes) probabilities of one image's tiles under each member."""
-    if not len(tileset):
-        return np.zeros((len(members), 0, len(run["classes"])), np.float32)
-    tiles = select_channels(tileset.tiles, run["channels"]).astype(np.float32)
-    if tiles.shape[1:] != tuple(run["input_shape"]):
-        raise InputError(f"{tileset.meta['sample']}: tiles of shape {tiles.shape[1:]} do not fit the model's input {tuple(run['input_shape'])}")
-    return np.stack([inference.probabilities(member, tiles, batch_size) for member in members])
+def score(members, tilesets, run, batch_size=256):
+    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member."""
+    for tileset in tilesets:
+        if len(tileset):
+            shape = select_channels(tileset.tiles[:1], run["channels"]).shape[1:]
+            if shape != tuple(run["input_shape"]):
+                raise InputError(f"{', '.join(tileset.meta['files'])}: tiles of shape {shape} do not fit the model's input {tuple(run['input_shape'])}")
+    return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]), batch_size=batch_size)
 
 
 def tile_rows(tileset, scores, classes):
@@ -102,11 +106,24 @@ def image_row(tileset, scores, classes):
     return row
 
 
+def overlay(tileset, tiles, image, classes, overlay_dir):
+    """The image's calls drawn over its field (nothing for a skipped image)."""
+    from cellclass import prediction_figures
+    from cellclass.datasets import Sample
+
+    if tileset.meta["skipped"]:
+        return
+    meta = tileset.meta
+    field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
+    path = Path(overlay_dir) / f"{meta['sample']}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prediction_figures.call_overlay(field, tiles, image, classes, meta["settings"]["tile_size"], path)
+
+
 def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, calls_figures, overlay_dir, threads=1):
     """Classify every image of a prediction set: tables per tile and per image, a calls figure, an overlay per image."""
     from cellclass import prediction_figures
     from cellclass.atomic import atomic_path
-    from cellclass.datasets import Sample
     from cellclass.runtime import configure_tensorflow
 
     run = read_run(run_path)
@@ -114,21 +131,13 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, cal
     members = load_members(model_paths)
     classes = run["classes"]
     tile_tables, image_rows = [], []
-    overlay_dir = Path(overlay_dir)
     for path in tile_files:
-        tileset = tilestore.load(path)
-        scores = score(members, tileset, run)
-        tiles = tile_rows(tileset, scores, classes)
-        image = image_row(tileset, scores, classes)
-        tile_tables.append(tiles)
-        image_rows.append(image)
-        log.info("%s: %s (%d tiles)", image["image"], image["call"], image["tiles"])
-        if not tileset.meta["skipped"]:
-            meta = tileset.meta
-            field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
-            overlay = overlay_dir / f"{meta['sample']}.png"
-            overlay.parent.mkdir(parents=True, exist_ok=True)
-            prediction_figures.call_overlay(field, tiles, image, classes, meta["settings"]["tile_size"], overlay)
+        tilesets = tilestore.load(path)
+        for tileset, scores in zip(tilesets, score(members, tilesets, run)):
+            tile_tables.append(tile_rows(tileset, scores, classes))
+            image_rows.append(image_row(tileset, scores, classes))
+            log.info("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
+            overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
     with atomic_path(tiles_tsv) as tmp:
         pd.concat(tile_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import defaultdict
 
+import numpy as np
 import pandas as pd
 
 from cellclass import tilestore
@@ -173,38 +174,41 @@ def check(manifest, dataset, test_only=False):
             raise InputError(f"{where}: the split has no test tiles; add images or raise split.test_fraction")
 
 
-def manifest_rows(tileset, side, fold=0):
-    """Manifest rows (fold, tile, source image, group, class, split) of one tile file."""
-    meta = tileset.meta
-    return pd.DataFrame(
+def manifest(tilesets, sides):
+    """Manifest rows (fold, tile, source image, group, class, split, position) of every tile, per fold."""
+    def per_tile(values):
+        return np.repeat(np.array(values, dtype=object), [len(t) for t in tilesets])
+
+    tiles = pd.DataFrame(
         {
-            "fold": fold,
-            "tile": tileset.tile_ids(),
-            "sample": meta["sample"],
-            "source": ";".join(meta["files"]),
-            "group": meta["group"],
-            "class": meta["class"],
-            "split": side,
-            "row": tileset.rows,
-            "col": tileset.cols,
+            "tile": [tile for t in tilesets for tile in t.tile_ids()],
+            "sample": per_tile([t.meta["sample"] for t in tilesets]),
+            "source": per_tile([";".join(t.meta["files"]) for t in tilesets]),
+            "group": per_tile([t.meta["group"] for t in tilesets]),
+            "class": per_tile([t.meta["class"] for t in tilesets]),
+            "row": np.concatenate([np.asarray(t.rows, int) for t in tilesets] or [np.empty(0, int)]),
+            "col": np.concatenate([np.asarray(t.cols, int) for t in tilesets] or [np.empty(0, int)]),
         }
     )
+    folds = []
+    for fold, by_group in enumerate(sides):
+        table = tiles.assign(split=tiles["group"].map(by_group))
+        table.insert(0, "fold", fold)
+        folds.append(table)
+    return pd.concat(folds, ignore_index=True)
 
 
-def write_split(tile_files, sides, *, dataset, test_only, notes, manifest_path, counts_path, empty_path):
+def write_split(shard_files, sides, *, dataset, test_only, notes, manifest_path, counts_path, empty_path):
     """The split job: manifest of every tile, counts per class and side, and the images that gave no tiles.
 
     `sides` holds one group -> side map per fold; every table has a fold column (0 for a single split).
     """
-    tilesets = [tilestore.load(path, tiles=False) for path in tile_files]
+    tilesets = tilestore.load_all(shard_files, tiles=False)
     for note in notes:
         log.warning("dataset %s: %s", dataset, note)
     images = image_table(tilesets, sides)
-    manifest = pd.concat(
-        [manifest_rows(t, by_group[t.meta["group"]], fold) for fold, by_group in enumerate(sides) for t in tilesets],
-        ignore_index=True,
-    )
-    check(manifest, dataset, test_only=test_only)
+    rows = manifest(tilesets, sides)
+    check(rows, dataset, test_only=test_only)
     table = counts(images)
     empty = images[images["tiles"] == 0].drop(columns="tiles")
     empty.insert(0, "dataset", dataset)
@@ -212,6 +216,13 @@ def write_split(tile_files, sides, *, dataset, test_only, notes, manifest_path, 
         if row.fold == 0:
             log.warning("dataset %s: %s gave no tiles: %s", dataset, row.sample, row.reason)
     log.info("dataset %s, per class and split:\n%s", dataset, table.to_string(index=False))
-    for frame, path in ((manifest, manifest_path), (table, counts_path), (empty, empty_path)):
+    for frame, path in ((rows, manifest_path), (table, counts_path), (empty, empty_path)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
+
+
+def sides_in_fold(manifest_path, fold):
+    """Sample id -> side in one fold, from a dataset's split.tsv (images without tiles are not in it)."""
+    manifest = pd.read_csv(manifest_path, sep="\t", usecols=["fold", "sample", "split"], dtype={"sample": str})
+    in_fold = manifest[manifest["fold"] == int(fold)].drop_duplicates("sample")
+    return dict(zip(in_fold["sample"], in_fold["split"]))

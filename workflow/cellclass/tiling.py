@@ -169,8 +169,30 @@ def tile_sample(sample, settings, dataset=""):
     return TileSet(tiles, rows, cols, meta)
 
 
-def write_tiles(tileset, tiles_path, sheet_path, *, dataset):
-    """The tile job's outputs: the tile file and its contact sheet (which says why when it is empty)."""
-    tilestore.save(tiles_path, tileset)
-    contact_sheet.render(tileset.tiles, sheet_path, message=tilestore.empty_reason(tileset))
-    log.info("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))
+def tile_shard(samples, settings, dataset=""):
+    """The TileSets of a shard's samples, in order, tiled by one process."""
+    return [tile_sample(sample, settings, dataset=dataset) for sample in samples]
+
+
+def sheet_tiles(tilesets, max_tiles=100):
+    """Tiles for a shard's contact sheet: the first few of every image, up to `max_tiles` in all."""
+    filled = [t for t in tilesets if len(t)]
+    if not filled:
+        return np.empty((0, 1, 1, 1), np.float32)
+    each = max(1, -(-max_tiles // len(filled)))
+    return np.concatenate([np.asarray(t.tiles[:each], np.float32) for t in filled])[:max_tiles]
+
+
+def empty_message(tilesets):
+    """What an empty contact sheet says: the one image's reason, or how many images gave no tiles."""
+    if len(tilesets) == 1:
+        return tilestore.empty_reason(tilesets[0])
+    return f"no tiles: {len(tilesets)} images skipped or without cells"
+
+
+def write_shard(tilesets, tiles_path, sheet_path, *, dataset):
+    """A tile job's outputs: the shard file and its contact sheet (which says why when it is empty)."""
+    tilestore.save(tiles_path, tilesets)
+    contact_sheet.render(sheet_tiles(tilesets), sheet_path, message=empty_message(tilesets))
+    for tileset in tilesets:
+        log.info("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))

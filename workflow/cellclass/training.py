@@ -16,28 +16,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import inference, runtime, tilestore
+from cellclass import inference, pipeline, runtime, split, tilestore
 from cellclass.atomic import atomic_path
 from cellclass.errors import InputError
-from cellclass.pipeline import select_channels
 
 log = logging.getLogger(__name__)
 
 
-def labelled(files, classes, where):
-    """Label index of each tile file, from the class recorded in it."""
+def labelled(tilesets, classes, where):
+    """Label index of each image's tiles, from the class recorded with them."""
     labels = []
-    for path in files:
-        cls = tilestore.load(path, tiles=False).meta["class"]
+    for tileset in tilesets:
+        cls = tileset.meta["class"]
         if cls not in classes:
-            raise InputError(f"{where}: {path} has class '{cls}', which the training data does not have ({', '.join(classes)})")
+            raise InputError(f"{where}: {', '.join(tileset.meta['files'])} has class '{cls}', which the training "
+                             f"data does not have ({', '.join(classes)})")
         labels.append(classes.index(cls))
     return labels
 
 
-def preparation(files):
+def on_side(tilesets, sides, side):
+    """The images of `tilesets` on `side` of the split (`sides`: sample id -> side in this run's fold)."""
+    return [t for t in tilesets if sides.get(t.meta["sample"]) == side]
+
+
+def preparation(tilesets):
     """How the training tiles were made: prediction tiles new images the same way and checks them against it."""
-    metas = [tilestore.load(path, tiles=False).meta for path in files]
+    metas = [t.meta for t in tilesets]
     return {
         "settings": metas[0].get("settings"),  # None for tiles made outside the workflow
         "channels": sorted({m["field_shape"][-1] for m in metas if m.get("field_shape")}),
@@ -45,15 +50,15 @@ def preparation(files):
     }
 
 
-def tile_shape(files, channels):
-    """(H, W, C) of the network input, from the first non-empty tile file."""
-    for path in files:
-        tiles = tilestore.load(path).tiles
-        if len(tiles):
-            n_channels = tiles.shape[-1] if channels is None else len(channels)
-            if channels is not None and max(channels) >= tiles.shape[-1]:
-                raise InputError(f"{path}: channel {max(channels)} selected but tiles have {tiles.shape[-1]} channel(s)")
-            return (tiles.shape[1], tiles.shape[2], n_channels)
+def tile_shape(tilesets, channels):
+    """(H, W, C) of the network input, from the first image with tiles."""
+    for tileset in tilesets:
+        if len(tileset):
+            _, height, width, n_channels = tileset.tiles.shape
+            if channels is not None and max(channels) >= n_channels:
+                raise InputError(f"{', '.join(tileset.meta['files'])}: channel {max(channels)} selected but tiles "
+                                 f"have {n_channels} channel(s)")
+            return (height, width, n_channels if channels is None else len(channels))
     raise InputError("no training tiles at all: every training image was skipped or had no cells")
 
 
@@ -68,32 +73,25 @@ def class_balance(tiles_per_class, method, *, limit=3.0):
     return used, ratio
 
 
-def training_sample(files, labels, *, per_class, seed, channels):
-    """A fixed, seeded sample of up to `per_class` tiles of each class from `files` (inference-mode scoring)."""
-    rng = np.random.default_rng([seed, 7])
-    xs, ys = [], []
-    for path, label in zip(files, labels):
-        tiles = tilestore.load(path).tiles
-        if len(tiles):
-            xs.append(select_channels(tiles, channels).astype(np.float32))
-            ys.append(np.full(len(tiles), label))
-    if not xs:
+def training_sample(tilesets, labels, *, per_class, seed, channels):
+    """A fixed, seeded sample of up to `per_class` tiles of each class (inference-mode scoring)."""
+    owner, row, tile_labels = pipeline.tile_index(tilesets, labels)
+    if not len(owner):
         return np.empty((0,)), np.empty(0, int)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    keep = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)])
+    rng = np.random.default_rng([seed, 7])
+    keep = np.concatenate([rng.permutation(np.flatnonzero(tile_labels == c))[:per_class] for c in np.unique(tile_labels)])
     keep.sort()
-    return x[keep], y[keep]
+    return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
 
 
-def predict_files(model, files, classes, *, channels, batch_size, test_set):
-    """Per-tile predictions of `files` as a tidy table."""
+def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
+    """Per-tile predictions of the images `tilesets` as a tidy table."""
     rows = []
-    for path in files:
-        tileset = tilestore.load(path)
+    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size)
+    for tileset, scores in zip(tilesets, scored):
         if not len(tileset):
             continue
-        tiles = select_channels(tileset.tiles, channels)
-        probabilities = inference.probabilities(model, tiles, batch_size)
+        probabilities = scores[0]
         table = pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])
         table.insert(0, "predicted", [classes[i] for i in probabilities.argmax(axis=1)])
         table.insert(0, "true", tileset.meta["class"])
@@ -105,13 +103,30 @@ def predict_files(model, files, classes, *, channels, batch_size, test_set):
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
+    """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
+
+    `train_shards` are the augmented shards, or `shards` when the run trains on
+    the original tiles; the other test sets (name -> shard files) are tested whole.
+    """
+    sides = split.sides_in_fold(manifest, fold)
+    own = tilestore.load_all(shards)
+    return {
+        "train": on_side(tilestore.load_all(train_shards), sides, "train"),
+        "train_eval": on_side(own, sides, "train"),
+        "validation": on_side(own, sides, "validation"),
+        "test_sets": {dataset: on_side(own, sides, "test")}
+        | {name: tilestore.load_all(files) for name, files in other_test_sets.items()},
+    }
+
+
 def train_run(
     *,
     identity,
     classes,
-    train_files,
-    train_eval_files,
-    validation_files,
+    train,
+    train_eval,
+    validation,
     test_sets,
     out_dir,
     options,
@@ -120,13 +135,14 @@ def train_run(
     """Train, save and evaluate one run; returns its metrics dict.
 
     `identity` is {experiment, dataset, model, fold, seed}, recorded in metrics.json so
-    nothing downstream reads it from paths. `test_sets` maps a test-set name to its
-    tile files; they are scored once, after training. The per-epoch curves use the
-    validation side (none if it is empty) and a fixed sample of the unaugmented
-    training tiles (`train_eval_files`) scored in inference mode.
+    nothing downstream reads it from paths. `train`, `train_eval` and `validation`
+    are TileSets; `test_sets` maps a test-set name to its TileSets, scored once,
+    after training. The per-epoch curves use the validation side (none if it is
+    empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
+    scored in inference mode.
     """
 
-    from cellclass import callbacks, models, pipeline
+    from cellclass import callbacks, models
 
     model_name, seed = identity["model"], int(identity["seed"])
     out_dir = Path(out_dir)
@@ -135,15 +151,15 @@ def train_run(
         threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
     )
     channels = options["channels"]
-    shape = tile_shape(train_files, channels)
-    train_labels = labelled(train_files, classes, "training data")
+    shape = tile_shape(train, channels)
+    train_labels = labelled(train, classes, "training data")
     if sorted(set(train_labels)) != list(range(len(classes))):
         missing = [c for i, c in enumerate(classes) if i not in train_labels]
         raise InputError(f"class(es) {', '.join(missing)} have no training tiles")
-    for name, files in test_sets.items():
-        labelled(files, classes, f"test set {name}")
-        if not files:
-            raise InputError(f"test set {name} has no images")
+    for name, tilesets in test_sets.items():
+        labelled(tilesets, classes, f"test set {name}")
+        if not tilesets:
+            raise InputError(f"test set {name} has no images with tiles")
     checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
     if model is None:
@@ -153,11 +169,10 @@ def train_run(
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
-    eval_labels = labelled(train_eval_files, classes, "training data")
-    counts = pipeline.tile_counts(train_eval_files)
+    eval_labels = labelled(train_eval, classes, "training data")
+    counts = [len(t) for t in train_eval]
     per_class = np.bincount(eval_labels, weights=counts, minlength=len(classes)).astype(int)
     balance, ratio = class_balance(per_class, options["class_balance"])
-    repeats = pipeline.balancing_repeats(pipeline.tile_counts(train_files), train_labels, len(classes)) if balance == "sampling" else None
     class_weight = None
     if balance == "weights":
         class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
@@ -166,14 +181,13 @@ def train_run(
 
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
     train_data, n_train = pipeline.make_dataset(
-        train_files, train_labels, shuffle=True, seed=seed, files_at_once=options["files_at_once"],
-        first_pass=epochs_done, repeats=repeats, **common
+        train, train_labels, shuffle=True, seed=seed, first_pass=epochs_done, balance=balance == "sampling", **common
     )
     validation_data, n_validation = pipeline.make_dataset(
-        validation_files, labelled(validation_files, classes, "validation data"), **common
+        validation, labelled(validation, classes, "validation data"), **common
     )
     train_x, train_y = training_sample(
-        train_eval_files, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
+        train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
     )
     # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an
     # endless stream of them (the article's epochs were 400 images).
@@ -209,7 +223,8 @@ def train_run(
         history.to_csv(tmp, index=False)
     # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
     predictions = pd.concat(
-        [predict_files(model, files, classes, channels=channels, batch_size=256, test_set=name) for name, files in test_sets.items()],
+        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name)
+         for name, tilesets in test_sets.items()],
         ignore_index=True,
     )
     with atomic_path(out_dir / "predictions.tsv") as tmp:
@@ -220,7 +235,7 @@ def train_run(
         "classes": classes,
         "input_shape": list(shape),
         "channels": channels,
-        "prepare": preparation(train_files),
+        "prepare": preparation(train),
         "parameters": int(model.count_params()),
         "device": device,
         "train_tiles": n_train,

@@ -6,9 +6,7 @@ rule attribute:
         metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
         predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
-        tiles=lambda w: side_files(
-            EXPERIMENTS[w.experiment]["dataset"], "test", fold=int(w.fold)
-        ),
+        tiles=lambda w: tile_files(EXPERIMENTS[w.experiment]["dataset"]),
         masks=lambda w: ground_truth_masks(
             EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
         ).values(),

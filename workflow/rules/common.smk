@@ -3,6 +3,7 @@
 from cellclass import config as cc_config
 from cellclass import datasets as cc_datasets
 from cellclass import demo as cc_demo
+from cellclass import shards as cc_shards
 from cellclass import split as cc_split
 
 CONFIG = cc_config.validate(config)
@@ -12,6 +13,7 @@ DATASETS = CONFIG["datasets"]
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
     image="[^@#]+",
+    shard="[^@#]+",
     experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
     model="[A-Za-z0-9_]+",
     fold="[0-9]+",
@@ -49,12 +51,26 @@ SIDES = {
 }
 
 
+# Per dataset, shard name -> the sample ids one tile (augment) job handles.
+SHARDS = {
+    name: cc_shards.assign(SAMPLES[name], cc_shards.images_per_job(ds["prepare"]))
+    for name, ds in DATASETS.items()
+}
+
+
 def folds_of(dataset):
     return len(SIDES[dataset])
 
 
-def sample(wildcards):
-    return SAMPLES[wildcards.dataset][wildcards.image]
+def shard_samples(wildcards):
+    return [
+        SAMPLES[wildcards.dataset][sid]
+        for sid in SHARDS[wildcards.dataset][wildcards.shard]
+    ]
+
+
+def raw_files(samples):
+    return [path for s in samples for path in s.files]
 
 
 def sample_side(dataset, sample_id, fold=0):
@@ -62,7 +78,7 @@ def sample_side(dataset, sample_id, fold=0):
 
 
 def tile_files(dataset):
-    return [f"results/{dataset}/tiles/{sid}.npz" for sid in SAMPLES[dataset]]
+    return [f"results/{dataset}/tiles/{shard}.npz" for shard in SHARDS[dataset]]
 
 
 def augmented_datasets():
@@ -89,22 +105,26 @@ def classes_of(dataset):
     return cc_datasets.class_names(SAMPLES[dataset].values())
 
 
-def side_files(dataset, side, stage="tiles", fold=0):
+def trains_in_some_fold(dataset, sample_id):
+    group = SAMPLES[dataset][sample_id].group
+    return any(sides[group] == "train" for sides in SIDES[dataset])
+
+
+def augmented_samples(wildcards):
+    """The samples of a shard that augmentation copies: those that train in some fold."""
     return [
-        f"results/{dataset}/{stage}/{sid}.npz"
-        for sid in SAMPLES[dataset]
-        if sample_side(dataset, sid, fold) == side
+        s
+        for s in shard_samples(wildcards)
+        if trains_in_some_fold(wildcards.dataset, s.id)
     ]
 
 
 def augmented_files(dataset):
-    """Augmented copies of every image that trains in some fold."""
+    """Augmented shards: every shard with an image that trains in some fold."""
     return [
-        f"results/{dataset}/augmented/{sid}.npz"
-        for sid in SAMPLES[dataset]
-        if any(
-            sides[SAMPLES[dataset][sid].group] == "train" for sides in SIDES[dataset]
-        )
+        f"results/{dataset}/augmented/{shard}.npz"
+        for shard, ids in SHARDS[dataset].items()
+        if any(trains_in_some_fold(dataset, sid) for sid in ids)
     ]
 
 
@@ -116,16 +136,11 @@ def test_set_names(experiment):
 def train_inputs(wildcards):
     dataset = EXPERIMENTS[wildcards.experiment]["dataset"]
     augmented = EXPERIMENTS[wildcards.experiment]["train"]["augmented"]
-    fold = int(wildcards.fold)
+    # Every shard: the run picks its fold's sides from split.tsv.
     inputs = {
         "manifest": f"results/{dataset}/split.tsv",
-        "train": side_files(
-            dataset, "train", "augmented" if augmented else "tiles", fold
-        ),
-        # The originals, scored in inference mode each epoch (the like-for-like training accuracy).
-        "train_eval": side_files(dataset, "train", fold=fold),
-        "validation": side_files(dataset, "validation", fold=fold),
-        f"test_{dataset}": side_files(dataset, "test", fold=fold),
+        "shards": tile_files(dataset),
+        "train_shards": augmented_files(dataset) if augmented else tile_files(dataset),
     }
     for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
         inputs[f"test_{name}"] = tile_files(name)
@@ -157,18 +172,8 @@ def run_dirs(only_experiment=None, only_model=None):
 
 
 def test_tile_files(experiment):
-    """Tile files of every test set of an experiment, over all folds (the gallery shows them)."""
-    dataset = EXPERIMENTS[experiment]["dataset"]
-    files = list(
-        dict.fromkeys(
-            f
-            for fold in range(folds_of(dataset))
-            for f in side_files(dataset, "test", fold=fold)
-        )
-    )
-    for name in EXPERIMENTS[experiment]["test_sets"]:
-        files += tile_files(name)
-    return files
+    """Shard files of every test set of an experiment (the gallery shows their tiles)."""
+    return [f for name in test_set_names(experiment) for f in tile_files(name)]
 
 
 def evaluated_outputs():
@@ -200,6 +205,16 @@ NEW_IMAGES = {
     name: {s.id: s for s in discover_new_images(name, prediction)}
     for name, prediction in PREDICTIONS.items()
 }
+# New images are sharded as the training dataset of their experiment is.
+NEW_SHARDS = {
+    name: cc_shards.assign(
+        NEW_IMAGES[name],
+        cc_shards.images_per_job(
+            DATASETS[EXPERIMENTS[prediction["experiment"]]["dataset"]]["prepare"]
+        ),
+    )
+    for name, prediction in PREDICTIONS.items()
+}
 
 
 def demo_settings(name):
@@ -209,8 +224,15 @@ def demo_settings(name):
     return {k: v for k, v in demo.items() if k != "fields_per_class"}
 
 
-def new_image(wildcards):
-    return NEW_IMAGES[wildcards.name][wildcards.image]
+def new_shard_samples(wildcards):
+    return [
+        NEW_IMAGES[wildcards.name][i]
+        for i in NEW_SHARDS[wildcards.name][wildcards.shard]
+    ]
+
+
+def new_tile_files(name):
+    return [f"results/predict/{name}/tiles/{shard}.npz" for shard in NEW_SHARDS[name]]
 
 
 def prediction_runs(name):

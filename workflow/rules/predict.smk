@@ -8,30 +8,30 @@ rule predict:
 
 rule predict_tile:
     input:
-        raw=lambda w: new_image(w).files,
+        raw=lambda w: raw_files(new_shard_samples(w)),
         # The run records how its training tiles were made; new tiles follow it.
         run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
     output:
-        tiles="results/predict/{name}/tiles/{image}.npz",
-        sheet="results/predict/{name}/tiles/{image}.png",
+        tiles="results/predict/{name}/tiles/{shard}.npz",
+        sheet="results/predict/{name}/tiles/{shard}.png",
     log:
-        "logs/predict_tile/{name}/{image}.log",
+        "logs/predict_tile/{name}/{shard}.log",
     benchmark:
-        "benchmarks/predict_tile/{name}/{image}.tsv"
+        "benchmarks/predict_tile/{name}/{shard}.tsv"
     conda:
         "../../envs/cellclass.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
-        sample=lambda w: vars(new_image(w)),
+        samples=lambda w: [vars(s) for s in new_shard_samples(w)],
     script:
         "../scripts/predict_tile.py"
 
 
 rule predict_set:
     input:
-        tiles=lambda w: [
-            f"results/predict/{w.name}/tiles/{image}.npz"
-            for image in NEW_IMAGES[w.name]
-        ],
+        tiles=lambda w: new_tile_files(w.name),
         models=lambda w: [f"{run}/model.keras" for run in prediction_runs(w.name)],
         run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
     output:

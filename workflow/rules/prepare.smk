@@ -1,20 +1,23 @@
-"""Prepare: tile each raw image, split by group, augment the training side."""
+"""Prepare: tile each shard of raw images, split by group, augment the training side."""
 
 
 rule tile:
     input:
-        lambda w: sample(w).files,
+        lambda w: raw_files(shard_samples(w)),
     output:
-        tiles="results/{dataset}/tiles/{image}.npz",
-        sheet="results/{dataset}/tiles/{image}.png",
+        tiles="results/{dataset}/tiles/{shard}.npz",
+        sheet="results/{dataset}/tiles/{shard}.png",
     log:
-        "logs/tile/{dataset}/{image}.log",
+        "logs/tile/{dataset}/{shard}.log",
     benchmark:
-        "benchmarks/tile/{dataset}/{image}.tsv"
+        "benchmarks/tile/{dataset}/{shard}.tsv"
     conda:
         "../../envs/cellclass.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
-        sample=lambda w: vars(sample(w)),
+        samples=lambda w: [vars(s) for s in shard_samples(w)],
         settings=lambda w: DATASETS[w.dataset]["prepare"],
     script:
         "../scripts/tile.py"
@@ -49,19 +52,23 @@ rule split:
 
 rule augment:
     input:
-        tiles="results/{dataset}/tiles/{image}.npz",
-        raw=lambda w: sample(w).files,
+        tiles="results/{dataset}/tiles/{shard}.npz",
+        # Angles and shifts resample the raw fields of the shard's training images.
+        raw=lambda w: raw_files(augmented_samples(w)),
     output:
-        tiles="results/{dataset}/augmented/{image}.npz",
-        sheet="results/{dataset}/augmented/{image}.png",
+        tiles="results/{dataset}/augmented/{shard}.npz",
+        sheet="results/{dataset}/augmented/{shard}.png",
     log:
-        "logs/augment/{dataset}/{image}.log",
+        "logs/augment/{dataset}/{shard}.log",
     benchmark:
-        "benchmarks/augment/{dataset}/{image}.tsv"
+        "benchmarks/augment/{dataset}/{shard}.tsv"
     conda:
         "../../envs/cellclass.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
-        sample=lambda w: vars(sample(w)),
+        samples=lambda w: [vars(s) for s in augmented_samples(w)],
         augment=CONFIG["augment"],
     script:
         "../scripts/augment.py"

@@ -22,7 +22,7 @@ rule train:
     params:
         classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
-        test_sets=lambda w: test_set_names(w.experiment),
+        other_test_sets=lambda w: EXPERIMENTS[w.experiment]["test_sets"],
         identity=lambda w: run_identity(w),
         run_dir=lambda w: run_dir(w.experiment, w.model, w.fold, w.seed),
     script:

@@ -1,4 +1,4 @@
-"""Snakemake adapter: augment the tiles of one training image."""
+"""Snakemake adapter: augment the tiles of a shard's training images."""
 
 from cellclass import augment, logs
 from cellclass.datasets import Sample
@@ -6,7 +6,7 @@ from cellclass.datasets import Sample
 logs.to_file(snakemake.log[0])
 augment.write_augmented(
     snakemake.input.tiles,
-    Sample(**snakemake.params.sample),
+    [Sample(**s) for s in snakemake.params.samples],
     snakemake.params.augment,
     out_tiles=snakemake.output.tiles,
     out_sheet=snakemake.output.sheet,

@@ -1,9 +1,10 @@
-"""Snakemake adapter: tile one raw image and draw its contact sheet."""
+"""Snakemake adapter: tile one shard of raw images and draw its contact sheet."""
 
 from cellclass import logs, tiling
 from cellclass.datasets import Sample
 
 logs.to_file(snakemake.log[0])
 dataset = snakemake.wildcards.dataset
-tileset = tiling.tile_sample(Sample(**snakemake.params.sample), snakemake.params.settings, dataset=dataset)
-tiling.write_tiles(tileset, snakemake.output.tiles, snakemake.output.sheet, dataset=dataset)
+samples = [Sample(**s) for s in snakemake.params.samples]
+tilesets = tiling.tile_shard(samples, snakemake.params.settings, dataset=dataset)
+tiling.write_shard(tilesets, snakemake.output.tiles, snakemake.output.sheet, dataset=dataset)

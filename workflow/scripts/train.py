@@ -3,13 +3,18 @@
 from cellclass import logs, training
 
 logs.to_file(snakemake.log[0])
+inputs = training.run_inputs(
+    dataset=snakemake.params.identity["dataset"],
+    fold=snakemake.params.identity["fold"],
+    shards=list(snakemake.input.shards),
+    train_shards=list(snakemake.input.train_shards),
+    manifest=snakemake.input.manifest,
+    other_test_sets={name: list(snakemake.input[f"test_{name}"]) for name in snakemake.params.other_test_sets},
+)
 training.train_run(
     identity=snakemake.params.identity,
     classes=snakemake.params.classes,
-    train_files=list(snakemake.input.train),
-    train_eval_files=list(snakemake.input.train_eval),
-    validation_files=list(snakemake.input.validation),
-    test_sets={name: list(snakemake.input[f"test_{name}"]) for name in snakemake.params.test_sets},
+    **inputs,
     out_dir=snakemake.params.run_dir,
     options=snakemake.params.options,
     threads=snakemake.threads,

@@ -1,0 +1,191 @@
+"""Thousands of single-cell images: the sharded workflow against plain Python, measured in one run.
+
+Generated data: N single-cell PNGs (8-bit, one channel, 6 classes in class
+folders), `prepare.kind: cells`, default shard size.
+
+(1) prepare, 13,600 crops of 78x78: the whole Snakemake stage that makes the
+    tiles (`snakemake --cores 2 --until split`: the tile jobs, one per shard,
+    and the split) against a baseline, one plain Python process that reads each
+    PNG with Pillow, normalises it as ours does and writes every tile to one
+    .npy. The two are checked to give the same tiles. Target: <= 2x.
+(2) jobs the whole workflow plans at the default shard size, per 100 images.
+    Target: <= 1.
+(3) planning at 10,000 / 31,623 / 100,000 crops (24x24, to keep the bench
+    short; planning never reads pixels): `snakemake -n` of the whole workflow
+    from scratch, and the no-op `snakemake -n --until split` after a real
+    prepare stage. Targets: no-op < 60 s at 100,000, growing about linearly.
+(4) training throughput on the 13,600 crops: bench/train.py's measurement, our
+    stream from the workflow's shard files against the same tiles in one
+    in-memory array given to model.fit. Target: >= 0.9x.
+(5) the rest of the workflow on the 13,600 crops (augment, train the `small`
+    network for one epoch of 20,000 tiles, evaluate, figures): wall time and
+    the balanced accuracy it reports, to show the whole chain runs at full size.
+
+A and B alternate, `--repeat` times (default 3); medians and ranges are printed.
+
+    python bench/scale.py [--crops 13600] [--sizes 10000,31623,100000] [--repeat 3] [--model deep]
+"""
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from cellclass import demo
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from workflow_helpers import job_counts, nothing_to_do  # noqa: E402  (the one parser of Snakemake's job table)
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def write_config(folder, data, size, kind="cells"):
+    config = {
+        "prepare": {"kind": kind, "tile_size": size, "foreground": {"method": "none"}},
+        "datasets": {"crops": {"path": str(data)}},
+        "train": {"models": ["small"], "runs": 1, "epochs": 1, "epoch_tiles": 20000, "threads": 2},
+        "attribution": {"experiments": []},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def snakemake(folder, *args):
+    """Run snakemake in `folder`; returns (wall seconds, output)."""
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder),
+               "--configfile", str(folder / "config.yaml"), "--cores", "2", *args]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds, result.stdout + result.stderr
+
+
+def baseline(data, out):
+    """One process: Pillow reads each crop; percentile-normalised as ours; every tile into one .npy."""
+    paths = sorted(data.rglob("*.png"))
+    tiles = np.empty((len(paths), *np.asarray(Image.open(paths[0])).shape, 1), np.float16)
+    for i, path in enumerate(paths):
+        pixels = np.asarray(Image.open(path), dtype=np.float32)
+        lo, hi = np.percentile(pixels, [0.5, 99.9])
+        tiles[i, ..., 0] = np.clip((pixels - lo) / (hi - lo), 0, 1)
+    np.save(out, tiles)
+    return [p.relative_to(data).with_suffix("").as_posix() for p in paths], tiles
+
+
+def same_tiles(workflow_dir, ids, tiles):
+    from cellclass import tilestore
+
+    ours = {t.meta["sample"]: np.asarray(t.tiles[0]) for t in tilestore.load_all(sorted(workflow_dir.glob("results/crops/tiles/*.npz")))}
+    return max(float(np.abs(ours[i].astype(np.float32) - t.astype(np.float32)).max()) for i, t in zip(ids, tiles))
+
+
+def spread(values):
+    return f"median {np.median(values):6.2f}  range {min(values):6.2f}-{max(values):6.2f}"
+
+
+def prepare_stage(tmp, n, repeat):
+    data = tmp / "crops"
+    demo.write_single_cells(data, n, size=78)
+    ours, base = [], []
+    for r in range(repeat):
+        run_dir = tmp / f"prepare{r}"
+        run_dir.mkdir()
+        write_config(run_dir, data, 78)
+        ours.append(snakemake(run_dir, "--until", "split")[0])
+        start = time.perf_counter()
+        ids, tiles = baseline(data, tmp / f"baseline{r}.npy")
+        base.append(time.perf_counter() - start)
+    _, plan = snakemake(tmp / "prepare0", "-n", "--forceall")
+    jobs = job_counts(plan)
+    print(f"(1) prepare {n} crops of 78x78 on 2 cores, {repeat} runs each")
+    print(f"    workflow (--until split, {jobs['tile']} tile jobs): {spread(ours)} s")
+    print(f"    baseline (one process, Pillow):          {spread(base)} s")
+    print(f"    ratio {np.median(ours) / np.median(base):.2f}x (target <= 2x); largest tile difference "
+          f"{same_tiles(tmp / 'prepare0', ids, tiles):.4f} (float16 rounding)")
+    total = sum(jobs.values())
+    print(f"(2) jobs the whole workflow plans: {total} ({jobs}) = {100 * total / n:.2f} per 100 images (target <= 1)")
+    return tmp / "prepare0"
+
+
+def planning(tmp, sizes):
+    print("(3) planning, crops of 24x24, kind cells (and kind fields for the DAG from scratch)")
+    print(f"    {'images':>8} {'jobs':>6} {'DAG s':>7} {'no-op s':>8} {'fields jobs':>12} {'fields DAG s':>13}")
+    rows = []
+    for n in sizes:
+        data = tmp / f"small{n}"
+        demo.write_single_cells(data, n, size=24, seed=1)
+        folder, fields = tmp / f"plan{n}", tmp / f"fields{n}"
+        folder.mkdir()
+        fields.mkdir()
+        write_config(folder, data, 24)
+        write_config(fields, data, 16, kind="fields")
+        dag_s, plan = snakemake(folder, "-n")
+        jobs = sum(job_counts(plan).values())
+        snakemake(folder, "--until", "split")
+        noop_s, output = snakemake(folder, "-n", "--until", "split")
+        assert nothing_to_do(output), output[-2000:]
+        fields_s, fields_plan = snakemake(fields, "-n")
+        rows.append((n, noop_s))
+        print(f"    {n:>8} {jobs:>6} {dag_s:>7.1f} {noop_s:>8.1f} {sum(job_counts(fields_plan).values()):>12} {fields_s:>13.1f}")
+    (n0, t0), (n1, t1) = rows[0], rows[-1]
+    print(f"    no-op growth {n0} -> {n1} images: {t1 / t0:.2f}x for {n1 / n0:.1f}x the images (linear or better: <= "
+          f"{n1 / n0:.1f}x); at {n1}: {t1:.1f} s (target < 60 s)")
+
+
+def training(tiles_dir, args):
+    spec = importlib.util.spec_from_file_location("train_bench", REPO / "bench/train.py")
+    train_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_bench)
+    options = argparse.Namespace(model=args.model, size=78, batch=20, steps=50)
+    stream, memory = [], []
+    for _ in range(args.repeat):
+        stream.append(train_bench.measure("speed-stream", str(tiles_dir), options)["tiles_per_s"])
+        memory.append(train_bench.measure("speed-memory", str(tiles_dir), options)["tiles_per_s"])
+    print(f"(4) training {args.model}, 78x78x1 crops, batch 20, {args.repeat} runs each (tiles/s)")
+    print(f"    stream from shard files: {spread(stream)}")
+    print(f"    in-memory array:         {spread(memory)}")
+    print(f"    ratio {np.median(stream) / np.median(memory):.2f}x (target >= 0.9x)")
+
+
+def whole_workflow(folder):
+    import pandas as pd
+
+    seconds, _ = snakemake(folder)
+    summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
+    row = summary[(summary["metric"] == "balanced_accuracy") & (summary["level"] == "image")].iloc[0]
+    print(f"(5) augment, train, evaluate and figures on the prepared crops: {seconds:.0f} s; balanced accuracy per "
+          f"image (cell) {row['mean']:.2f} over {int(row['n_units'])} test cells (chance {1 / 6:.2f})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crops", type=int, default=13600)
+    parser.add_argument("--sizes", default="10000,31623,100000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default="deep")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
+                        "prepare,planning,training,workflow")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        prepared = prepare_stage(tmp, args.crops, args.repeat) if not {"prepare", "training"} <= skip else None
+        if "planning" not in skip:
+            planning(tmp, [int(n) for n in args.sizes.split(",")])
+        if "training" not in skip:
+            training(prepared / "results/crops/tiles", args)
+        if "workflow" not in skip and prepared is not None:
+            whole_workflow(prepared)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Shard files: many images' tiles in one file, read back per image, memory-mapped, refusing what cannot stack."""
+
+import numpy as np
+import pytest
+
+from cellclass import tilestore
+from cellclass.errors import InputError
+from cellclass.tilestore import TileSet
+
+
+def image(name, n, channels=2, skipped=None):
+    tiles = np.random.default_rng(len(name)).random((n, 8, 8, channels), dtype=np.float32)
+    meta = {"sample": name, "class": "a", "group": name, "files": [f"{name}.tif"], "skipped": skipped}
+    return TileSet(tiles, np.arange(n), np.arange(n) * 2, meta, {"op": np.array([f"op{i}" for i in range(n)])})
+
+
+def test_round_trip_keeps_each_images_tiles_positions_and_metadata(tmp_path):
+    images = [image("a", 3), image("b", 0, channels=1, skipped="unreadable"), image("c", 2)]
+    tilestore.save(tmp_path / "s.npz", images)
+    loaded = tilestore.load(tmp_path / "s.npz")
+    assert [t.meta for t in loaded] == [t.meta for t in images]
+    for before, after in zip(images, loaded):
+        assert len(after) == len(before)
+        if len(before):
+            np.testing.assert_allclose(after.tiles, before.tiles, atol=1e-3)  # float16 on disk
+        np.testing.assert_array_equal(after.cols, before.cols)
+        assert after.tile_ids() == before.tile_ids()
+    assert isinstance(loaded[0].tiles, tilestore.StoredTiles)  # read on demand, not into memory
+    np.testing.assert_array_equal(loaded[0].tiles[[2, 0]], np.asarray(loaded[0].tiles)[[2, 0]])
+    np.testing.assert_array_equal(loaded[2].tiles[1], np.asarray(loaded[2].tiles)[1])
+    with pytest.raises(IndexError):
+        loaded[2].tiles[[2]]
+    light = tilestore.load(tmp_path / "s.npz", tiles=False)
+    assert [len(t) for t in light] == [3, 0, 2] and light[0].tiles.size == 0
+
+
+def test_images_whose_tiles_cannot_stack_are_named(tmp_path):
+    with pytest.raises(InputError, match=r"c\.tif: tiles of shape \(8, 8, 1\), but a\.tif gave \(8, 8, 2\)"):
+        tilestore.save(tmp_path / "s.npz", [image("a", 2), image("c", 2, channels=1)])
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_compressed_shard_is_refused_by_name(tmp_path):
+    np.savez_compressed(tmp_path / "z.npz", tiles=np.zeros((2, 8, 8, 1), np.float16), image=np.zeros(2, np.int32),
+                        rows=np.zeros(2, np.int32), cols=np.zeros(2, np.int32), meta=np.array('[{"sample": "x"}]'))
+    with pytest.raises(InputError, match="z.npz: tiles.npy is compressed and cannot be read in parts"):
+        tilestore.load(tmp_path / "z.npz")
