@@ -128,11 +128,14 @@ def write_augmented(tiles_path, samples, options, *, out_tiles, out_sheet, datas
     """The augment job: copies of the tiles of a shard's training images (`samples`), and a contact
     sheet of the first image's first three tiles' copies side by side."""
     wanted = {sample.id: sample for sample in samples}
-    augmented = []
+    augmented, originals = [], 0
     for tileset in tilestore.load(tiles_path):
         if tileset.meta["sample"] in wanted:
             augmented.append(augment_image(tileset, wanted[tileset.meta["sample"]], options))
-            log.info("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented[-1]))
+            originals += len(tileset)
+            log.debug("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented[-1]))
+    log.info("dataset %s: %d training image(s): %d tiles -> %d", dataset, len(augmented), originals,
+             sum(len(a) for a in augmented))
     tilestore.save(out_tiles, augmented)
     first = next((a for a in augmented if len(a)), None)
     shown = np.empty((0, 1, 1, 1), np.float32)

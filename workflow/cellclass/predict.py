@@ -136,9 +136,10 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, cal
         for tileset, scores in zip(tilesets, score(members, tilesets, run)):
             tile_tables.append(tile_rows(tileset, scores, classes))
             image_rows.append(image_row(tileset, scores, classes))
-            log.info("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
+            log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
+    log.info("%d image(s); calls: %s", len(images), images["call"].value_counts().to_dict())
     with atomic_path(tiles_tsv) as tmp:
         pd.concat(tile_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False)
     with atomic_path(images_tsv) as tmp:

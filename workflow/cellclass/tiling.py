@@ -113,6 +113,8 @@ def tile_field(field, mask, *, size, stride, min_fraction, out_size, source="ima
 def fit_cell(image, out_size):
     """One single-cell image → one square tile: pad to square with its border level, then resize."""
     height, width, channels = image.shape
+    if height == width == out_size:
+        return image[None]
     side = max(height, width)
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     background = np.median(border, axis=0)
@@ -195,4 +197,7 @@ def write_shard(tilesets, tiles_path, sheet_path, *, dataset):
     tilestore.save(tiles_path, tilesets)
     contact_sheet.render(sheet_tiles(tilesets), sheet_path, message=empty_message(tilesets))
     for tileset in tilesets:
-        log.info("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))
+        log.debug("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))
+    empty = sum(not len(t) for t in tilesets)
+    log.info("dataset %s: %d image(s), %d tiles%s", dataset, len(tilesets), sum(len(t) for t in tilesets),
+             f"; {empty} image(s) without tiles" if empty else "")
