@@ -58,12 +58,15 @@ def load_members(model_paths):
 
 
 def score(members, tilesets, run, batch_size=256):
-    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member."""
-    for tileset in tilesets:
-        if len(tileset):
-            shape = select_channels(tileset.tiles[:1], run["channels"]).shape[1:]
-            if shape != tuple(run["input_shape"]):
-                raise InputError(f"{', '.join(tileset.meta['files'])}: tiles of shape {shape} do not fit the model's input {tuple(run['input_shape'])}")
+    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member.
+
+    The TileSets of one shard file share a tile shape (tilestore.save checks it), so the first decides.
+    """
+    first = next((t for t in tilesets if len(t)), None)
+    if first is not None:
+        shape = select_channels(first.tiles[:1], run["channels"]).shape[1:]
+        if shape != tuple(run["input_shape"]):
+            raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the model's input {tuple(run['input_shape'])}")
     return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]), batch_size=batch_size)
 
 
