@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass import tiling, tilestore
+from cellclass import foreground, tiling, tilestore
 from cellclass.config import validate
 from cellclass.datasets import Sample
 from cellclass.errors import InputError
@@ -27,10 +27,10 @@ def settings(**prepare):
 
 def test_foreground_mask_finds_cells_and_rejects_pure_noise():
     field = blob_field()[..., None] / 65535.0
-    mask = tiling.foreground_mask(field, **settings()["foreground"])
+    mask = foreground.foreground_mask(field, **settings()["foreground"])
     assert mask[64, 64] and mask[190, 128] and not mask[128, 20]
     noise = np.random.default_rng(1).normal(0.1, 0.01, (256, 256, 1))
-    assert not tiling.foreground_mask(noise, **settings()["foreground"]).any()
+    assert not foreground.foreground_mask(noise, **settings()["foreground"]).any()
 
 
 def test_fractions_match_a_direct_count():
