@@ -18,7 +18,7 @@ def render(pattern="aggregates", cls="aggregates", seed=0, index=0, **kwargs):
 
 def test_same_arguments_give_identical_fields_and_others_differ():
     first, again = render(), render()
-    for name in ("image", "puncta_mask", "cell_labels"):
+    for name in ("image", "puncta_mask", "cell_labels", "nucleus_labels"):
         assert np.array_equal(getattr(first, name), getattr(again, name))
     for other in (render(seed=1), render(index=1), render(cls="control"), render(pattern="subtle")):
         assert not np.array_equal(first.image, other.image)
@@ -30,6 +30,7 @@ def test_dtypes_shapes_and_one_channel():
     assert field.puncta_mask.dtype == np.uint8 and field.puncta_mask.shape == (256, 256)
     assert field.cell_labels.dtype == np.uint16 and field.cell_labels.shape == (256, 256)
     assert set(np.unique(field.cell_labels)) == set(range(9))
+    assert field.nucleus_labels.dtype == np.uint16 and field.nucleus_labels.shape == (256, 256)
     one = render(channels=1)
     assert one.image.shape == (1, 256, 256)
     assert np.array_equal(one.image[0], field.image[0])
@@ -47,6 +48,20 @@ def test_puncta_masks_are_empty_for_control_and_inside_cytoplasm_for_aggregates(
     nuclei = nuclear > threshold_otsu(nuclear)
     assert (nuclei & mask).sum() <= 0.01 * mask.sum()
     assert np.median(nuclear[mask]) < 0.5 * np.median(nuclear[nuclei])
+
+
+@pytest.mark.parametrize("pattern", demo.PATTERNS)
+def test_each_cell_has_one_nucleus_inside_it_where_the_nuclear_stain_is_bright(pattern):
+    field = render(pattern, "control")
+    cells, nuclei = field.cell_labels, field.nucleus_labels
+    assert set(np.unique(nuclei)) == set(np.unique(cells))
+    inside = nuclei > 0
+    assert np.array_equal(nuclei[inside], cells[inside])
+    # A nucleus is a good part of its cell, well short of all of it.
+    share = np.bincount(nuclei.ravel(), minlength=9)[1:] / np.bincount(cells.ravel(), minlength=9)[1:]
+    assert (share > 0.05).all() and (share < 0.5).all()
+    nuclear = field.image[1].astype(float) - 100  # camera offset removed
+    assert np.median(nuclear[inside]) > 5 * np.median(nuclear[(cells > 0) & ~inside])
 
 
 def test_default_size_cells_fit_a_64_pixel_tile():
@@ -102,6 +117,7 @@ def test_write_dataset_writes_readable_files_named_as_planned(tmp_path):
         assert np.array_equal(image, field.image)
         assert np.array_equal(tifffile.imread(tmp_path / "masks" / cls / f"{stem}.tif"), field.puncta_mask)
         assert np.array_equal(tifffile.imread(tmp_path / "cells" / cls / f"{stem}.tif"), field.cell_labels)
+        assert np.array_equal(tifffile.imread(tmp_path / "nuclei" / cls / f"{stem}.tif"), field.nucleus_labels)
     assert not list(tmp_path.rglob(".*")), "temporary files left behind"
     demo.write_dataset(tmp_path / "again", "subtle", fields_per_class=2, seed=5, size=128, cells_per_field=3)
     for path in (tmp_path / "images").rglob("*.tif"):

@@ -128,7 +128,7 @@ def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
     assert sorted(p.stem for p in tiles.glob("*.npz")) == sorted(set(planned_shards(tmp_path)) - {broken_shard})
 
     demo.write_field(
-        broken, tmp_path / "spare/puncta.tif", tmp_path / "spare/cells.tif",
+        broken, tmp_path / "spare/puncta.tif", tmp_path / "spare/cells.tif", tmp_path / "spare/nuclei.tif",
         pattern="aggregates", cls="control", stem="field_009", seed=1, size=256, cells_per_field=30,
     )  # fmt: skip
     trains = any(sides(tmp_path)[i] == "train" for i in planned_shards(tmp_path)[broken_shard])

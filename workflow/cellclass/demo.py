@@ -46,6 +46,7 @@ class DemoField:
     image: np.ndarray  # uint16 (C, Y, X)
     puncta_mask: np.ndarray  # uint8 (Y, X)
     cell_labels: np.ndarray  # uint16 (Y, X)
+    nucleus_labels: np.ndarray  # uint16 (Y, X); cell k's nucleus is k, on the pixels cell k owns
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,10 @@ def render_field(
     cyto = np.zeros((size, size), np.float32)
     nuclear = np.zeros((size, size), np.float32)
     labels = np.zeros((size, size), np.uint16)
+    nuclei = np.zeros((size, size), np.uint16)
     core = []  # per cell: where it was painted and how far each pixel is from its edge and nucleus
     for label, cell in enumerate(cells, start=1):
-        core.append(_paint_cell(cell, label, diffuse, labels, cyto, nuclear))
+        core.append(_paint_cell(cell, label, diffuse, labels, nuclei, cyto, nuclear))
     cyto *= np.clip(1 + 0.12 * smooth + 0.1 * grain, 0.2, None)
     # The grain doubles as chromatin; where they share pixels the protein channel is dim.
     nuclear *= np.clip(1 + 0.15 * grain, 0.2, None)
@@ -94,7 +96,7 @@ def render_field(
     exposure = rng.lognormal(0, 0.1) * illumination
     planes = [cyto, nuclear][:channels]
     image = np.stack([_camera(rng, exposure * (plane + _BACKGROUND_E)) for plane in planes])
-    return DemoField(image, mask, labels)
+    return DemoField(image, mask, labels, nuclei)
 
 
 def field_names(fields_per_class: int) -> list[tuple[str, str]]:
@@ -103,9 +105,20 @@ def field_names(fields_per_class: int) -> list[tuple[str, str]]:
 
 
 def write_field(
-    image_path, puncta_path, cells_path, *, pattern, cls, stem, seed, size=1024, cells_per_field=40, channels=2
+    image_path,
+    puncta_path,
+    cells_path,
+    nuclei_path,
+    *,
+    pattern,
+    cls,
+    stem,
+    seed,
+    size=1024,
+    cells_per_field=40,
+    channels=2,
 ):
-    """Render the field named `stem` and write its image, puncta mask and cell labels atomically."""
+    """Render the field named `stem` and write its image, puncta mask, cell and nucleus labels atomically."""
     match = re.fullmatch(r"field_(\d+)", stem)
     if not match:
         raise InputError(f"demo field name {stem!r}: expected field_<number>")
@@ -116,6 +129,7 @@ def write_field(
         (image_path, field.image, "CYX"),
         (puncta_path, field.puncta_mask, "YX"),
         (cells_path, field.cell_labels, "YX"),
+        (nuclei_path, field.nucleus_labels, "YX"),
     ):
         with atomic_path(path) as tmp:
             tifffile.imwrite(tmp, array, imagej=True, metadata={"axes": axes})
@@ -132,7 +146,7 @@ def write_dataset(
     cells_per_field: int = 40,
     channels: int = 2,
 ) -> list[Path]:
-    """Write images/, masks/ and cells/ <class>/<stem>.tif under root; return the image paths."""
+    """Write images/, masks/, cells/ and nuclei/ <class>/<stem>.tif under root; return the image paths."""
     _require(pattern, PATTERNS, "pattern")
     root = Path(root)
     return [
@@ -140,6 +154,7 @@ def write_dataset(
             root / "images" / cls / f"{stem}.tif",
             root / "masks" / cls / f"{stem}.tif",
             root / "cells" / cls / f"{stem}.tif",
+            root / "nuclei" / cls / f"{stem}.tif",
             pattern=pattern,
             cls=cls,
             stem=stem,
@@ -190,8 +205,9 @@ def _texture(rng, size, sigma):
     return field / field.std()
 
 
-def _paint_cell(cell, label, diffuse, labels, cyto, nuclear):
-    """Paint one cell in its bounding box (first cell wins shared pixels); return where puncta may go."""
+def _paint_cell(cell, label, diffuse, labels, nuclei, cyto, nuclear):
+    """Paint one cell and its nucleus label in its bounding box (first cell wins shared pixels); return where
+    puncta may go."""
     size = labels.shape[0]
     reach = cell.radius * (1 + cell.harmonics[:, 1].sum()) + 1
     y0, y1 = max(int(cell.cy - reach), 0), min(int(cell.cy + reach) + 2, size)
@@ -211,6 +227,7 @@ def _paint_cell(cell, label, diffuse, labels, cyto, nuclear):
     own = (rho <= 1) & (labels[box] == 0)
     in_nucleus = ellipse <= 1
     labels[box][own] = label
+    nuclei[box][own & in_nucleus] = label
     # Cytoplasm is thickest around the nucleus and thins towards the cell edge.
     thickness = 0.4 + 0.6 * (1 - np.minimum(rho, 1) ** 2)
     cyto[box][own] = (cell.brightness * diffuse * thickness * np.where(in_nucleus, _NUCLEUS_LEAK, 1.0))[own]

@@ -6,6 +6,7 @@ rule demo_field:
         image="results/demo/{dataset}/images/{cls}/{stem}.tif",
         puncta="results/demo/{dataset}/masks/{cls}/{stem}.tif",
         cells="results/demo/{dataset}/cells/{cls}/{stem}.tif",
+        nuclei="results/demo/{dataset}/nuclei/{cls}/{stem}.tif",
     log:
         "logs/demo/{dataset}/{cls}/{stem}.log",
     conda:

@@ -1,4 +1,4 @@
-"""Snakemake adapter: render one demo field with its ground-truth masks."""
+"""Snakemake adapter: render one demo field with its ground-truth masks and labels."""
 
 from cellclass import demo, logs
 
@@ -8,6 +8,7 @@ demo.write_field(
     output.image,
     output.puncta,
     output.cells,
+    output.nuclei,
     cls=snakemake.wildcards.cls,
     stem=snakemake.wildcards.stem,
     **snakemake.params.demo,  # pattern, seed, size, cells_per_field, channels
