@@ -64,7 +64,7 @@ def _combine(base, flip_rotation):
 def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations=0, max_shift=8, seed=0):
     """Augmented copies of a TileSet's tiles, the originals included (op 'rot0').
 
-    Angles and translations need the raw `field` (fields kind); for single-cell
+    Angles and translations need the raw `field` (fields and nuclei kinds); for single-cell
     images there is no field around the cell, so only the dihedral group applies.
     """
     settings = tileset.meta["settings"]
@@ -99,22 +99,27 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
         tiles, names = dihedral(tiles)
         parents = np.tile(parents, 8)
         ops = np.array([_combine(o, n) for o, n in zip(np.tile(ops, 8), names)])
+    # A crop's object (label, centroid, area) follows its copies; its masks would need the same ops, and
+    # training needs none.
+    carried = {k: np.asarray(v)[parents] for k, v in tileset.extra.items() if np.ndim(v) == 1}
     return TileSet(
         tiles,
         tileset.rows[parents],
         tileset.cols[parents],
         dict(tileset.meta, augmented=True),
-        {"parent": parents, "op": ops},
+        {**carried, "parent": parents, "op": ops},
     )
 
 
 def augment_image(tileset, sample, options):
     """Augmented copies of one training image's tiles; angles and shifts resample its raw field, read again."""
     settings = tileset.meta["settings"]
-    needs_field = (options["angles"] or options["translations"]) and settings["kind"] == "fields" and len(tileset)
+    around = settings["kind"] in ("fields", "nuclei")  # a field surrounds the tile, to resample from
+    needs_field = (options["angles"] or options["translations"]) and around and len(tileset)
     field = load_field(sample, settings)[0] if needs_field else None
+    per_tile = {k: v for k, v in tileset.extra.items() if not isinstance(v, tilestore.StoredTiles)}
     return augment(
-        TileSet(np.asarray(tileset.tiles), tileset.rows, tileset.cols, tileset.meta),
+        TileSet(np.asarray(tileset.tiles), tileset.rows, tileset.cols, tileset.meta, per_tile),
         field=field,
         angles=options["angles"],
         dihedral_group=options["dihedral"],

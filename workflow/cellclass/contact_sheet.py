@@ -26,16 +26,25 @@ def to_rgb(tiles):
     return (display_rgb(tiles) * 255).astype(np.uint8)
 
 
-def render(tiles, path, *, max_tiles=100, gap=2, message=None):
-    """Write up to `max_tiles` tiles as a square grid; `message` instead when there are none."""
+OUTLINE = (255, 255, 0)  # yellow: seen on both the green and the magenta channel
+
+
+def render(tiles, path, *, max_tiles=100, gap=2, message=None, outlines=None):
+    """Write up to `max_tiles` tiles as a square grid; `message` instead when there are none.
+
+    `outlines` (n, h, w) bool, e.g. a crop's nucleus and cell boundaries, are drawn over the tiles.
+    """
     tiles = np.asarray(tiles, dtype=np.float32)[:max_tiles]
     if len(tiles) == 0:
         image = Image.new("RGB", (320, 40), "black")
         ImageDraw.Draw(image).text((6, 12), message or "no tiles", fill="white")
     else:
         columns = math.ceil(math.sqrt(len(tiles)))
+        rgb = to_rgb(tiles)
+        if outlines is not None:
+            rgb[np.asarray(outlines, bool)[:max_tiles]] = OUTLINE
         grid = montage(
-            to_rgb(tiles), fill=(40, 40, 40), grid_shape=(math.ceil(len(tiles) / columns), columns), padding_width=gap,
+            rgb, fill=(40, 40, 40), grid_shape=(math.ceil(len(tiles) / columns), columns), padding_width=gap,
             channel_axis=-1,
         )
         image = Image.fromarray(grid)

@@ -21,6 +21,7 @@ SHEET_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "sheet.schema.y
 
 UNLABELLED = ""  # the class of an image nobody has labelled
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+LABEL_SUFFIXES = {".tif", ".tiff", ".png"}  # lossless: JPEG would blur label ids
 # Files that operating systems leave behind; never images, never classes.
 PHANTOM_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
 
@@ -32,6 +33,12 @@ class Sample:
     cls: str
     group: str  # the unit of the train/test split: the image itself by default
     split: str = ""  # a side fixed by the sample sheet (train, validation, test); "" lets the hash decide
+    labels: str = ""  # kind nuclei: a user label image of the field's nuclei ("": segment them)
+    cell_labels: str = ""  # and of its cells ("": grow them, if configured)
+
+    def inputs(self):
+        """Every file the sample is made from: its channel files and any label images."""
+        return [*self.files, *(f for f in (self.labels, self.cell_labels) if f)]
 
 
 def is_phantom(path):
@@ -129,6 +136,23 @@ def _files_of(root, row, where):
     return files
 
 
+def _label_files(root, row, where):
+    """The row's label images (labels, cell_labels), resolved inside the dataset folder; "" where not given."""
+    found = {}
+    for column in ("labels", "cell_labels"):
+        text = row.get(column, "")
+        if not text:
+            found[column] = ""
+            continue
+        path = _resolve_inside(root, text, f"{where}, column {column}")
+        if path.suffix.lower() not in LABEL_SUFFIXES:
+            raise InputError(f"{where}, column {column}: {path} is not a label image ({', '.join(sorted(LABEL_SUFFIXES))})")
+        found[column] = str(path)
+    if found["cell_labels"] and not found["labels"]:
+        raise InputError(f"{where}: cell_labels without labels; cells are matched to the nuclei of the labels column")
+    return found
+
+
 def from_sheet(sheet, root=None, test_only=False):
     """Samples from a TSV sample sheet with columns path, class and optional group and split.
 
@@ -154,7 +178,7 @@ def from_sheet(sheet, root=None, test_only=False):
                 f"{where}: group {group} is on split '{side or '(empty)'}' here but "
                 f"'{sides[group][0] or '(empty)'}' on line {sides[group][1]}; a group stays on one side"
             )
-        samples.append(Sample(sid, files, row["class"], group, side))
+        samples.append(Sample(sid, files, row["class"], group, side, **_label_files(root, row, where)))
     return _check_classes(samples, f"sample sheet {sheet}", test_only)
 
 
@@ -188,7 +212,8 @@ def unlabelled_from_folder(root):
 
 
 def unlabelled_from_sheet(sheet, root=None):
-    """Images listed in a TSV with a `path` column ('a.tif;b.tif' for one file per channel) and an optional `class`."""
+    """Images listed in a TSV with a `path` column ('a.tif;b.tif' for one file per channel) and optional `class`,
+    `group` (a well: calls roll up to it) and label images (`labels`, `cell_labels`)."""
     sheet = Path(sheet)
     root = Path(root) if root else sheet.parent
     rows = read_sheet(sheet)
@@ -196,9 +221,10 @@ def unlabelled_from_sheet(sheet, root=None):
         raise InputError(f"sample sheet {sheet}: needs a 'path' column and at least one row")
     samples = []
     for line, row in enumerate(rows, start=2):
-        files = _files_of(root, row, f"sample sheet {sheet}, line {line}")
+        where = f"sample sheet {sheet}, line {line}"
+        files = _files_of(root, row, where)
         sid = sample_id(Path(files[0]).relative_to(root.resolve()))
-        samples.append(Sample(sid, files, row.get("class", ""), sid))
+        samples.append(Sample(sid, files, row.get("class", ""), row.get("group") or sid, **_label_files(root, row, where)))
     return samples
 
 

@@ -14,7 +14,7 @@ import math
 # of work. A megapixel field takes ~0.1-0.3 s to read, threshold and tile; a
 # small single-cell crop ~0.5 ms, so a cells shard that costs as much as the
 # ~2 s of starting its job needs thousands of crops.
-DEFAULT_IMAGES_PER_JOB = {"fields": 100, "cells": 5000}
+DEFAULT_IMAGES_PER_JOB = {"fields": 100, "cells": 5000, "nuclei": 100}
 
 
 def images_per_job(prepare):

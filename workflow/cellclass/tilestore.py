@@ -37,8 +37,12 @@ class TileSet:
         return len(self.rows)
 
     def tile_ids(self):
-        """Stable ids: '<sample id>@<row>,<col>' (plus the op for augmented copies)."""
-        base = [f"{self.meta['sample']}@{r},{c}" for r, c in zip(self.rows, self.cols)]
+        """Stable ids: '<sample id>@<row>,<col>', or '<sample id>@cell<label>' for a crop of a labelled object
+        (plus the op for augmented copies)."""
+        if "label" in self.extra:
+            base = [f"{self.meta['sample']}@cell{label}" for label in self.extra["label"]]
+        else:
+            base = [f"{self.meta['sample']}@{r},{c}" for r, c in zip(self.rows, self.cols)]
         if "op" in self.extra:
             return [f"{b}#{op}" for b, op in zip(base, self.extra["op"])]
         return base
@@ -75,7 +79,9 @@ def save(path, tilesets):
             rows=np.concatenate([np.asarray(t.rows, np.int32) for t in tilesets] or [np.empty(0, np.int32)]),
             cols=np.concatenate([np.asarray(t.cols, np.int32) for t in tilesets] or [np.empty(0, np.int32)]),
             meta=np.array(json.dumps([t.meta for t in tilesets])),
-            **{f"extra_{k}": np.concatenate([np.asarray(t.extra[k]) for t in tilesets if len(t)] or [np.empty(0)])
+            # C order: per-tile arrays (a crop's masks) are read by rows, as the tiles.
+            **{f"extra_{k}": np.ascontiguousarray(np.concatenate([np.asarray(t.extra[k]) for t in tilesets if len(t)]
+                                                                 or [np.empty(0)]))
                for k in extra_keys},
         )
 
@@ -86,7 +92,12 @@ def load(path, *, tiles=True):
     with np.load(path, allow_pickle=False) as data:
         image, rows, cols = data["image"], data["rows"], data["cols"]
         metas = json.loads(str(data["meta"]))
-        extra = {k[len("extra_") :]: data[k] for k in data.files if k.startswith("extra_")}
+        extra_keys = [k for k in data.files if k.startswith("extra_")]
+    # Per-tile numbers are read now; per-tile images (a crop's masks) on demand, as the tiles.
+    extra = {}
+    for key in extra_keys:
+        stored = StoredTiles.of(path, f"{key}.npy")
+        extra[key[len("extra_") :]] = stored if stored.row_shape else np.asarray(stored)
     all_tiles = StoredTiles.of(path, "tiles.npy") if tiles else None
     bounds = np.searchsorted(image, np.arange(len(metas) + 1))
     tilesets = []
@@ -98,7 +109,8 @@ def load(path, *, tiles=True):
                 rows=rows[part],
                 cols=cols[part],
                 meta=meta,
-                extra={k: v[part] for k, v in extra.items()},
+                extra={k: v.view(bounds[i], bounds[i + 1]) if isinstance(v, StoredTiles) else v[part]
+                       for k, v in extra.items()},
             )
         )
     return tilesets

@@ -9,9 +9,10 @@ import logging
 
 import numpy as np
 from skimage import transform
+from skimage.segmentation import find_boundaries
 from skimage.util import view_as_windows
 
-from cellclass import contact_sheet, imageio, normalise, tilestore
+from cellclass import contact_sheet, crops, imageio, normalise, tilestore
 from cellclass.errors import InputError
 from cellclass.foreground import foreground_mask
 from cellclass.tilestore import TileSet
@@ -56,6 +57,8 @@ def resize_tiles(tiles, out_size):
     if tiles.shape[1] == out_size:
         return tiles
     n, _, _, channels = tiles.shape
+    if n == 0:
+        return np.empty((0, out_size, out_size, channels), np.float32)
     return transform.resize(tiles, (n, out_size, out_size, channels), order=1, anti_aliasing=True).astype(np.float32)
 
 
@@ -111,6 +114,8 @@ def tile_sample(sample, settings, dataset=""):
         if settings["kind"] == "cells":
             tiles = fit_cell(field, output_size(settings))
             return TileSet(tiles, np.array([-1]), np.array([-1]), meta)
+        if settings["kind"] == "nuclei":
+            return crop_sample(sample, field, settings, meta)
         mask = foreground_mask(field, **settings["foreground"])
         tiles, rows, cols = tile_field(
             field,
@@ -133,18 +138,37 @@ def tile_sample(sample, settings, dataset=""):
     return TileSet(tiles, rows, cols, meta)
 
 
+def crop_sample(sample, field, settings, meta):
+    """A TileSet of one crop per nucleus of a field (kind nuclei), with each crop's object and masks."""
+    nuclei, cells, objects = crops.find_objects(sample, field, settings["nuclei"])
+    tiles, rows, cols, extra = crops.crop_objects(field, nuclei, cells, size=settings["tile_size"])
+    out = output_size(settings)
+    extra["compartments"] = crops.resize_codes(extra["compartments"], out)
+    meta.update(objects=objects, compartments=crops.WITH_CELLS if cells is not None else crops.NUCLEI_ONLY)
+    if sample.labels:
+        meta["label_files"] = [f for f in (sample.labels, sample.cell_labels) if f]
+    if not len(tiles):
+        log.warning("%s: %s (no nucleus)", ", ".join(sample.files), tilestore.NO_CELLS)
+    return TileSet(resize_tiles(tiles, out), rows, cols, meta, extra)
+
+
 def tile_shard(samples, settings, dataset=""):
     """The TileSets of a shard's samples, in order, tiled by one process."""
     return [tile_sample(sample, settings, dataset=dataset) for sample in samples]
 
 
 def sheet_tiles(tilesets, max_tiles=100):
-    """Tiles for a shard's contact sheet: the first few of every image, up to `max_tiles` in all."""
+    """Tiles for a shard's contact sheet, the first few of every image, up to `max_tiles` in all, and the
+    outlines of each crop's nucleus and cell (None for grid tiles)."""
     filled = [t for t in tilesets if len(t)]
     if not filled:
-        return np.empty((0, 1, 1, 1), np.float32)
+        return np.empty((0, 1, 1, 1), np.float32), None
     each = max(1, -(-max_tiles // len(filled)))
-    return np.concatenate([np.asarray(t.tiles[:each], np.float32) for t in filled])[:max_tiles]
+    tiles = np.concatenate([np.asarray(t.tiles[:each], np.float32) for t in filled])[:max_tiles]
+    if not all("compartments" in t.extra for t in filled):
+        return tiles, None
+    codes = np.concatenate([np.asarray(t.extra["compartments"][:each]) for t in filled])[:max_tiles]
+    return tiles, np.stack([find_boundaries(c, mode="inner") for c in codes])
 
 
 def empty_message(tilesets):
@@ -157,7 +181,8 @@ def empty_message(tilesets):
 def write_shard(tilesets, tiles_path, sheet_path, *, dataset):
     """A tile job's outputs: the shard file and its contact sheet (which says why when it is empty)."""
     tilestore.save(tiles_path, tilesets)
-    contact_sheet.render(sheet_tiles(tilesets), sheet_path, message=empty_message(tilesets))
+    tiles, outlines = sheet_tiles(tilesets)
+    contact_sheet.render(tiles, sheet_path, message=empty_message(tilesets), outlines=outlines)
     for tileset in tilesets:
         log.debug("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))
     empty = sum(not len(t) for t in tilesets)

@@ -47,6 +47,7 @@ def preparation(tilesets):
         "settings": metas[0].get("settings"),  # None for tiles made outside the workflow
         "channels": sorted({m["field_shape"][-1] for m in metas if m.get("field_shape")}),
         "bit_depths": sorted({m["bit_depth"] for m in metas if m.get("bit_depth")}),
+        "objects": sorted({m["objects"] for m in metas if m.get("objects")}),  # kind nuclei: segmented, user labels
     }
 
 

@@ -70,7 +70,7 @@ def shard_samples(wildcards):
 
 
 def raw_files(samples):
-    return [path for s in samples for path in s.files]
+    return [path for s in samples for path in s.inputs()]
 
 
 def sample_side(dataset, sample_id, fold=0):
