@@ -30,7 +30,8 @@ def test_tiles_are_chosen_per_class_from_the_own_test_set_and_seeded():
 
 
 def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
-    """A user's folder laid out like the demo's (images/ beside masks/) is not taken as ground truth."""
+    """A user's folder laid out like the demo's (images/ beside masks/) is not taken as ground truth: the
+    ground_truth mask reads only the files the rule names, and a tile without one is an error naming it."""
     from cellclass import tilestore
     from cellclass.tilestore import TileSet
 
@@ -44,13 +45,17 @@ def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
     mask[0:2, 0:2] = 1
     tifffile.imwrite(tmp_path / "mask_a.tif", mask)
     chosen = pd.DataFrame({"tile": ["aggregates/a@0,0", "aggregates/b@0,0"]})
-    _, masks, ids, sources = explain.load_chosen(
-        chosen, [tmp_path / "a.npz", tmp_path / "b.npz"], {"radius": 1, "threshold": "otsu"},
-        {"aggregates/a": str(tmp_path / "mask_a.tif")},
-    )
+    shards = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    puncta = {"radius": 1, "threshold": "otsu"}
+    _, masks, ids = explain.load_chosen(chosen, shards, ["ground_truth", "puncta"], puncta,
+                                        {"aggregates/a": str(tmp_path / "mask_a.tif"), "aggregates/b": str(tmp_path / "mask_a.tif")})
     assert ids == ["aggregates/a@0,0", "aggregates/b@0,0"]
-    assert sources[0] == "ground-truth puncta" and masks[0].sum() == 4 and masks[0][0, 0]
-    assert sources[1].startswith("top-hat puncta") and masks[1][4, 4] and not masks[1][0, 0]
+    assert masks["ground_truth"][0].sum() == 4 and masks["ground_truth"][0][0, 0]
+    assert masks["puncta"][1][4, 4] and not masks["puncta"][1][0, 0]
+    with pytest.raises(InputError, match="aggregates/b: no ground-truth puncta mask"):
+        explain.load_chosen(chosen, shards, ["ground_truth"], puncta, {"aggregates/a": str(tmp_path / "mask_a.tif")})
+    with pytest.raises(InputError, match="needs single-cell crops"):
+        explain.load_chosen(chosen, shards, ["nucleus"], puncta, {})
 
 
 def scores():

@@ -92,6 +92,7 @@ def _check_attribution(config):
     for name in attribution["experiments"]:
         if name not in config["experiments"]:
             raise InputError(f"invalid configuration:\n  attribution.experiments: no experiment '{name}'")
+    attribution["masks"] = {name: _masks_of(config, name) for name in attribution["experiments"]}
     trained = {m for e in attribution["experiments"] for m in config["experiments"][e]["train"]["models"]}
     for model in attribution["models"] or []:
         if model not in trained:
@@ -99,6 +100,27 @@ def _check_attribution(config):
                 f"invalid configuration:\n  attribution.models: no explained experiment trains '{model}' "
                 f"(they train {', '.join(sorted(trained))})"
             )
+
+
+def _masks_of(config, experiment):
+    """The masks an explained experiment's maps are scored in, checked against what its dataset can give."""
+    masks = config["attribution"]["masks"]
+    dataset = config["datasets"][config["experiments"][experiment]["dataset"]]
+    if isinstance(masks, dict):
+        masks = masks.get(experiment)
+    if masks is None:
+        return ["ground_truth"] if "demo" in dataset else ["puncta"]
+    where = f"invalid configuration:\n  attribution.masks: experiment '{experiment}'"
+    prepare = dataset["prepare"]
+    if "ground_truth" in masks and "demo" not in dataset:
+        raise InputError(f"{where}: ground_truth needs the demo's puncta masks; its dataset is not a demo")
+    compartments = [m for m in masks if m in ("nucleus", "cytoplasm", "cell")]
+    if compartments and prepare["kind"] != "nuclei":
+        raise InputError(f"{where}: the {compartments[0]} mask needs single-cell crops (prepare.kind: nuclei)")
+    grown = prepare["nuclei"]["cell_channel"] is not None or "sheet" in dataset  # a sheet may give cell_labels
+    if {"cytoplasm", "cell"} & set(masks) and not grown:
+        raise InputError(f"{where}: the cytoplasm and cell masks need cells: set prepare.nuclei.cell_channel")
+    return list(masks)
 
 
 def _resolve_paths(entry, base_dir, where):

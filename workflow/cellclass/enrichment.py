@@ -51,13 +51,14 @@ def puncta_mask(channel_image, *, radius=3, threshold="otsu"):
 def tile_masks(mask_field, rows, cols, size):
     """Crops (n, size, size) of a field-sized mask at the tiles' top-left corners (tile files store rows, cols).
 
-    A tile at row r, col c covers field[r:r + size, c:c + size].
+    A tile at row r, col c covers field[r:r + size, c:c + size]; a single-cell crop centred near the
+    border reaches beyond the field, where the mask is empty.
     """
-    mask_field = np.asarray(mask_field, dtype=bool)
+    padded = np.pad(np.asarray(mask_field, dtype=bool), size)
     crops = np.zeros((len(rows), size, size), dtype=bool)
     for i, (r, c) in enumerate(zip(rows, cols)):
-        r, c = int(r), int(c)
-        if r < 0 or c < 0 or r + size > mask_field.shape[0] or c + size > mask_field.shape[1]:
-            raise ValueError(f"tile at ({r}, {c}) of size {size} leaves the {mask_field.shape} field")
-        crops[i] = mask_field[r : r + size, c : c + size]
+        r, c = int(r) + size, int(c) + size
+        if r < 0 or c < 0 or r > padded.shape[0] - size or c > padded.shape[1] - size:
+            raise ValueError(f"tile at ({r - size}, {c - size}) of size {size} lies outside the {mask_field.shape} field")
+        crops[i] = padded[r : r + size, c : c + size]
     return crops

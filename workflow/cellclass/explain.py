@@ -3,8 +3,9 @@
 For a balanced, seeded choice of the run's own test tiles, every configured
 method explains the trained model and a copy with re-initialised weights (the
 sanity check: a map that survives randomisation does not explain the model).
-Each map is scored by its enrichment in a puncta mask: the ground truth where
-the demo wrote one, otherwise a white top-hat of the protein channel.
+Each map is scored by its enrichment in each configured mask: the demo's
+ground-truth puncta, a white top-hat of the protein channel (puncta), or the
+crop's own nucleus, cytoplasm or cell (single-cell crops).
 """
 
 import logging
@@ -15,8 +16,9 @@ import pandas as pd
 import tifffile
 from skimage.transform import resize
 
-from cellclass import enrichment, tilestore
+from cellclass import crops, enrichment, tilestore
 from cellclass.atomic import atomic_path
+from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 from cellclass.runs import read_metrics, run_name
 from cellclass.runtime import configure_tensorflow
@@ -36,40 +38,66 @@ def choose_tiles(predictions, test_set, per_class, seed):
     return pd.concat(chosen, ignore_index=True)
 
 
-def load_chosen(chosen, tile_files, puncta, mask_files):
-    """Tiles, their puncta masks (at tile resolution) and which kind of mask each is.
+# What each mask is called in tables and sentences.
+MASK_WORDS = {
+    "ground_truth": "ground-truth puncta",
+    "puncta": "top-hat puncta",
+    "nucleus": "nucleus",
+    "cytoplasm": "cytoplasm",
+    "cell": "cell",
+}
 
-    `mask_files` maps a sample id to its ground-truth puncta mask (the demo's); other
-    samples get a white top-hat mask of the protein channel.
+
+def tile_mask(name, tileset, i, tile, truth, puncta):
+    """The mask `name` of tile i of a TileSet, at the tile's resolution (bool (H, W))."""
+    sample = tileset.meta["sample"]
+    if name == "puncta":
+        return enrichment.puncta_mask(tile[..., 0], radius=puncta["radius"], threshold=puncta["threshold"])
+    if name == "ground_truth":
+        if truth is None:
+            raise InputError(f"{sample}: no ground-truth puncta mask; the ground_truth mask needs the demo's masks")
+        size = tileset.meta["settings"]["tile_size"]
+        crop = enrichment.tile_masks(truth, tileset.rows[i : i + 1], tileset.cols[i : i + 1], size)[0]
+        return resize(crop, tile.shape[:2], order=0, preserve_range=True, anti_aliasing=False).astype(bool)
+    if "compartments" not in tileset.extra:
+        raise InputError(f"{sample}: the {name} mask needs single-cell crops (prepare.kind: nuclei)")
+    if name not in tileset.meta["compartments"]:
+        raise InputError(
+            f"{sample}: the {name} mask needs cells as well as nuclei: set prepare.nuclei.cell_channel, "
+            "or give a cell_labels column"
+        )
+    return crops.compartment_mask(tileset.extra["compartments"][i], name)
+
+
+def load_chosen(chosen, tile_files, mask_names, puncta, mask_files):
+    """Tiles, their masks (name -> (n, H, W) bool, at tile resolution) and ids, in id order.
+
+    `mask_files` maps a sample id to its ground-truth puncta mask (the demo's), which the
+    ground_truth mask needs; the others come from the tile itself (puncta: a white top-hat of
+    the protein channel) or from its crop's compartments (nucleus, cytoplasm, cell).
     """
     wanted = set(chosen["tile"])
-    tiles, masks, ids, sources = [], [], [], []
+    tiles, ids, masks = [], [], {name: [] for name in mask_names}
     for tileset in tilestore.load_all(tile_files):
         keep = [i for i, tid in enumerate(tileset.tile_ids()) if tid in wanted]
         if not keep:
             continue
-        size = tileset.meta["settings"]["tile_size"]
         mask_file = mask_files.get(tileset.meta["sample"])
         truth = tifffile.imread(mask_file) > 0 if mask_file else None
         for i in keep:
             tile = tileset.tiles[i].astype(np.float32)
-            if truth is not None and tileset.rows[i] >= 0:
-                crop = enrichment.tile_masks(truth, tileset.rows[i : i + 1], tileset.cols[i : i + 1], size)[0]
-                mask = resize(crop, tile.shape[:2], order=0, preserve_range=True, anti_aliasing=False).astype(bool)
-                sources.append("ground-truth puncta")
-            else:
-                mask = enrichment.puncta_mask(tile[..., 0], radius=puncta["radius"], threshold=puncta["threshold"])
-                sources.append(f"top-hat puncta (radius {puncta['radius']}, threshold {puncta['threshold']})")
+            for name in mask_names:
+                masks[name].append(tile_mask(name, tileset, i, tile, truth, puncta))
             tiles.append(tile)
-            masks.append(mask)
             ids.append(tileset.tile_ids()[i])
     order = np.argsort(ids)
-    return np.stack(tiles)[order], np.stack(masks)[order], [ids[i] for i in order], [sources[i] for i in order]
+    return np.stack(tiles)[order], {k: np.stack(v)[order] for k, v in masks.items()}, [ids[i] for i in order]
 
 
-def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_files, settings, maps_path, scores_path,
-                threads=1):
-    """Maps and enrichment scores for one run, on its own test side; writes maps (.npz) and a tidy score table (.tsv).
+def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_names, mask_files, settings, maps_path,
+                scores_path, threads=1):
+    """Maps and enrichment scores in each of `mask_names` for one run, on its own test side; writes maps (.npz)
+    and a tidy score table (.tsv).
 
     The run's identity, classes and channels come from its metrics.json.
     """
@@ -82,7 +110,7 @@ def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_
     configure_tensorflow(threads=threads, seed=seed, deterministic=True)
     predictions = pd.read_csv(predictions_path, sep="\t", dtype={"tile": str})
     chosen = choose_tiles(predictions, identity["dataset"], settings["tiles_per_class"], seed)
-    tiles, masks, ids, sources = load_chosen(chosen, tile_files, settings["puncta"], mask_files)
+    tiles, masks, ids = load_chosen(chosen, tile_files, mask_names, settings["puncta"], mask_files)
     truth = chosen.set_index("tile").loc[ids, "true"]
     targets = np.array([classes.index(c) for c in truth])
     inputs = select_channels(tiles, channels)
@@ -95,39 +123,40 @@ def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_
                 model, inputs, targets, method, options=settings["options"].get(method), layer=None
             )
             arrays[f"{state}/{method}"] = maps.astype(np.float16)
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "experiment": identity["experiment"],
-                        "model": identity["model"],
-                        "fold": int(identity["fold"]),
-                        "seed": seed,
-                        "tile": ids,
-                        "true": truth.to_numpy(),
-                        "method": method,
-                        "model_state": state,
-                        "mask": sources,
-                        "mask_share": masks.mean(axis=(1, 2)),
-                        "enrichment": enrichment.enrichment(maps, masks),
-                    }
+            for name, mask in masks.items():
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "experiment": identity["experiment"],
+                            "model": identity["model"],
+                            "fold": int(identity["fold"]),
+                            "seed": seed,
+                            "tile": ids,
+                            "true": truth.to_numpy(),
+                            "method": method,
+                            "model_state": state,
+                            "mask": MASK_WORDS[name],
+                            "mask_share": mask.mean(axis=(1, 2)),
+                            "enrichment": enrichment.enrichment(maps, mask),
+                        }
+                    )
                 )
-            )
-            log.info("%s %s: median enrichment %.2f", state, method, np.nanmedian(rows[-1]["enrichment"]) if rows[-1]["enrichment"].notna().any() else float("nan"))
+                found = rows[-1]["enrichment"]
+                log.info("%s %s, %s: median enrichment %.2f", state, method, MASK_WORDS[name],
+                         np.nanmedian(found) if found.notna().any() else float("nan"))
     with atomic_path(maps_path) as tmp:
-        np.savez(tmp, tiles=tiles.astype(np.float16), masks=masks, tile_ids=np.array(ids), true=truth.to_numpy().astype(str), **arrays)
+        np.savez(tmp, tiles=tiles.astype(np.float16), **{f"mask/{k}": v for k, v in masks.items()}, tile_ids=np.array(ids), true=truth.to_numpy().astype(str), **arrays)
     with atomic_path(scores_path) as tmp:
         pd.concat(rows, ignore_index=True).to_csv(tmp, sep="\t", index=False)
 
 
 def summarise(scores):
-    """Per (experiment, model, fold, seed, method, state): median enrichment over the tiles it is defined on.
+    """Per (experiment, model, fold, seed, method, state, mask): median enrichment over the tiles it is defined on.
 
     `tiles` counts them; 0 means every map was empty (a network whose score ignores its input).
     """
-    keys = ["experiment", "model", "fold", "seed", "method", "model_state"]
-    table = scores.groupby(keys, sort=True).agg(
-        enrichment=("enrichment", "median"), tiles=("enrichment", "count"), mask=("mask", "first")
-    )
+    keys = ["experiment", "model", "fold", "seed", "method", "model_state", "mask"]
+    table = scores.groupby(keys, sort=True).agg(enrichment=("enrichment", "median"), tiles=("enrichment", "count"))
     return table.reset_index()
 
 
@@ -144,16 +173,15 @@ def unreliable_runs(runs_table):
 
 
 def sentences(summary, unreliable=frozenset()):
-    """One plain-English line per (experiment, model, method): trained vs randomised network, across runs.
+    """One plain-English line per (experiment, model, method, mask): trained vs randomised network, across runs.
 
     No claim is made from runs that collapsed or score at chance, nor when the runs
     (seeds, and folds under cross-validation) disagree more than the effect (their
     spread exceeds the median's distance from 1).
     """
     lines = []
-    for (experiment, model, method), group in summary.groupby(["experiment", "model", "method"], sort=False):
-        name = f"{experiment}/{model}, {method.replace('_', ' ')}"
-        mask = group["mask"].dropna().iloc[0] if group["mask"].notna().any() else "puncta"
+    for (experiment, model, method, mask), group in summary.groupby(["experiment", "model", "method", "mask"], sort=False):
+        name = f"{experiment}/{model}, {method.replace('_', ' ')}, {mask} mask"
         folds = int(group["fold"].max()) + 1
         run = list(zip(group["fold"].astype(int), group["seed"].astype(int)))
         bad = [(experiment, model, f, s) in unreliable for f, s in run]

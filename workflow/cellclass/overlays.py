@@ -81,6 +81,8 @@ def enrichment_plot(path_stem, table):
     table = table.dropna(subset=["enrichment"])
     table = table[table["enrichment"] > 0]
     labels = (table["experiment"] + "/" + table["model"]) if {"experiment", "model"} <= set(table) else None
+    if labels is not None and "mask" in table and table["mask"].nunique() > 1:
+        labels = labels + ", " + table["mask"]
     panels = list(dict.fromkeys(labels)) if labels is not None else [None]
     methods = list(dict.fromkeys(table["method"]))
     fig = Figure(figsize=(max(4.0, 1.6 * len(methods) + 1.5) * max(1, len(panels)) ** 0.8, 4), layout="constrained")
@@ -118,9 +120,10 @@ def enrichment_plot(path_stem, table):
         ax.set_title(panel or "")
         if methods:
             ax.set_yscale("log")
-    mask = table["mask"].dropna().iloc[0].split(" (")[0] if "mask" in table and table["mask"].notna().any() else "mask"
+    names = table["mask"].dropna().unique() if "mask" in table else []
+    mask = names[0] if len(names) == 1 else "mask"
     axes[0].set_ylabel(f"enrichment in the {mask} (1 = no preference)")
-    fig.suptitle("Attribution inside the aggregates: trained vs randomised network")
+    fig.suptitle(f"Attribution inside the {mask}: trained vs randomised network")
     axes[-1].legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
     if not methods:
         axes[0].text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=axes[0].transAxes)

@@ -1,4 +1,4 @@
-"""Attribute: what each trained run looks at, scored against the aggregates, with a randomised-network check."""
+"""Attribute: what each trained run looks at, scored in the configured masks, with a randomised-network check."""
 
 
 rule attribute:
@@ -25,6 +25,7 @@ rule attribute:
         runtime=60,
     params:
         settings=ATTRIBUTION,
+        mask_names=lambda w: ATTRIBUTION["masks"][w.experiment],
         masks=lambda w: ground_truth_masks(
             EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
         ),

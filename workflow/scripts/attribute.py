@@ -8,6 +8,7 @@ explain.explain_run(
     model_path=snakemake.input.model,
     predictions_path=snakemake.input.predictions,
     tile_files=list(snakemake.input.tiles),
+    mask_names=snakemake.params.mask_names,
     mask_files=snakemake.params.masks,
     settings=snakemake.params.settings,
     maps_path=snakemake.output.maps,
