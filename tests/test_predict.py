@@ -20,7 +20,8 @@ def run_record(**prepare):
 
 
 def tileset(n, sample="a", skipped=None):
-    meta = {"sample": sample, "files": [f"{sample}.tif"], "class": "", "group": sample, "skipped": skipped}
+    meta = {"sample": sample, "files": [f"{sample}.tif"], "class": "", "group": sample, "skipped": skipped,
+            "settings": {"kind": "fields", "tile_size": 4}}
     return TileSet(np.zeros((n, 4, 4, 1)), np.arange(n) * 4, np.zeros(n, int), meta)
 
 

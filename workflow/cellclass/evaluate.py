@@ -68,7 +68,7 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     # Without an interval (too few test groups), "at chance" means within CHANCE_MARGIN of it.
     low = table["balanced_accuracy_low"].fillna(table["balanced_accuracy"] - CHANCE_MARGIN)
     table["at_chance"] = tile_rows & (low <= table["chance"])
-    return table
+    return metrics.with_units(table, metrics.kinds_of(runs))
 
 
 def summary_table(predictions, table, *, human=None, resamples=999):
@@ -98,6 +98,7 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                     {
                         **dict(zip(GROUP, key)),
                         "level": level,
+                        "unit": at_level["unit"].iloc[0],
                         "headline": bool(at_level["headline"].iloc[0]),
                         "metric": metric,
                         "n_runs": len(values),
@@ -121,19 +122,20 @@ def summary_table(predictions, table, *, human=None, resamples=999):
     return pd.DataFrame(rows)
 
 
-COMPARISON_COLUMNS = ["experiment", "test_set", "level", "a", "b", "n_pairs", "n_folds", "mean_a", "mean_b", "difference",
+COMPARISON_COLUMNS = ["experiment", "test_set", "level", "unit", "a", "b", "n_pairs", "n_folds", "mean_a", "mean_b", "difference",
                       "ci95_low", "ci95_high", "p", "p_holm", "text"]
 
 
-def comparisons(predictions, *, resamples=999):
+def comparisons(predictions, *, kinds=None, resamples=999):
     """Every pair of models of an experiment on each of its test sets, paired by run (fold and seed), at the
     headline level and per tile.
 
     The effect is the paired difference in balanced accuracy (estimated as in summary_table) with a 95%
     bootstrap interval over test groups and runs (or seeds, see stats.replicates); a Wilcoxon signed-rank
     p-value over the paired runs (Holm-corrected over all comparisons) only where there are enough pairs for
-    it to be able to fall below 0.05.
+    it to be able to fall below 0.05. `kinds` (experiment -> prepare.kind) names the units.
     """
+    kinds = kinds or {}
     rows = []
     for (experiment, test_set), tiles in predictions.groupby(["experiment", "test_set"], sort=False):
         model_names = list(dict.fromkeys(tiles["model"]))
@@ -147,7 +149,8 @@ def comparisons(predictions, *, resamples=999):
             (S_a, S), (S_b, _) = stats.replicates(C_a, N, runs), stats.replicates(C_b, N, runs)
             mean, low, high = stats.interval(S_a - S_b, S, resamples=resamples)
             rows.append(
-                {"experiment": experiment, "test_set": test_set, "level": level, "a": a, "b": b,
+                {"experiment": experiment, "test_set": test_set, "level": level,
+                 "unit": metrics.unit_of(level, kinds.get(experiment, "fields")), "a": a, "b": b,
                  "n_pairs": len(runs), "n_folds": len({fold for fold, _ in runs}),
                  "mean_a": float(np.mean(stats.per_run(S_a, S))), "mean_b": float(np.mean(stats.per_run(S_b, S))),
                  "difference": mean, "ci95_low": low, "ci95_high": high,
@@ -164,7 +167,7 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
     runs, history, predictions = read_runs(run_dirs)
     table = run_table(predictions, history, runs, thresholds=thresholds, resamples=resamples)
     summary = summary_table(predictions, table, human=human, resamples=resamples)
-    compared = comparisons(predictions, resamples=resamples)
+    compared = comparisons(predictions, kinds=metrics.kinds_of(runs), resamples=resamples)
     tables = {
         "runs": table,
         "classes": metrics.class_table(predictions),

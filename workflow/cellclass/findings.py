@@ -1,6 +1,6 @@
 """The results in words: sentences and warnings for findings.html and the report.
 
-Every number says its unit (tile, image, group) and comes with what it should be
+Every number says its unit (tile or cell, image, group) and comes with what it should be
 read against: chance, the majority-class rate, an interval.
 """
 
@@ -65,13 +65,13 @@ def collapsed_runs(table):
     folds = table.groupby("experiment")["fold"].nunique()
     for r in rows.itertuples():
         what = (
-            f"collapsed: {r.top_call_share:.0%} of its tile calls are '{r.top_call}'"
+            f"collapsed: {r.top_call_share:.0%} of its {r.unit} calls are '{r.top_call}'"
             if r.collapsed
             else "no better than chance"
         )
         lines.append(
             f"{_label(r.experiment, r.model)} {run_name(r.fold, r.seed, folds[r.experiment] > 1)} on {r.test_set}: {what} "
-            "(balanced accuracy per tile "
+            f"(balanced accuracy per {r.unit} "
             f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"
         )
@@ -127,7 +127,7 @@ def seeds_disagree(summary):
         if spread > max(effect, DISAGREE_FLOOR):
             who = "runs" if r.n_folds > 1 else "seeds"
             lines.append(
-                f"{_label(r.experiment, r.model)} on {r.test_set}: {who} disagree — balanced accuracy per tile "
+                f"{_label(r.experiment, r.model)} on {r.test_set}: {who} disagree — balanced accuracy per {r.unit} "
                 f"ranges {r.min:.2f}–{r.max:.2f} across {_runs(r.n_runs, r.n_folds, 'seeds')}, wider than its "
                 f"distance from chance ({effect:.2f})"
             )
@@ -144,14 +144,14 @@ def headline(summary):
         tile = rows[rows["level"] == "tile"].iloc[0]
         human = summary[(summary[["experiment", "model", "test_set"]] == [experiment, model, test_set]).all(axis=1)]
         human = human["human"].dropna()
-        by_eye = f"; by eye, per tile, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
+        by_eye = f"; by eye, per {tile.unit}, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
         lines.append(
-            f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.level} "
+            f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.unit} "
             f"{top.estimate:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
-            f"({_interval(top.ci95_low, top.ci95_high)}); per tile {tile.estimate:.2f} "
+            f"({_interval(top.ci95_low, top.ci95_high)}); per {tile.unit} {tile.estimate:.2f} "
             f"({_interval(tile.ci95_low, tile.ci95_high)}). "
             f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
-            f"{top.majority_rate:.2f} per {top.level}{by_eye}."
+            f"{top.majority_rate:.2f} per {top.unit}{by_eye}."
         )
     return lines
 
@@ -169,7 +169,7 @@ def overfitting(table):
         verdict = "no run overfits" if n_over == 0 else f"{n_over} of {n} runs overfit"
         lines.append(
             f"{_label(experiment, model)}: training accuracy {rows['final_train_accuracy'].mean():.2f} (inference mode, "
-            f"unaugmented training tiles{when}) against balanced test accuracy per tile "
+            f"unaugmented training tiles{when}) against balanced test accuracy per {rows['unit'].iloc[0]} "
             f"{rows['balanced_accuracy'].mean():.2f}, a gap of {rows['gap'].mean():.2f} — {verdict}."
         )
     return lines
@@ -179,7 +179,7 @@ def comparison(row):
     """One comparison in words; a p-value only where the number of paired runs lets it fall below 0.05."""
     pairs = _runs(row.n_pairs, row.n_folds)
     head = (
-        f"{row.experiment} on {row.test_set}: {row.a} − {row.b}, balanced accuracy per {row.level} "
+        f"{row.experiment} on {row.test_set}: {row.a} − {row.b}, balanced accuracy per {row.unit} "
         f"{row.mean_a:.2f} vs {row.mean_b:.2f}, paired difference {row.difference:+.2f} "
         f"({_interval(row.ci95_low, row.ci95_high)}, over test groups and {pairs})"
     )

@@ -26,6 +26,26 @@ UNIT = {"tile": "tile", "image": "sample", "group": "group"}
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece", "roc_auc")
 
 
+def unit_of(level, kind="fields"):
+    """What one unit at `level` is, in words: a grid tile, or a cell for single-cell crops; an image; a group."""
+    if level == "tile":
+        return "cell" if kind in ("cells", "nuclei") else "tile"
+    return level
+
+
+def kinds_of(runs):
+    """Experiment -> how its training tiles were made (prepare.kind; fields for tiles made outside the workflow)."""
+    if "prepare" not in runs:
+        return {}
+    return {e: ((p or {}).get("settings") or {}).get("kind", "fields") for e, p in zip(runs["experiment"], runs["prepare"])}
+
+
+def with_units(table, kinds):
+    """`table` with a `unit` column naming the unit of each row's level."""
+    units = [unit_of(level, kinds.get(e, "fields")) for e, level in zip(table["experiment"], table["level"])]
+    return table.assign(unit=units)
+
+
 def p_columns(table):
     return [c for c in table.columns if c.startswith("p_")]
 

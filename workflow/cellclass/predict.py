@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import inference, tiling, tilestore
+from cellclass import inference, metrics, tiling, tilestore
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 
@@ -36,6 +36,11 @@ def tile_shard_like_training(samples, run):
 def tile_like_training(sample, run):
     """Tile one new image as the run's training data was tiled; refuse an image of another kind."""
     prepared = run["prepare"]
+    if "user labels" in prepared.get("objects", []) and not sample.labels:
+        raise InputError(
+            f"{', '.join(sample.files)}: the model was trained on crops of user label images; give this image's "
+            "label image in a labels column, so its cells are cropped the same way"
+        )
     tileset = tiling.tile_sample(sample, prepared["settings"])
     if tileset.meta["skipped"]:
         return tileset
@@ -70,11 +75,18 @@ def score(members, tilesets, run, batch_size=256):
     return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]), batch_size=batch_size)
 
 
+OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
+
+
 def tile_rows(tileset, scores, classes):
-    """Per tile of one image: where it is, the members' mean probability per class, the call and the spread."""
+    """Per tile (or cell crop) of one image: where it is, the members' mean probability per class, the call and the spread."""
     mean = scores.mean(axis=0)
     call = mean.argmax(axis=1)
-    table = pd.DataFrame({"image": tileset.meta["sample"], "tile": tileset.tile_ids(), "row": tileset.rows, "col": tileset.cols})
+    table = pd.DataFrame({"image": tileset.meta["sample"], "group": tileset.meta["group"], "tile": tileset.tile_ids(),
+                          "row": tileset.rows, "col": tileset.cols})
+    for key in OBJECT_COLUMNS:  # a cell crop's object: label id, centroid and area in its field
+        if key in tileset.extra:
+            table[key] = tileset.extra[key]
     for i, cls in enumerate(classes):
         table[f"p_{cls}"] = mean[:, i]
     table["call"] = [classes[i] for i in call]
@@ -91,7 +103,11 @@ def image_row(tileset, scores, classes):
     foreground tile is reported as 'no cells found' rather than dropped.
     """
     meta = tileset.meta
-    row = {"image": meta["sample"], "files": ";".join(meta["files"]), "known_class": meta["class"], "tiles": len(tileset)}
+    row = {"image": meta["sample"], "group": meta["group"], "files": ";".join(meta["files"]),
+           "known_class": meta["class"], "unit": metrics.unit_of("tile", meta["settings"]["kind"]), "tiles": len(tileset)}
+    # How many of the image's tiles (cells) each class is called for: the per-cell count a screen reads.
+    calls = scores.mean(axis=0).argmax(axis=1) if len(tileset) else np.empty(0, int)
+    row.update({f"called_{c}": int((calls == i).sum()) for i, c in enumerate(classes)})
     if not len(tileset):
         row.update({f"p_{c}": np.nan for c in classes})
         row.update(call=tilestore.empty_reason(tileset), spread=np.nan, agreement=np.nan)
@@ -109,6 +125,25 @@ def image_row(tileset, scores, classes):
     return row
 
 
+def group_table(tiles, images, classes):
+    """Per group (a well; the image itself unless a sheet names groups): images, tiles (cells), the mean class
+    probability over its tiles, the call, and how many tiles (cells) are called each class."""
+    counted = images.groupby("group", sort=False).agg(
+        images=("image", "size"), unit=("unit", "first"), tiles=("tiles", "sum"),
+        **{f"called_{c}": (f"called_{c}", "sum") for c in classes},
+    )
+    if tiles.empty:
+        return counted.reset_index()
+    mean = tiles.groupby("group", sort=False)[[f"p_{c}" for c in classes]].mean()
+    table = counted.join(mean)
+    probabilities = table[[f"p_{c}" for c in classes]]
+    table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any() else tilestore.NO_CELLS
+                     for p in probabilities.to_numpy()]
+    for c in classes:
+        table[f"fraction_{c}"] = table[f"called_{c}"] / table["tiles"].where(table["tiles"] > 0)
+    return table.reset_index()
+
+
 def overlay(tileset, tiles, image, classes, overlay_dir):
     """The image's calls drawn over its field (nothing for a skipped image)."""
     from cellclass import prediction_figures
@@ -120,11 +155,15 @@ def overlay(tileset, tiles, image, classes, overlay_dir):
     field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
     path = Path(overlay_dir) / f"{meta['sample']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    prediction_figures.call_overlay(field, tiles, image, classes, meta["settings"]["tile_size"], path)
+    prediction_figures.call_overlay(
+        field, tiles, image, classes, meta["settings"]["tile_size"], path, whole_image=meta["settings"]["kind"] == "cells"
+    )
 
 
-def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, calls_figures, overlay_dir, threads=1):
-    """Classify every image of a prediction set: tables per tile and per image, a calls figure, an overlay per image."""
+def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, groups_tsv, calls_figures, overlay_dir,
+                threads=1):
+    """Classify every image of a prediction set: tables per tile (cell), image and group, a calls figure, an
+    overlay per image."""
     from cellclass import prediction_figures
     from cellclass.atomic import atomic_path
     from cellclass.runtime import configure_tensorflow
@@ -142,10 +181,10 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, cal
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
+    tiles = pd.concat(tile_tables, ignore_index=True)
     log.info("%d image(s); calls: %s", len(images), images["call"].value_counts().to_dict())
-    with atomic_path(tiles_tsv) as tmp:
-        pd.concat(tile_tables, ignore_index=True).to_csv(tmp, sep="\t", index=False)
-    with atomic_path(images_tsv) as tmp:
-        images.to_csv(tmp, sep="\t", index=False)
+    for frame, path in ((tiles, tiles_tsv), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False)
     prediction_figures.calls_plot(images, classes, calls_figures)
     return images

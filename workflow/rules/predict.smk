@@ -42,6 +42,12 @@ rule predict_set:
             category="Predictions",
             subcategory="{name}",
         ),
+        groups=report(
+            "results/predict/{name}/groups.tsv",
+            caption="../report/predict_groups.rst",
+            category="Predictions",
+            subcategory="{name}",
+        ),
         calls=report(
             "results/predict/{name}/calls.png",
             caption="../report/predict_calls.rst",

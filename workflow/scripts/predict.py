@@ -1,4 +1,4 @@
-"""Snakemake adapter: the ensemble's calls per tile and per image of one prediction set."""
+"""Snakemake adapter: the ensemble's calls per tile (cell), image and group of one prediction set."""
 
 from cellclass import logs, predict
 
@@ -9,6 +9,7 @@ predict.predict_set(
     run_path=snakemake.input.run,
     tiles_tsv=snakemake.output.tiles,
     images_tsv=snakemake.output.images,
+    groups_tsv=snakemake.output.groups,
     calls_figures=[snakemake.output.calls, snakemake.output.calls_svg],
     overlay_dir=snakemake.output.overlays,
     threads=snakemake.threads,
