@@ -28,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/assay.smk"
 
 
 # Jobs of seconds (tables, figures, the split) run where Snakemake runs, not through a cluster queue.
@@ -40,6 +41,9 @@ localrules:
     run_figures,
     attribution_summary,
     attribution_overlay,
+    assay,
+    assay_test,
+    plate_heatmap,
 
 
 rule all:
@@ -49,3 +53,4 @@ rule all:
         evaluated_outputs(),
         attributed_outputs(),
         predicted_outputs(),
+        assayed_outputs(),

@@ -124,18 +124,22 @@ def _masks_of(config, experiment):
 
 
 def _resolve_paths(entry, base_dir, where):
-    """Make `path` and `sheet` absolute and check that they exist."""
-    for key in ("path", "sheet"):
+    """Make `path` and `sheet` (and a plate's path, zarr and map) absolute and check that they exist."""
+    if "plate" in entry:
+        _resolve_paths(entry["plate"], base_dir, f"{where}.plate")
+    for key in ("path", "sheet", "zarr", "map"):
         if key in entry:
             resolved = (base_dir / entry[key]).resolve()
             if not resolved.exists():
-                kind = "folder" if key == "path" else "sample sheet"
+                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map"}[key]
                 raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
             entry[key] = str(resolved)
     if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
         raise InputError(f"invalid configuration:\n  {where}.path: {entry['path']} is not a folder")
-    if "demo" in entry and ("path" in entry or "sheet" in entry):
-        raise InputError(f"invalid configuration:\n  {where}: give either demo or path/sheet, not both")
+    sources = [k for k in ("demo", "demo_plate", "plate", "sheet", "path") if k in entry]
+    if len(sources) > 1 and set(sources) != {"sheet", "path"}:
+        raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, plate or path/sheet, not "
+                         f"{' and '.join(sources)}")
 
 
 def _check_predictions(config, base_dir):

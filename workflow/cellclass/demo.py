@@ -61,9 +61,21 @@ class _Cell:
 
 
 def render_field(
-    pattern: str, cls: str, *, seed: int, index: int, size: int = 1024, cells_per_field: int = 40, channels: int = 2
+    pattern: str,
+    cls: str,
+    *,
+    seed: int,
+    index: int,
+    size: int = 1024,
+    cells_per_field: int = 40,
+    channels: int = 2,
+    puncta_fraction: float = 1.0,
 ) -> DemoField:
-    """Render one field; a pure function of its arguments, so reruns are byte-identical."""
+    """Render one field; a pure function of its arguments, so reruns are byte-identical.
+
+    In the aggregates class a `puncta_fraction` below 1 gives puncta to that share of the cells only (a dose
+    series of a screening plate), chosen by a generator of its own so every other draw stays as at 1.
+    """
     _require(pattern, PATTERNS, "pattern")
     _require(cls, CLASSES, "class")
     rng = np.random.default_rng(np.random.SeedSequence([seed, PATTERNS.index(pattern), CLASSES.index(cls), index]))
@@ -71,13 +83,17 @@ def render_field(
     smooth = _texture(rng, size, 4.0)
     grain = _texture(rng, size, 1.0)
 
-    diffuse = _PUNCTA[pattern]["diffuse"] if cls == "aggregates" else 1.0
+    affected = np.full(len(cells), cls == "aggregates")
+    if cls == "aggregates" and puncta_fraction < 1:
+        chooser = np.random.default_rng(np.random.SeedSequence([seed, PATTERNS.index(pattern), index, 1]))
+        affected = chooser.random(len(cells)) < puncta_fraction
     cyto = np.zeros((size, size), np.float32)
     nuclear = np.zeros((size, size), np.float32)
     labels = np.zeros((size, size), np.uint16)
     nuclei = np.zeros((size, size), np.uint16)
     core = []  # per cell: where it was painted and how far each pixel is from its edge and nucleus
-    for label, cell in enumerate(cells, start=1):
+    for label, (cell, hit) in enumerate(zip(cells, affected), start=1):
+        diffuse = _PUNCTA[pattern]["diffuse"] if hit else 1.0
         core.append(_paint_cell(cell, label, diffuse, labels, nuclei, cyto, nuclear))
     cyto *= np.clip(1 + 0.12 * smooth + 0.1 * grain, 0.2, None)
     # The grain doubles as chromatin; where they share pixels the protein channel is dim.
@@ -87,7 +103,7 @@ def render_field(
 
     mask = np.zeros((size, size), np.uint8)
     if cls == "aggregates":
-        _add_puncta(rng, _PUNCTA[pattern], core, cyto, mask)
+        _add_puncta(rng, _PUNCTA[pattern], [c for c, hit in zip(core, affected) if hit], cyto, mask)
 
     yy, xx = np.ogrid[:size, :size]
     cy, cx = rng.uniform(0.35, 0.65, 2) * size
@@ -286,3 +302,56 @@ def write_single_cells(folder, n, *, size=78, n_classes=6, seed=0):
         for sy, sx in rng.integers(size // 3, 2 * size // 3, (k, 2)):
             image[sy - 1 : sy + 2, sx - 1 : sx + 2] += 120
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"class{k}" / f"cell_{i:06d}.png")
+
+
+def plate_map(spec):
+    """The plate map of a demo plate, as plates.read_plate_map gives one: wells filled row by row with
+    `controls` negative controls, `controls` positive controls, then each dose `replicates` times. A dose's
+    share of cells with puncta is a Hill curve, 1 / (1 + (ec50 / dose) ** hill): the truth a fit should find."""
+    import pandas as pd
+
+    roles = ["negative_control"] * spec["controls"] + ["positive_control"] * spec["controls"]
+    doses = [np.nan] * len(roles) + [d for d in spec["doses"] for _ in range(spec["replicates"])]
+    roles += ["sample"] * (len(doses) - len(roles))
+    if len(roles) > spec["rows"] * spec["columns"]:
+        raise InputError(f"demo plate: {len(roles)} wells do not fit {spec['rows']} x {spec['columns']}")
+    wells = [f"{chr(ord('A') + i // spec['columns'])}{i % spec['columns'] + 1:02d}" for i in range(len(roles))]
+    dose = np.array(doses, dtype=float)
+    table = pd.DataFrame(
+        {
+            "plate": spec["name"],
+            "well": wells,
+            "condition": ["DMSO" if r == "negative_control" else "siSNAP29" if r == "positive_control" else "drug"
+                          for r in roles],
+            "class": ["control" if r == "negative_control" else "aggregates" if r == "positive_control" else ""
+                      for r in roles],
+            "dose": dose,
+            "unit": ["" if np.isnan(d) else spec["unit"] for d in dose],
+            "role": roles,
+        }
+    )
+    table["puncta_fraction"] = np.where(
+        table["role"] == "positive_control", 1.0, np.nan_to_num(1 / (1 + (spec["ec50"] / dose) ** spec["hill"]))
+    )
+    table["line"] = range(2, len(table) + 2)
+    return table
+
+
+def write_plate_field(paths, *, well, spec):
+    """Render well `well` of a demo plate and write one single-channel TIFF per channel (as plate imagers do)."""
+    table = plate_map(spec).set_index("well")
+    if well not in table.index:
+        raise InputError(f"demo plate {spec['name']}: no well {well}")
+    row = table.loc[well]
+    field = render_field(
+        "aggregates",
+        "control" if row["role"] == "negative_control" else "aggregates",
+        seed=spec["seed"],
+        index=int(row["line"]),
+        size=spec["size"],
+        cells_per_field=spec["cells_per_field"],
+        puncta_fraction=float(row["puncta_fraction"]),
+    )
+    for path, plane in zip(paths, field.image):
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, plane, imagej=True, metadata={"axes": "YX"})

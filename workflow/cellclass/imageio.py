@@ -1,4 +1,4 @@
-"""Read raw microscopy images (TIFF, OME-TIFF, ImageJ hyperstacks, PNG, JPEG) as (Y, X, C) arrays.
+"""Read raw microscopy images (TIFF, OME-TIFF, ImageJ hyperstacks, PNG, JPEG, OME-Zarr) as (Y, X, C) arrays.
 
 Pixel values stay as stored: normalisation needs the camera's bit depth, which
 is read here from the file rather than guessed from the values.
@@ -92,6 +92,9 @@ def _kind(pixels):
 
 def _read_file(path, plane, bit_depth):
     """One file's (Y, X, C) pixels, checked, and its bit depth."""
+    if is_ome_zarr_image(path):
+        pixels, depth = _read_ome_zarr(path, plane)
+        return _check_values(path, pixels, depth, bit_depth)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -111,6 +114,30 @@ def _read_file(path, plane, bit_depth):
             "(export other microscope formats to TIFF or OME-TIFF, e.g. with Fiji)"
         )
     return _check_values(path, pixels, depth, bit_depth)
+
+
+def is_ome_zarr_image(path):
+    """Whether `path` is an image inside an OME-Zarr store (e.g. plate.zarr/A/1/0, a field of a well)."""
+    return any(part.lower().endswith(".zarr") for part in Path(path).parts[:-1])
+
+
+def _read_ome_zarr(path, plane):
+    """The full-resolution level of an OME-Zarr (NGFF) image as (Y, X, C), by the ome-zarr reader; its bit depth
+    is its integer type's (NGFF records no camera bit depth)."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    location = parse_url(str(path)) if Path(path).is_dir() else None
+    if location is None or "multiscales" not in location.root_attrs:
+        raise InputError(f"image {path}: not an OME-Zarr image (no multiscales metadata there)")
+    node = next(Reader(location)())
+    axes = "".join(a["name"] if isinstance(a, dict) else a for a in node.metadata.get("axes", "tczyx"[-node.data[0].ndim :]))
+    # NGFF axes are t, c, z, y, x; as tifffile's letters: C channel, Y X spatial, T and Z planes.
+    axes = axes.upper()
+    data = np.asarray(node.data[0])
+    _check_plane(path, axes, data.shape, plane)
+    depth = None if data.dtype.kind == "f" else data.dtype.itemsize * 8
+    return _to_yxc(data, axes, plane), depth
 
 
 class _TiffErrorLog(logging.Handler):

@@ -3,6 +3,7 @@
 from cellclass import config as cc_config
 from cellclass import datasets as cc_datasets
 from cellclass import demo as cc_demo
+from cellclass import plates as cc_plates
 from cellclass import shards as cc_shards
 from cellclass import split as cc_split
 
@@ -19,9 +20,50 @@ wildcard_constraints:
     fold="[0-9]+",
     seed="[0-9]+",
     name="[A-Za-z0-9][A-Za-z0-9_-]*",
+    well="[A-Z]+[0-9]+",
+    plate="[^/]+",
+    where="[A-Za-z0-9][A-Za-z0-9_/-]*",
+    test_set="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+# Per plate dataset or prediction set: one row per sample with its plate, well, role, dose, ... (the assay reads it).
+LAYOUTS = {}
+
+
+def demo_plate_fields(name, spec):
+    """The fields a demo plate's rule will write, known before any file exists so jobs can be planned."""
+    return [
+        cc_plates.Field(
+            spec["name"],
+            well,
+            "1",
+            tuple(f"results/demo/{name}/plate/{well}_s1_w{c}.tif" for c in (1, 2)),
+        )
+        for well in cc_demo.plate_map(spec)["well"]
+    ]
+
+
+def discover_plate(name, entry, labelled_only):
+    """Samples of a plate (files + plate map, OME-Zarr, or the demo's), keeping its layout in LAYOUTS."""
+    if "demo_plate" in entry:
+        spec = entry["demo_plate"]
+        samples, layout = cc_plates.join(
+            demo_plate_fields(name, spec),
+            cc_demo.plate_map(spec),
+            f"the demo plate {name}",
+            labelled_only=labelled_only,
+        )
+    else:
+        samples, layout = cc_plates.from_plate(
+            entry["plate"], labelled_only=labelled_only
+        )
+    LAYOUTS[name] = layout
+    return samples
 
 
 def discover(name, dataset):
+    if "plate" in dataset or "demo_plate" in dataset:
+        return discover_plate(name, dataset, labelled_only=not dataset["test_only"])
     if "demo" in dataset:
         names = cc_demo.field_names(dataset["demo"]["fields_per_class"])
         return cc_datasets.from_demo(f"results/demo/{name}", names)
@@ -191,6 +233,8 @@ PREDICTIONS = CONFIG["predict"]
 
 
 def discover_new_images(name, prediction):
+    if "plate" in prediction or "demo_plate" in prediction:
+        return discover_plate(name, prediction, labelled_only=False)
     if "demo" in prediction:
         names = cc_demo.field_names(prediction["demo"]["fields_per_class"])
         return cc_datasets.from_demo(f"results/demo/{name}", names)
@@ -215,6 +259,10 @@ NEW_SHARDS = {
     )
     for name, prediction in PREDICTIONS.items()
 }
+
+
+def demo_plate_spec(name):
+    return (DATASETS.get(name) or PREDICTIONS[name])["demo_plate"]
 
 
 def demo_settings(name):
@@ -246,7 +294,31 @@ def prediction_runs(name):
 
 
 def predicted_outputs():
-    return [f"results/predict/{name}/images.tsv" for name in PREDICTIONS]
+    outputs = [f"results/predict/{name}/images.tsv" for name in PREDICTIONS]
+    for name in PREDICTIONS:
+        if name in LAYOUTS:
+            outputs += assay_files(name, name)
+    return outputs
+
+
+def assay_files(where, plate_set):
+    """An assay job's wells table and the heatmap of each plate of `plate_set` (a dataset or prediction set)."""
+    plates = sorted({row["plate"] for row in LAYOUTS[plate_set]})
+    return [f"results/assay/{where}/wells.tsv"] + [
+        f"results/assay/{where}/heatmap_{plate}.png" for plate in plates
+    ]
+
+
+def assayed_outputs():
+    """Plate assays of every plate test set (a plate dataset's own test side, or a plate test_only dataset)."""
+    return [
+        path
+        for name, experiment in EXPERIMENTS.items()
+        for test_set in test_set_names(name)
+        if test_set in LAYOUTS
+        for model in experiment["train"]["models"]
+        for path in assay_files(f"test/{name}/{model}/{test_set}", test_set)
+    ]
 
 
 ATTRIBUTION = CONFIG["attribution"]
@@ -305,3 +377,23 @@ def attributed_outputs():
                 for method in ATTRIBUTION["methods"]
             ]
     return outputs
+
+
+def assay_outputs(where, caption_name):
+    """The outputs of an assay job under results/assay/<where>/, as report items."""
+
+    def item(path, caption, category="Plates"):
+        return report(
+            f"results/assay/{where}/{path}",
+            caption=f"../report/{caption}",
+            category=category,
+            subcategory=caption_name,
+        )
+
+    return {
+        "wells": item("wells.tsv", "assay_wells.rst"),
+        "statistics": item("plates.tsv", "assay_plates.rst"),
+        "findings": item("findings.html", "assay_findings.rst", "Findings"),
+        "dose": item("dose_response.png", "assay_dose_response.rst"),
+        "dose_svg": f"results/assay/{where}/dose_response.svg",
+    }

@@ -15,3 +15,19 @@ rule demo_field:
         demo=lambda w: demo_settings(w.dataset),
     script:
         "../scripts/demo_field.py"
+
+
+rule demo_plate_field:
+    output:
+        channels=[
+            "results/demo/{dataset}/plate/{well}_s1_w1.tif",
+            "results/demo/{dataset}/plate/{well}_s1_w2.tif",
+        ],
+    log:
+        "logs/demo/{dataset}/plate/{well}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        spec=lambda w: demo_plate_spec(w.dataset),
+    script:
+        "../scripts/demo_plate_field.py"

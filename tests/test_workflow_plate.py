@@ -1,0 +1,129 @@
+"""A screening plate in one real Snakemake run, with no sample sheet: a folder of imager files (one TIFF per
+channel and site) and a plate map train a classifier on control wells; a second plate (and the same plate as
+OME-Zarr) is called per cell and per well, with Z', SSMD, the dose-response fit and the plate heatmap, all in
+the report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from cellclass import demo
+from workflow_helpers import nothing_to_do, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+PATTERN = r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)_w(?P<channel>\d)\.tif"
+TRAINING = {"name": "T1", "rows": 4, "columns": 4, "controls": 8, "doses": [], "replicates": 1, "ec50": 3.0,
+            "hill": 1.0, "unit": "uM", "seed": 1, "size": 256, "cells_per_field": 20}
+SCREEN = {**TRAINING, "name": "S1", "rows": 4, "columns": 6, "controls": 4, "doses": [0.1, 0.3, 1, 3, 10, 30, 100, 300],
+          "replicates": 2, "seed": 2}
+CONFIG = {
+    # Every field scaled alike (14-bit camera data), so a cell's brightness means the same in every well.
+    "prepare": {"kind": "nuclei", "tile_size": 48, "resize_to": 32, "bit_depth": 14, "normalise": {"method": "bit_depth"}},
+    "split": {"seed": 0, "test_fraction": 0.25},
+    "train": {"models": ["small"], "runs": 1, "epochs": 3, "batch_size": 16, "threads": 1, "epoch_tiles": 400},
+    "datasets": {"training": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}}},
+    "attribution": {"experiments": []},
+    "assay": {"bootstrap_resamples": 199},
+    "predict": {
+        "screen": {"plate": {"path": "S1", "pattern": PATTERN, "map": "S1_map.tsv"}, "experiment": "training"},
+        "screen_zarr": {"plate": {"zarr": "S1.zarr", "map": "S1_map.csv"}, "experiment": "training"},
+    },
+}
+
+
+def write_plate(folder, spec):
+    """The plate's files as an imager names them (<well>_s1_w<channel>.tif) and its plate map."""
+    table = demo.plate_map(spec)
+    for well in table["well"]:
+        demo.write_plate_field([folder / spec["name"] / f"{well}_s1_w{c}.tif" for c in (1, 2)], well=well, spec=spec)
+    columns = ["plate", "well", "condition", "class", "dose", "unit", "role"]
+    table[columns].to_csv(folder / f"{spec['name']}_map.tsv", sep="\t", index=False)
+    return table
+
+
+def write_zarr(folder, spec):
+    """The same plate as an OME-Zarr HCS plate (rows A.., columns 1..), as a converter would write it."""
+    import zarr
+    from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
+
+    table = demo.plate_map(spec)
+    root = zarr.open_group(str(folder / f"{spec['name']}.zarr"), mode="w")
+    paths = [f"{w[0]}/{int(w[1:])}" for w in table["well"]]
+    rows = sorted({p.split("/")[0] for p in paths})
+    columns = sorted({p.split("/")[1] for p in paths}, key=int)
+    write_plate_metadata(root, rows, columns, paths, name=spec["name"])
+    for well, path in zip(table["well"], paths):
+        row, column = path.split("/")
+        group = root.require_group(row).require_group(column)
+        write_well_metadata(group, ["0"])
+        image = np.stack([tifffile.imread(folder / spec["name"] / f"{well}_s1_w{c}.tif") for c in (1, 2)])
+        write_image(image, group.require_group("0"), axes="cyx", scale_factors=[])
+    # A CSV plate map with the wells written as the imager does not (A1): both read the same.
+    table.assign(well=[f"{w[0]}{int(w[1:])}" for w in table["well"]])[
+        ["plate", "well", "condition", "class", "dose", "unit", "role"]].to_csv(folder / "S1_map.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plate")
+    write_plate(folder, TRAINING)
+    write_plate(folder, SCREEN)
+    write_zarr(folder, SCREEN)
+    write_config(folder, CONFIG)
+    snakemake(folder)
+    snakemake(folder, "--report", "report.html")
+    return folder
+
+
+def test_control_wells_train_grouped_by_well(run):
+    split = pd.read_csv(run / "results/training/split.tsv", sep="\t")
+    assert split["group"].str.fullmatch(r"T1/[A-D]0[1-4]").all()
+    assert set(split.groupby("group")["split"].nunique()) == {1}  # a well stays on one side
+
+
+def test_wells_table_has_every_well_of_the_screen(run):
+    wells = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t")
+    assert len(wells) == 24 and wells["plate"].eq("S1").all()
+    assert {"cells", "p_aggregates", "fraction_aggregates", "score", "score_low", "score_high", "dose"} <= set(wells)
+    assert (wells["cells"] > 0).all() and (wells["score_low"] <= wells["score_high"]).all()
+    controls = wells.groupby("role")["score"].mean()
+    assert controls["positive_control"] > controls["negative_control"] + 0.3
+
+
+def test_assay_quality_and_dose_response_are_stated(run):
+    plates = pd.read_csv(run / "results/assay/screen/plates.tsv", sep="\t").iloc[0]
+    assert plates["positive_wells"] == 4 and plates["negative_wells"] == 4
+    assert np.isfinite(plates["z_prime"]) and np.isfinite(plates["ssmd"]) and plates["ssmd"] > 0
+    assert plates["n_doses"] == 8 and plates["spearman_rho"] > 0.5
+    findings = (run / "results/assay/screen/findings.html").read_text()
+    assert "Z&#x27; =" in findings and "SSMD =" in findings and "Spearman" in findings
+    assert ("EC50" in findings) == bool(plates["converged"])
+    for figure in ("dose_response.png", "heatmap_S1.png"):
+        assert (run / "results/assay/screen" / figure).stat().st_size > 1000
+
+
+def test_the_test_side_gets_per_well_results_too(run):
+    wells = pd.read_csv(run / "results/assay/test/training/small/training/wells.tsv", sep="\t")
+    split = pd.read_csv(run / "results/training/split.tsv", sep="\t")
+    tested = set(split.loc[split["split"] == "test", "group"])
+    assert {f"T1/{w}" for w in wells["well"]} == tested and (wells["cells"] > 0).all()
+    assert (run / "results/assay/test/training/small/training/heatmap_T1.png").exists()
+
+
+def test_the_ome_zarr_plate_gives_the_same_calls(run):
+    files = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t").set_index("well")
+    zarr = pd.read_csv(run / "results/assay/screen_zarr/wells.tsv", sep="\t").set_index("well")
+    assert list(zarr.index) == list(files.index)
+    assert np.allclose(zarr["score"], files["score"], atol=1e-5) and (zarr["cells"] == files["cells"]).all()
+
+
+def test_the_report_carries_the_plate_results_with_captions(run):
+    report = (run / "report.html").read_text(errors="replace")
+    for text in ("wells.tsv", "plates.tsv", "dose_response.png", "heatmap_S1.png", "Z&#x27;-factor", "SSMD"):
+        assert text in report or text.replace("&#x27;", "'") in report, text
+
+
+def test_nothing_left_to_do(run):
+    assert nothing_to_do(snakemake(run, "-n"))

@@ -1,0 +1,66 @@
+"""Assay: screening plates' per-well scores, Z' and SSMD of the controls, dose-response and plate heatmaps,
+for plate prediction sets and for plate test sets."""
+
+
+rule assay:
+    input:
+        tiles="results/predict/{name}/tiles.tsv",
+        # How the tiles were made (the unit, and its normalisation as a caveat for per-cell fractions).
+        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+    output:
+        **assay_outputs("{name}", "{name}"),
+    log:
+        "logs/assay/{name}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        layout=lambda w: LAYOUTS[w.name],
+        positive=CONFIG["assay"]["positive_class"],
+        resamples=CONFIG["assay"]["bootstrap_resamples"],
+    script:
+        "../scripts/assay.py"
+
+
+rule assay_test:
+    input:
+        predictions=lambda w: [
+            f"{run}/predictions.tsv"
+            for run in run_dirs(only_experiment=w.experiment, only_model=w.model)
+        ],
+        runs=lambda w: [
+            f"{run}/metrics.json"
+            for run in run_dirs(only_experiment=w.experiment, only_model=w.model)
+        ],
+    output:
+        **assay_outputs(
+            "test/{experiment}/{model}/{test_set}", "{experiment}/{model}/{test_set}"
+        ),
+    log:
+        "logs/assay/test/{experiment}/{model}/{test_set}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        layout=lambda w: LAYOUTS[w.test_set],
+        positive=CONFIG["assay"]["positive_class"],
+        resamples=CONFIG["assay"]["bootstrap_resamples"],
+    script:
+        "../scripts/assay_test.py"
+
+
+rule plate_heatmap:
+    input:
+        wells="results/assay/{where}/wells.tsv",
+    output:
+        png=report(
+            "results/assay/{where}/heatmap_{plate}.png",
+            caption="../report/assay_heatmap.rst",
+            category="Plates",
+            subcategory="{where}",
+        ),
+        svg="results/assay/{where}/heatmap_{plate}.svg",
+    log:
+        "logs/assay/{where}/heatmap_{plate}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    script:
+        "../scripts/plate_heatmap.py"

@@ -1,0 +1,19 @@
+"""Snakemake adapter: per-well scores, assay quality and dose-response of one plate prediction set."""
+
+import pandas as pd
+
+from cellclass import assay, logs
+
+logs.to_file(snakemake.log[0])
+assay.write_assay(
+    tiles=pd.read_csv(snakemake.input.tiles, sep="\t", dtype={"image": str, "group": str, "tile": str}),
+    run_path=snakemake.input.run,
+    layout=snakemake.params.layout,
+    positive=snakemake.params.positive,
+    resamples=snakemake.params.resamples,
+    wells_path=snakemake.output.wells,
+    statistics_path=snakemake.output.statistics,
+    findings_path=snakemake.output.findings,
+    figure_paths=[snakemake.output.dose, snakemake.output.dose_svg],
+    source=f"the ensemble's calls on prediction set {snakemake.wildcards.name}",
+)

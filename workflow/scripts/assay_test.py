@@ -1,0 +1,19 @@
+"""Snakemake adapter: per-well scores, assay quality and dose-response of a plate test set, from a model's runs."""
+
+from cellclass import assay, logs
+
+logs.to_file(snakemake.log[0])
+w = snakemake.wildcards
+tiles = assay.ensemble_tiles(snakemake.input.predictions, w.test_set)
+assay.write_assay(
+    tiles=tiles,
+    run_path=snakemake.input.runs[0],
+    layout=assay.tested(snakemake.params.layout, tiles),
+    positive=snakemake.params.positive,
+    resamples=snakemake.params.resamples,
+    wells_path=snakemake.output.wells,
+    statistics_path=snakemake.output.statistics,
+    findings_path=snakemake.output.findings,
+    figure_paths=[snakemake.output.dose, snakemake.output.dose_svg],
+    source=f"the test calls of {w.experiment}/{w.model} on {w.test_set}, averaged over its runs",
+)

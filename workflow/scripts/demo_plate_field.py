@@ -1,0 +1,6 @@
+"""Snakemake adapter: render one well of a demo screening plate, one TIFF per channel."""
+
+from cellclass import demo, logs
+
+logs.to_file(snakemake.log[0])
+demo.write_plate_field(snakemake.output.channels, well=snakemake.wildcards.well, spec=snakemake.params.spec)

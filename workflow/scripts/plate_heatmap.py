@@ -1,0 +1,9 @@
+"""Snakemake adapter: one plate's per-well scores laid out as on the plate."""
+
+import pandas as pd
+
+from cellclass import assay_figures, logs
+
+logs.to_file(snakemake.log[0])
+wells = pd.read_csv(snakemake.input.wells, sep="\t", dtype={"plate": str})
+assay_figures.plate_heatmap(wells, snakemake.wildcards.plate, [snakemake.output.png, snakemake.output.svg])
