@@ -18,23 +18,33 @@ not the border rule. A third, untimed row runs ours with plain connected
 components in place of the watershed split, to show what the split buys.
 Cells are scored against the truth cells of the nuclei that remain.
 
-    python bench/segment.py [--fields 2] [--size 1024] [--cells 100] [--repeat 3]
+Last, the workflow: the whole prepare stage (`snakemake --cores 2 --until split`:
+the tile jobs and the split) on `--stage-fields` demo fields per class written
+to a folder, as single-cell crops (`kind: nuclei`, cells grown) against the
+grid tiling (`kind: fields`), alternated, from scratch each time.
+
+    python bench/segment.py [--fields 2] [--size 1024] [--cells 100] [--repeat 3] [--stage-fields 12]
 """
 
 import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import tifffile
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.segmentation import clear_border
 
 from cellclass import demo, segment
-from cellclass.foreground import foreground_mask
-from cellclass.normalise import normalise
-
 from cellclass.config import validate
 from cellclass.crops import segment_options
+from cellclass.foreground import foreground_mask
+from cellclass.normalise import normalise
 
 # The workflow's defaults (config schema), with cells grown in the demo's protein channel.
 _DEMO = {"datasets": {"d": {"demo": {"pattern": "aggregates"}, "prepare": {"nuclei": {"cell_channel": 0}}}}}
@@ -94,12 +104,42 @@ def score(truth, found):
     return f"precision {tp / (tp + fp):.3f}  recall {tp / (tp + fn):.3f}  F1 {2 * tp / (2 * tp + fp + fn):.3f}"
 
 
+def stage(args):
+    """Seconds of the prepare stage per kind, alternated, on fields written once to a folder dataset."""
+    import yaml
+
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    folder = Path(tempfile.mkdtemp(prefix="segment_stage_"))
+    for cls in demo.CLASSES:
+        (folder / "data" / cls).mkdir(parents=True)
+        for index in range(args.stage_fields):
+            field = demo.render_field("aggregates", cls, seed=1, index=index, size=args.size, cells_per_field=args.cells)
+            tifffile.imwrite(folder / "data" / cls / f"field_{index:03d}.tif", field.image, imagej=True,
+                             metadata={"axes": "CYX"})
+    seconds = {"nuclei": [], "fields": []}
+    for _ in range(args.repeat):
+        for kind in seconds:
+            config = {"prepare": {"kind": kind, "nuclei": {"cell_channel": 0}}, "datasets": {"d": {"path": "data"}},
+                      "attribution": {"experiments": []}}
+            (folder / "config.yaml").write_text(yaml.safe_dump(config))
+            shutil.rmtree(folder / "results", ignore_errors=True)
+            start = time.perf_counter()
+            subprocess.run([snakemake, "--snakefile", str(snakefile), "--directory", str(folder), "--configfile",
+                            str(folder / "config.yaml"), "--cores", "2", "--quiet", "all", "--until", "split"],
+                           check=True, capture_output=True)
+            seconds[kind].append(time.perf_counter() - start)
+    shutil.rmtree(folder)
+    return seconds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=2, help="fields per pattern and class")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--cells", type=int, default=100, help="cells per field")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stage-fields", type=int, default=12, help="fields per class of the workflow stage (0: skip)")
     args = parser.parse_args()
     data = fields(args)
     images = [(image,) for _, image, _ in data]
@@ -130,6 +170,13 @@ def main():
         print(f"  {pattern:10s} baseline  {score(truth, [clear_border(found[i]) for i in rows])}")
         print(f"  {pattern:10s} no split  {score(truth, [unsplit(data[i][1]) for i in rows])}")
         print(f"  {pattern:10s} cells     {score(true_cells, [grown[i] for i in rows])}")
+    if args.stage_fields:
+        seconds = stage(args)
+        megapixels = 2 * args.stage_fields * args.size**2 / 1e6
+        print(f"prepare stage (snakemake --until split), {2 * args.stage_fields} fields ({megapixels:.1f} MP), s:")
+        print(f"  nuclei crops: {spread(seconds['nuclei'])}  ({megapixels / np.median(seconds['nuclei']):.1f} MP/s)")
+        print(f"  grid tiles:   {spread(seconds['fields'])}  ({megapixels / np.median(seconds['fields']):.1f} MP/s)")
+        print(f"  ratio:        {np.median(seconds['nuclei']) / np.median(seconds['fields']):7.2f}x  (nuclei / grid)")
 
 
 if __name__ == "__main__":

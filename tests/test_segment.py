@@ -8,11 +8,10 @@ from scipy import ndimage as ndi
 from skimage.segmentation import clear_border
 
 from cellclass import demo, segment
-from cellclass.errors import InputError
-from cellclass.normalise import normalise
-
 from cellclass.config import validate
 from cellclass.crops import segment_options
+from cellclass.errors import InputError
+from cellclass.normalise import normalise
 
 # The workflow's defaults (config schema), with cells grown in the demo's protein channel.
 _DEMO = {"datasets": {"d": {"demo": {"pattern": "aggregates"}, "prepare": {"nuclei": {"cell_channel": 0}}}}}
