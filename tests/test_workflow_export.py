@@ -126,7 +126,8 @@ def test_raw_tiles_with_bit_depth_scaling_as_preprocessing(exported, tmp_path, m
         tile = yaml.safe_load(archive.read("rdf.yaml"))["inputs"][0]
         raw = np.load(archive.open("test_input.npy"))
     assert raw.dtype == np.uint16 and raw.max() > 255
-    assert [p["id"] for p in tile["preprocessing"]][:3] == ["ensure_dtype", "scale_linear", "clip"]
+    assert [p["id"] for p in tile["preprocessing"]] == ["ensure_dtype", "scale_linear", "clip", "ensure_dtype"]
+    assert tile["preprocessing"][-1]["kwargs"]["dtype"] == "float32"
     assert tile["preprocessing"][1]["kwargs"]["gain"] == pytest.approx(1 / 65535)
     summary = package.validate(out)
     assert summary.status == "passed", package.validation_table(summary).to_string()

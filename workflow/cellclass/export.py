@@ -311,10 +311,14 @@ def tensor_descriptions(run, folder, raw, dtype):
     if raw:
         bits = run["prepare"]["bit_depths"][0]
         data = v0_5.IntervalOrRatioDataDescr(type=dtype, range=(0, 2**bits - 1))
+        as_float = v0_5.EnsureDtypeDescr(kwargs=v0_5.EnsureDtypeKwargs(dtype="float32"))
+        # Ending on float32 too: otherwise the spec appends a cast back to the raw dtype (`data` describes the
+        # tensor given, not the network's input).
         preprocessing = [
-            v0_5.EnsureDtypeDescr(kwargs=v0_5.EnsureDtypeKwargs(dtype="float32")),
+            as_float,
             v0_5.ScaleLinearDescr(kwargs=v0_5.ScaleLinearKwargs(gain=1.0 / (2**bits - 1))),
             v0_5.ClipDescr(kwargs=v0_5.ClipKwargs(min=0.0, max=1.0)),
+            as_float,
         ]
         text = f"raw {settings['tile_size']} px tile, {bits}-bit"
     else:
