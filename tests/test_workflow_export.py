@@ -16,10 +16,10 @@ from workflow_helpers import TINY, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-# Two seeds, so the default package is an ensemble; no attribution, which export does not need.
+# Two seeds, so the default package is an ensemble; no rotated copies, to keep it quick.
 CONFIG = copy.deepcopy(TINY)
 CONFIG["train"]["runs"] = 2
-CONFIG["attribution"] = {"experiments": []}
+CONFIG["augment"] = {"dihedral": True, "angles": []}
 CONFIG["export"] = {
     "tiny_ensemble": {"experiment": "tiny", "authors": [{"name": "Ada Lovelace", "affiliation": "Test lab"}]},
     "tiny_seed1": {"experiment": "tiny", "seeds": [1], "onnx": False},  # one named run
@@ -31,7 +31,7 @@ RUN = "results/train/tiny/small/fold0/seed{}"
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     write_config(folder, CONFIG)
-    snakemake(folder)
+    snakemake(folder, "export")  # only what export needs: no figures, no attribution
     return folder
 
 

@@ -72,7 +72,7 @@ def raw_input(run):
             and settings["resize_to"] in (None, settings["tile_size"]) and len(run["prepare"]["bit_depths"]) == 1)
 
 
-def test_tiles(run, predictions_tsv, tile_files, count):
+def pick_test_tiles(run, predictions_tsv, tile_files, count):
     """Up to `count` tiles of the run's own test side, spread evenly over each class: their ids, classes, the
     tiles as the network sees them, and their raw pixels (None unless the package takes raw tiles)."""
     table = pd.read_csv(predictions_tsv, sep="\t", dtype={"tile": str, "true": str})
@@ -373,7 +373,7 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
                     name, DEFAULT_AUTHOR)
     models = [keras.models.load_model(Path(d) / "model.keras", compile=False) for d in run_dirs]
     network = ensemble(models, members)
-    ids, truth, tiles, raw_tiles = test_tiles(run, Path(run_dirs[0]) / "predictions.tsv", tile_files,
+    ids, truth, tiles, raw_tiles = pick_test_tiles(run, Path(run_dirs[0]) / "predictions.tsv", tile_files,
                                               options["test_tiles"])
     gain = 1.0 / (2 ** run["prepare"]["bit_depths"][0] - 1) if raw else None
     network_input = np.clip(raw_tiles.astype(np.float32) * np.float32(gain), 0, 1) if raw else tiles
@@ -388,6 +388,7 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
         folder = Path(tmp)
         network.save(folder / package.WEIGHTS)
         if options["onnx"]:
+            logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its optimiser's INFO lines are noise here
             network.export(folder / package.ONNX_WEIGHTS, format="onnx", verbose=False)
         np.save(folder / TEST_INPUT, raw_tiles if raw else tiles)
         np.save(folder / TEST_OUTPUT, output)
