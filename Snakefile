@@ -1,4 +1,4 @@
-"""cellclass: raw microscopy fields → tiles → split → augment → train → evaluate → attribute; new images → predict."""
+"""cellclass: raw microscopy fields → tiles → split → augment → train → evaluate → attribute → export; new images → predict."""
 
 import os
 
@@ -29,12 +29,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/assay.smk"
+include: "workflow/rules/export.smk"
 
 
 # Jobs of seconds (tables, figures, the split) run where Snakemake runs, not through a cluster queue.
 localrules:
     all,
     predict,
+    export,
+    export_package,
+    validate_package,
     split,
     evaluate,
     overview_figures,
@@ -54,3 +58,4 @@ rule all:
         attributed_outputs(),
         predicted_outputs(),
         assayed_outputs(),
+        exported_outputs(),

@@ -234,17 +234,15 @@ def write_assay(*, tiles, run_path, layout, positive, resamples, wells_path, sta
     """An assay job: wells.tsv, the per-plate statistics, the findings page and the dose-response figure of the
     scored cells (tiles) of a plate; heatmaps are a job per plate, from wells.tsv. `source` says whose calls."""
     import html
-    import json
-    from pathlib import Path
 
-    from cellclass import assay_figures, metrics
+    from cellclass import assay_figures, metrics, predict
     from cellclass.atomic import atomic_path
 
     classes = [c[len("p_") :] for c in tiles.columns if c.startswith("p_")]
     positive = positive_class(layout, classes, positive)
     wells = well_table(tiles, layout, classes, positive, resamples=resamples)
     statistics = plate_statistics(wells)
-    settings = json.loads(Path(run_path).read_text())["prepare"]["settings"]
+    settings = predict.read_run(run_path)["prepare"]["settings"]  # a run's metrics.json, or a model package
     unit = metrics.unit_of("tile", settings["kind"])
     with atomic_path(wells_path) as tmp:
         wells.to_csv(tmp, sep="\t", index=False)

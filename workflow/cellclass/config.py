@@ -5,6 +5,7 @@ stops the run at once with a message that names it.
 """
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -76,10 +77,15 @@ def validate(config, base_dir="."):
             _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
             dataset[section] = merged
         _resolve_paths(dataset, base_dir, where)
-    if all(d["test_only"] for d in config["datasets"].values()):
+    if not config["datasets"]:
+        if not config["predict"] or any("package" not in p for p in config["predict"].values()):
+            raise InputError("invalid configuration:\n  datasets: none given; only a config whose prediction sets all "
+                             "use a model package (predict.<set>.package) can do without")
+    elif all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")
     _check_experiments(config, schema)
     _check_predictions(config, base_dir)
+    _check_exports(config)
     _check_attribution(config)
     return config
 
@@ -143,24 +149,64 @@ def _resolve_paths(entry, base_dir, where):
 
 
 def _check_predictions(config, base_dir):
-    """Each prediction set names a trained experiment, one of its models and some of its seeds."""
+    """Each prediction set names a trained experiment, one of its models and some of its seeds; or a package."""
     for name, prediction in config["predict"].items():
         where = f"predict.{name}"
         if name in config["datasets"]:
             raise InputError(f"invalid configuration:\n  {where}: a dataset has this name; pick another")
         _resolve_paths(prediction, base_dir, where)
-        experiment = config["experiments"].get(prediction["experiment"])
-        if experiment is None:
-            raise InputError(f"invalid configuration:\n  {where}.experiment: no experiment '{prediction['experiment']}'")
-        models = experiment["train"]["models"]
-        prediction.setdefault("model", models[0])
-        if prediction["model"] not in models:
-            raise InputError(f"invalid configuration:\n  {where}.model: experiment '{prediction['experiment']}' trains {', '.join(models)}, not '{prediction['model']}'")
-        runs = experiment["train"]["runs"]
-        prediction.setdefault("seeds", list(range(runs)))
-        outside = [s for s in prediction["seeds"] if s >= runs]
+        if "package" in prediction:
+            _resolve_package(prediction, base_dir, where)
+        else:
+            _check_runs(config, prediction, where)
+
+
+def _resolve_package(prediction, base_dir, where):
+    """A package set: the zip exists; the package holds its ensemble, so model and seeds have no say."""
+    given = [key for key in ("model", "seeds") if key in prediction]
+    if given:
+        raise InputError(f"invalid configuration:\n  {where}.{given[0]}: a package holds its own runs; "
+                         "give package alone, or an experiment with model and seeds")
+    path = (base_dir / prediction["package"]).resolve()
+    if not path.is_file():
+        raise InputError(f"invalid configuration:\n  {where}.package: model package {path} does not exist")
+    prediction["package"] = str(path)
+
+
+def _check_runs(config, entry, where):
+    """An entry that names trained runs (a prediction set, an export): an experiment, one of its models (default
+    its first) and some of its seeds (default all)."""
+    experiment = config["experiments"].get(entry["experiment"])
+    if experiment is None:
+        raise InputError(f"invalid configuration:\n  {where}.experiment: no experiment '{entry['experiment']}'")
+    models = experiment["train"]["models"]
+    entry.setdefault("model", models[0])
+    if entry["model"] not in models:
+        raise InputError(f"invalid configuration:\n  {where}.model: experiment '{entry['experiment']}' trains {', '.join(models)}, not '{entry['model']}'")
+    runs = experiment["train"]["runs"]
+    entry.setdefault("seeds", list(range(runs)))
+    outside = [s for s in entry["seeds"] if s >= runs]
+    if outside:
+        raise InputError(f"invalid configuration:\n  {where}.seeds: experiment '{entry['experiment']}' trains seeds 0..{runs - 1}; no seed {outside[0]}")
+
+
+def _check_exports(config):
+    """Each package exports trained runs: an experiment, a model, seeds and folds it has, and a name the
+    bioimage.io spec accepts."""
+    for name, export in config["export"].items():
+        where = f"export.{name}"
+        _check_runs(config, export, where)
+        dataset = config["datasets"][config["experiments"][export["experiment"]]["dataset"]]
+        folds = dataset["split"]["folds"]
+        export.setdefault("folds", list(range(folds)))
+        outside = [f for f in export["folds"] if f >= folds]
         if outside:
-            raise InputError(f"invalid configuration:\n  {where}.seeds: experiment '{prediction['experiment']}' trains seeds 0..{runs - 1}; no seed {outside[0]}")
+            raise InputError(f"invalid configuration:\n  {where}.folds: experiment '{export['experiment']}' has folds "
+                             f"0..{folds - 1}; no fold {outside[0]}")
+        title = export["title"] or f"cellclass {export['experiment']} {export['model']}"
+        if not (5 <= len(title) <= 128) or re.search(r"[^A-Za-z0-9_+\- ()]", title):
+            raise InputError(f"invalid configuration:\n  {where}.title: '{title}': bioimage.io names are 5-128 "
+                             "letters, digits, spaces and _+-()")
 
 
 def _check_experiments(config, schema):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass import inference, metrics, tiling, tilestore
+from cellclass import inference, metrics, package, tiling, tilestore
 from cellclass.errors import InputError
 from cellclass.pipeline import select_channels
 
@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def read_run(metrics_path):
-    """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made."""
+    """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made; from a
+    run's metrics.json, or from a model package (.zip), which carries the same record."""
+    if Path(metrics_path).suffix == ".zip":
+        return package.read_record(metrics_path)
     metrics = json.loads(Path(metrics_path).read_text())
     if not (metrics.get("prepare") or {}).get("settings"):
         raise InputError(f"{metrics_path}: this run predates recorded preparation settings; retrain it to predict with it")
@@ -36,12 +39,16 @@ def tile_shard_like_training(samples, run):
 def tile_like_training(sample, run):
     """Tile one new image as the run's training data was tiled; refuse an image of another kind."""
     prepared = run["prepare"]
+    model = f"the model ({run['source']})" if "source" in run else "the model"
     if "user labels" in prepared.get("objects", []) and not sample.labels:
         raise InputError(
-            f"{', '.join(sample.files)}: the model was trained on crops of user label images; give this image's "
+            f"{', '.join(sample.files)}: {model} was trained on crops of user label images; give this image's "
             "label image in a labels column, so its cells are cropped the same way"
         )
-    tileset = tiling.tile_sample(sample, prepared["settings"])
+    try:
+        tileset = tiling.tile_sample(sample, prepared["settings"])
+    except InputError as error:
+        raise InputError(f"{error}; tiled as {model} was: {_tiling(prepared['settings'])}") from None
     if tileset.meta["skipped"]:
         return tileset
     channels, bit_depth = tileset.meta["field_shape"][-1], tileset.meta["bit_depth"]
@@ -49,17 +56,23 @@ def tile_like_training(sample, run):
         wanted = " or ".join(str(c) for c in prepared["channels"])
         depths = " or ".join(f"{b}-bit" for b in prepared["bit_depths"])
         raise InputError(
-            f"{', '.join(sample.files)}: {channels} channel(s), {bit_depth}-bit; the model was trained on "
+            f"{', '.join(sample.files)}: {channels} channel(s), {bit_depth}-bit; {model} was trained on "
             f"{wanted}-channel {depths} images (expected shape (Y, X, {wanted}) after channel selection)"
         )
     return tileset
 
 
+def _tiling(settings):
+    return f"{settings['kind']}, {settings['tile_size']} px tiles"
+
+
 def load_members(model_paths):
-    """The ensemble: every trained model, loaded once (inference only, so no optimizer state)."""
+    """The ensemble: every trained model (a run's model.keras, or the members of a package), loaded once
+    (inference only, so no optimizer state)."""
     import keras
 
-    return [keras.models.load_model(path, compile=False) for path in model_paths]
+    return [member for path in model_paths for member in
+            (package.load_members(path) if Path(path).suffix == ".zip" else [keras.models.load_model(path, compile=False)])]
 
 
 def score(members, tilesets, run, batch_size=256):
@@ -71,7 +84,8 @@ def score(members, tilesets, run, batch_size=256):
     if first is not None:
         shape = select_channels(first.tiles[:1], run["channels"]).shape[1:]
         if shape != tuple(run["input_shape"]):
-            raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the model's input {tuple(run['input_shape'])}")
+            raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the input "
+                             f"{tuple(run['input_shape'])} of {run.get('source', 'the model')}")
     return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]), batch_size=batch_size)
 
 

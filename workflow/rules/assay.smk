@@ -6,7 +6,7 @@ rule assay:
     input:
         tiles="results/predict/{name}/tiles.tsv",
         # How the tiles were made (the unit, and its normalisation as a caveat for per-cell fractions).
-        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+        run=lambda w: prediction_record(w.name),
     output:
         **assay_outputs("{name}", "{name}"),
     log:

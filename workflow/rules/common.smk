@@ -4,6 +4,7 @@ from cellclass import config as cc_config
 from cellclass import datasets as cc_datasets
 from cellclass import demo as cc_demo
 from cellclass import plates as cc_plates
+from cellclass import package as cc_package
 from cellclass import shards as cc_shards
 from cellclass import split as cc_split
 
@@ -219,6 +220,8 @@ def test_tile_files(experiment):
 
 
 def evaluated_outputs():
+    if not EXPERIMENTS:  # a config that only predicts with model packages
+        return []
     outputs = [
         "results/evaluation/summary.tsv",
         "results/figures/test_accuracy.png",
@@ -249,13 +252,19 @@ NEW_IMAGES = {
     name: {s.id: s for s in discover_new_images(name, prediction)}
     for name, prediction in PREDICTIONS.items()
 }
+
+
+def training_prepare(prediction):
+    """The prepare settings of the images that trained a prediction set's runs (a package records them)."""
+    if "package" in prediction:
+        return cc_package.read_record(prediction["package"])["prepare"]["settings"]
+    return DATASETS[EXPERIMENTS[prediction["experiment"]]["dataset"]]["prepare"]
+
+
 # New images are sharded as the training dataset of their experiment is.
 NEW_SHARDS = {
     name: cc_shards.assign(
-        NEW_IMAGES[name],
-        cc_shards.images_per_job(
-            DATASETS[EXPERIMENTS[prediction["experiment"]]["dataset"]]["prepare"]
-        ),
+        NEW_IMAGES[name], cc_shards.images_per_job(training_prepare(prediction))
     )
     for name, prediction in PREDICTIONS.items()
 }
@@ -291,6 +300,20 @@ def prediction_runs(name):
         for fold in range(folds_of(EXPERIMENTS[p["experiment"]]["dataset"]))
         for seed in p["seeds"]
     ]
+
+
+def prediction_record(name):
+    """What says how prediction set `name`'s images are tiled: its first run's metrics.json, or its package."""
+    if "package" in PREDICTIONS[name]:
+        return PREDICTIONS[name]["package"]
+    return f"{prediction_runs(name)[0]}/metrics.json"
+
+
+def prediction_models(name):
+    """The networks that classify prediction set `name`: its runs' models, or its package."""
+    if "package" in PREDICTIONS[name]:
+        return [PREDICTIONS[name]["package"]]
+    return [f"{run}/model.keras" for run in prediction_runs(name)]
 
 
 def predicted_outputs():
@@ -397,3 +420,25 @@ def assay_outputs(where, caption_name):
         "dose": item("dose_response.png", "assay_dose_response.rst"),
         "dose_svg": f"results/assay/{where}/dose_response.svg",
     }
+
+
+EXPORTS = CONFIG["export"]
+
+
+def export_runs(name):
+    """Run folders of the ensemble that package `name` holds: its folds x seeds."""
+    e = EXPORTS[name]
+    return [
+        run_dir(e["experiment"], e["model"], fold, seed)
+        for fold in e["folds"]
+        for seed in e["seeds"]
+    ]
+
+
+def exported_outputs():
+    """Every package and its bioimage.io validation (nothing without an export section)."""
+    return [
+        f"results/export/{name}.{suffix}"
+        for name in EXPORTS
+        for suffix in ("zip", "validation.tsv")
+    ]

@@ -1,4 +1,4 @@
-"""Predict: classify new images with trained runs; never retrains, never re-tiles the training data."""
+"""Predict: classify new images with trained runs or a model package; never retrains, never re-tiles the training data."""
 
 
 rule predict:
@@ -9,8 +9,8 @@ rule predict:
 rule predict_tile:
     input:
         raw=lambda w: raw_files(new_shard_samples(w)),
-        # The run records how its training tiles were made; new tiles follow it.
-        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+        # The run (or package) records how its training tiles were made; new tiles follow it.
+        run=lambda w: prediction_record(w.name),
     output:
         tiles="results/predict/{name}/tiles/{shard}.npz",
         sheet="results/predict/{name}/tiles/{shard}.png",
@@ -32,8 +32,8 @@ rule predict_tile:
 rule predict_set:
     input:
         tiles=lambda w: new_tile_files(w.name),
-        models=lambda w: [f"{run}/model.keras" for run in prediction_runs(w.name)],
-        run=lambda w: f"{prediction_runs(w.name)[0]}/metrics.json",
+        models=lambda w: prediction_models(w.name),
+        run=lambda w: prediction_record(w.name),
     output:
         tiles="results/predict/{name}/tiles.tsv",
         images=report(
