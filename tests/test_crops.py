@@ -146,3 +146,17 @@ def test_attribution_masks_the_dataset_cannot_give_are_config_errors(dataset, ma
     dataset = {**dataset, "path": str(tmp_path)} if "path" in dataset else dataset
     with pytest.raises(InputError, match=message):
         validate({"datasets": {"d": dataset}, "attribution": {"masks": masks}})
+
+
+def test_the_contact_sheet_draws_each_crops_outlines(field, tmp_path):
+    from PIL import Image
+
+    from cellclass import contact_sheet
+
+    tileset = tiling.tile_sample(Sample("f", (str(field / "image.tif"),), "aggregates", "f"), settings())
+    tiling.write_shard([tileset], tmp_path / "shard.npz", tmp_path / "shard.png", dataset="d")
+    outlined = (np.asarray(Image.open(tmp_path / "shard.png")) == contact_sheet.OUTLINE).all(axis=-1)
+    assert outlined.sum() > 20 * len(tileset)  # a nucleus and a cell outline around every crop
+    grid = tmp_path / "grid.png"
+    contact_sheet.render(np.asarray(tileset.tiles), grid)
+    assert not (np.asarray(Image.open(grid)) == contact_sheet.OUTLINE).all(axis=-1).any()

@@ -9,10 +9,9 @@ import logging
 
 import numpy as np
 from skimage import transform
-from skimage.segmentation import find_boundaries
 from skimage.util import view_as_windows
 
-from cellclass import contact_sheet, crops, imageio, normalise, tilestore
+from cellclass import contact_sheet, crops, imageio, normalise, segment, tilestore
 from cellclass.errors import InputError
 from cellclass.foreground import foreground_mask
 from cellclass.tilestore import TileSet
@@ -168,7 +167,7 @@ def sheet_tiles(tilesets, max_tiles=100):
     if not all("compartments" in t.extra for t in filled):
         return tiles, None
     codes = np.concatenate([np.asarray(t.extra["compartments"][:each]) for t in filled])[:max_tiles]
-    return tiles, np.stack([find_boundaries(c, mode="inner") for c in codes])
+    return tiles, np.stack([segment.outlines(c) for c in codes])
 
 
 def empty_message(tilesets):
