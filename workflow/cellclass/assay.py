@@ -206,7 +206,7 @@ def normalisation_note(settings):
         return []
     return [
         "Each field was normalised on its own (percentile): in a well where many cells have the phenotype, the "
-        "others are scaled like them, which pulls per-cell calls and the dose-response towards the phenotype. "
+        "others are scaled like them, which can pull per-cell calls and the dose-response towards the phenotype. "
         "For per-cell fractions across wells, prepare.normalise.method: bit_depth scales every field alike."
     ]
 
