@@ -40,6 +40,7 @@ localrules:
     export_package,
     validate_package,
     split,
+    segmentation_check,
     evaluate,
     overview_figures,
     run_figures,

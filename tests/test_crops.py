@@ -160,3 +160,18 @@ def test_the_contact_sheet_draws_each_crops_outlines(field, tmp_path):
     grid = tmp_path / "grid.png"
     contact_sheet.render(np.asarray(tileset.tiles), grid)
     assert not (np.asarray(Image.open(grid)) == contact_sheet.OUTLINE).all(axis=-1).any()
+
+
+def test_the_demo_segmentation_check_scores_each_field_and_pools_them(field, tmp_path):
+    import pandas as pd
+
+    from cellclass import segment_check
+
+    samples = [Sample(f"f{i}", (str(field / "image.tif"),), "aggregates", f"f{i}") for i in range(2)]
+    truth = {s.id: (str(field / "nuclei.tif"), str(field / "cells.tif")) for s in samples}
+    segment_check.write_check(samples, settings(), truth, tmp_path / "segmentation.tsv")
+    table = pd.read_csv(tmp_path / "segmentation.tsv", sep="\t").set_index(["sample", "objects"])
+    assert set(table.index) == {(s, o) for s in ("f0", "f1", "all") for o in ("nuclei", "cells")}
+    pooled = table.loc["all"]
+    assert (pooled["true_positives"] == 2 * table.loc["f0", "true_positives"]).all()
+    assert (pooled["precision"] >= 0.9).all() and (pooled["recall"] >= 0.9).all() and (pooled["mean_iou"] > 0.8).all()

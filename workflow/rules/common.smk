@@ -131,13 +131,26 @@ def augmented_datasets():
     }
 
 
+def demo_truth(dataset):
+    """Sample id -> the demo's (nuclei, cells) ground-truth label files."""
+    return {
+        sid: (
+            f"results/demo/{dataset}/nuclei/{sid}.tif",
+            f"results/demo/{dataset}/cells/{sid}.tif",
+        )
+        for sid in SAMPLES[dataset]
+    }
+
+
 def prepared_outputs():
     outputs = []
-    for name in DATASETS:
+    for name, dataset in DATASETS.items():
         outputs += tile_files(name)
         if name in augmented_datasets():
             outputs += augmented_files(name)
         outputs.append(f"results/{name}/split.tsv")
+        if "demo" in dataset and dataset["prepare"]["kind"] == "nuclei":
+            outputs.append(f"results/{name}/segmentation.tsv")
     return outputs
 
 

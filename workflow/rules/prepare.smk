@@ -72,3 +72,25 @@ rule augment:
         augment=CONFIG["augment"],
     script:
         "../scripts/augment.py"
+
+
+rule segmentation_check:
+    input:
+        raw=lambda w: raw_files(SAMPLES[w.dataset].values()),
+        truth=lambda w: [f for pair in demo_truth(w.dataset).values() for f in pair],
+    output:
+        report(
+            "results/{dataset}/segmentation.tsv",
+            caption="../report/segmentation.rst",
+            category="Data",
+        ),
+    log:
+        "logs/segmentation_check/{dataset}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    params:
+        samples=lambda w: [vars(s) for s in SAMPLES[w.dataset].values()],
+        settings=lambda w: DATASETS[w.dataset]["prepare"],
+        truth=lambda w: demo_truth(w.dataset),
+    script:
+        "../scripts/segmentation_check.py"
