@@ -229,10 +229,10 @@ def tested(layout, tiles):
     return [row for row in layout if (row["plate"], row["well"]) in wells]
 
 
-def write_assay(*, tiles, run_path, layout, positive, resamples, wells_path, statistics_path, findings_path,
-                figure_paths, source):
+def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source):
     """An assay job: wells.tsv, the per-plate statistics, the findings page and the dose-response figure of the
-    scored cells (tiles) of a plate; heatmaps are a job per plate, from wells.tsv. `source` says whose calls."""
+    scored cells (tiles) of a plate; heatmaps are a job per plate, from wells.tsv. `outputs` has the rule's
+    wells, statistics, findings, dose and dose_svg paths; `source` says whose calls."""
     import html
 
     from cellclass import assay_figures, metrics, predict
@@ -244,15 +244,15 @@ def write_assay(*, tiles, run_path, layout, positive, resamples, wells_path, sta
     statistics = plate_statistics(wells)
     settings = predict.read_run(run_path)["prepare"]["settings"]  # a run's metrics.json, or a model package
     unit = metrics.unit_of("tile", settings["kind"])
-    with atomic_path(wells_path) as tmp:
+    with atomic_path(outputs.wells) as tmp:
         wells.to_csv(tmp, sep="\t", index=False)
-    with atomic_path(statistics_path) as tmp:
+    with atomic_path(outputs.statistics) as tmp:
         statistics.to_csv(tmp, sep="\t", index=False)
     lines = sentences(statistics, positive, unit) + normalisation_note(settings)
     items = "\n".join(f"<li>{html.escape(line)}</li>" for line in lines)
     page = ("<html><body><h2>Plate assay</h2><p>Per well, the score is the mean probability of the positive class "
             f"over its {unit}s, from {html.escape(source)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
-    with atomic_path(findings_path) as tmp:
+    with atomic_path(outputs.findings) as tmp:
         tmp.write_text(page)
-    assay_figures.dose_response(wells, statistics, figure_paths)
+    assay_figures.dose_response(wells, statistics, [outputs.dose, outputs.dose_svg])
     return wells, statistics

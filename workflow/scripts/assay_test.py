@@ -11,9 +11,6 @@ assay.write_assay(
     layout=assay.tested(snakemake.params.layout, tiles),
     positive=snakemake.params.positive,
     resamples=snakemake.params.resamples,
-    wells_path=snakemake.output.wells,
-    statistics_path=snakemake.output.statistics,
-    findings_path=snakemake.output.findings,
-    figure_paths=[snakemake.output.dose, snakemake.output.dose_svg],
+    outputs=snakemake.output,
     source=f"the test calls of {w.experiment}/{w.model} on {w.test_set}, averaged over its runs",
 )
