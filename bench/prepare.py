@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cellclass import augment, demo, split, tiling, tilestore
+from cellclass.prepare import augment, split, tiling
+from cellclass.demo import synthetic
+from cellclass.io import tilestore
 from cellclass.config import validate
-from cellclass.datasets import from_folder
+from cellclass.io.datasets import from_folder
 
 ANGLES = [18, 36, 54, 72]  # the article's 18-degree steps, first quarter turn
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -69,7 +71,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        demo.write_dataset(tmp / "data", "aggregates", fields_per_class=args.fields // 2, seed=0, size=args.size, channels=1)
+        synthetic.write_dataset(tmp / "data", "aggregates", fields_per_class=args.fields // 2, seed=0, size=args.size, channels=1)
         samples = from_folder(tmp / "data" / "images")
         settings = validate({"datasets": {"d": {"path": str(tmp / "data" / "images")}}})["datasets"]["d"]["prepare"]
         megapixels = len(samples) * args.size**2 / 1e6

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from cellclass import demo
+from cellclass.demo import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -82,7 +82,7 @@ def baseline(data, out):
 
 
 def same_tiles(workflow_dir, ids, tiles):
-    from cellclass import tilestore
+    from cellclass.io import tilestore
 
     ours = {t.meta["sample"]: np.asarray(t.tiles[0]) for t in tilestore.load_all(sorted(workflow_dir.glob("results/crops/tiles/*.npz")))}
     return max(float(np.abs(ours[i].astype(np.float32) - t.astype(np.float32)).max()) for i, t in zip(ids, tiles))
@@ -94,7 +94,7 @@ def spread(values):
 
 def prepare_stage(tmp, n, repeat):
     data = tmp / "crops"
-    demo.write_single_cells(data, n, size=78)
+    synthetic.write_single_cells(data, n, size=78)
     ours, base = [], []
     for r in range(repeat):
         run_dir = tmp / f"prepare{r}"
@@ -122,7 +122,7 @@ def planning(tmp, sizes):
     rows = []
     for n in sizes:
         data = tmp / f"small{n}"
-        demo.write_single_cells(data, n, size=24, seed=1)
+        synthetic.write_single_cells(data, n, size=24, seed=1)
         folder, fields = tmp / f"plan{n}", tmp / f"fields{n}"
         folder.mkdir()
         fields.mkdir()

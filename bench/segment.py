@@ -40,11 +40,12 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.segmentation import clear_border
 
-from cellclass import demo, segment
+from cellclass.demo import synthetic
+from cellclass.prepare import segment
 from cellclass.config import validate
-from cellclass.crops import segment_options
-from cellclass.foreground import foreground_mask
-from cellclass.normalise import normalise
+from cellclass.prepare.crops import segment_options
+from cellclass.prepare.foreground import foreground_mask
+from cellclass.prepare.normalise import normalise
 
 # The workflow's defaults (config schema), with cells grown in the demo's protein channel.
 _DEMO = {"datasets": {"d": {"demo": {"pattern": "aggregates"}, "prepare": {"nuclei": {"cell_channel": 0}}}}}
@@ -75,10 +76,10 @@ def cells(image, nuclei):
 def fields(args):
     """[(pattern, normalised image, demo truth), ...], every pattern and class."""
     out = []
-    for pattern in demo.PATTERNS:
-        for cls in demo.CLASSES:
+    for pattern in synthetic.PATTERNS:
+        for cls in synthetic.CLASSES:
             for index in range(args.fields):
-                truth = demo.render_field(pattern, cls, seed=0, index=index, size=args.size, cells_per_field=args.cells)
+                truth = synthetic.render_field(pattern, cls, seed=0, index=index, size=args.size, cells_per_field=args.cells)
                 out.append((pattern, normalise(np.moveaxis(truth.image, 0, -1), method="percentile"), truth))
     return out
 
@@ -111,10 +112,10 @@ def stage(args):
     snakemake = str(Path(sys.executable).parent / "snakemake")
     snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
     folder = Path(tempfile.mkdtemp(prefix="segment_stage_"))
-    for cls in demo.CLASSES:
+    for cls in synthetic.CLASSES:
         (folder / "data" / cls).mkdir(parents=True)
         for index in range(args.stage_fields):
-            field = demo.render_field("aggregates", cls, seed=1, index=index, size=args.size, cells_per_field=args.cells)
+            field = synthetic.render_field("aggregates", cls, seed=1, index=index, size=args.size, cells_per_field=args.cells)
             tifffile.imwrite(folder / "data" / cls / f"field_{index:03d}.tif", field.image, imagej=True,
                              metadata={"axes": "CYX"})
     seconds = {"nuclei": [], "fields": []}
@@ -161,7 +162,7 @@ def main():
     print(f"ratio:      {np.median(speed['ours']) / np.median(speed['baseline']):7.2f}x  (ours / baseline)")
     print(f"grow_cells: {spread(speed['cells'])}")
     print("detection at IoU >= 0.5, objects at the border left out:")
-    for pattern in demo.PATTERNS:
+    for pattern in synthetic.PATTERNS:
         rows = [i for i, (p, _, _) in enumerate(data) if p == pattern]
         truth = [clear_border(data[i][2].nucleus_labels) for i in rows]
         true_cells = [np.where(np.isin(data[i][2].cell_labels, t[t > 0]), data[i][2].cell_labels, 0) for i, t in

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cellclass import tilestore
-from cellclass.tilestore import TileSet
+from cellclass.io import tilestore
+from cellclass.io.tilestore import TileSet
 
 TILES_PER_IMAGE = 100
 IMAGES_PER_SHARD = 10
@@ -92,7 +92,7 @@ def child(mode, folder, model_name, batch, steps, mixed):
     """One measurement in this process: tiles/s (mode speed-*) or a pass for peak memory (mem-*)."""
     import keras
 
-    from cellclass import models, pipeline, runtime
+    from cellclass.learn import models, pipeline, runtime
 
     EpochTimer = _epoch_timer()
     runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import assay
-from cellclass.errors import InputError
+from cellclass.assay import dose_response
+from cellclass.assay import wells as assay
+from cellclass.io.errors import InputError
 
 POSITIVE = [0.9, 1.0, 0.95, 0.85]
 NEGATIVE = [0.1, 0.0, 0.05, 0.15]
@@ -30,20 +31,20 @@ def test_a_4pl_fit_recovers_known_parameters():
     dose = np.repeat(np.geomspace(0.01, 100, 9), 2)
     truth = {"bottom": 0.1, "top": 0.9, "log_ec50": np.log10(1.5), "hill": 1.2}
     wobble = 0.02 * np.tile([1, -1], 9)  # deterministic, symmetric noise
-    fit = assay.fit_dose_response(dose, assay.logistic4(dose, **truth) + wobble)
+    fit = dose_response.fit_dose_response(dose, dose_response.logistic4(dose, **truth) + wobble)
     assert fit["converged"] and fit["note"] == ""
     assert fit["ec50"] == pytest.approx(1.5, rel=0.05) and fit["hill"] == pytest.approx(1.2, rel=0.1)
     assert fit["bottom"] == pytest.approx(0.1, abs=0.02) and fit["top"] == pytest.approx(0.9, abs=0.02)
     assert fit["ec50_low"] < 1.5 < fit["ec50_high"]
     # A falling curve is a negative Hill slope.
-    falling = assay.fit_dose_response(dose, assay.logistic4(dose, 0.9, 0.1, np.log10(1.5), 1.2))
+    falling = dose_response.fit_dose_response(dose, dose_response.logistic4(dose, 0.9, 0.1, np.log10(1.5), 1.2))
     assert falling["ec50"] == pytest.approx(1.5, rel=0.01)
 
 
 def test_a_fit_that_cannot_be_made_says_why():
-    few = assay.fit_dose_response([1, 2, 3], [0.1, 0.5, 0.9])
+    few = dose_response.fit_dose_response([1, 2, 3], [0.1, 0.5, 0.9])
     assert not few["converged"] and "needs 4 doses" in few["note"]
-    flat = assay.fit_dose_response(np.geomspace(0.1, 10, 8), np.full(8, 0.5))
+    flat = dose_response.fit_dose_response(np.geomspace(0.1, 10, 8), np.full(8, 0.5))
     assert not flat["converged"] and flat["note"]
 
 

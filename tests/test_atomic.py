@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from cellclass.atomic import atomic_path
+from cellclass.io.atomic import atomic_path
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import attribution, enrichment, models, overlays
+from cellclass.explain import attribution, enrichment, overlays
+from cellclass.learn import models
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SIDE, CHANNELS = 16, 2

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cellclass import augment
-from cellclass.tilestore import TileSet
+from cellclass.prepare import augment
+from cellclass.io.tilestore import TileSet
 
 
 def tileset_of(field, positions, size):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from cellclass.config import validate
-from cellclass.errors import InputError
+from cellclass.io.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = {"demo": {"pattern": "aggregates"}}

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass import crops, demo, tiling, tilestore
+from cellclass.prepare import crops, tiling
+from cellclass.demo import synthetic as demo
+from cellclass.io import tilestore
 from cellclass.config import validate
-from cellclass.datasets import Sample, from_sheet
-from cellclass.errors import InputError
+from cellclass.io.datasets import Sample, from_sheet
+from cellclass.io.errors import InputError
 
 SIZE = 48
 
@@ -151,7 +153,7 @@ def test_attribution_masks_the_dataset_cannot_give_are_config_errors(dataset, ma
 def test_the_contact_sheet_draws_each_crops_outlines(field, tmp_path):
     from PIL import Image
 
-    from cellclass import contact_sheet
+    from cellclass.io import contact_sheet
 
     tileset = tiling.tile_sample(Sample("f", (str(field / "image.tif"),), "aggregates", "f"), settings())
     tiling.write_shard([tileset], tmp_path / "shard.npz", tmp_path / "shard.png", dataset="d")
@@ -165,7 +167,7 @@ def test_the_contact_sheet_draws_each_crops_outlines(field, tmp_path):
 def test_the_demo_segmentation_check_scores_each_field_and_pools_them(field, tmp_path):
     import pandas as pd
 
-    from cellclass import segment_check
+    from cellclass.demo import segment_check
 
     samples = [Sample(f"f{i}", (str(field / "image.tif"),), "aggregates", f"f{i}") for i in range(2)]
     truth = {s.id: (str(field / "nuclei.tif"), str(field / "cells.tif")) for s in samples}

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from cellclass import datasets
-from cellclass.errors import InputError
+from cellclass.io import datasets
+from cellclass.io.errors import InputError
 
 
 def touch(path, data=b"x"):

@@ -6,8 +6,8 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from cellclass import demo
-from cellclass.errors import InputError
+from cellclass.demo import synthetic as demo
+from cellclass.io.errors import InputError
 
 SMALL = {"size": 256, "cells_per_field": 8}
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
-from cellclass import evaluate, findings, metrics, runs, stats
-from cellclass.errors import InputError
+from cellclass.evaluate import tables as evaluate, findings, metrics, runs, stats
+from cellclass.io.errors import InputError
 
 THRESHOLDS = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from cellclass import explain
+from cellclass.explain import explainer as explain
 from cellclass.config import validate
-from cellclass.errors import InputError
+from cellclass.io.errors import InputError
 
 
 def predictions(n=10):
@@ -32,8 +32,8 @@ def test_tiles_are_chosen_per_class_from_the_own_test_set_and_seeded():
 def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
     """A user's folder laid out like the demo's (images/ beside masks/) is not taken as ground truth: the
     ground_truth mask reads only the files the rule names, and a tile without one is an error naming it."""
-    from cellclass import tilestore
-    from cellclass.tilestore import TileSet
+    from cellclass.io import tilestore
+    from cellclass.io.tilestore import TileSet
 
     for sample in ("aggregates/a", "aggregates/b"):
         field = np.zeros((16, 16, 1), np.float32)

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import evaluate, figures, metrics, tilestore
-from cellclass.tilestore import TileSet
+from cellclass.evaluate import tables as evaluate, figures, metrics
+from cellclass.io import tilestore
+from cellclass.io.tilestore import TileSet
 
 CLASSES = ["aggregates", "control"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -186,7 +187,7 @@ def test_gallery_random_order_is_seeded(tables):
 
 
 def test_channels_display_as_gray_green_magenta_rgb():
-    from cellclass.contact_sheet import display_rgb, to_rgb
+    from cellclass.io.contact_sheet import display_rgb, to_rgb
 
     two = np.zeros((2, 2, 2))
     two[..., 0] = 1.0
@@ -201,7 +202,7 @@ def test_channels_display_as_gray_green_magenta_rgb():
 def test_contact_sheet_is_a_near_square_grid_of_the_tiles(tmp_path):
     from PIL import Image
 
-    from cellclass.contact_sheet import render, to_rgb
+    from cellclass.io.contact_sheet import render, to_rgb
 
     tiles = np.random.default_rng(0).random((5, 8, 8, 2))
     render(tiles, tmp_path / "sheet.png", gap=2)

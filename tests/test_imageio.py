@@ -6,8 +6,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cellclass.errors import InputError
-from cellclass.imageio import RawImage, read_image
+from cellclass.io.errors import InputError
+from cellclass.io.imageio import RawImage, read_image
 
 RNG = np.random.default_rng(0)
 

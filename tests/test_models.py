@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cellclass import models
-from cellclass.errors import InputError
+from cellclass.learn import models
+from cellclass.io.errors import InputError
 
 # Narrow variants keep the big models fast; the architecture is the same.
 FAST = {"alexnet": {"width": 0.125}, "resnet": {"width": 0.25, "blocks_per_stage": 1}}

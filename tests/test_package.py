@@ -8,10 +8,11 @@ import pytest
 import tifffile
 import yaml
 
-from cellclass import package, predict
+from cellclass.share import package
+from cellclass.predict import calls as predict
 from cellclass.config import validate
-from cellclass.datasets import Sample
-from cellclass.errors import InputError
+from cellclass.io.datasets import Sample
+from cellclass.io.errors import InputError
 from test_predict import run_record
 from test_tiling import blob_field
 

@@ -3,8 +3,9 @@
 import numpy as np
 from scipy import stats
 
-from cellclass import pipeline, tilestore
-from cellclass.tilestore import TileSet
+from cellclass.learn import pipeline
+from cellclass.io import tilestore
+from cellclass.io.tilestore import TileSet
 
 
 def tile_files(folder, n_files=5, per_file=7):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass import imageio, plates
-from cellclass.errors import InputError
+from cellclass.io import imageio, plates
+from cellclass.io.errors import InputError
 
 PATTERN = r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)_w(?P<channel>\d)\.tif"
 MAP = "plate\twell\tcondition\tclass\tdose\tunit\trole\n"

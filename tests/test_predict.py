@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass import predict
+from cellclass.predict import calls as predict
 from cellclass.config import validate
-from cellclass.datasets import Sample, unlabelled_from_folder, unlabelled_from_sheet
-from cellclass.errors import InputError
-from cellclass.tilestore import TileSet
+from cellclass.io.datasets import Sample, unlabelled_from_folder, unlabelled_from_sheet
+from cellclass.io.errors import InputError
+from cellclass.io.tilestore import TileSet
 from test_tiling import blob_field, settings
 
 CLASSES = ["aggregates", "control"]

@@ -7,11 +7,12 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.segmentation import clear_border
 
-from cellclass import demo, segment
+from cellclass.demo import synthetic as demo
+from cellclass.prepare import segment
 from cellclass.config import validate
-from cellclass.crops import segment_options
-from cellclass.errors import InputError
-from cellclass.normalise import normalise
+from cellclass.prepare.crops import segment_options
+from cellclass.io.errors import InputError
+from cellclass.prepare.normalise import normalise
 
 # The workflow's defaults (config schema), with cells grown in the demo's protein channel.
 _DEMO = {"datasets": {"d": {"demo": {"pattern": "aggregates"}, "prepare": {"nuclei": {"cell_channel": 0}}}}}

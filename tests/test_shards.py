@@ -2,7 +2,7 @@
 
 import pytest
 
-from cellclass import shards
+from cellclass.prepare import shards
 
 IDS = [f"class{i % 6}/cell_{i:05d}" for i in range(13600)]
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import split
-from cellclass.datasets import Sample
-from cellclass.errors import InputError
+from cellclass.prepare import split
+from cellclass.io.datasets import Sample
+from cellclass.io.errors import InputError
 
 
 def samples(n_per_class, classes=("control", "snap29"), start=0):
@@ -63,7 +63,7 @@ def test_check_rejects_missing_test_or_missing_class():
 
 
 def test_counts_table_counts_images_with_and_without_tiles():
-    from cellclass.tilestore import TileSet
+    from cellclass.io.tilestore import TileSet
 
     def tileset(sample, cls, n, skipped=None):
         meta = {"sample": sample, "group": sample, "class": cls, "skipped": skipped}

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cellclass import tilestore
-from cellclass.errors import InputError
-from cellclass.tilestore import TileSet
+from cellclass.io import tilestore
+from cellclass.io.errors import InputError
+from cellclass.io.tilestore import TileSet
 
 
 def image(name, n, channels=2, skipped=None):

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from cellclass import tilestore
+from cellclass.io import tilestore
 from cellclass.config import validate
-from cellclass.errors import InputError
-from cellclass.tilestore import TileSet
+from cellclass.io.errors import InputError
+from cellclass.io.tilestore import TileSet
 
 pytestmark = pytest.mark.slow
 CLASSES = ["aggregates", "control"]
@@ -50,7 +50,7 @@ def identity(seed=0, model="small"):
 
 
 def run(tmp_path, name="run", seed=0, validation=True, **overrides):
-    from cellclass import training
+    from cellclass.learn import training
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
     val = write_images(tmp_path, 2, seed=3, prefix="val") if validation else []
@@ -108,7 +108,7 @@ def test_channel_selection_changes_the_input(tmp_path):
 
 
 def test_bad_inputs_fail_before_training(tmp_path):
-    from cellclass import training
+    from cellclass.learn import training
 
     train = write_images(tmp_path, 4, seed=1, prefix="train")
     only_control = [t for t in train if t.meta["class"] == "control"]
@@ -129,7 +129,7 @@ def test_bad_inputs_fail_before_training(tmp_path):
 
 
 def test_class_balance_is_chosen_by_the_imbalance():
-    from cellclass import training
+    from cellclass.learn import training
 
     assert training.class_balance([110, 10, 10], "auto") == ("sampling", 11.0)
     assert training.class_balance([30, 10], "auto") == ("none", 3.0)
@@ -138,7 +138,7 @@ def test_class_balance_is_chosen_by_the_imbalance():
 
 
 def test_balanced_sampling_repeats_small_classes():
-    from cellclass import pipeline
+    from cellclass.learn import pipeline
 
     # class 0: 100 tiles; class 1: 10; class 2: 30
     labels = [0] * 100 + [1] * 10 + [2] * 30
@@ -146,7 +146,7 @@ def test_balanced_sampling_repeats_small_classes():
 
 
 def test_an_imbalanced_run_samples_its_classes_evenly(tmp_path):
-    from cellclass import pipeline, training
+    from cellclass.learn import pipeline, training
 
     big = write_images(tmp_path, 12, seed=1, prefix="train")
     train = [t for t in big if t.meta["class"] == "control"]

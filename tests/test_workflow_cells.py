@@ -6,8 +6,9 @@ import json
 import pandas as pd
 import pytest
 
-from cellclass import demo, shards
-from cellclass.datasets import from_folder
+from cellclass.demo import synthetic as demo
+from cellclass.prepare import shards
+from cellclass.io.datasets import from_folder
 from workflow_helpers import job_counts, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ CLASSES = {
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from cellclass import demo
+    from cellclass.demo import synthetic as demo
 
     folder = tmp_path_factory.mktemp("imbalanced")
     rows = []

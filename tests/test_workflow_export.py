@@ -108,7 +108,7 @@ def test_raw_tiles_with_bit_depth_scaling_as_preprocessing(exported, tmp_path, m
 
     The tiny runs were normalised by percentiles; a copy of one run records bit_depth instead, which is all the
     export reads (its network then sees other inputs, which does not matter to this check of the package)."""
-    from cellclass import export, package
+    from cellclass.share import export, package
 
     run = tmp_path / "seed0"
     shutil.copytree(exported / RUN.format(0), run)

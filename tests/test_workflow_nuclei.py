@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from cellclass import demo, tilestore
+from cellclass.demo import synthetic as demo
+from cellclass.io import tilestore
 from workflow_helpers import nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from cellclass import demo
+from cellclass.demo import synthetic as demo
 from workflow_helpers import nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass import datasets, shards, split, tilestore
-from cellclass.datasets import Sample
+from cellclass.io import datasets, tilestore
+from cellclass.prepare import shards, split
+from cellclass.io.datasets import Sample
 from workflow_helpers import TINY, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 def user_dataset(folder, on_bad_image, broken="broken field.tif", fields=2):
     """A folder-per-class dataset made of demo fields, one of them corrupt, plus a phantom file."""
-    from cellclass import demo
+    from cellclass.demo import synthetic as demo
 
     demo.write_dataset(folder / "data", "aggregates", fields_per_class=fields, seed=4, size=256, cells_per_field=30)
     images = folder / "data" / "images"

@@ -16,8 +16,9 @@ import time
 import pandas as pd
 import pytest
 
-from cellclass import demo, shards, split
-from cellclass.datasets import from_folder
+from cellclass.demo import synthetic as demo
+from cellclass.prepare import shards, split
+from cellclass.io.datasets import from_folder
 from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -75,6 +75,6 @@ def job_counts(result):
 
 def samples_in(folder):
     """Sample id -> the shard file holding it, over the shard files in `folder` (tiles, augmented, ...)."""
-    from cellclass import tilestore
+    from cellclass.io import tilestore
 
     return {t.meta["sample"]: path for path in sorted(Path(folder).glob("*.npz")) for t in tilestore.load(path, tiles=False)}

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from cellclass.errors import InputError
+from cellclass.io.errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -211,7 +211,7 @@ def _check_exports(config):
 
 def _check_experiments(config, schema):
     """Fill in experiments (default: one per trainable dataset) and their train settings."""
-    from cellclass.model_specs import MODELS
+    from cellclass.learn.model_specs import MODELS
 
     datasets = config["datasets"]
     if "experiments" not in config:

@@ -1,12 +1,12 @@
 """Config checking, dataset discovery and the split: everything the rules need to plan jobs."""
 
 from cellclass import config as cc_config
-from cellclass import datasets as cc_datasets
-from cellclass import demo as cc_demo
-from cellclass import plates as cc_plates
-from cellclass import package as cc_package
-from cellclass import shards as cc_shards
-from cellclass import split as cc_split
+from cellclass.io import datasets as cc_datasets
+from cellclass.demo import synthetic
+from cellclass.io import plates as cc_plates
+from cellclass.share import package as cc_package
+from cellclass.prepare import shards as cc_shards
+from cellclass.prepare import split as cc_split
 
 CONFIG = cc_config.validate(config)
 DATASETS = CONFIG["datasets"]
@@ -40,7 +40,7 @@ def demo_plate_fields(name, spec):
             "1",
             tuple(f"results/demo/{name}/plate/{well}_s1_w{c}.tif" for c in (1, 2)),
         )
-        for well in cc_demo.plate_map(spec)["well"]
+        for well in synthetic.plate_map(spec)["well"]
     ]
 
 
@@ -50,7 +50,7 @@ def discover_plate(name, entry, labelled_only):
         spec = entry["demo_plate"]
         samples, layout = cc_plates.join(
             demo_plate_fields(name, spec),
-            cc_demo.plate_map(spec),
+            synthetic.plate_map(spec),
             f"the demo plate {name}",
             labelled_only=labelled_only,
         )
@@ -66,7 +66,7 @@ def discover(name, dataset):
     if "plate" in dataset or "demo_plate" in dataset:
         return discover_plate(name, dataset, labelled_only=not dataset["test_only"])
     if "demo" in dataset:
-        names = cc_demo.field_names(dataset["demo"]["fields_per_class"])
+        names = synthetic.field_names(dataset["demo"]["fields_per_class"])
         return cc_datasets.from_demo(f"results/demo/{name}", names)
     if "sheet" in dataset:
         return cc_datasets.from_sheet(
@@ -252,7 +252,7 @@ def discover_new_images(name, prediction):
     if "plate" in prediction or "demo_plate" in prediction:
         return discover_plate(name, prediction, labelled_only=False)
     if "demo" in prediction:
-        names = cc_demo.field_names(prediction["demo"]["fields_per_class"])
+        names = synthetic.field_names(prediction["demo"]["fields_per_class"])
         return cc_datasets.from_demo(f"results/demo/{name}", names)
     if "sheet" in prediction:
         return cc_datasets.unlabelled_from_sheet(

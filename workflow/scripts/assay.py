@@ -2,10 +2,11 @@
 
 import pandas as pd
 
-from cellclass import assay, logs
+from cellclass.assay import wells
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-assay.write_assay(
+wells.write_assay(
     tiles=pd.read_csv(snakemake.input.tiles, sep="\t", dtype={"image": str, "group": str, "tile": str}),
     run_path=snakemake.input.run,
     layout=snakemake.params.layout,

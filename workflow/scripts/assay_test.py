@@ -1,14 +1,15 @@
 """Snakemake adapter: per-well scores, assay quality and dose-response of a plate test set, from a model's runs."""
 
-from cellclass import assay, logs
+from cellclass.assay import wells
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 w = snakemake.wildcards
-tiles = assay.ensemble_tiles(snakemake.input.predictions, w.test_set)
-assay.write_assay(
+tiles = wells.ensemble_tiles(snakemake.input.predictions, w.test_set)
+wells.write_assay(
     tiles=tiles,
     run_path=snakemake.input.runs[0],
-    layout=assay.tested(snakemake.params.layout, tiles),
+    layout=wells.tested(snakemake.params.layout, tiles),
     positive=snakemake.params.positive,
     resamples=snakemake.params.resamples,
     outputs=snakemake.output,

@@ -1,9 +1,10 @@
 """Snakemake adapter: attribution maps and enrichment scores of one trained run."""
 
-from cellclass import explain, logs
+from cellclass.explain import explainer
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-explain.explain_run(
+explainer.explain_run(
     metrics_path=snakemake.input.metrics,
     model_path=snakemake.input.model,
     predictions_path=snakemake.input.predictions,

@@ -1,9 +1,10 @@
 """Snakemake adapter: the article's overlay grid of one method's maps on test tiles of both classes."""
 
-from cellclass import explain, logs
+from cellclass.explain import explainer
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-explain.overlay(
+explainer.overlay(
     maps_path=snakemake.input.maps,
     method=snakemake.wildcards.method,
     classes=snakemake.params.classes,

@@ -1,9 +1,10 @@
 """Snakemake adapter: enrichment across runs, its figure and the findings in words."""
 
-from cellclass import explain, logs
+from cellclass.explain import explainer
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-explain.write_summary(
+explainer.write_summary(
     score_files=list(snakemake.input.scores),
     runs_table=snakemake.input.runs,
     table_path=snakemake.output.table,

@@ -1,7 +1,8 @@
 """Snakemake adapter: augment the tiles of a shard's training images."""
 
-from cellclass import augment, logs
-from cellclass.datasets import Sample
+from cellclass.prepare import augment
+from cellclass.io import logs
+from cellclass.io.datasets import Sample
 
 logs.to_file(snakemake.log[0])
 augment.write_augmented(

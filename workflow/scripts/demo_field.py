@@ -1,10 +1,11 @@
 """Snakemake adapter: render one demo field with its ground-truth masks and labels."""
 
-from cellclass import demo, logs
+from cellclass.demo import synthetic
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 output = snakemake.output
-demo.write_field(
+synthetic.write_field(
     output.image,
     output.puncta,
     output.cells,

@@ -1,6 +1,7 @@
 """Snakemake adapter: render one well of a demo screening plate, one TIFF per channel."""
 
-from cellclass import demo, logs
+from cellclass.demo import synthetic
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-demo.write_plate_field(snakemake.output.channels, well=snakemake.wildcards.well, spec=snakemake.params.spec)
+synthetic.write_plate_field(snakemake.output.channels, well=snakemake.wildcards.well, spec=snakemake.params.spec)

@@ -1,9 +1,10 @@
 """Snakemake adapter: tables across all runs, and the findings in words."""
 
-from cellclass import evaluate, logs
+from cellclass.evaluate import tables
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
-evaluate.evaluate(
+tables.evaluate(
     snakemake.params.runs,
     human=snakemake.params.human,
     thresholds=snakemake.params.thresholds,

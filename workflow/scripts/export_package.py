@@ -1,6 +1,7 @@
 """Snakemake adapter: one package's runs as a bioimage.io model zip."""
 
-from cellclass import export, logs
+from cellclass.share import export
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 export.export_package(

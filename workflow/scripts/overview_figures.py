@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from cellclass import figures, logs
+from cellclass.evaluate import figures
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs, sep="\t", dtype={"test_set": str, "dataset": str})

@@ -2,8 +2,9 @@
 
 import pandas as pd
 
-from cellclass import assay_figures, logs
+from cellclass.assay import plate_figures
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 wells = pd.read_csv(snakemake.input.wells, sep="\t", dtype={"plate": str})
-assay_figures.plate_heatmap(wells, snakemake.wildcards.plate, [snakemake.output.png, snakemake.output.svg])
+plate_figures.plate_heatmap(wells, snakemake.wildcards.plate, [snakemake.output.png, snakemake.output.svg])

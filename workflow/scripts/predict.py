@@ -1,9 +1,10 @@
 """Snakemake adapter: the ensemble's calls per tile (cell), image and group of one prediction set."""
 
-from cellclass import logs, predict
+from cellclass.io import logs
+from cellclass.predict import calls
 
 logs.to_file(snakemake.log[0])
-predict.predict_set(
+calls.predict_set(
     tile_files=list(snakemake.input.tiles),
     model_paths=list(snakemake.input.models),
     run_path=snakemake.input.run,

@@ -1,6 +1,7 @@
 """Snakemake adapter: confidence, confusion and gallery figures of one (experiment, model)."""
 
-from cellclass import figures, logs
+from cellclass.evaluate import figures
+from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 figures.run_figures(

@@ -1,7 +1,8 @@
 """Snakemake adapter: score a demo dataset's nuclei and cell segmentation against its ground-truth labels."""
 
-from cellclass import logs, segment_check
-from cellclass.datasets import Sample
+from cellclass.io import logs
+from cellclass.demo import segment_check
+from cellclass.io.datasets import Sample
 
 logs.to_file(snakemake.log[0])
 segment_check.write_check(

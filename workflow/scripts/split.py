@@ -1,6 +1,7 @@
 """Snakemake adapter: the split manifest, counts and images without tiles of one dataset."""
 
-from cellclass import logs, split
+from cellclass.io import logs
+from cellclass.prepare import split
 
 logs.to_file(snakemake.log[0])
 split.write_split(

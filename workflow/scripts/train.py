@@ -1,6 +1,7 @@
 """Snakemake adapter: train and evaluate one (experiment, model, fold, seed) run."""
 
-from cellclass import logs, training
+from cellclass.io import logs
+from cellclass.learn import training
 
 logs.to_file(snakemake.log[0])
 inputs = training.run_inputs(

@@ -1,0 +1,209 @@
+"""Screening-plate statistics from per-cell (per-tile) calls: per-well scores, assay quality, dose-response.
+
+A well's score is the mean probability of the positive class over its cells
+(tiles), with a bootstrap interval over those cells. Assay quality compares
+the negative- and positive-control wells' scores: the Z'-factor (Zhang, Chung
+& Oldenburg 1999) and the strictly standardised mean difference (SSMD, Zhang
+2007). The dose-response of the sample wells is a four-parameter logistic fit
+(scipy.optimize.curve_fit), with Spearman's rho as a check that needs no model.
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from cellclass.assay import plate_figures
+from cellclass.assay.dose_response import fit_dose_response
+from cellclass.io.errors import InputError
+
+# The usual reading of Z' (Zhang et al. 1999): above 0.5 excellent, 0 to 0.5 marginal, below 0 the controls overlap.
+Z_PRIME_EXCELLENT = 0.5
+
+
+def positive_class(layout, classes, configured=None):
+    """The class whose probability scores a well: the configured one, else the positive-control wells' class."""
+    if configured:
+        if configured not in classes:
+            raise InputError(f"assay.positive_class: '{configured}' is not a class of the model ({', '.join(classes)})")
+        return configured
+    named = {row["class"] for row in layout if row["role"] == "positive_control" and row["class"]}
+    if len(named) == 1 and next(iter(named)) in classes:
+        return next(iter(named))
+    raise InputError(
+        "assay.positive_class: set it; the plate map's positive-control wells do not name one class of the model "
+        f"({', '.join(classes)})"
+    )
+
+
+def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
+    """One row per well: plate, well, position, role, dose, condition; its fields and cells (tiles); the mean
+    probability of each class; the fraction of cells called each class; and the score (mean probability of
+    `positive`) with a 95% percentile-bootstrap interval over the well's cells.
+
+    `tiles` has a row per cell or tile with its image (`image`) and p_<class> columns; `layout` a row per image
+    (plates.join)."""
+    layout = pd.DataFrame(layout)
+    keys = ["plate", "well"]
+    wells = layout.groupby(keys, sort=True).agg(
+        row=("row", "first"), column=("column", "first"), role=("role", "first"), dose=("dose", "first"),
+        unit=("unit", "first"), condition=("condition", "first"), known_class=("class", "first"),
+        fields=("sample", "size"),
+    )
+    cells = tiles.merge(layout[["sample", *keys]], left_on="image", right_on="sample", how="inner")
+    p = [f"p_{c}" for c in classes]
+    cells["called"] = np.asarray(classes)[cells[p].to_numpy().argmax(axis=1)] if len(cells) else []
+    counts = cells.groupby(keys)["called"].value_counts().unstack(fill_value=0).reindex(columns=classes, fill_value=0)
+    wells["cells"] = cells.groupby(keys).size().reindex(wells.index, fill_value=0)
+    wells = wells.join(cells.groupby(keys)[p].mean())
+    for c in classes:
+        wells[f"fraction_{c}"] = counts[c].reindex(wells.index) / wells["cells"].where(wells["cells"] > 0)
+    rng = np.random.default_rng(seed)
+    scores = {key: group[f"p_{positive}"].to_numpy(float) for key, group in cells.groupby(keys)}
+    intervals = {key: _mean_interval(values, resamples, rng) for key, values in scores.items()}
+    wells["score"] = wells[f"p_{positive}"]
+    wells["score_low"] = [intervals.get(key, (np.nan, np.nan))[0] for key in wells.index]
+    wells["score_high"] = [intervals.get(key, (np.nan, np.nan))[1] for key in wells.index]
+    wells["positive_class"] = positive
+    return wells.reset_index()
+
+
+def _mean_interval(values, resamples, rng):
+    if len(values) < 2 or np.ptp(values) == 0:
+        return (float(values.mean()),) * 2 if len(values) else (np.nan, np.nan)
+    result = stats.bootstrap((values,), np.mean, n_resamples=resamples, method="percentile", random_state=rng)
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def z_prime(positive, negative):
+    """Z' = 1 - 3 (sd+ + sd-) / |mean+ - mean-|, sample standard deviations; nan with fewer than 2 of either."""
+    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
+    if len(positive) < 2 or len(negative) < 2:
+        return np.nan
+    gap = abs(positive.mean() - negative.mean())
+    spread = 3 * (positive.std(ddof=1) + negative.std(ddof=1))
+    return 1 - spread / gap if gap > 0 else -np.inf
+
+
+def ssmd(positive, negative):
+    """SSMD = (mean+ - mean-) / sqrt(var+ + var-), sample variances; nan with fewer than 2 of either."""
+    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
+    if len(positive) < 2 or len(negative) < 2:
+        return np.nan
+    spread = np.sqrt(positive.var(ddof=1) + negative.var(ddof=1))
+    gap = positive.mean() - negative.mean()
+    return gap / spread if spread > 0 else np.sign(gap) * np.inf
+
+
+def plate_statistics(wells):
+    """Per plate: Z' and SSMD of the control wells' scores, and the dose-response of its sample wells
+    (4PL fit and Spearman's rho), as one row each."""
+    rows = []
+    for plate, on_plate in wells.groupby("plate", sort=True):
+        positive = on_plate.loc[on_plate["role"] == "positive_control", "score"].dropna()
+        negative = on_plate.loc[on_plate["role"] == "negative_control", "score"].dropna()
+        samples = on_plate[(on_plate["role"] == "sample") & (on_plate["dose"] > 0)].dropna(subset=["score"])
+        rho, p = (stats.spearmanr(samples["dose"], samples["score"]) if samples["dose"].nunique() > 1
+                  else (np.nan, np.nan))
+        fit = fit_dose_response(samples["dose"], samples["score"])
+        rows.append({
+            "plate": plate, "positive_wells": len(positive), "negative_wells": len(negative),
+            "positive_mean": positive.mean(), "negative_mean": negative.mean(),
+            "z_prime": z_prime(positive, negative), "ssmd": ssmd(positive, negative),
+            "spearman_rho": float(rho), "spearman_p": float(p),
+            "unit": samples["unit"].iloc[0] if len(samples) else "", **fit,
+        })
+    return pd.DataFrame(rows)
+
+
+def quality_words(z):
+    if np.isnan(z):
+        return "cannot be computed (fewer than 2 wells of a control)"
+    if z > Z_PRIME_EXCELLENT:
+        return "an excellent assay (Z' > 0.5)"
+    if z > 0:
+        return "a marginal assay (0 < Z' <= 0.5: the controls separate, with little room)"
+    return "the controls overlap (Z' <= 0): the assay cannot tell them apart"
+
+
+def sentences(statistics, positive, unit_word):
+    """The findings in words, per plate, with what each number rests on."""
+    lines = []
+    for r in statistics.itertuples():
+        lines.append(
+            f"plate {r.plate}: score = mean probability of '{positive}' per well over its {unit_word}s. "
+            f"Controls: {r.positive_wells} positive wells (mean {r.positive_mean:.2f}), {r.negative_wells} negative "
+            f"(mean {r.negative_mean:.2f}); Z' = {r.z_prime:.2f}, {quality_words(r.z_prime)}; SSMD = {r.ssmd:.2f}."
+        )
+        if r.n_wells == 0:
+            continue
+        dose = f"{r.n_wells} sample wells at {r.n_doses} doses"
+        rank = f"Spearman's rho {r.spearman_rho:.2f} (p = {r.spearman_p:.2g}, {dose})"
+        if r.converged:
+            interval = (f"95% interval {r.ec50_low:.3g} to {r.ec50_high:.3g}" if np.isfinite(r.ec50_low)
+                        else "interval undetermined")
+            note = f"; {r.note}" if r.note else ""
+            lines.append(f"plate {r.plate}: dose-response EC50 {r.ec50:.3g} {r.unit} ({interval}), Hill slope "
+                         f"{r.hill:.2f}, from {r.bottom:.2f} to {r.top:.2f}{note}; {rank}.")
+        else:
+            lines.append(f"plate {r.plate}: no dose-response fit: {r.note}; {rank}.")
+    return lines
+
+
+def normalisation_note(settings):
+    """A caveat when each image was normalised on its own: its brightest pixels then set every cell's scale, so
+    a cell without the phenotype in a well where many others have it can look as if it had it."""
+    if settings["normalise"]["method"] != "percentile" or settings["kind"] == "cells":
+        return []
+    return [
+        "Each field was normalised on its own (percentile): in a well where many cells have the phenotype, the "
+        "others are scaled like them, which can pull per-cell calls and the dose-response towards the phenotype. "
+        "For per-cell fractions across wells, prepare.normalise.method: bit_depth scales every field alike."
+    ]
+
+
+def ensemble_tiles(prediction_files, test_set):
+    """The test tiles of `test_set` scored by one model's runs (their predictions.tsv files), each tile's
+    probabilities averaged over the runs that scored it (the seeds; under cross-validation a tile's one fold),
+    with its image in `image`, as prediction's tiles.tsv has them."""
+    runs = [pd.read_csv(path, sep="\t", dtype={"tile": str, "sample": str, "group": str}) for path in prediction_files]
+    table = pd.concat(runs, ignore_index=True)
+    table = table[table["test_set"] == test_set]
+    p = [c for c in table.columns if c.startswith("p_")]
+    return table.groupby(["sample", "tile"], sort=True)[p].mean().reset_index().rename(columns={"sample": "image"})
+
+
+def tested(layout, tiles):
+    """The layout rows of the wells some of whose images were scored (a plate's test side is some of its wells)."""
+    images = set(tiles["image"])
+    wells = {(row["plate"], row["well"]) for row in layout if row["sample"] in images}
+    return [row for row in layout if (row["plate"], row["well"]) in wells]
+
+
+def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source):
+    """An assay job: wells.tsv, the per-plate statistics, the findings page and the dose-response figure of the
+    scored cells (tiles) of a plate; heatmaps are a job per plate, from wells.tsv. `outputs` has the rule's
+    wells, statistics, findings, dose and dose_svg paths; `source` says whose calls."""
+    import html
+
+    from cellclass.evaluate import metrics
+    from cellclass.predict import calls
+    from cellclass.io.atomic import atomic_path
+
+    classes = [c[len("p_") :] for c in tiles.columns if c.startswith("p_")]
+    positive = positive_class(layout, classes, positive)
+    wells = well_table(tiles, layout, classes, positive, resamples=resamples)
+    statistics = plate_statistics(wells)
+    settings = calls.read_run(run_path)["prepare"]["settings"]  # a run's metrics.json, or a model package
+    unit = metrics.unit_of("tile", settings["kind"])
+    with atomic_path(outputs.wells) as tmp:
+        wells.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(outputs.statistics) as tmp:
+        statistics.to_csv(tmp, sep="\t", index=False)
+    lines = sentences(statistics, positive, unit) + normalisation_note(settings)
+    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    page = ("<html><body><h2>Plate assay</h2><p>Per well, the score is the mean probability of the positive class "
+            f"over its {unit}s, from {html.escape(source)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
+    with atomic_path(outputs.findings) as tmp:
+        tmp.write_text(page)
+    plate_figures.dose_response(wells, statistics, [outputs.dose, outputs.dose_svg])
+    return wells, statistics

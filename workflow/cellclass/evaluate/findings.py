@@ -1,0 +1,233 @@
+"""The results in words: sentences and warnings for findings.html and the report.
+
+Every number says its unit (tile or cell, image, group) and comes with what it should be
+read against: chance, the majority-class rate, an interval.
+"""
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from cellclass.evaluate.runs import run_name
+from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
+
+# A test side needs this many groups of every class before image- or group-level numbers mean much.
+MIN_TEST_GROUPS = 3
+IMBALANCE = 3.0
+# Seeds a few points apart do not "disagree", however small the effect.
+DISAGREE_FLOOR = 0.05
+
+
+def _label(experiment, model):
+    return f"{experiment}/{model}"
+
+
+def _where(test_set, dataset):
+    return f"its own test side ({test_set})" if test_set == dataset else f"the independent test set {test_set}"
+
+
+def _runs(n_runs, n_folds, what="seed(s)"):
+    """'2 seed(s)', or under cross-validation '6 runs (3 folds × 2 seeds)'."""
+    if n_folds > 1:
+        return f"{n_runs} runs ({n_folds} folds × {n_runs // n_folds} seed(s))"
+    return f"{n_runs} {what}"
+
+
+def _interval(low, high):
+    if np.isnan(low):
+        return f"no interval: fewer than {MIN_GROUPS} test groups of some class"
+    return f"95% interval {low:.2f} to {high:.2f}"
+
+
+def images_without_tiles(table):
+    """One warning per dataset naming every image that gave no tiles (`table`: images_without_tiles.tsv rows,
+    one per image and fold)."""
+    lines = []
+    if table.empty:
+        return lines
+    for dataset, rows in table.groupby("dataset", sort=False):
+        named = []
+        for sample, of_image in rows.groupby("sample", sort=False):
+            r = of_image.iloc[0]
+            tested = of_image.loc[of_image["split"] == "test", "fold"]
+            side = f"{r.split} side" if len(of_image) == 1 else (
+                f"tested in fold {tested.iloc[0]}" if len(tested) else "never tested")
+            named.append(f"{sample} ({side}): {r.reason}")
+        lines.append(f"dataset {dataset}: {len(named)} image(s) gave no tiles and were left out — {'; '.join(named)}")
+    return lines
+
+
+def collapsed_runs(table):
+    """Runs that call (almost) everything one class, or whose balanced accuracy is not above chance."""
+    lines = []
+    rows = table[(table["level"] == "tile") & (table["collapsed"] | table["at_chance"])]
+    folds = table.groupby("experiment")["fold"].nunique()
+    for r in rows.itertuples():
+        what = (
+            f"collapsed: {r.top_call_share:.0%} of its {r.unit} calls are '{r.top_call}'"
+            if r.collapsed
+            else "no better than chance"
+        )
+        lines.append(
+            f"{_label(r.experiment, r.model)} {run_name(r.fold, r.seed, folds[r.experiment] > 1)} on {r.test_set}: {what} "
+            f"(balanced accuracy per {r.unit} "
+            f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
+            "no claim is made about what it looks at"
+        )
+    return lines
+
+
+def small_test_sides(predictions):
+    """Test sets with fewer than MIN_TEST_GROUPS groups of some class."""
+    lines = []
+    for (experiment, test_set), tiles in predictions.groupby(["experiment", "test_set"], sort=False):
+        per_class = tiles.groupby("true")["group"].nunique()
+        if per_class.min() < MIN_TEST_GROUPS:
+            counts = ", ".join(f"{n} of {cls}" for cls, n in per_class.items())
+            lines.append(
+                f"{experiment} on {test_set}: the test side holds few independent groups ({counts}; fewer than "
+                f"{MIN_TEST_GROUPS} of some class). Every number rests on these few units: one image more or less "
+                f"moves a class's image-level recall by up to {1 / per_class.min():.0%}. Add images or groups."
+            )
+    return lines
+
+
+def imbalance(runs):
+    lines = []
+    for experiment, rows in runs.groupby("experiment", sort=False):
+        r = rows.iloc[0]
+        if r["imbalance_ratio"] > IMBALANCE:
+            counts = ", ".join(f"{c}: {n}" for c, n in r["train_tiles_per_class"].items())
+            remedy = {"sampling": "balanced sampling of the training stream", "weights": "class weights in the loss",
+                      "none": "none (train.class_balance: none)"}[r["class_balance"]]
+            lines.append(
+                f"{experiment}: training classes are imbalanced {r['imbalance_ratio']:.1f}:1 (tiles {counts}); "
+                f"remedy applied: {remedy}. Plain accuracy favours the large class; read balanced accuracy."
+            )
+    return lines
+
+
+def no_validation(runs):
+    rows = runs[runs["validation_tiles"] == 0]
+    return [
+        f"{experiment}: no validation side (too few groups per class); its training curves show training data only"
+        for experiment in dict.fromkeys(rows["experiment"])
+    ]
+
+
+def seeds_disagree(summary):
+    """Models whose runs (seeds; folds too under cross-validation) spread wider than the effect (the distance
+    from chance), beyond a noise floor of DISAGREE_FLOOR: runs all at chance agree on having learnt nothing,
+    which collapsed_runs reports."""
+    lines = []
+    rows = summary[(summary["metric"] == "balanced_accuracy") & (summary["n_runs"] > 1) & (summary["level"] == "tile")]
+    for r in rows.itertuples():
+        spread, effect = r.max - r.min, abs(r.mean - r.chance)
+        if spread > max(effect, DISAGREE_FLOOR):
+            who = "runs" if r.n_folds > 1 else "seeds"
+            lines.append(
+                f"{_label(r.experiment, r.model)} on {r.test_set}: {who} disagree — balanced accuracy per {r.unit} "
+                f"ranges {r.min:.2f}–{r.max:.2f} across {_runs(r.n_runs, r.n_folds, 'seeds')}, wider than its "
+                f"distance from chance ({effect:.2f})"
+            )
+    return lines
+
+
+def headline(summary):
+    """Balanced accuracy at the headline level and per tile, with intervals and baselines."""
+    lines = []
+    ba = summary[summary["metric"] == "balanced_accuracy"]
+    for key, rows in ba.groupby(["experiment", "dataset", "model", "test_set"], sort=False):
+        experiment, dataset, model, test_set = key
+        top = rows[rows["headline"]].iloc[0]
+        tile = rows[rows["level"] == "tile"].iloc[0]
+        human = summary[(summary[["experiment", "model", "test_set"]] == [experiment, model, test_set]).all(axis=1)]
+        human = human["human"].dropna()
+        by_eye = f"; by eye, per {tile.unit}, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
+        lines.append(
+            f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.unit} "
+            f"{top.estimate:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
+            f"({_interval(top.ci95_low, top.ci95_high)}); per {tile.unit} {tile.estimate:.2f} "
+            f"({_interval(tile.ci95_low, tile.ci95_high)}). "
+            f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
+            f"{top.majority_rate:.2f} per {top.unit}{by_eye}."
+        )
+    return lines
+
+
+def overfitting(table):
+    lines = []
+    own = table[(table["level"] == "tile") & (table["test_set"] == table["dataset"])]
+    for (experiment, model), rows in own.groupby(["experiment", "model"], sort=False):
+        n, n_over = len(rows), int(rows["overfit"].sum())
+        reached = rows["first_epoch_train_100"].dropna()
+        when = ""
+        if len(reached):
+            low, high = int(reached.min()), int(reached.max())
+            when = f"; {len(reached)} of {n} runs reached 100%, first at epoch {low if low == high else f'{low}–{high}'}"
+        verdict = "no run overfits" if n_over == 0 else f"{n_over} of {n} runs overfit"
+        lines.append(
+            f"{_label(experiment, model)}: training accuracy {rows['final_train_accuracy'].mean():.2f} (inference mode, "
+            f"unaugmented training tiles{when}) against balanced test accuracy per {rows['unit'].iloc[0]} "
+            f"{rows['balanced_accuracy'].mean():.2f}, a gap of {rows['gap'].mean():.2f} — {verdict}."
+        )
+    return lines
+
+
+def comparison(row):
+    """One comparison in words; a p-value only where the number of paired runs lets it fall below 0.05."""
+    pairs = _runs(row.n_pairs, row.n_folds)
+    head = (
+        f"{row.experiment} on {row.test_set}: {row.a} − {row.b}, balanced accuracy per {row.unit} "
+        f"{row.mean_a:.2f} vs {row.mean_b:.2f}, paired difference {row.difference:+.2f} "
+        f"({_interval(row.ci95_low, row.ci95_high)}, over test groups and {pairs})"
+    )
+    if np.isnan(row.p) and row.n_pairs >= MIN_PAIRS:
+        return f"{head}. Every paired run scores the same, so there is no difference to test."
+    if np.isnan(row.p):
+        paired = f"{pairs} paired," if row.n_folds > 1 else f"{row.n_pairs} paired seed(s)"
+        return (
+            f"{head}. With {paired} a signed-rank test cannot reach p < 0.05 "
+            f"(it needs at least {MIN_PAIRS}), so no p-value is given; the interval is the evidence."
+        )
+    return f"{head}; Wilcoxon signed-rank p = {row.p:.3g}, Holm-corrected p = {row.p_holm:.3g}."
+
+
+def evaluation_sections(runs, table, summary, compared, empty, predictions):
+    """{heading: lines} of the findings page: warnings first."""
+    warnings = (
+        collapsed_runs(table)
+        + small_test_sides(predictions)
+        + imbalance(runs)
+        + images_without_tiles(empty)
+        + seeds_disagree(summary)
+        + no_validation(runs)
+    )
+    results = headline(summary) + overfitting(table)
+    if len(compared):
+        results += list(compared["text"])
+    else:
+        results.append(
+            "No comparison: every experiment trains one model, and experiments are scored on different test "
+            "sets, which cannot be compared."
+        )
+    return {"Warnings": warnings, "Results": results}
+
+
+def read_tables(paths):
+    """The rows of several tidy TSV tables, as text, in one frame."""
+    frames = [pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_html(path, sections):
+    """A findings page: `sections` maps a heading to its lines."""
+    parts = ["<html><body><h2>Findings</h2>"]
+    for heading, lines in sections.items():
+        if not lines:
+            continue
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        parts.append(f"<h3>{html.escape(heading)}</h3><ul>{items}</ul>")
+    parts.append("</body></html>\n")
+    path.write_text("".join(parts), encoding="utf-8")

@@ -1,0 +1,256 @@
+"""Train one classifier run (experiment, model, fold, seed) and score it once on every test set.
+
+A run streams its tiles (cellclass.learn.pipeline), balances its classes if asked,
+logs training (inference mode) and validation metrics per epoch
+(cellclass.learn.callbacks), survives being killed (it resumes from the last finished
+epoch), and writes per-tile predictions for each test set.
+"""
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellclass.learn import inference, pipeline, runtime
+from cellclass.prepare import split
+from cellclass.io import tilestore
+from cellclass.io.atomic import atomic_path
+from cellclass.io.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def labelled(tilesets, classes, where):
+    """Label index of each image's tiles, from the class recorded with them."""
+    labels = []
+    for tileset in tilesets:
+        cls = tileset.meta["class"]
+        if cls not in classes:
+            raise InputError(f"{where}: {', '.join(tileset.meta['files'])} has class '{cls}', which the training "
+                             f"data does not have ({', '.join(classes)})")
+        labels.append(classes.index(cls))
+    return labels
+
+
+def on_side(tilesets, sides, side):
+    """The images of `tilesets` on `side` of the split (`sides`: sample id -> side in this run's fold)."""
+    return [t for t in tilesets if sides.get(t.meta["sample"]) == side]
+
+
+def preparation(tilesets):
+    """How the training tiles were made: prediction tiles new images the same way and checks them against it."""
+    metas = [t.meta for t in tilesets]
+    return {
+        "settings": metas[0].get("settings"),  # None for tiles made outside the workflow
+        "channels": sorted({m["field_shape"][-1] for m in metas if m.get("field_shape")}),
+        "bit_depths": sorted({m["bit_depth"] for m in metas if m.get("bit_depth")}),
+        "objects": sorted({m["objects"] for m in metas if m.get("objects")}),  # kind nuclei: segmented, user labels
+    }
+
+
+def tile_shape(tilesets, channels):
+    """(H, W, C) of the network input, from the first image with tiles."""
+    for tileset in tilesets:
+        if len(tileset):
+            _, height, width, n_channels = tileset.tiles.shape
+            if channels is not None and max(channels) >= n_channels:
+                raise InputError(f"{', '.join(tileset.meta['files'])}: channel {max(channels)} selected but tiles "
+                                 f"have {n_channels} channel(s)")
+            return (height, width, n_channels if channels is None else len(channels))
+    raise InputError("no training tiles at all: every training image was skipped or had no cells")
+
+
+def class_balance(tiles_per_class, method, *, limit=3.0):
+    """What `train.class_balance` does for these training tiles: 'none', 'sampling' or 'weights'.
+
+    'auto' samples the classes evenly when the largest has more than `limit` times the tiles of the smallest.
+    """
+    present = [n for n in tiles_per_class if n]
+    ratio = max(present) / min(present) if present else 1.0
+    used = ("sampling" if ratio > limit else "none") if method == "auto" else method
+    return used, ratio
+
+
+def training_sample(tilesets, labels, *, per_class, seed, channels):
+    """A fixed, seeded sample of up to `per_class` tiles of each class (inference-mode scoring)."""
+    owner, row, tile_labels = pipeline.tile_index(tilesets, labels)
+    if not len(owner):
+        return np.empty((0,)), np.empty(0, int)
+    rng = np.random.default_rng([seed, 7])
+    keep = np.concatenate([rng.permutation(np.flatnonzero(tile_labels == c))[:per_class] for c in np.unique(tile_labels)])
+    keep.sort()
+    return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
+
+
+def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
+    """Per-tile predictions of the images `tilesets` as a tidy table."""
+    rows = []
+    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size)
+    for tileset, scores in zip(tilesets, scored):
+        if not len(tileset):
+            continue
+        probabilities = scores[0]
+        table = pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])
+        table.insert(0, "predicted", [classes[i] for i in probabilities.argmax(axis=1)])
+        table.insert(0, "true", tileset.meta["class"])
+        table.insert(0, "group", tileset.meta["group"])
+        table.insert(0, "sample", tileset.meta["sample"])
+        table.insert(0, "tile", tileset.tile_ids())
+        table.insert(0, "test_set", test_set)
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
+    """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
+
+    `train_shards` are the augmented shards, or `shards` when the run trains on
+    the original tiles; the other test sets (name -> shard files) are tested whole.
+    """
+    sides = split.sides_in_fold(manifest, fold)
+    own = tilestore.load_all(shards)
+    return {
+        "train": on_side(tilestore.load_all(train_shards), sides, "train"),
+        "train_eval": on_side(own, sides, "train"),
+        "validation": on_side(own, sides, "validation"),
+        "test_sets": {dataset: on_side(own, sides, "test")}
+        | {name: tilestore.load_all(files) for name, files in other_test_sets.items()},
+    }
+
+
+def train_run(
+    *,
+    identity,
+    classes,
+    train,
+    train_eval,
+    validation,
+    test_sets,
+    out_dir,
+    options,
+    threads=1,
+):
+    """Train, save and evaluate one run; returns its metrics dict.
+
+    `identity` is {experiment, dataset, model, fold, seed}, recorded in metrics.json so
+    nothing downstream reads it from paths. `train`, `train_eval` and `validation`
+    are TileSets; `test_sets` maps a test-set name to its TileSets, scored once,
+    after training. The per-epoch curves use the validation side (none if it is
+    empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
+    scored in inference mode.
+    """
+
+    from cellclass.learn import callbacks, models
+
+    model_name, seed = identity["model"], int(identity["seed"])
+    out_dir = Path(out_dir)
+    backup_dir = out_dir / "backup"  # made by Checkpoint once the inputs are checked
+    device = runtime.configure_tensorflow(
+        threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
+    )
+    channels = options["channels"]
+    shape = tile_shape(train, channels)
+    train_labels = labelled(train, classes, "training data")
+    if sorted(set(train_labels)) != list(range(len(classes))):
+        missing = [c for i, c in enumerate(classes) if i not in train_labels]
+        raise InputError(f"class(es) {', '.join(missing)} have no training tiles")
+    for name, tilesets in test_sets.items():
+        labelled(tilesets, classes, f"test set {name}")
+        if not tilesets:
+            raise InputError(f"test set {name} has no images with tiles")
+    checkpoint = callbacks.Checkpoint(backup_dir)
+    model, epochs_done = checkpoint.restore()
+    if model is None:
+        model = models.build_model(model_name, shape, len(classes), **options["model_options"].get(model_name, {}))
+        spec = models.MODELS[model_name]
+        optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
+
+    # Class balance is judged on the original tiles: augmentation multiplies every class alike.
+    eval_labels = labelled(train_eval, classes, "training data")
+    counts = [len(t) for t in train_eval]
+    per_class = np.bincount(eval_labels, weights=counts, minlength=len(classes)).astype(int)
+    balance, ratio = class_balance(per_class, options["class_balance"])
+    class_weight = None
+    if balance == "weights":
+        class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
+    log.info("training tiles per class: %s (largest/smallest %.1f); class balance: %s",
+             dict(zip(classes, per_class.tolist())), ratio, balance)
+
+    common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
+    train_data, n_train = pipeline.make_dataset(
+        train, train_labels, shuffle=True, seed=seed, first_pass=epochs_done, balance=balance == "sampling", **common
+    )
+    validation_data, n_validation = pipeline.make_dataset(
+        validation, labelled(validation, classes, "validation data"), **common
+    )
+    train_x, train_y = training_sample(
+        train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
+    )
+    # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an
+    # endless stream of them (the article's epochs were 400 images).
+    steps = None
+    if options["epoch_tiles"]:
+        train_data = train_data.repeat()
+        steps = math.ceil(options["epoch_tiles"] / options["batch_size"])
+    log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s",
+             model_name, shape, len(classes), n_train, n_validation,
+             "" if n_validation else " (no validation side: the curves show training data only)")
+
+    log_path = backup_dir / "history.csv"
+    started = time.perf_counter()
+    model.fit(
+        train_data,
+        validation_data=validation_data if n_validation else None,
+        epochs=options["epochs"],
+        initial_epoch=epochs_done,
+        steps_per_epoch=steps,
+        class_weight=class_weight,
+        shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
+        verbose=2,
+        # Scored, then logged, then saved: a kill between log and save repeats the
+        # epoch on resume, and the log keeps the repeat's record.
+        callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path), checkpoint],
+    )
+    seconds = time.perf_counter() - started
+
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
+    history = callbacks.read_epoch_log(log_path)
+    with atomic_path(out_dir / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
+    predictions = pd.concat(
+        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name)
+         for name, tilesets in test_sets.items()],
+        ignore_index=True,
+    )
+    with atomic_path(out_dir / "predictions.tsv") as tmp:
+        predictions.to_csv(tmp, sep="\t", index=False)
+    metrics = {
+        **identity,
+        "seed": seed,
+        "classes": classes,
+        "input_shape": list(shape),
+        "channels": channels,
+        "prepare": preparation(train),
+        "parameters": int(model.count_params()),
+        "device": device,
+        "train_tiles": n_train,
+        "train_tiles_per_class": dict(zip(classes, per_class.tolist())),
+        "imbalance_ratio": round(float(ratio), 3),
+        "class_balance": balance,
+        "validation_tiles": n_validation,
+        "test_sets": list(test_sets),
+        "epochs": int(history["epoch"].max()),
+        "train_seconds": round(seconds, 2),
+    }
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(backup_dir)
+    return metrics

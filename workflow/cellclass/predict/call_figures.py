@@ -1,0 +1,68 @@
+"""Figures of predictions on new images: tile calls drawn on each field, and the calls of a whole image set."""
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from cellclass.io.plotting import colours, save
+
+_MAX_SIDE = 1000  # display pixels: large fields are shown downsampled
+
+
+def call_overlay(field, tiles, image_row, classes, tile_size, paths, *, whole_image=False):
+    """The field's first channel in gray with each tile (or cell crop) outlined in its call's colour (opacity:
+    confidence); `whole_image` for single-cell images, whose one tile is the image."""
+    step = max(1, int(np.ceil(max(field.shape[:2]) / _MAX_SIDE)))
+    shown = field[::step, ::step, 0]
+    low, high = np.percentile(shown, [0.5, 99.5])
+    height, width = shown.shape
+    fig = Figure(figsize=(6, 6 * height / width + 0.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(np.clip((shown - low) / max(high - low, 1e-6), 0, 1), cmap="gray", interpolation="nearest")
+    class_colours = colours(classes)
+    for tile in tiles.itertuples(index=False):
+        if whole_image:
+            row, col, size = 0, 0, max(field.shape[:2])
+        else:
+            row, col, size = tile.row, tile.col, tile_size
+        confidence = getattr(tile, f"p_{tile.call}")
+        ax.add_patch(
+            Rectangle(
+                (col / step - 0.5, row / step - 0.5),
+                size / step,
+                size / step,
+                fill=True,
+                facecolor=(*class_colours[tile.call], 0.25 * confidence),
+                edgecolor=(*class_colours[tile.call], confidence),
+                linewidth=1.2,
+            )
+        )
+    ax.set_axis_off()
+    call = image_row["call"]
+    detail = "" if call not in classes else f" (p={image_row[f'p_{call}']:.2f} ± {image_row['spread']:.2f})"
+    ax.set_title(f"{image_row['image']}: {call}{detail}", fontsize=9)
+    handles = [Line2D([], [], color=class_colours[c], linewidth=3, label=c) for c in classes]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(classes), frameon=False, fontsize=8)
+    save(fig, paths)
+
+
+def calls_plot(images, classes, paths):
+    """One bar per image: the ensemble's probability of its call, with the members' spread, in the call's colour."""
+    class_colours = colours(classes)
+    fig = Figure(figsize=(max(4.0, 0.3 * len(images) + 2), 4), layout="constrained")
+    ax = fig.add_subplot()
+    called = images[images["call"].isin(classes)]
+    x = np.arange(len(images))
+    positions = x[images["call"].isin(classes).to_numpy()]
+    heights = [row[f"p_{row['call']}"] for _, row in called.iterrows()]
+    ax.bar(positions, heights, yerr=called["spread"], color=[class_colours[c] for c in called["call"]], capsize=2)
+    for i in x[~images["call"].isin(classes).to_numpy()]:
+        ax.text(i, 0.02, images["call"].iloc[i], rotation=90, va="bottom", ha="center", fontsize=7, color="gray")
+    ax.axhline(1 / len(classes), color="gray", linestyle=":")
+    ax.set_xticks(x, images["image"], rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability of the call\n(mean ± spread over seeds)")
+    handles = [Rectangle((0, 0), 1, 1, color=class_colours[c], label=c) for c in classes]
+    ax.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes))
+    save(fig, paths)
