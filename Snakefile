@@ -54,9 +54,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        prepared_outputs(),
-        evaluated_outputs(),
-        attributed_outputs(),
-        predicted_outputs(),
-        assayed_outputs(),
-        exported_outputs(),
+        PLAN.all_outputs(),

@@ -6,7 +6,7 @@ rule assay:
     input:
         tiles="results/predict/{name}/tiles.tsv",
         # How the tiles were made (the unit, and its normalisation as a caveat for per-cell fractions).
-        run=lambda w: prediction_record(w.name),
+        run=lambda w: PLAN.predictions[w.name].record,
     output:
         **assay_outputs("{name}", "{name}"),
     log:
@@ -14,7 +14,7 @@ rule assay:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        layout=lambda w: LAYOUTS[w.name],
+        layout=lambda w: PLAN.image_set(w.name).layout,
         positive=CONFIG["assay"]["positive_class"],
         resamples=CONFIG["assay"]["bootstrap_resamples"],
     script:
@@ -25,11 +25,11 @@ rule assay_test:
     input:
         predictions=lambda w: [
             f"{run}/predictions.tsv"
-            for run in run_dirs(only_experiment=w.experiment, only_model=w.model)
+            for run in PLAN.run_dirs(w.experiment, w.model)
         ],
         runs=lambda w: [
             f"{run}/metrics.json"
-            for run in run_dirs(only_experiment=w.experiment, only_model=w.model)
+            for run in PLAN.run_dirs(w.experiment, w.model)
         ],
     output:
         **assay_outputs(
@@ -40,7 +40,7 @@ rule assay_test:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        layout=lambda w: LAYOUTS[w.test_set],
+        layout=lambda w: PLAN.datasets[w.test_set].layout,
         positive=CONFIG["assay"]["positive_class"],
         resamples=CONFIG["assay"]["bootstrap_resamples"],
     script:

@@ -6,10 +6,8 @@ rule attribute:
         metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
         predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
-        tiles=lambda w: tile_files(EXPERIMENTS[w.experiment]["dataset"]),
-        masks=lambda w: ground_truth_masks(
-            EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
-        ).values(),
+        tiles=lambda w: PLAN.tile_files(EXPERIMENTS[w.experiment]["dataset"]),
+        masks=lambda w: test_masks(w).values(),
     output:
         maps="results/attribution/{experiment}/{model}/fold{fold}/seed{seed}/maps.npz",
         scores="results/attribution/{experiment}/{model}/fold{fold}/seed{seed}/scores.tsv",
@@ -24,18 +22,16 @@ rule attribute:
         mem_mb=8000,
         runtime=60,
     params:
-        settings=ATTRIBUTION,
-        mask_names=lambda w: ATTRIBUTION["masks"][w.experiment],
-        masks=lambda w: ground_truth_masks(
-            EXPERIMENTS[w.experiment]["dataset"], "test", int(w.fold)
-        ),
+        settings=CONFIG["attribution"],
+        mask_names=lambda w: CONFIG["attribution"]["masks"][w.experiment],
+        masks=lambda w: test_masks(w),
     script:
         "../scripts/attribute.py"
 
 
 rule attribution_summary:
     input:
-        scores=[f"{run}/scores.tsv" for run in attributed_runs()],
+        scores=[f"{run}/scores.tsv" for run in PLAN.attributed_runs()],
         runs="results/evaluation/runs.tsv",
     output:
         table=report(
@@ -79,7 +75,7 @@ rule attribution_overlay:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        classes=lambda w: PLAN.datasets[dataset_of(w.experiment)].classes(),
         per_class=CONFIG["plots"]["attribution_tiles"],
     script:
         "../scripts/attribution_overlay.py"

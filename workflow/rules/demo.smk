@@ -12,7 +12,7 @@ rule demo_field:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        demo=lambda w: demo_settings(w.dataset),
+        demo=lambda w: PLAN.demo_settings(w.dataset),
     script:
         "../scripts/demo_field.py"
 
@@ -28,6 +28,6 @@ rule demo_plate_field:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        spec=lambda w: demo_plate_spec(w.dataset),
+        spec=lambda w: PLAN.image_set(w.dataset).entry["demo_plate"],
     script:
         "../scripts/demo_plate_field.py"

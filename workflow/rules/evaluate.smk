@@ -3,11 +3,11 @@
 
 rule evaluate:
     input:
-        metrics=lambda w: [f"{run}/metrics.json" for run in run_dirs()],
-        history=lambda w: [f"{run}/history.csv" for run in run_dirs()],
-        predictions=lambda w: [f"{run}/predictions.tsv" for run in run_dirs()],
+        metrics=lambda w: [f"{run}/metrics.json" for run in PLAN.run_dirs()],
+        history=lambda w: [f"{run}/history.csv" for run in PLAN.run_dirs()],
+        predictions=lambda w: [f"{run}/predictions.tsv" for run in PLAN.run_dirs()],
         images_without_tiles=[
-            f"results/{name}/images_without_tiles.tsv" for name in scored_datasets()
+            f"results/{name}/images_without_tiles.tsv" for name in PLAN.scored_datasets()
         ],
     output:
         runs=report(
@@ -43,7 +43,7 @@ rule evaluate:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        runs=run_dirs(),
+        runs=PLAN.run_dirs(),
         human=CONFIG["evaluation"]["human"],
         thresholds={
             k: CONFIG["evaluation"][k]
@@ -88,9 +88,9 @@ rule overview_figures:
 rule run_figures:
     input:
         predictions=lambda w: [
-            f"{run}/predictions.tsv" for run in run_dirs(w.experiment, w.model)
+            f"{run}/predictions.tsv" for run in PLAN.run_dirs(w.experiment, w.model)
         ],
-        tiles=lambda w: test_tile_files(w.experiment),
+        tiles=lambda w: PLAN.test_tile_files(w.experiment),
     output:
         confidence=report(
             multiext(
@@ -117,7 +117,7 @@ rule run_figures:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        classes=lambda w: PLAN.datasets[dataset_of(w.experiment)].classes(),
         plots=CONFIG["plots"],
     script:
         "../scripts/run_figures.py"

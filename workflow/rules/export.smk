@@ -3,20 +3,22 @@
 
 rule export:
     input:
-        exported_outputs(),
+        PLAN.exported_outputs(),
 
 
 rule export_package:
     input:
         runs=lambda w: [
             f"{run}/{name}"
-            for run in export_runs(w.name)
+            for run in PLAN.export_runs(w.name)
             for name in ("model.keras", "metrics.json", "predictions.tsv")
         ],
         # The test tensors are real test tiles of the first run.
-        tiles=lambda w: tile_files(
-            EXPERIMENTS[EXPORTS[w.name]["experiment"]]["dataset"]
+        tiles=lambda w: PLAN.tile_files(
+            dataset_of(CONFIG["export"][w.name]["experiment"])
         ),
+        # A package of raw tiles takes its test tensors from these images' pixels.
+        raw=export_raw_files,
         summary="results/evaluation/summary.tsv",
         classes="results/evaluation/classes.tsv",
     output:
@@ -31,8 +33,8 @@ rule export_package:
         mem_mb=4000,
         runtime=30,
     params:
-        runs=lambda w: export_runs(w.name),
-        options=lambda w: EXPORTS[w.name],
+        runs=lambda w: PLAN.export_runs(w.name),
+        options=lambda w: CONFIG["export"][w.name],
     script:
         "../scripts/export_package.py"
 

@@ -3,14 +3,14 @@
 
 rule predict:
     input:
-        predicted_outputs(),
+        PLAN.predicted_outputs(),
 
 
 rule predict_tile:
     input:
         raw=lambda w: raw_files(new_shard_samples(w)),
         # The run (or package) records how its training tiles were made; new tiles follow it.
-        run=lambda w: prediction_record(w.name),
+        run=lambda w: PLAN.predictions[w.name].record,
     output:
         tiles="results/predict/{name}/tiles/{shard}.npz",
         sheet="results/predict/{name}/tiles/{shard}.png",
@@ -24,16 +24,18 @@ rule predict_tile:
         mem_mb=2000,
         runtime=30,
     params:
-        samples=lambda w: [vars(s) for s in new_shard_samples(w)],
+        samples=lambda w: as_params(new_shard_samples(w)),
     script:
         "../scripts/predict_tile.py"
 
 
 rule predict_set:
     input:
-        tiles=lambda w: new_tile_files(w.name),
-        models=lambda w: prediction_models(w.name),
-        run=lambda w: prediction_record(w.name),
+        tiles=lambda w: PLAN.new_tile_files(w.name),
+        models=lambda w: PLAN.predictions[w.name].models,
+        run=lambda w: PLAN.predictions[w.name].record,
+        # The overlays draw the calls over each image's field.
+        raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
     output:
         tiles="results/predict/{name}/tiles.tsv",
         images=report(

@@ -17,15 +17,15 @@ rule tile:
         mem_mb=2000,
         runtime=30,
     params:
-        samples=lambda w: [vars(s) for s in shard_samples(w)],
-        settings=lambda w: DATASETS[w.dataset]["prepare"],
+        samples=lambda w: as_params(shard_samples(w)),
+        settings=lambda w: PLAN.datasets[w.dataset].entry["prepare"],
     script:
         "../scripts/tile.py"
 
 
 rule split:
     input:
-        lambda w: tile_files(w.dataset),
+        lambda w: PLAN.tile_files(w.dataset),
     output:
         manifest="results/{dataset}/split.tsv",
         counts=report(
@@ -43,9 +43,9 @@ rule split:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        sides=lambda w: SIDES[w.dataset],
-        test_only=lambda w: DATASETS[w.dataset]["test_only"],
-        notes=lambda w: SPLIT_NOTES[w.dataset],
+        sides=lambda w: PLAN.datasets[w.dataset].sides,
+        test_only=lambda w: PLAN.datasets[w.dataset].entry["test_only"],
+        notes=lambda w: PLAN.datasets[w.dataset].split_notes,
     script:
         "../scripts/split.py"
 
@@ -68,7 +68,7 @@ rule augment:
         mem_mb=4000,
         runtime=60,
     params:
-        samples=lambda w: [vars(s) for s in augmented_samples(w)],
+        samples=lambda w: as_params(augmented_samples(w)),
         augment=CONFIG["augment"],
     script:
         "../scripts/augment.py"
@@ -76,8 +76,8 @@ rule augment:
 
 rule segmentation_check:
     input:
-        raw=lambda w: raw_files(SAMPLES[w.dataset].values()),
-        truth=lambda w: [f for pair in demo_truth(w.dataset).values() for f in pair],
+        raw=lambda w: raw_files(PLAN.datasets[w.dataset].samples.values()),
+        truth=lambda w: [f for pair in PLAN.demo_truth(w.dataset).values() for f in pair],
     output:
         report(
             "results/{dataset}/segmentation.tsv",
@@ -89,8 +89,8 @@ rule segmentation_check:
     conda:
         "../../envs/cellclass.yaml"
     params:
-        samples=lambda w: [vars(s) for s in SAMPLES[w.dataset].values()],
-        settings=lambda w: DATASETS[w.dataset]["prepare"],
-        truth=lambda w: demo_truth(w.dataset),
+        samples=lambda w: as_params(PLAN.datasets[w.dataset].samples.values()),
+        settings=lambda w: PLAN.datasets[w.dataset].entry["prepare"],
+        truth=lambda w: PLAN.demo_truth(w.dataset),
     script:
         "../scripts/segmentation_check.py"

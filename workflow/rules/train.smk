@@ -20,10 +20,10 @@ rule train:
         mem_mb=8000,
         runtime=240,
     params:
-        classes=lambda w: classes_of(EXPERIMENTS[w.experiment]["dataset"]),
+        classes=lambda w: PLAN.datasets[dataset_of(w.experiment)].classes(),
         options=lambda w: EXPERIMENTS[w.experiment]["train"],
         other_test_sets=lambda w: EXPERIMENTS[w.experiment]["test_sets"],
         identity=lambda w: run_identity(w),
-        run_dir=lambda w: run_dir(w.experiment, w.model, w.fold, w.seed),
+        run_dir=lambda w: run_of(w),
     script:
         "../scripts/train.py"

@@ -14,6 +14,7 @@ from scipy import stats
 
 from cellclass.assay import plate_figures
 from cellclass.assay.dose_response import fit_dose_response
+from cellclass.evaluate import runs
 from cellclass.io.errors import InputError
 
 # The usual reading of Z' (Zhang et al. 1999): above 0.5 excellent, 0 to 0.5 marginal, below 0 the controls overlap.
@@ -165,8 +166,7 @@ def ensemble_tiles(prediction_files, test_set):
     """The test tiles of `test_set` scored by one model's runs (their predictions.tsv files), each tile's
     probabilities averaged over the runs that scored it (the seeds; under cross-validation a tile's one fold),
     with its image in `image`, as prediction's tiles.tsv has them."""
-    runs = [pd.read_csv(path, sep="\t", dtype={"tile": str, "sample": str, "group": str}) for path in prediction_files]
-    table = pd.concat(runs, ignore_index=True)
+    table = pd.concat([runs.read_predictions(path) for path in prediction_files], ignore_index=True)
     table = table[table["test_set"] == test_set]
     p = [c for c in table.columns if c.startswith("p_")]
     return table.groupby(["sample", "tile"], sort=True)[p].mean().reset_index().rename(columns={"sample": "image"})

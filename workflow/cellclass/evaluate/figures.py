@@ -17,7 +17,7 @@ from cellclass.io import tilestore
 from cellclass.io.contact_sheet import display_rgb
 from cellclass.evaluate.metrics import calibration, confusion
 from cellclass.io.plotting import JITTER, colours, save
-from cellclass.evaluate.runs import run_name
+from cellclass.evaluate.runs import read_predictions, run_name
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
@@ -306,8 +306,7 @@ def run_figures(*, prediction_files, classes, tile_files, outputs, plots):
     the gallery shows one run on the experiment's own test side, as the article did."""
     import pandas as pd
 
-    text = {"test_set": str, "true": str, "predicted": str, "tile": str}
-    tables = [pd.read_csv(p, sep="\t", dtype=text) for p in prediction_files]
+    tables = [read_predictions(p) for p in prediction_files]
     pooled = pd.concat(tables, ignore_index=True)
     confidence_plots(pooled, classes, list(outputs.confidence), bins=plots["calibration_bins"])
     sets = list(dict.fromkeys(pooled["test_set"]))

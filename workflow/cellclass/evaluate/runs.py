@@ -9,7 +9,8 @@ from cellclass.io.errors import InputError
 
 RUN = ["experiment", "dataset", "model", "fold", "seed"]
 IDENTITY = tuple(RUN)
-_TEXT = {"test_set": str, "tile": str, "sample": str, "group": str, "true": str, "predicted": str}
+# Columns of predictions.tsv that are names, never numbers (a tile id "0012" or a class "1" stays text).
+TEXT_COLUMNS = {"test_set": str, "tile": str, "sample": str, "group": str, "true": str, "predicted": str}
 
 
 def run_name(fold, seed, cross_validated):
@@ -19,11 +20,19 @@ def run_name(fold, seed, cross_validated):
 
 def read_metrics(run_dir):
     path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not a readable metrics.json ({error}); rerun the training job") from None
     missing = [k for k in IDENTITY if k not in metrics]
     if missing:
-        raise InputError(f"{path}: no {', '.join(missing)} recorded (a run from an older cellclass; rerun it)")
+        raise InputError(f"{path}: no {', '.join(missing)} recorded (a run from an older cellclass; retrain it)")
     return metrics
+
+
+def read_predictions(path):
+    """A run's predictions.tsv: one row per test tile, its names as text and its probabilities as numbers."""
+    return pd.read_csv(path, sep="\t", dtype=TEXT_COLUMNS)
 
 
 def read_runs(run_dirs):
@@ -35,7 +44,7 @@ def read_runs(run_dirs):
         runs.append({**metrics, "n_classes": len(metrics["classes"])})
         history = pd.read_csv(run_dir / "history.csv")
         histories.append(history.assign(**keys)[[*RUN, *history.columns]])
-        table = pd.read_csv(run_dir / "predictions.tsv", sep="\t", dtype=_TEXT)
+        table = read_predictions(run_dir / "predictions.tsv")
         # Keep the run's class order (metrics.json), which decides argmax ties.
         p_columns = [f"p_{c}" for c in metrics["classes"]]
         other = [c for c in table.columns if not c.startswith("p_")]

@@ -22,7 +22,7 @@ from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
 from cellclass.learn.pipeline import select_channels
-from cellclass.evaluate.runs import read_metrics, run_name
+from cellclass.evaluate.runs import read_metrics, read_predictions, run_name
 from cellclass.learn.runtime import configure_tensorflow
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_
     identity = read_metrics(Path(metrics_path).parent)
     classes, channels, seed = identity["classes"], identity["channels"], int(identity["seed"])
     configure_tensorflow(threads=threads, seed=seed, deterministic=True)
-    predictions = pd.read_csv(predictions_path, sep="\t", dtype={"tile": str})
+    predictions = read_predictions(predictions_path)
     chosen = choose_tiles(predictions, identity["dataset"], settings["tiles_per_class"], seed)
     tiles, masks, ids = load_chosen(chosen, tile_files, mask_names, settings["puncta"], mask_files)
     truth = chosen.set_index("tile").loc[ids, "true"]

@@ -6,7 +6,6 @@ ensemble (the seeds of one experiment and model) scores every tile; the calls
 are the mean probability, and the spread across members is the uncertainty.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.learn import inference
-from cellclass.evaluate import metrics
+from cellclass.evaluate import metrics, runs
 from cellclass.share import package
 from cellclass.prepare import tiling
 from cellclass.io import tilestore
@@ -29,7 +28,7 @@ def read_run(metrics_path):
     run's metrics.json, or from a model package (.zip), which carries the same record."""
     if Path(metrics_path).suffix == ".zip":
         return package.read_record(metrics_path)
-    metrics = json.loads(Path(metrics_path).read_text())
+    metrics = runs.read_metrics(Path(metrics_path).parent)
     if not (metrics.get("prepare") or {}).get("settings"):
         raise InputError(f"{metrics_path}: this run predates recorded preparation settings; retrain it to predict with it")
     return metrics

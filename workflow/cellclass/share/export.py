@@ -78,7 +78,7 @@ def raw_input(run):
 def pick_test_tiles(run, predictions_tsv, tile_files, count):
     """Up to `count` tiles of the run's own test side, spread evenly over each class: their ids, classes, the
     tiles as the network sees them, and their raw pixels (None unless the package takes raw tiles)."""
-    table = pd.read_csv(predictions_tsv, sep="\t", dtype={"tile": str, "true": str})
+    table = runs.read_predictions(predictions_tsv)
     table = table[table["test_set"] == run["dataset"]]
     classes = run["classes"]
     per_class = max(1, count // len(classes))

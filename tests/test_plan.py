@@ -1,0 +1,152 @@
+"""The plan, without Snakemake: every source of images (class folder, sample sheet, plate folder, OME-Zarr plate,
+demo fields, demo plate, model package) gives samples, shards, sides, runs and the files the rules will make."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellclass.io.errors import InputError
+from cellclass.plan import DEMO_ROOT, make_plan
+from test_package import make_package
+from test_plates import PATTERN, write_map, write_plate, write_zarr_plate
+
+TRAIN = {"models": ["small"], "runs": 2}
+
+
+def write_class_folder(root, per_class=4):
+    for cls in ("control", "treated"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            tifffile.imwrite(root / cls / f"{cls}_{i}.tif", np.full((32, 32), i + 1, np.uint16))
+    return root
+
+
+def test_a_class_folder_plans_samples_shards_sides_and_runs(tmp_path):
+    write_class_folder(tmp_path / "data")
+    plan = make_plan({"train": TRAIN, "prepare": {"images_per_job": 3},
+                      "datasets": {"mine": {"path": "data"}}}, base_dir=tmp_path)
+    data = plan.datasets["mine"]
+    assert len(data.samples) == 8 and data.classes() == ["control", "treated"] and data.layout is None
+    assert sorted(sid for ids in data.shards.values() for sid in ids) == sorted(data.samples)
+    assert data.folds == 1 and set(data.sides[0].values()) <= {"train", "validation", "test"}
+    assert "test" in data.sides[0].values() and "train" in data.sides[0].values()
+    assert plan.run_dirs() == ["results/train/mine/small/fold0/seed0", "results/train/mine/small/fold0/seed1"]
+    assert plan.tile_files("mine") == [f"results/mine/tiles/{s}.npz" for s in data.shards]
+    # Augmented shards are made only for shards with an image that trains.
+    assert set(plan.augmented_files("mine")) == {
+        f"results/mine/augmented/{s}.npz" for s, ids in data.shards.items()
+        if any(data.side(sid) == "train" for sid in ids)}
+    assert "results/mine/split.tsv" in plan.prepared_outputs()
+    assert plan.predicted_outputs() == [] and plan.assayed_outputs() == [] and plan.exported_outputs() == []
+
+
+def test_a_sample_sheet_keeps_each_group_on_one_side_in_every_fold(tmp_path):
+    write_class_folder(tmp_path / "data", per_class=6)
+    rows = [f"{cls}/{cls}_{i}.tif\t{cls}\twell{i // 2}" for cls in ("control", "treated") for i in range(6)]
+    (tmp_path / "data" / "sheet.tsv").write_text("path\tclass\tgroup\n" + "\n".join(rows) + "\n")
+    plan = make_plan({"train": TRAIN, "datasets": {"mine": {"sheet": "data/sheet.tsv", "split": {"folds": 3}}}},
+                     base_dir=tmp_path)
+    data = plan.datasets["mine"]
+    assert data.folds == 3 and len(plan.run_dirs()) == 3 * 2
+    for fold in range(3):
+        by_group = {}
+        for sid, sample in data.samples.items():
+            by_group.setdefault(sample.group, set()).add(data.side(sid, fold))
+        assert all(len(sides) == 1 for sides in by_group.values())
+    # Under k folds every group is tested exactly once.
+    tested = [g for sides in data.sides for g, side in sides.items() if side == "test"]
+    assert sorted(tested) == sorted({s.group for s in data.samples.values()})
+
+
+def plate_config(tmp_path, **extra):
+    folder = write_plate(tmp_path / "P1", wells=("A01", "A02", "B01", "B02"), sites=1)
+    rows = [("P1", "A01", "DMSO", "control", "", "", "negative_control"),
+            ("P1", "A02", "DMSO", "control", "", "", "negative_control"),
+            ("P1", "B01", "siRNA", "aggregates", "", "", "positive_control"),
+            ("P1", "B02", "siRNA", "aggregates", "", "", "positive_control")]
+    plate_map = write_map(tmp_path / "map.tsv", rows)
+    return {"train": TRAIN, "split": {"folds": 2},
+            "datasets": {"screen": {"plate": {"path": str(folder), "pattern": PATTERN, "map": str(plate_map)}}},
+            **extra}
+
+
+def test_a_plate_folder_plans_wells_as_groups_and_a_test_side_assay(tmp_path):
+    plan = make_plan(plate_config(tmp_path), base_dir=tmp_path)
+    data = plan.datasets["screen"]
+    assert {s.group for s in data.samples.values()} == {"P1/A01", "P1/A02", "P1/B01", "P1/B02"}
+    assert {row["well"] for row in data.layout} == {"A01", "A02", "B01", "B02"}
+    assay = plan.assayed_outputs()
+    assert "results/assay/test/screen/small/screen/wells.tsv" in assay
+    assert "results/assay/test/screen/small/screen/heatmap_P1.png" in assay
+
+
+def test_an_ome_zarr_plate_prediction_set_is_scored_by_every_fold_of_its_seeds(tmp_path):
+    store = write_zarr_plate(tmp_path / "screen.zarr")
+    zarr_map = write_map(tmp_path / "zarr_map.tsv", [("screen 1", "A01", "drug", "", "1", "uM", "sample"),
+                                                     ("screen 1", "B02", "drug", "", "3", "uM", "sample")])
+    config = plate_config(tmp_path, predict={"new": {"plate": {"zarr": str(store), "map": str(zarr_map)},
+                                                     "experiment": "screen", "seeds": [1]}})
+    plan = make_plan(config, base_dir=tmp_path)
+    new = plan.predictions["new"]
+    assert len(new.samples) == 4 and new.layout is not None and new.package is None
+    assert new.runs == ["results/train/screen/small/fold0/seed1", "results/train/screen/small/fold1/seed1"]
+    assert new.record == "results/train/screen/small/fold0/seed1/metrics.json"
+    assert new.models == [f"{run}/model.keras" for run in new.runs]
+    outputs = plan.predicted_outputs()
+    assert "results/predict/new/images.tsv" in outputs and "results/assay/new/wells.tsv" in outputs
+    assert plan.new_tile_files("new") == [f"results/predict/new/tiles/{s}.npz" for s in new.shards]
+
+
+DEMO = {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 128}
+
+
+def test_demo_fields_are_planned_before_they_exist(tmp_path):
+    config = {"train": TRAIN, "prepare": {"kind": "nuclei"},
+              "datasets": {"toy": {"demo": DEMO}},
+              "attribution": {"experiments": ["toy"], "methods": ["gradient_x_input"]}}
+    plan = make_plan(config, base_dir=tmp_path)
+    data = plan.datasets["toy"]
+    assert len(data.samples) == 6 and not (tmp_path / DEMO_ROOT).exists()
+    assert all(s.files[0].startswith(f"{DEMO_ROOT}/toy/images/") for s in data.samples.values())
+    assert "fields_per_class" not in plan.demo_settings("toy") and plan.demo_settings("toy")["seed"] == 1
+    masks = plan.ground_truth_masks("toy", "test")
+    assert masks and all(data.side(sid) == "test" for sid in masks)
+    assert "results/toy/segmentation.tsv" in plan.prepared_outputs()  # crops of demo fields check segmentation
+    assert set(plan.demo_truth("toy")) == set(data.samples)
+    assert plan.attributed_runs() == [r.replace("results/train/", "results/attribution/") for r in plan.run_dirs()]
+
+
+def test_a_demo_plate_is_planned_from_its_spec(tmp_path):
+    config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO}},
+              "predict": {"plate": {"demo_plate": {"name": "demo_plate", "seed": 3}, "experiment": "toy"}}}
+    plan = make_plan(config, base_dir=tmp_path)
+    plate = plan.predictions["plate"]
+    assert plate.layout and len(plate.samples) == len(plate.layout)
+    assert all(f.startswith(f"{DEMO_ROOT}/plate/plate/") for s in plate.samples.values() for f in s.files)
+    assert {"negative_control", "positive_control"} <= {row["role"] for row in plate.layout}
+    assert "results/assay/plate/heatmap_demo_plate.png" in plan.predicted_outputs()
+
+
+def test_a_package_prediction_set_needs_no_runs_and_no_datasets(tmp_path):
+    make_package(tmp_path / "model.zip")
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", np.zeros((64, 64), np.uint16))
+    plan = make_plan({"predict": {"new": {"path": "images", "package": "model.zip"}}}, base_dir=tmp_path)
+    new = plan.predictions["new"]
+    assert new.runs == [] and new.package == str(tmp_path / "model.zip")
+    assert new.record == new.package and new.models == [new.package]
+    assert plan.run_dirs() == [] and plan.evaluated_outputs() == []
+    assert plan.all_outputs() == ["results/predict/new/images.tsv"]
+
+
+def test_exports_name_their_runs(tmp_path):
+    config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO, "split": {"folds": 2}}},
+              "export": {"pkg": {"experiment": "toy", "seeds": [1]}}}
+    plan = make_plan(config, base_dir=tmp_path)
+    assert plan.export_runs("pkg") == ["results/train/toy/small/fold0/seed1", "results/train/toy/small/fold1/seed1"]
+    assert plan.exported_outputs() == ["results/export/pkg.zip", "results/export/pkg.validation.tsv"]
+
+
+def test_a_missing_image_folder_is_named_before_planning(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        make_plan({"datasets": {"mine": {"path": "nowhere"}}}, base_dir=tmp_path)

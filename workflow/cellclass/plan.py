@@ -1,0 +1,295 @@
+"""The plan: a validated config in, every job's samples, shards, folds, runs and files out.
+
+A pure function of the config (and of the image folders, sheets and plate maps it names): no Snakemake, no
+globals. The rules' common.smk only turns a Plan into inputs and outputs, so everything that decides what
+runs is unit-tested here (tests/test_plan.py).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellclass.demo import synthetic
+from cellclass.io import datasets, plates
+from cellclass.prepare import shards, split
+from cellclass.share import package
+
+DEMO_ROOT = "results/demo"
+
+
+@dataclass
+class ImageSet:
+    """The images of a dataset or a prediction set: samples by id, their shards, and a plate's layout (one row
+    per sample with its plate, well, role, dose; None when the images are no plate)."""
+
+    name: str
+    entry: dict
+    samples: dict
+    shards: dict
+    layout: list | None = None
+
+    def shard_samples(self, shard):
+        return [self.samples[sid] for sid in self.shards[shard]]
+
+    def classes(self):
+        return datasets.class_names(self.samples.values())
+
+
+@dataclass
+class Dataset(ImageSet):
+    """A training or test dataset: its images plus the split, one group -> side map per fold."""
+
+    sides: list = field(default_factory=list)
+    split_notes: list = field(default_factory=list)  # what the split had to force; the split job reports it
+
+    @property
+    def folds(self):
+        return len(self.sides)
+
+    def side(self, sample_id, fold=0):
+        return self.sides[fold][self.samples[sample_id].group]
+
+    def trains_in_some_fold(self, sample_id):
+        group = self.samples[sample_id].group
+        return any(sides[group] == "train" for sides in self.sides)
+
+
+@dataclass
+class PredictionSet(ImageSet):
+    """New images and what classifies them: trained runs (run folders) or a model package, never both."""
+
+    runs: list = field(default_factory=list)
+    package: str | None = None
+
+    @property
+    def record(self):
+        """What says how its images are tiled: the package, or the first run's metrics.json."""
+        return self.package or f"{self.runs[0]}/metrics.json"
+
+    @property
+    def models(self):
+        """The networks that classify it: the package, or each run's model.keras."""
+        return [self.package] if self.package else [f"{run}/model.keras" for run in self.runs]
+
+
+def images_of(name, entry, *, labelled):
+    """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come
+    from (a plate folder or OME-Zarr plate, the demo's plate or fields, a sample sheet, a class folder)."""
+    if "demo_plate" in entry:
+        spec = entry["demo_plate"]
+        return plates.join(demo_plate_fields(name, spec), synthetic.plate_map(spec), f"the demo plate {name}",
+                           labelled_only=labelled and not entry.get("test_only"))
+    if "plate" in entry:
+        return plates.from_plate(entry["plate"], labelled_only=labelled and not entry.get("test_only"))
+    if "demo" in entry:
+        names = synthetic.field_names(entry["demo"]["fields_per_class"])
+        return datasets.from_demo(f"{DEMO_ROOT}/{name}", names), None
+    if labelled:
+        if "sheet" in entry:
+            return datasets.from_sheet(entry["sheet"], entry.get("path"), entry["test_only"]), None
+        return datasets.from_folder(entry["path"], entry["test_only"]), None
+    if "sheet" in entry:
+        return datasets.unlabelled_from_sheet(entry["sheet"], entry.get("path")), None
+    return datasets.unlabelled_from_folder(entry["path"]), None
+
+
+def demo_plate_fields(name, spec):
+    """The fields a demo plate's rule will write, known before any file exists so jobs can be planned."""
+    return [
+        plates.Field(spec["name"], well, "1", tuple(f"{DEMO_ROOT}/{name}/plate/{well}_s1_w{c}.tif" for c in (1, 2)))
+        for well in synthetic.plate_map(spec)["well"]
+    ]
+
+
+def plan_dataset(name, entry):
+    samples, layout = images_of(name, entry, labelled=True)
+    notes = []
+    sides = split.fold_sides(samples, seed=entry["split"]["seed"], folds=entry["split"]["folds"],
+                             test_fraction=entry["split"]["test_fraction"],
+                             validation_fraction=entry["split"]["validation_fraction"],
+                             test_only=entry["test_only"], notes=notes)
+    by_id = {s.id: s for s in samples}
+    return Dataset(name, entry, by_id, shards.assign(by_id, shards.images_per_job(entry["prepare"])), layout,
+                   sides=sides, split_notes=notes)
+
+
+def run_dir(experiment, model, fold, seed):
+    return f"results/train/{experiment}/{model}/fold{fold}/seed{seed}"
+
+
+class Plan:
+    """Everything the workflow will do for one validated config."""
+
+    def __init__(self, config):
+        self.config = config
+        self.experiments = config["experiments"]
+        self.attribution = config["attribution"]
+        self.exports = config["export"]
+        self.datasets = {name: plan_dataset(name, entry) for name, entry in config["datasets"].items()}
+        self.predictions = {name: self._plan_prediction(name, entry) for name, entry in config["predict"].items()}
+
+    # --- prediction sets -------------------------------------------------------------------------------------
+
+    def _plan_prediction(self, name, entry):
+        samples, layout = images_of(name, entry, labelled=False)
+        by_id = {s.id: s for s in samples}
+        if "package" in entry:
+            # New images are sharded as the training images were: the package records their settings.
+            prepare = package.read_record(entry["package"])["prepare"]["settings"]
+            runs = []
+        else:
+            experiment = self.experiments[entry["experiment"]]
+            prepare = self.config["datasets"][experiment["dataset"]]["prepare"]
+            runs = [run_dir(entry["experiment"], entry["model"], fold, seed)
+                    for fold in range(self.datasets[experiment["dataset"]].folds) for seed in entry["seeds"]]
+        return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
+                             runs=runs, package=entry.get("package"))
+
+    def image_set(self, name):
+        """A dataset or a prediction set by name (their names never clash: config.validate checks)."""
+        return self.datasets.get(name) or self.predictions[name]
+
+    def demo_settings(self, name):
+        """How a demo field of `name` looks; the number of fields is left out, so adding fields never
+        regenerates the existing ones."""
+        return {k: v for k, v in self.image_set(name).entry["demo"].items() if k != "fields_per_class"}
+
+    def demo_truth(self, dataset):
+        """Sample id -> the demo's (nuclei, cells) ground-truth label files."""
+        return {sid: (f"{DEMO_ROOT}/{dataset}/nuclei/{sid}.tif", f"{DEMO_ROOT}/{dataset}/cells/{sid}.tif")
+                for sid in self.datasets[dataset].samples}
+
+    def ground_truth_masks(self, dataset, side, fold=0):
+        """Sample id -> the demo's puncta mask, for one side of a dataset in one fold (none for user data)."""
+        data = self.datasets[dataset]
+        if "demo" not in data.entry:
+            return {}
+        return {sid: f"{DEMO_ROOT}/{dataset}/masks/{sid}.tif" for sid in data.samples if data.side(sid, fold) == side}
+
+    # --- files -----------------------------------------------------------------------------------------------
+
+    def tile_files(self, dataset):
+        return [f"results/{dataset}/tiles/{shard}.npz" for shard in self.datasets[dataset].shards]
+
+    def new_tile_files(self, name):
+        return [f"results/predict/{name}/tiles/{shard}.npz" for shard in self.predictions[name].shards]
+
+    def augmented_datasets(self):
+        """Datasets some experiment trains on augmented copies of (no augmentation is made for the others)."""
+        return {e["dataset"] for e in self.experiments.values() if e["train"]["augmented"]}
+
+    def augmented_samples(self, dataset, shard):
+        """The samples of a shard that augmentation copies: those that train in some fold."""
+        data = self.datasets[dataset]
+        return [s for s in data.shard_samples(shard) if data.trains_in_some_fold(s.id)]
+
+    def augmented_files(self, dataset):
+        """Augmented shards: every shard with an image that trains in some fold."""
+        data = self.datasets[dataset]
+        return [f"results/{dataset}/augmented/{shard}.npz" for shard, ids in data.shards.items()
+                if any(data.trains_in_some_fold(sid) for sid in ids)]
+
+    def test_set_names(self, experiment):
+        """The dataset's own test side first, then its independent test sets."""
+        return [self.experiments[experiment]["dataset"], *self.experiments[experiment]["test_sets"]]
+
+    def scored_datasets(self):
+        """Datasets some experiment trains or tests on, in config order."""
+        used = {n for name in self.experiments for n in self.test_set_names(name)}
+        return [name for name in self.datasets if name in used]
+
+    def run_dirs(self, experiment=None, model=None):
+        """Every run: experiment x model x fold x seed."""
+        return [
+            run_dir(name, m, fold, seed)
+            for name, e in self.experiments.items() if experiment in (None, name)
+            for m in e["train"]["models"] if model in (None, m)
+            for fold in range(self.datasets[e["dataset"]].folds)
+            for seed in range(e["train"]["runs"])
+        ]
+
+    def test_tile_files(self, experiment):
+        """Shard files of every test set of an experiment (the gallery shows their tiles)."""
+        return [f for name in self.test_set_names(experiment) for f in self.tile_files(name)]
+
+    def attributed_models(self, experiment):
+        """The models of an experiment that attribution explains (attribution.models; default all)."""
+        chosen = self.attribution["models"]
+        return [m for m in self.experiments[experiment]["train"]["models"] if not chosen or m in chosen]
+
+    def attributed_runs(self):
+        """Attribution folders, one per explained run: results/attribution/<experiment>/<model>/fold<f>/seed<k>."""
+        return [
+            run.replace("results/train/", "results/attribution/", 1)
+            for name in self.attribution["experiments"]
+            for model in self.attributed_models(name)
+            for run in self.run_dirs(name, model)
+        ]
+
+    def export_runs(self, name):
+        """Run folders of the ensemble that package `name` holds: its folds x seeds."""
+        e = self.exports[name]
+        return [run_dir(e["experiment"], e["model"], fold, seed) for fold in e["folds"] for seed in e["seeds"]]
+
+    def assay_files(self, where, plate_set):
+        """An assay job's wells table and the heatmap of each plate of `plate_set` (a dataset or prediction set)."""
+        names = sorted({row["plate"] for row in self.image_set(plate_set).layout})
+        return [f"results/assay/{where}/wells.tsv"] + [f"results/assay/{where}/heatmap_{p}.png" for p in names]
+
+    # --- targets ---------------------------------------------------------------------------------------------
+
+    def prepared_outputs(self):
+        outputs = []
+        for name, data in self.datasets.items():
+            outputs += self.tile_files(name)
+            if name in self.augmented_datasets():
+                outputs += self.augmented_files(name)
+            outputs.append(f"results/{name}/split.tsv")
+            if "demo" in data.entry and data.entry["prepare"]["kind"] == "nuclei":
+                outputs.append(f"results/{name}/segmentation.tsv")
+        return outputs
+
+    def evaluated_outputs(self):
+        if not self.experiments:  # a config that only predicts with model packages
+            return []
+        return ["results/evaluation/summary.tsv", "results/figures/test_accuracy.png"] + [
+            f"results/figures/{name}/{model}/gallery.png"
+            for name, e in self.experiments.items() for model in e["train"]["models"]
+        ]
+
+    def attributed_outputs(self):
+        outputs = ["results/attribution/enrichment.tsv"] if self.attribution["experiments"] else []
+        return outputs + [
+            f"results/figures/{name}/{model}/attribution_{method}.png"
+            for name in self.attribution["experiments"]
+            for model in self.attributed_models(name)
+            for method in self.attribution["methods"]
+        ]
+
+    def predicted_outputs(self):
+        outputs = [f"results/predict/{name}/images.tsv" for name in self.predictions]
+        return outputs + [f for name, p in self.predictions.items() if p.layout for f in self.assay_files(name, name)]
+
+    def assayed_outputs(self):
+        """Plate assays of every plate test set (a plate dataset's own test side, or a plate test_only dataset)."""
+        return [
+            path
+            for name, e in self.experiments.items()
+            for test_set in self.test_set_names(name) if self.datasets[test_set].layout
+            for model in e["train"]["models"]
+            for path in self.assay_files(f"test/{name}/{model}/{test_set}", test_set)
+        ]
+
+    def exported_outputs(self):
+        """Every package and its bioimage.io validation (nothing without an export section)."""
+        return [f"results/export/{name}.{suffix}" for name in self.exports for suffix in ("zip", "validation.tsv")]
+
+    def all_outputs(self):
+        return (self.prepared_outputs() + self.evaluated_outputs() + self.attributed_outputs()
+                + self.predicted_outputs() + self.assayed_outputs() + self.exported_outputs())
+
+
+def make_plan(config, base_dir="."):
+    """The plan of a raw config: validated (defaults filled, paths resolved against `base_dir`), then planned."""
+    from cellclass import config as cc_config
+
+    return Plan(cc_config.validate(config, Path(base_dir)))
