@@ -24,12 +24,10 @@ rule assay:
 rule assay_test:
     input:
         predictions=lambda w: [
-            f"{run}/predictions.tsv"
-            for run in PLAN.run_dirs(w.experiment, w.model)
+            f"{run}/predictions.tsv" for run in PLAN.run_dirs(w.experiment, w.model)
         ],
         runs=lambda w: [
-            f"{run}/metrics.json"
-            for run in PLAN.run_dirs(w.experiment, w.model)
+            f"{run}/metrics.json" for run in PLAN.run_dirs(w.experiment, w.model)
         ],
     output:
         **assay_outputs(

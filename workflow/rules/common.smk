@@ -48,7 +48,9 @@ def dataset_of(experiment):
 
 
 def run_of(wildcards):
-    return run_dir(wildcards.experiment, wildcards.model, wildcards.fold, wildcards.seed)
+    return run_dir(
+        wildcards.experiment, wildcards.model, wildcards.fold, wildcards.seed
+    )
 
 
 def train_inputs(wildcards):

@@ -7,7 +7,8 @@ rule evaluate:
         history=lambda w: [f"{run}/history.csv" for run in PLAN.run_dirs()],
         predictions=lambda w: [f"{run}/predictions.tsv" for run in PLAN.run_dirs()],
         images_without_tiles=[
-            f"results/{name}/images_without_tiles.tsv" for name in PLAN.scored_datasets()
+            f"results/{name}/images_without_tiles.tsv"
+            for name in PLAN.scored_datasets()
         ],
     output:
         runs=report(

@@ -77,7 +77,9 @@ rule augment:
 rule segmentation_check:
     input:
         raw=lambda w: raw_files(PLAN.datasets[w.dataset].samples.values()),
-        truth=lambda w: [f for pair in PLAN.demo_truth(w.dataset).values() for f in pair],
+        truth=lambda w: [
+            f for pair in PLAN.demo_truth(w.dataset).values() for f in pair
+        ],
     output:
         report(
             "results/{dataset}/segmentation.tsv",

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def read_run(metrics_path):
     """What a trained run recorded about its inputs: classes, channels fed, and how its tiles were made; from a
     run's metrics.json, or from a model package (.zip), which carries the same record."""
-    if Path(metrics_path).suffix == ".zip":
+    if package.is_package(metrics_path):
         return package.read_record(metrics_path)
     metrics = runs.read_metrics(Path(metrics_path).parent)
     if not (metrics.get("prepare") or {}).get("settings"):
@@ -75,7 +75,7 @@ def load_members(model_paths):
     import keras
 
     return [member for path in model_paths for member in
-            (package.load_members(path) if Path(path).suffix == ".zip" else [keras.models.load_model(path, compile=False)])]
+            (package.load_members(path) if package.is_package(path) else [keras.models.load_model(path, compile=False)])]
 
 
 def score(members, tilesets, run, batch_size=256):

@@ -26,6 +26,11 @@ SPEC_VERSIONS = ("0.5",)  # bioimage.io model format versions (major.minor) cell
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
 
+def is_package(path):
+    """Whether `path` names a model package (a .zip) rather than a run's own file (metrics.json, model.keras)."""
+    return Path(path).suffix == ".zip"
+
+
 def open_package(path):
     """(description, record): the package's bioimage.io description and its cellclass.json, checked."""
     path = Path(path)
