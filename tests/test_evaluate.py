@@ -127,6 +127,10 @@ def test_collapsed_run_is_flagged_and_warned():
     assert tile["accuracy"] == 0.5 and tile["balanced_accuracy"] == 0.5
     [line] = findings.collapsed_runs(table)
     assert "collapsed: 100% of its tile calls are 'a'" in line and "no claim" in line
+    # A test side too small to resample has no interval: the warning says so rather than printing nan.
+    table["balanced_accuracy_low"] = np.nan
+    [line] = findings.collapsed_runs(table)
+    assert "nan" not in line and "no interval: too few test groups" in line
 
 
 def test_overfitting_is_measured_like_for_like():

@@ -132,3 +132,11 @@ def test_prediction_set_may_not_shadow_a_dataset():
     config["predict"] = {"d": config["predict"]["new"]}
     with pytest.raises(InputError, match="a dataset has this name"):
         validate(config)
+
+
+@pytest.mark.parametrize("known, correct", [("aggregates", True), ("control", False), ("unknown", None), ("", None)])
+def test_an_image_of_a_class_the_model_lacks_is_neither_right_nor_wrong(known, correct):
+    images = tileset(1)
+    images.meta["class"] = known
+    row = predict.image_row(images, np.array([[[0.9, 0.1]]]), CLASSES)
+    assert row["call"] == "aggregates" and row["correct"] is correct

@@ -72,10 +72,15 @@ def collapsed_runs(table):
         lines.append(
             f"{_label(r.experiment, r.model)} {run_name(r.fold, r.seed, folds[r.experiment] > 1)} on {r.test_set}: {what} "
             f"(balanced accuracy per {r.unit} "
-            f"{r.balanced_accuracy:.2f}, lower 95% bound {r.balanced_accuracy_low:.2f}, chance {r.chance:.2f}); "
+            f"{r.balanced_accuracy:.2f}, {_lower_bound(r.balanced_accuracy_low)}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"
         )
     return lines
+
+
+def _lower_bound(low):
+    """The interval's lower end in words; a test side too small to resample has none (never 'nan')."""
+    return f"lower 95% bound {low:.2f}" if np.isfinite(low) else "no interval: too few test groups to resample"
 
 
 def small_test_sides(predictions):

@@ -138,7 +138,8 @@ def image_row(tileset, scores, classes):
             spread=float(per_member[:, best].std()),
             agreement=float((per_member.argmax(axis=1) == best).mean()),
         )
-    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] else None
+    # Right or wrong only for a class the model has: an image of another known class has no correct call.
+    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] in classes else None
     return row
 
 
