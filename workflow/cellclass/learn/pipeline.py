@@ -14,7 +14,6 @@ exactly as made one by one, and a run resumed at any epoch sees what an
 uninterrupted run would have seen.
 """
 
-import functools
 import math
 
 import numpy as np
@@ -209,6 +208,7 @@ class Batches:
             draws = np.repeat(draws, class_repeats(self.tile_labels, n_classes)[self.tile_labels])
         self.draws = draws
         self.eye = np.eye(n_classes, dtype=np.float32)
+        self._orders = {}
 
     @property
     def tiles_per_pass(self):
@@ -219,10 +219,16 @@ class Batches:
         """Batches per pass (the last one may be short)."""
         return math.ceil(len(self.draws) / self.batch_size)
 
-    @functools.lru_cache(maxsize=4)  # the passes being made; recomputing one is only a little time lost
     def order(self, p):
-        """The tiles of pass p, in the order they are drawn."""
-        return np.random.default_rng([self.seed, p]).permutation(self.draws) if self.shuffle else self.draws
+        """The tiles of pass p, in the order they are drawn (kept for the few passes being made: threads making
+        batches at once may each compute one, the same, and none waits for another)."""
+        if not self.shuffle:
+            return self.draws
+        order = self._orders.get(p)
+        if order is None:
+            order = np.random.default_rng([self.seed, p]).permutation(self.draws)
+            self._orders = {k: v for k, v in self._orders.items() if abs(k - p) < 2} | {p: order}
+        return order
 
     def batch(self, p, b):
         """Batch b of pass p: (float32 tiles, one-hot labels)."""
