@@ -2,9 +2,10 @@
 
 The baseline does what the article's scripts did: open each field with Pillow,
 crop every tile, rotate/flip each crop and save one PNG per copy. Ours writes
-one shard file of tiles and one of augmented training tiles. Both make
-the same tiles and the same number of augmented copies. Prints megapixels of
-raw field per second for each and the ratio (target: ours >= 3x).
+one shard file of tiles and one of the training tiles' rotated copies (the
+angles, resampled from the field); the 8 flips/rotations of each, which the
+baseline saves, ours makes on the fly in training (bench/loader.py times that).
+Prints megapixels of raw field per second for each and the ratio (target: ours >= 3x).
 
     python bench/prepare.py [--fields 12] [--size 1024]
 """
@@ -84,7 +85,8 @@ def main():
         base_s = time.perf_counter() - start
 
         n_tiles = sum(len(t) for t in tilestore.load(tmp / "ours" / "augmented.npz", tiles=False))
-        print(f"{len(samples)} fields of {args.size}x{args.size} ({megapixels:.1f} MP), {n_tiles} augmented training tiles")
+        print(f"{len(samples)} fields of {args.size}x{args.size} ({megapixels:.1f} MP), {n_tiles} stored training tiles "
+              f"and rotated copies ({8 * n_tiles} with the flips/rotations training makes on the fly)")
         print(f"ours:     {ours_s:7.2f} s  {megapixels / ours_s:7.2f} MP/s")
         print(f"baseline: {base_s:7.2f} s  {megapixels / base_s:7.2f} MP/s  (Pillow, one PNG per tile)")
         print(f"ratio:    {base_s / ours_s:7.2f}x  (target >= 3x)")

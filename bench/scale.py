@@ -17,8 +17,8 @@ folders), `prepare.kind: cells`, default shard size.
 (4) training throughput on the 13,600 crops: bench/train.py's measurement, our
     stream from the workflow's shard files against the same tiles in one
     in-memory array given to model.fit. Target: >= 0.9x.
-(5) the rest of the workflow on the 13,600 crops (augment, train the `small`
-    network for one epoch of 20,000 tiles, evaluate, figures): wall time and
+(5) the rest of the workflow on the 13,600 crops (train the `small` network,
+    augmented on the fly, for one epoch of 20,000 tiles, evaluate, figures): wall time and
     the balanced accuracy it reports, to show the whole chain runs at full size.
 
 A and B alternate, `--repeat` times (default 3); medians and ranges are printed.
@@ -162,7 +162,7 @@ def whole_workflow(folder):
     seconds, _ = snakemake(folder)
     summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
     row = summary[(summary["metric"] == "balanced_accuracy") & (summary["level"] == "image")].iloc[0]
-    print(f"(5) augment, train, evaluate and figures on the prepared crops: {seconds:.0f} s; balanced accuracy per "
+    print(f"(5) train, evaluate and figures on the prepared crops: {seconds:.0f} s; balanced accuracy per "
           f"image (cell) {row['mean']:.2f} over {int(row['n_units'])} test cells (chance {1 / 6:.2f})")
 
 

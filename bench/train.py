@@ -12,6 +12,7 @@ On a GPU machine it also reports tiles/second with mixed precision.
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -104,10 +105,10 @@ def child(mode, folder, model_name, batch, steps, mixed):
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     if mode.endswith("stream"):
-        data, total = pipeline.make_dataset(tilesets, labels, n_classes=len(classes), tile_shape=shape,
-                                            batch_size=batch, shuffle=True)
         # As in training: an endless stream cut into epochs of `steps` batches.
-        model.fit(data.repeat(), epochs=1 + REPEATS, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+        data, steps, _ = pipeline.training_stream(tilesets, labels, n_classes=len(classes), tile_shape=shape,
+                                                  batch_size=batch, epoch_tiles=steps * batch)
+        model.fit(data, epochs=1 + REPEATS, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     else:
         # The article's way: every tile in one array in memory, labels one-hot.
         x = np.concatenate([np.asarray(t.tiles, np.float32) for t in tilesets])
@@ -116,7 +117,7 @@ def child(mode, folder, model_name, batch, steps, mixed):
     # The first epoch traces the graph and fills buffers; the median of the rest is the steady state.
     seconds = float(np.median(timer.seconds[1:]))
     if mode.startswith("mem") and mode.endswith("stream"):
-        for _ in data:  # a full pass over the whole dataset through the pipeline
+        for _ in data.take(math.ceil(sum(len(t) for t in tilesets) / batch)):  # a whole pass through the pipeline
             pass
     result = {"tiles_per_s": steps * batch / seconds, "flops_per_tile": training_flops_per_tile(model)}
     print(json.dumps(result))

@@ -35,6 +35,27 @@ def test_a_dataset_overrides_the_split():
         validate({"datasets": {"a": {**DEMO, "split": {"fold": 2}}}})
 
 
+def test_augmentation_is_on_the_fly_unless_the_raw_field_must_be_resampled():
+    """`train.augmented` leaves validation saying whether a run reads precomputed copies (the augment rule's);
+    `train.augment` says what the input pipeline does to every training tile."""
+
+    def train(augment, **experiment):
+        config = validate({"augment": augment, "datasets": {"a": DEMO}, "experiments": {"a": {"dataset": "a", **experiment}}})
+        return config["experiments"]["a"]["train"]
+
+    default = train({})
+    assert default["augmented"] is False  # rotations and flips only: no copies on disk
+    assert default["augment"] == {"dihedral": True, "brightness": 0, "contrast": 0, "noise": 0, "scale": 0}
+    jitter = train({"brightness": 0.1, "contrast": 0.2, "noise": 0.01, "scale": 0.05})
+    assert jitter["augmented"] is False and jitter["augment"]["scale"] == 0.05
+    assert train({"angles": [18, 36]})["augmented"] is True and train({"translations": 2})["augmented"] is True
+    assert train({"angles": [0, 360]})["augmented"] is False  # no copy to make
+    off = train({"angles": [18]}, train={"augmented": False})
+    assert off["augmented"] is False and off["augment"] is None
+    with pytest.raises(InputError, match="augment.brightness"):
+        validate({"augment": {"brightness": -0.1}, "datasets": {"a": DEMO}})
+
+
 @pytest.mark.parametrize(
     "config, named",
     [

@@ -45,3 +45,29 @@ def test_a_compressed_shard_is_refused_by_name(tmp_path):
                         rows=np.zeros(2, np.int32), cols=np.zeros(2, np.int32), meta=np.array('[{"sample": "x"}]'))
     with pytest.raises(InputError, match="z.npz: tiles.npy is compressed and cannot be read in parts"):
         tilestore.load(tmp_path / "z.npz")
+
+
+def test_row_reader_reads_rows_of_many_files_and_arrays_at_once(tmp_path):
+    tilestore.save(tmp_path / "s0.npz", [image("a", 3), image("bb", 4)])
+    tilestore.save(tmp_path / "s1.npz", [image("ccc", 5)])
+    stores = [t.tiles for t in tilestore.load_all([tmp_path / "s0.npz", tmp_path / "s1.npz"])]
+    stores.append(image("in memory", 2).tiles.astype(np.float16))  # not on disk: read by NumPy
+    which = np.array([2, 0, 1, 3, 2, 1, 0])
+    rows = np.array([4, 0, 3, 1, 0, 3, 2])
+    out = tilestore.RowReader(stores).read(which, rows, np.empty((7, 8, 8, 2), np.float16))
+    expected = np.stack([np.asarray(stores[k])[r] for k, r in zip(which, rows)])
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(IndexError):
+        tilestore.RowReader(stores).read(np.array([1]), np.array([4]), np.empty((1, 8, 8, 2), np.float16))
+
+
+def test_row_reader_names_a_truncated_file(tmp_path):
+    tilestore.save(tmp_path / "s.npz", [image("a", 3)])
+    (stored,) = tilestore.load(tmp_path / "s.npz")
+    end = stored.tiles.offset + 2 * stored.tiles.row_bytes + 10  # the last tile cut short
+    with open(tmp_path / "s.npz", "r+b") as f:
+        f.truncate(end)
+    reader = tilestore.RowReader([stored.tiles])
+    reader.read(np.array([0]), np.array([1]), np.empty((1, 8, 8, 2), np.float16))  # whole rows still read
+    with pytest.raises(InputError, match=r"s\.npz: ends before byte .* truncated"):
+        reader.read(np.array([0]), np.array([2]), np.empty((1, 8, 8, 2), np.float16))

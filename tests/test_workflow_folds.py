@@ -21,7 +21,7 @@ def folded(tmp_path_factory):
         {
             "prepare": {"tile_size": 32},
             "split": {"seed": 0, "validation_fraction": 0.25},
-            "augment": {"dihedral": True},
+            "augment": {"dihedral": True, "angles": [90]},  # copies resampled from the field: an augment job
             "train": {"models": ["small"], "runs": 1, "epochs": 2, "epoch_tiles": 320, "batch_size": 16,
                       "threads": 1},
             "datasets": {
@@ -46,7 +46,7 @@ def test_every_group_is_tested_in_exactly_one_fold(folded):
     assert (sides == "validation").sum().tolist() == [2] * FOLDS  # one group per class and fold
     counts = pd.read_csv(folded / "results/cv/split_counts.tsv", sep="\t")
     assert sorted(counts["fold"].unique()) == list(range(FOLDS))
-    # Augmented copies are made of exactly the images that train in some fold.
+    # Resampled copies are made of exactly the images that train in some fold.
     trained = set(split.loc[split["split"] == "train", "sample"])
     augmented = set(samples_in(folded / "results/cv/augmented"))
     assert augmented == trained and len(trained) == 4  # per class and fold: 2 test, 1 validation, 1 train

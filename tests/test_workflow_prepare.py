@@ -38,8 +38,9 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     train_samples = set(manifest.loc[manifest["split"] == "train", "sample"])
     assert set(samples_in(results / "tiny/augmented")) == train_samples
     some = next(t for t in tilestore.load_all((results / "tiny/augmented").glob("*.npz")) if len(t))
-    # identity + one angle, each with the 8 flips/rotations
-    assert len(some) == 16 * (some.extra["parent"].max() + 1)
+    # The original and one angle's copy of each tile; the 8 flips/rotations are made in training, never stored.
+    assert len(some) == 2 * (some.extra["parent"].max() + 1)
+    assert sorted(set(some.extra["op"])) == ["angle30", "rot0"]
     counts = pd.read_csv(results / "tiny/split_counts.tsv", sep="\t")
     assert list(counts.columns) == ["fold", "class", "split", "images", "images_without_tiles", "tiles"]
     assert counts["tiles"].sum() == len(manifest) and counts["images"].sum() == 6

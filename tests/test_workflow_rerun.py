@@ -23,7 +23,8 @@ from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, s
 
 pytestmark = pytest.mark.slow
 
-PREPARE = ("--until", "augment", "split")
+# With augment.dihedral alone nothing is augmented on disk (rotations and flips are made in training): no augment job.
+PREPARE = ("--until", "split")
 # No validation side: these tests pin down the hash-only split, under which adding an image never
 # moves another (the small-data moves that give every class a validation group are tested in test_split).
 SPLIT = {"seed": 0, "test_fraction": 0.25, "validation_fraction": 0.0}
@@ -82,7 +83,7 @@ def test_added_image_tiles_only_itself_and_moves_no_split(tmp_path):
 
     shutil.move(tmp_path / "spare" / f"{NEW_IMAGE}.tif", tmp_path / "data/images" / f"{NEW_IMAGE}.tif")
     assert sides(tmp_path)[NEW_IMAGE] == "train"
-    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == {"tile": 1, "augment": 1, "split": 1}
+    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == {"tile": 1, "split": 1}
 
     snakemake(tmp_path, *PREPARE)
     assert snapshot(others) == before  # no other shard rewritten nor touched
@@ -106,8 +107,7 @@ def test_tile_size_change_reruns_tiling_and_everything_after_it(tmp_path):
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "-n")
     jobs = job_counts(result)
-    n_augmented = sum(any(sides(tmp_path)[i] == "train" for i in ids) for ids in planned_shards(tmp_path).values())
-    assert n_train and (jobs["tile"], jobs["split"], jobs["augment"]) == (len(planned_shards(tmp_path)), 1, n_augmented)
+    assert n_train and (jobs["tile"], jobs["split"], jobs.get("augment")) == (len(planned_shards(tmp_path)), 1, None)
     # Everything downstream follows: the same training and evaluation jobs as before.
     assert {rule: jobs[rule] for rule in unchanged} == unchanged
     # The tile settings are the only trigger; the rest follows from updated inputs.
@@ -132,9 +132,7 @@ def test_fixed_corrupt_image_reruns_only_its_own_jobs(tmp_path):
         broken, tmp_path / "spare/puncta.tif", tmp_path / "spare/cells.tif", tmp_path / "spare/nuclei.tif",
         pattern="aggregates", cls="control", stem="field_009", seed=1, size=256, cells_per_field=30,
     )  # fmt: skip
-    trains = any(sides(tmp_path)[i] == "train" for i in planned_shards(tmp_path)[broken_shard])
-    expected = {"tile": 1, "split": 1} | ({"augment": 1} if trains else {})
-    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == expected
+    assert job_counts(snakemake(tmp_path, "-n", *PREPARE)) == {"tile": 1, "split": 1}
 
     snakemake(tmp_path, *PREPARE)
     manifest = pd.read_csv(tmp_path / "results/mine/split.tsv", sep="\t")

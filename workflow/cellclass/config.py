@@ -209,6 +209,32 @@ def _check_exports(config):
                              "letters, digits, spaces and _+-()")
 
 
+# Options of `augment` done on the fly, by the input pipeline; the others resample the raw field once (augment rule).
+ON_THE_FLY = ("dihedral", "brightness", "contrast", "noise", "scale")
+RESAMPLED = ("angles", "translations", "max_shift", "seed")
+
+
+def resampling(augment):
+    """The `augment` options the augment rule's precomputed copies depend on."""
+    return {key: augment[key] for key in RESAMPLED}
+
+
+def augmentation(augment, wanted):
+    """How a run with `train.augmented: wanted` gets its augmentation, as two train settings.
+
+    `augment`: what the input pipeline does to each training tile on the fly
+    (None: nothing). `augmented`: whether the run reads precomputed copies
+    (results/<dataset>/augmented/), only made when `augment.angles` or
+    `augment.translations` ask for copies resampled from the raw field; the
+    lossless rotations, flips and jitter never need stored copies.
+    """
+    resampled = bool([a for a in augment["angles"] if a % 360]) or augment["translations"] > 0
+    return {
+        "augment": {key: augment[key] for key in ON_THE_FLY} if wanted else None,
+        "augmented": bool(wanted and resampled),
+    }
+
+
 def _check_experiments(config, schema):
     """Fill in experiments (default: one per trainable dataset) and their train settings."""
     from cellclass.learn.model_specs import MODELS
@@ -218,6 +244,7 @@ def _check_experiments(config, schema):
         config["experiments"] = {name: {"dataset": name} for name, d in datasets.items() if not d["test_only"]}
         _check(config["experiments"], {"$defs": schema["$defs"], "additionalProperties": {"$ref": "#/$defs/experiment"}}, "experiments")
     train_schema = {"$defs": schema["$defs"], **schema["$defs"]["train"]}
+    augment = config["augment"]
     for name, experiment in config["experiments"].items():
         where = f"experiments.{name}"
         dataset = datasets.get(experiment["dataset"])
@@ -229,6 +256,7 @@ def _check_experiments(config, schema):
                 raise InputError(f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset")
         merged = deep_merge(config["train"], experiment["train"])
         _check(merged, train_schema, f"{where}.train")
+        merged.update(augmentation(augment, merged["augmented"]))
         experiment["train"] = merged
         side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
         for model in merged["models"]:

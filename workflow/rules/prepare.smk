@@ -1,4 +1,4 @@
-"""Prepare: tile each shard of raw images, split by group, augment the training side."""
+"""Prepare: tile each shard of raw images, split by group; resample rotated/shifted copies of the training side."""
 
 
 rule tile:
@@ -69,7 +69,7 @@ rule augment:
         runtime=60,
     params:
         samples=lambda w: as_params(augmented_samples(w)),
-        augment=CONFIG["augment"],
+        augment=cc_config.resampling(CONFIG["augment"]),
     script:
         "../scripts/augment.py"
 

@@ -198,6 +198,54 @@ class StoredTiles:
         return StoredTiles(self.path, self.offset, (0, *self.row_shape), self.dtype, self.start + begin, self.start + end)
 
 
+class RowReader:
+    """Reads rows of several StoredTiles (or in-memory arrays) at once: `read(which, rows, out)` sets
+    out[i] = stores[which[i]][rows[i]].
+
+    Training reads batches of tiles from anywhere in the training set. Where
+    each row lies is worked out once, here; a read opens each file it needs
+    once and reads every row straight into `out`, with no copy in between.
+    Reads may run in several threads at once.
+    """
+
+    def __init__(self, stores):
+        self.stores = stores
+        on_disk = [s if isinstance(s, StoredTiles) else None for s in stores]
+        self.paths = sorted({s.path for s in on_disk if s})
+        number = {path: i for i, path in enumerate(self.paths)}
+        self.file = np.array([number[s.path] if s else -1 for s in on_disk], np.int64)
+        self.base = np.array([s.offset + s.start * s.row_bytes if s else 0 for s in on_disk], np.int64)
+        self.row_bytes = np.array([s.row_bytes if s else 0 for s in on_disk], np.int64)
+        self.length = np.array([len(s) for s in stores], np.int64)
+        self.dtypes = [np.dtype(s.dtype) for s in stores]
+        self.dtype_names = np.array([d.str for d in self.dtypes])
+
+    def read(self, which, rows, out):
+        which, rows = np.asarray(which, np.int64), np.asarray(rows, np.int64)
+        if len(rows) and ((rows < 0) | (rows >= self.length[which])).any():
+            raise IndexError("tile rows out of range")
+        flat = out.reshape(len(out), -1).view(np.uint8)
+        # Read straight from the file: rows on disk of out's dtype and size (NumPy reads and checks the rest).
+        direct = (self.file[which] >= 0) & (self.dtype_names[which] == out.dtype.str) & (self.row_bytes[which] == flat.shape[1])
+        for k in np.unique(which[~direct]):  # in memory, or to be converted: NumPy reads them
+            at = np.flatnonzero((which == k) & ~direct)
+            out[at] = self.stores[k][rows[at]]
+        at = np.flatnonzero(direct)
+        files, offsets = self.file[which[at]], self.base[which[at]] + rows[at] * self.row_bytes[which[at]]
+        handles = {}
+        try:
+            for f in np.unique(files).tolist():
+                handles[f] = os.open(self.paths[f], os.O_RDONLY)
+            for i, f, offset in zip(at.tolist(), files.tolist(), offsets.tolist()):
+                if os.preadv(handles[f], [flat[i]], offset) != flat.shape[1]:
+                    raise InputError(f"{self.paths[f]}: ends before byte {offset + flat.shape[1]}; the file is "
+                                     "truncated, remake it")
+        finally:
+            for handle in handles.values():
+                os.close(handle)
+        return out
+
+
 def empty_reason(tileset):
     """Why a TileSet holds no tiles: the skip's error, or that no cells were found."""
     return f"skipped: {tileset.meta['skipped']}" if tileset.meta.get("skipped") else NO_CELLS

@@ -1,15 +1,28 @@
-"""Stream tiles from memory-mapped shard files into Keras, in bounded memory.
+"""Stream tiles from the shard files into Keras, in bounded memory, augmented on the fly.
 
 Each pass is a global shuffle: a seeded permutation of every training tile,
-cut into batches, each batch gathered from the memory-mapped shards it touches.
-So a batch mixes images and classes as well as an in-memory shuffle would,
-however the images are spread over shards, and only the batch being made is in
-memory whatever the dataset's size.
+cut into batches, each batch gathered from the shards it touches. So a batch
+mixes images and classes as well as an in-memory shuffle would, however the
+images are spread over shards, and only the batches being made are in memory
+whatever the dataset's size.
+
+Every batch is a pure function of (seed, pass, batch index): its tiles come
+from the pass's permutation and its augmentation (a random one of the 8
+rotations and flips per tile, intensity jitter, noise, zoom) from a generator
+seeded by the three. So batches can be made in parallel and still arrive
+exactly as made one by one, and a run resumed at any epoch sees what an
+uninterrupted run would have seen.
 """
 
 import math
 
 import numpy as np
+
+from cellclass.io import tilestore
+
+# What the input pipeline can do to a training tile (config `augment`); all off is the tile as stored.
+NO_AUGMENTATION = {"dihedral": False, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "scale": 0.0}
+ENDLESS = 2**62  # batch indices of a stream that does not end (an epoch takes `steps` of them)
 
 
 def class_repeats(tile_labels, n_classes):
@@ -31,42 +44,26 @@ def tile_index(tilesets, labels):
     return owner, row, np.repeat(np.asarray(labels, dtype=int), counts)
 
 
-def gather(tilesets, owner, row, channels):
-    """The tiles (owner[i], row[i]) as one float32 array, read from each TileSet's (memory-mapped) tiles."""
-    first = tilesets[owner[0]].tiles
-    shape = select_channels(first[:1], channels).shape[1:]
-    out = np.empty((len(owner), *shape), dtype=np.float32)
-    for t in np.unique(owner):
-        at = np.flatnonzero(owner == t)
-        out[at] = select_channels(tilesets[t].tiles[row[at]], channels)
-    return out
+# float16 -> float32 by table: exact (NumPy's own conversion of every 16-bit pattern) and about twice as fast
+# as astype, which matters at tens of thousands of tiles per second.
+_HALF_TO_SINGLE = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-def batches(tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, first_pass=0,
-            balance=False):
-    """A generator factory: each call yields one pass of (tiles float32, one-hot labels) batches.
+def as_float32(tiles):
+    tiles = np.asarray(tiles)
+    if tiles.dtype == np.float16:
+        return np.take(_HALF_TO_SINGLE, tiles.view(np.uint16))
+    return tiles.astype(np.float32, copy=False)
 
-    `labels[i]` is the class index of tilesets[i]. Pass k shuffles with (seed, k),
-    so a run resumed at epoch k sees the order an uninterrupted run would have
-    seen. `balance` draws every class about as often as the largest.
-    """
-    owner, row, tile_labels = tile_index(tilesets, labels)
-    draws = np.arange(len(owner))
-    if balance:
-        draws = np.repeat(draws, class_repeats(tile_labels, n_classes)[tile_labels])
-    passes = first_pass
-    eye = np.eye(n_classes, dtype=np.float32)
 
-    def generate():
-        nonlocal passes
-        rng = np.random.default_rng([seed, passes])
-        passes += 1
-        order = rng.permutation(draws) if shuffle else draws
-        for start in range(0, len(order), batch_size):
-            pick = order[start : start + batch_size]
-            yield gather(tilesets, owner[pick], row[pick], channels), eye[tile_labels[pick]]
-
-    return generate, len(draws)
+def gather(tilesets, owner, row, channels, reader=None):
+    """The tiles (owner[i], row[i]) as one float32 array, read from each TileSet's (stored) tiles; `reader`: a
+    tilestore.RowReader of the tilesets' tiles, to be made once for many calls."""
+    reader = reader or tilestore.RowReader([t.tiles for t in tilesets])
+    dtypes = {reader.dtypes[k] for k in np.unique(owner)}
+    raw = np.empty((len(owner), *tilesets[owner[0]].tiles.shape[1:]), dtypes.pop() if len(dtypes) == 1 else np.float32)
+    reader.read(owner, row, raw)
+    return as_float32(select_channels(raw, channels))
 
 
 def select_channels(tiles, channels):
@@ -74,30 +71,241 @@ def select_channels(tiles, channels):
     return tiles if channels is None else tiles[..., list(channels)]
 
 
-def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
-                 first_pass=0, balance=False):
-    """A tf.data pipeline of (tiles, one-hot labels) batches with a known length; returns (dataset, n_tiles).
+# --- augmentation: each op keeps the tile's content; all take and return float32 (n, h, w, c) batches ---
 
-    Each iteration of the dataset is one pass of `batches`. The batches come
-    through a sequential `map` of a NumPy function rather than
-    `Dataset.from_generator`, which halved training speed on 2 CPU cores
-    (bench/train.py measures the difference).
+
+def _pixels(tiles):
+    """A C-ordered (n, h, w, c) array seen as (n, h, w) items of c values: moving a pixel's channels as one item
+    is several times faster than NumPy's moves of a trailing axis of 1-4 floats."""
+    return tiles.view(np.dtype((np.void, tiles.itemsize * tiles.shape[-1])))[..., 0]
+
+
+def dihedral(tiles, ops):
+    """Tile i turned by op ops[i] of the dihedral group (0..7): bit 1 transposes, bit 2 flips the rows, bit 4 the
+    columns; together the 4 rotations by 90 degrees and their mirror images, each a permutation of the pixels."""
+    tiles = np.ascontiguousarray(tiles)
+    out = np.empty_like(tiles)
+    source, target = _pixels(tiles), _pixels(out)
+    for i, op in enumerate(ops):
+        tile = source[i]
+        if op & 1:
+            tile = tile.T
+        if op & 2:
+            tile = tile[::-1]
+        if op & 4:
+            tile = tile[:, ::-1]
+        target[i] = tile
+    return out
+
+
+def _bilinear(size, factors):
+    """Per tile, the source pixel pairs and weights of a zoom by `factors` about the tile's centre."""
+    centre = (size - 1) / 2
+    source = np.clip(centre + (np.arange(size) - centre) / factors[:, None], 0, size - 1)  # zoom out: edge repeats
+    low = np.minimum(np.floor(source).astype(np.intp), max(size - 2, 0))
+    weight = (source - low).astype(np.float32)
+    return low, np.minimum(low + 1, size - 1), weight
+
+
+def _zoom_rows(tiles, factors):
+    """Each tile's rows resampled as `_bilinear` says (columns untouched)."""
+    n, height, width, channels = tiles.shape
+    at = np.arange(n)[:, None]
+    low, high, weight = _bilinear(height, factors)
+    # Weights broadcast along whole rows (width * channels values): a loop per row, not per pixel.
+    out = tiles[at, low].reshape(n, height, width * channels)
+    out *= (1 - weight)[:, :, None]
+    other = tiles[at, high].reshape(n, height, width * channels)
+    other *= weight[:, :, None]
+    out += other
+    return out.reshape(n, height, width, channels)
+
+
+def _transposed(tiles):
+    """Each tile transposed (rows <-> columns), as a new C-ordered array."""
+    n, height, width, channels = tiles.shape
+    swapped = np.ascontiguousarray(_pixels(np.ascontiguousarray(tiles)).transpose(0, 2, 1))
+    return swapped[..., None].view(tiles.dtype).reshape(n, width, height, channels)
+
+
+def zoom(tiles, factors):
+    """Tile i magnified by factors[i] about its centre (bilinear; > 1 zooms in). A factor of 1 returns the tile
+    exactly; zooming out repeats the edge pixels over the strip it opens, a pixel or two for a few percent."""
+    return _transposed(_zoom_rows(_transposed(_zoom_rows(tiles, factors)), factors))
+
+
+def affine(tiles, gain, offset):
+    """tiles * gain + offset with one (gain, offset) per tile and channel (n, c), in place.
+
+    Broadcast over a trailing axis of 1-4 channels NumPy runs a loop per pixel;
+    repeated along the row it runs one loop per row, several times faster.
+    """
+    n, height, width, channels = tiles.shape
+    rows = tiles.reshape(n, height, width * channels)
+    rows *= np.tile(gain.astype(np.float32), (1, width))[:, None, :]
+    rows += np.tile(offset.astype(np.float32), (1, width))[:, None, :]
+    return tiles
+
+
+def channel_means(tiles):
+    """(n, c) mean of each tile's channels."""
+    n, height, width, channels = tiles.shape
+    ones = np.full((1, height * width), 1 / (height * width), np.float32)
+    return (ones @ tiles.reshape(n, height * width, channels))[:, 0]
+
+
+def augment_batch(tiles, rng, options):
+    """The batch `tiles` (float32 (n, h, w, c)) augmented as `options` say, with draws from `rng`.
+
+    Every draw but the noise is made whatever is switched on, in a fixed order,
+    so switching one op on or off never changes what another does. Order of
+    ops: rotation/flip, zoom, contrast (per channel, about the tile's channel
+    mean: factor in [1 - contrast, 1 + contrast]), brightness (per channel,
+    added: in [-brightness, brightness]), Gaussian noise (sd `noise`). Values
+    are not clipped to [0, 1]: clipping would lose what jitter moved out.
+    """
+    options = {**NO_AUGMENTATION, **options}
+    n, height, width, channels = tiles.shape
+    ops = rng.integers(0, 8, n)
+    factors = 1 + options["scale"] * rng.uniform(-1, 1, n)
+    gain = 1 + options["contrast"] * rng.uniform(-1, 1, (n, channels))
+    shift = options["brightness"] * rng.uniform(-1, 1, (n, channels))
+    if options["dihedral"]:
+        tiles = dihedral(tiles, ops if height == width else ops & 6)  # no transpose for a non-square tile
+    if options["scale"]:
+        tiles = zoom(tiles, factors)
+    if options["contrast"] or options["brightness"]:
+        # (x - mean) * gain + mean + shift, in one pass: x * gain + (mean * (1 - gain) + shift)
+        means = channel_means(tiles) if options["contrast"] else 0.0
+        tiles = affine(tiles, gain, means * (1 - gain) + shift)
+    if options["noise"]:
+        tiles += np.float32(options["noise"]) * rng.standard_normal(tiles.shape, dtype=np.float32)
+    return tiles
+
+
+# --- batches ---
+
+
+class Batches:
+    """The batches of a stream of passes over `tilesets`, each a pure function of (seed, pass, batch index).
+
+    `labels[i]` is the class index of tilesets[i]. Pass p shuffles with (seed, p)
+    when `shuffle`; `balance` draws every class about as often as the largest;
+    `augment` (options as NO_AUGMENTATION; None: none) alters the tiles of
+    batch b of pass p with a generator seeded by (seed, p, b).
+    """
+
+    def __init__(self, tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0,
+                 balance=False, augment=None):
+        self.tilesets, self.channels, self.batch_size = tilesets, channels, batch_size
+        self.shuffle, self.seed = shuffle, seed
+        augment = {**NO_AUGMENTATION, **(augment or {})}
+        self.augment = augment if any(augment.values()) else None
+        self.owner, self.row, self.tile_labels = tile_index(tilesets, labels)
+        self.reader = tilestore.RowReader([t.tiles for t in tilesets])
+        draws = np.arange(len(self.owner))
+        if balance:
+            draws = np.repeat(draws, class_repeats(self.tile_labels, n_classes)[self.tile_labels])
+        self.draws = draws
+        self.eye = np.eye(n_classes, dtype=np.float32)
+        self._orders = {}
+
+    @property
+    def tiles_per_pass(self):
+        return len(self.draws)
+
+    @property
+    def per_pass(self):
+        """Batches per pass (the last one may be short)."""
+        return math.ceil(len(self.draws) / self.batch_size)
+
+    def order(self, p):
+        """The tiles of pass p, in the order they are drawn (kept for the few passes being made: threads making
+        batches at once may each compute one, the same, and none waits for another)."""
+        if not self.shuffle:
+            return self.draws
+        order = self._orders.get(p)
+        if order is None:
+            order = np.random.default_rng([self.seed, p]).permutation(self.draws)
+            self._orders = {k: v for k, v in self._orders.items() if abs(k - p) < 2} | {p: order}
+        return order
+
+    def batch(self, p, b):
+        """Batch b of pass p: (float32 tiles, one-hot labels)."""
+        pick = self.order(p)[b * self.batch_size : (b + 1) * self.batch_size]
+        tiles = gather(self.tilesets, self.owner[pick], self.row[pick], self.channels, self.reader)
+        if self.augment:
+            # The trailing 1 keeps this seed apart from the pass's order's: SeedSequence reads [s, p] as [s, p, 0, 0].
+            tiles = augment_batch(tiles, np.random.default_rng([self.seed, p, b, 1]), self.augment)
+        return tiles, self.eye[self.tile_labels[pick]]
+
+    def at(self, index):
+        """Batch `index` of the endless stream: pass index // per_pass, batch index % per_pass."""
+        return self.batch(*divmod(int(index), self.per_pass))
+
+
+def batches(tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, first_pass=0,
+            balance=False, augment=None):
+    """A generator factory: each call yields the next pass of (tiles float32, one-hot labels) batches, from
+    pass `first_pass` on; returns (factory, tiles per pass)."""
+    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
+                     shuffle=shuffle, seed=seed, balance=balance, augment=augment)
+    passes = iter(range(first_pass, ENDLESS))
+
+    def generate():
+        p = next(passes)
+        for b in range(stream.per_pass):
+            yield stream.batch(p, b)
+
+    return generate, stream.tiles_per_pass
+
+
+def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
+                 balance=False, augment=None, endless=False, first_batch=0, workers=1):
+    """A tf.data pipeline of (tiles, one-hot labels) batches; returns (dataset, its Batches).
+
+    Finite (endless=False): pass 0, once per iteration (validation). Endless:
+    batches first_batch, first_batch + 1, ... of the stream of passes, for
+    model.fit with steps_per_epoch (Keras then carries one iterator across
+    epochs).
+    """
+    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
+                     shuffle=shuffle, seed=seed, balance=balance, augment=augment)
+    return as_dataset(stream, tile_shape, endless=endless, first_batch=first_batch, workers=workers), stream
+
+
+def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1):
+    """The batches of `stream` (a Batches) as a tf.data pipeline.
+
+    `workers` batches are made at once, by a deterministic parallel map over
+    batch indices: they come out in order and, each being a pure function of
+    its index, the same as made one by one. The batches come through `map` of
+    a NumPy function rather than `Dataset.from_generator`, which halved
+    training speed on 2 CPU cores (bench/train.py).
     """
     import tensorflow as tf  # here, so the NumPy helpers above serve jobs that never load TensorFlow
 
-    generate, total = batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
-                              shuffle=shuffle, seed=seed, first_pass=first_pass, balance=balance)
-    current = {}
-
-    def next_batch(index):
-        if index == 0:  # a new iteration of the dataset starts a new pass
-            current["pass"] = generate()
-        return next(current["pass"])
+    n_classes = len(stream.eye)
 
     def load(index):
-        x, y = tf.numpy_function(next_batch, [index], (tf.float32, tf.float32), stateful=True)
+        x, y = tf.numpy_function(stream.at, [index], (tf.float32, tf.float32), stateful=False)
         return tf.ensure_shape(x, (None, *tile_shape)), tf.ensure_shape(y, (None, n_classes))
 
-    # map without num_parallel_calls runs in order, one batch at a time: the pass's order holds.
-    data = tf.data.Dataset.range(math.ceil(total / batch_size)).map(load)
-    return data.prefetch(2), total
+    indices = tf.data.Dataset.range(first_batch, ENDLESS) if endless else tf.data.Dataset.range(stream.per_pass)
+    data = indices.map(load, num_parallel_calls=max(1, workers), deterministic=True)
+    return data.prefetch(max(2, workers))
+
+
+def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, epochs_done=0, seed=0,
+                    channels=None, balance=False, augment=None, workers=1):
+    """The endless, shuffled training stream a run fits on: (dataset, steps per epoch, tiles per pass).
+
+    An epoch is one pass (epoch_tiles None) or `epoch_tiles` tiles of the
+    stream; a run resumed after `epochs_done` epochs starts where they ended,
+    so it sees the batches an uninterrupted run would have seen.
+    """
+    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels, shuffle=True,
+                     seed=seed, balance=balance, augment=augment)
+    steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass
+    data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers)
+    return data, steps, stream.tiles_per_pass

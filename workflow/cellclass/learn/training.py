@@ -8,7 +8,6 @@ epoch), and writes per-tile predictions for each test set.
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -40,6 +39,12 @@ def labelled(tilesets, classes, where):
 def on_side(tilesets, sides, side):
     """The images of `tilesets` on `side` of the split (`sides`: sample id -> side in this run's fold)."""
     return [t for t in tilesets if sides.get(t.meta["sample"]) == side]
+
+
+def on_the_fly(augment):
+    """The input pipeline's augmentation in words, for the log and metrics.json."""
+    done = [key if value is True else f"{key} {value:g}" for key, value in (augment or {}).items() if value]
+    return ", ".join(done) or "nothing"
 
 
 def preparation(tilesets):
@@ -109,8 +114,9 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
 def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
     """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
 
-    `train_shards` are the augmented shards, or `shards` when the run trains on
-    the original tiles; the other test sets (name -> shard files) are tested whole.
+    `train_shards` are the precomputed copies resampled from the raw field
+    (augment.angles, augment.translations), or `shards` when there are none;
+    the other test sets (name -> shard files) are tested whole.
     """
     sides = split.sides_in_fold(manifest, fold)
     own = tilestore.load_all(shards)
@@ -183,24 +189,24 @@ def train_run(
              dict(zip(classes, per_class.tolist())), ratio, balance)
 
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
-    train_data, n_train = pipeline.make_dataset(
-        train, train_labels, shuffle=True, seed=seed, first_pass=epochs_done, balance=balance == "sampling", **common
+    # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an endless stream of them (the
+    # article's epochs were 400 images). Each batch is augmented on the fly as a pure function of (seed, pass,
+    # batch), so a resumed run sees what an uninterrupted one would have seen.
+    train_data, steps, n_train = pipeline.training_stream(
+        train, train_labels, epoch_tiles=options["epoch_tiles"], epochs_done=epochs_done, seed=seed,
+        balance=balance == "sampling", augment=options.get("augment"), workers=threads, **common
     )
-    validation_data, n_validation = pipeline.make_dataset(
+    validation_data, validation_stream = pipeline.make_dataset(
         validation, labelled(validation, classes, "validation data"), **common
     )
+    n_validation = validation_stream.tiles_per_pass
     train_x, train_y = training_sample(
         train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
     )
-    # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an
-    # endless stream of them (the article's epochs were 400 images).
-    steps = None
-    if options["epoch_tiles"]:
-        train_data = train_data.repeat()
-        steps = math.ceil(options["epoch_tiles"] / options["batch_size"])
-    log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s",
-             model_name, shape, len(classes), n_train, n_validation,
-             "" if n_validation else " (no validation side: the curves show training data only)")
+    log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s; augmented on the "
+             "fly: %s", model_name, shape, len(classes), n_train, n_validation,
+             "" if n_validation else " (no validation side: the curves show training data only)",
+             on_the_fly(options.get("augment")))
 
     log_path = backup_dir / "history.csv"
     started = time.perf_counter()
@@ -245,6 +251,7 @@ def train_run(
         "train_tiles_per_class": dict(zip(classes, per_class.tolist())),
         "imbalance_ratio": round(float(ratio), 3),
         "class_balance": balance,
+        "augmented_on_the_fly": on_the_fly(options.get("augment")),
         "validation_tiles": n_validation,
         "test_sets": list(test_sets),
         "epochs": int(history["epoch"].max()),

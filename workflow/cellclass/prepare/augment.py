@@ -1,8 +1,11 @@
-"""More training tiles by rotation, flips and shifts, without inventing pixels.
+"""More training tiles by rotation and shifts resampled from the raw field, without inventing pixels.
 
-The 90-degree rotations and flips (the dihedral group) only move pixels. Other
-angles and shifts are resampled from the raw field around the tile's centre,
-so a rotated tile's corners hold real neighbouring cells, never empty fill.
+Rotations by other angles than 90 degrees and shifts are resampled from the
+raw field around the tile's centre, so a rotated tile's corners hold real
+neighbouring cells, never empty fill. These copies are made once, here. The
+lossless 90-degree rotations and flips (the dihedral group) only move pixels:
+they are drawn afresh per batch in the input pipeline (cellclass.learn.pipeline),
+for the originals and these copies alike, and never stored.
 """
 
 import hashlib
@@ -16,17 +19,6 @@ from cellclass.prepare.tiling import load_field, resize_tiles
 from cellclass.io.tilestore import TileSet
 
 log = logging.getLogger(__name__)
-
-
-def dihedral(tiles):
-    """The 8 rotations/flips of each tile: (8 * n, h, w, C) and op names."""
-    out, names = [], []
-    for flip in (False, True):
-        base = tiles[:, :, ::-1] if flip else tiles
-        for k in range(4):
-            out.append(np.rot90(base, k, axes=(1, 2)))
-            names.append(f"{'flip+' if flip else ''}rot{90 * k}")
-    return np.concatenate(out), np.repeat(names, len(tiles))
 
 
 def rotated_crops(field, centres, size, angle):
@@ -54,18 +46,11 @@ def rotated_crops(field, centres, size, angle):
     return tiles, ok
 
 
-def _combine(base, flip_rotation):
-    """Name of a resampled copy followed by a dihedral op; 'rot0' is the identity."""
-    if base == "rot0":
-        return flip_rotation
-    return base if flip_rotation == "rot0" else f"{base}+{flip_rotation}"
-
-
-def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations=0, max_shift=8, seed=0):
-    """Augmented copies of a TileSet's tiles, the originals included (op 'rot0').
+def augment(tileset, *, field=None, angles=(), translations=0, max_shift=8, seed=0):
+    """Copies of a TileSet's tiles resampled from the raw `field`, the originals included (op 'rot0').
 
     Angles and translations need the raw `field` (fields and nuclei kinds); for single-cell
-    images there is no field around the cell, so only the dihedral group applies.
+    images there is no field around the cell, so the originals alone are returned.
     """
     settings = tileset.meta["settings"]
     size, out_size = settings["tile_size"], tileset.tiles.shape[1] if len(tileset) else settings["tile_size"]
@@ -73,8 +58,8 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
     parents = [np.arange(len(tileset))]
     ops = [np.full(len(tileset), "rot0")]
     if (angles or translations) and field is None:
-        log.warning("%s: single-cell images have no surrounding field; using only flips and 90-degree rotations",
-                    tileset.meta["sample"])
+        log.warning("%s: single-cell images have no surrounding field; no rotated or shifted copies (training still "
+                    "flips and turns them by 90 degrees)", tileset.meta["sample"])
     elif len(tileset):
         centres = np.stack([tileset.rows, tileset.cols], axis=1) + (size - 1) / 2
         for angle in angles:
@@ -95,10 +80,6 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
             parents.append(np.arange(len(tileset)))
             ops.append(np.array([f"shift{dy:+d}{dx:+d}" for dy, dx in shift]))
     tiles, parents, ops = np.concatenate(tiles), np.concatenate(parents), np.concatenate(ops)
-    if dihedral_group and len(tiles):
-        tiles, names = dihedral(tiles)
-        parents = np.tile(parents, 8)
-        ops = np.array([_combine(o, n) for o, n in zip(np.tile(ops, 8), names)])
     # A crop's object (label, centroid, area) follows its copies; its masks would need the same ops, and
     # training needs none.
     carried = {k: np.asarray(v)[parents] for k, v in tileset.extra.items() if np.ndim(v) == 1}
@@ -112,7 +93,7 @@ def augment(tileset, *, field=None, angles=(), dihedral_group=True, translations
 
 
 def augment_image(tileset, sample, options):
-    """Augmented copies of one training image's tiles; angles and shifts resample its raw field, read again."""
+    """Resampled copies of one training image's tiles; angles and shifts resample its raw field, read again."""
     settings = tileset.meta["settings"]
     around = settings["kind"] in ("fields", "nuclei")  # a field surrounds the tile, to resample from
     needs_field = (options["angles"] or options["translations"]) and around and len(tileset)
@@ -122,7 +103,6 @@ def augment_image(tileset, sample, options):
         TileSet(np.asarray(tileset.tiles), tileset.rows, tileset.cols, tileset.meta, per_tile),
         field=field,
         angles=options["angles"],
-        dihedral_group=options["dihedral"],
         translations=options["translations"],
         max_shift=options["max_shift"],
         seed=options["seed"],
@@ -130,8 +110,8 @@ def augment_image(tileset, sample, options):
 
 
 def write_augmented(tiles_path, samples, options, *, out_tiles, out_sheet, dataset):
-    """The augment job: copies of the tiles of a shard's training images (`samples`), and a contact
-    sheet of the first image's first three tiles' copies side by side."""
+    """The augment job: copies of the tiles of a shard's training images (`samples`) resampled from their raw
+    fields, and a contact sheet of the first image's first three tiles' copies side by side."""
     wanted = {sample.id: sample for sample in samples}
     augmented, originals = [], 0
     for tileset in tilestore.load(tiles_path):
