@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from cellclass.demo import synthetic as demo
-from workflow_helpers import nothing_to_do, snakemake, write_config
+from conftest import nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

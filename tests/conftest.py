@@ -1,4 +1,9 @@
-"""Run the real workflow in a temporary folder on a tiny config."""
+"""What the tests share: the Snakemake command line on a tiny config in a temporary folder, the parser of
+Snakemake's job table, and the rule lists read from the workflow itself.
+
+Plain functions and constants: tests import them with `from conftest import ...` (pyproject puts tests/
+on the path), and so does bench/scale.py.
+"""
 
 import re
 import subprocess
@@ -34,9 +39,9 @@ def write_config(folder, config=TINY):
     return path
 
 
-def snakemake(folder, *args, check=True):
-    """Run snakemake on our Snakefile in `folder`; returns the CompletedProcess."""
-    command = [
+def snakemake_command(folder, *args, cores=2):
+    """The command line that runs our Snakefile in `folder` on its config.yaml (the one place it is built)."""
+    return [
         SNAKEMAKE,
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -45,10 +50,14 @@ def snakemake(folder, *args, check=True):
         "--configfile",
         str(Path(folder) / "config.yaml"),
         "--cores",
-        "2",
+        str(cores),
         *args,
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+
+
+def snakemake(folder, *args, check=True):
+    """Run snakemake on our Snakefile in `folder`; returns the CompletedProcess."""
+    result = subprocess.run(snakemake_command(folder, *args), capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -78,3 +87,11 @@ def samples_in(folder):
     from cellclass.io import tilestore
 
     return {t.meta["sample"]: path for path in sorted(Path(folder).glob("*.npz")) for t in tilestore.load(path, tiles=False)}
+
+
+def local_rules(snakefile=REPO / "Snakefile"):
+    """The rule names in the Snakefile's `localrules:` directive (on its line or the indented lines below)."""
+    match = re.search(r"^localrules:(.*(?:\n[ \t]+.*)*)", Path(snakefile).read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"no localrules: directive in {snakefile}")
+    return {name for line in match.group(1).splitlines() for name in re.split(r"[\s,]+", line.split("#")[0]) if name}
