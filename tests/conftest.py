@@ -5,9 +5,11 @@ Plain functions and constants: tests import them with `from conftest import ...`
 on the path), and so does bench/scale.py.
 """
 
+import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -80,6 +82,37 @@ def job_counts(result):
         rows = dict(re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE))
         counts = {rule: int(n) for rule, n in rows.items() if rule != "total"}
     return counts
+
+
+def report_results(report):
+    """What a built report (report.html, or report.zip) lists: result path -> its record as Snakemake embeds it
+    (name, caption as HTML, job_properties with rule and wildcards, ...)."""
+    report = Path(report)
+    if report.suffix == ".zip":
+        with zipfile.ZipFile(report) as archive:
+            [page] = [name for name in archive.namelist() if name.endswith("/report.html")]
+            text = archive.read(page).decode()
+    else:
+        text = report.read_text()
+    return json.loads(re.search(r'<script id="results">\s*var results = (.*?);\s*</script>', text, re.DOTALL).group(1))
+
+
+def caption_problems(results):
+    """Result path -> what is wrong with its rendered caption (absent when nothing is): none at all, a Jinja
+    tag left over, or an empty placeholder. Our captions put wildcard values in **bold**, so an empty one
+    leaves a bare `**` that docutils reports as a system message, or an empty <strong>."""
+    problems = {}
+    for path, result in results.items():
+        caption = result["caption"]
+        if not caption.strip():
+            problems[path] = "no caption"
+        elif re.search(r"\{\{|\}\}|\{%|%\}", caption):
+            problems[path] = "a Jinja tag left over"
+        elif "system-message" in caption or "problematic" in caption:
+            problems[path] = "docutils reported a problem (an empty **{{ placeholder }}**, a stray | or *)"
+        elif re.search(r"<(strong|em)>\s*</\1>", caption):
+            problems[path] = "empty bold or italic text"
+    return problems
 
 
 def samples_in(folder):
