@@ -23,7 +23,8 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import snakemake_command  # noqa: E402  (the tests' command line)
 
 DEMO = {
     "aggregates": {"pattern": "aggregates", "fields_per_class": 6, "seed": 1, "cells_per_field": 100},
@@ -63,11 +64,7 @@ def main():
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config(args.model, args.runs)))
     start = time.perf_counter()
-    subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder), "--configfile",
-         str(folder / "config.yaml"), "--cores", "2", "--quiet", "all", "--until", "evaluate"],
-        check=True,
-    )
+    subprocess.run(snakemake_command(folder, "--quiet", "all", "--until", "evaluate"), check=True)
     print(f"workflow: {time.perf_counter() - start:.0f} s in {folder}")
     summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
     rows = summary[(summary["metric"] == "balanced_accuracy") & (summary["test_set"] == summary["dataset"])]

@@ -42,9 +42,8 @@ from cellclass.demo import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from workflow_helpers import job_counts, nothing_to_do  # noqa: E402  (the one parser of Snakemake's job table)
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+# The tests' command line and the one parser of Snakemake's job table.
+from conftest import job_counts, nothing_to_do, snakemake_command  # noqa: E402
 
 
 def write_config(folder, data, size, kind="cells"):
@@ -59,8 +58,7 @@ def write_config(folder, data, size, kind="cells"):
 
 def snakemake(folder, *args):
     """Run snakemake in `folder`; returns (wall seconds, output)."""
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder),
-               "--configfile", str(folder / "config.yaml"), "--cores", "2", *args]
+    command = snakemake_command(folder, *args)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start

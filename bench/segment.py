@@ -109,8 +109,9 @@ def stage(args):
     """Seconds of the prepare stage per kind, alternated, on fields written once to a folder dataset."""
     import yaml
 
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import snakemake_command  # the tests' command line
+
     folder = Path(tempfile.mkdtemp(prefix="segment_stage_"))
     for cls in synthetic.CLASSES:
         (folder / "data" / cls).mkdir(parents=True)
@@ -126,9 +127,8 @@ def stage(args):
             (folder / "config.yaml").write_text(yaml.safe_dump(config))
             shutil.rmtree(folder / "results", ignore_errors=True)
             start = time.perf_counter()
-            subprocess.run([snakemake, "--snakefile", str(snakefile), "--directory", str(folder), "--configfile",
-                            str(folder / "config.yaml"), "--cores", "2", "--quiet", "all", "--until", "split"],
-                           check=True, capture_output=True)
+            subprocess.run(snakemake_command(folder, "--quiet", "all", "--until", "split"), check=True,
+                           capture_output=True)
             seconds[kind].append(time.perf_counter() - start)
     shutil.rmtree(folder)
     return seconds

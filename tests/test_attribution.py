@@ -227,7 +227,7 @@ def written(stem):
 def test_overlay_grid_and_enrichment_plot_write_png_and_svg(tmp_path):
     x = tiles(5)
     maps = attribution.normalise(np.random.default_rng(1).random((5, SIDE, SIDE)))
-    overlays.overlay_grid(
+    fig = overlays.overlay_grid(
         tmp_path / "overlay",
         x,
         maps,
@@ -237,6 +237,14 @@ def test_overlay_grid_and_enrichment_plot_write_png_and_svg(tmp_path):
         columns=3,
     )
     written(tmp_path / "overlay")
+    assert fig.get_suptitle() == "Grad-CAM" and len(fig.axes) == 6  # 5 tiles on a 2 x 3 grid
+    drawn = [ax for ax in fig.axes if ax.images]
+    # Each tile: its channel 0 in gray under its map in purple, titled with its class's initial.
+    assert [ax.get_title() for ax in drawn] == ["A", "C", "C", "A", "C"]
+    for ax, tile, heat in zip(drawn, x, maps):
+        gray, purple = ax.images
+        assert np.array_equal(gray.get_array(), tile[..., 0]) and np.allclose(purple.get_array(), heat)
+        assert purple.get_cmap() is overlays.ATTRIBUTION_CMAP
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame(
@@ -248,5 +256,18 @@ def test_overlay_grid_and_enrichment_plot_write_png_and_svg(tmp_path):
         ]
         + [{"method": "grad_cam", "model_state": "trained", "enrichment": np.nan}]
     )
-    overlays.enrichment_plot(tmp_path / "enrichment", table)
+    fig = overlays.enrichment_plot(tmp_path / "enrichment", table)
     written(tmp_path / "enrichment")
+    [ax] = fig.axes  # no experiment column: one panel
+    assert fig.get_suptitle() == "Attribution inside the mask: trained vs randomised network"
+    assert ax.get_ylabel() == "enrichment in the mask (1 = no preference)" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [m.replace("_", " ") for m in attribution.METHODS]
+    # A box and its 6 points per method and state, trained left of randomised; the NaN row is not drawn.
+    drawn = [c.get_offsets() for c in ax.collections]
+    assert len(drawn) == 2 * len(attribution.METHODS) and all(len(p) == 6 for p in drawn)
+    expected = table.dropna().groupby(["method", "model_state"])["enrichment"]
+    for i, method in enumerate(attribution.METHODS):
+        for state, offset, points in zip(("trained", "randomised"), (-0.2, 0.2), drawn[2 * i : 2 * i + 2]):
+            assert np.allclose(sorted(points[:, 1]), sorted(expected.get_group((method, state))))
+            assert np.all(np.abs(points[:, 0] - (i + offset)) <= overlays.JITTER / 2)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["trained", "randomised"]

@@ -1,4 +1,5 @@
-"""Every figure writes real PNG and SVG files; the gallery colours and orders its tiles as the article did."""
+"""Every figure writes real PNG and SVG files and draws what its tables hold (panels, labels, one point per run);
+the gallery colours and orders its tiles as the article did."""
 
 import matplotlib
 import numpy as np
@@ -84,10 +85,29 @@ def assert_written(paths):
     assert sorted(p.name for p in png.parent.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
+def points(ax):
+    """The (x, y) of every scatter point in `ax`, one array per scatter call."""
+    return [c.get_offsets() for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+
+
+def legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_accuracy_boxplot(tmp_path, tables):
     paths = outputs(tmp_path, "box")
-    figures.accuracy_boxplot(tables[2], paths, human={"agg": 0.93, "sub": 0.71})
+    fig = figures.accuracy_boxplot(tables[2], paths, human={"agg": 0.93, "sub": 0.71})
     assert_written(paths)
+    [ax] = fig.axes
+    assert ax.get_title() == "Test balanced accuracy across runs"
+    assert ax.get_ylabel() == "balanced accuracy (headline unit)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["agg/deep on snap29 (image)", "sub/deep on snf7 (image)"]
+    # One point per run (3 seeds) over each box, at its headline (image-level) accuracy.
+    headline = tables[2][tables[2]["headline"]]
+    for drawn, (_, runs) in zip(points(ax), headline.groupby("experiment", sort=True)):
+        assert sorted(drawn[:, 1]) == sorted(runs["balanced_accuracy"])
+    # The by-eye line is drawn on the experiment's own test side only: both experiments here.
+    assert legend_texts(ax) == ["chance (1/K)", "majority-class rate", "human by eye (tiles)"]
     again = tmp_path / "again" / "box.svg"
     figures.accuracy_boxplot(tables[2], again, human={"agg": 0.93, "sub": 0.71})
     assert again.read_bytes() == paths[1].read_bytes()  # seeded jitter, no timestamps
@@ -95,11 +115,21 @@ def test_accuracy_boxplot(tmp_path, tables):
 
 def test_training_curves(tmp_path, tables):
     paths = outputs(tmp_path, "curves")
-    figures.training_curves(tables[0], paths)
+    fig = figures.training_curves(tables[0], paths)
     assert_written(paths)
+    assert [ax.get_title() for ax in fig.axes] == ["training (inference mode) accuracy", "validation accuracy"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch"] and fig.axes[0].get_ylabel() == "accuracy"
+    for ax in fig.axes:
+        # A mean curve per experiment/model over its 5 epochs, and every run's epoch as a point (2 x 3 runs x 5).
+        assert [(line.get_label(), len(line.get_xdata())) for line in ax.get_lines()] == [("agg/deep", 5), ("sub/deep", 5)]
+        assert sum(len(p) for p in points(ax)) == len(tables[0]) == 30
+
     without_validation = tables[0].assign(validation_accuracy=np.nan)
-    figures.training_curves(without_validation, outputs(tmp_path, "curves_no_validation"))
+    fig = figures.training_curves(without_validation, outputs(tmp_path, "curves_no_validation"))
     assert_written(outputs(tmp_path, "curves_no_validation"))
+    left, right = fig.axes
+    assert len(left.get_lines()) == 2 and right.get_lines() == [] and points(right) == []
+    assert [t.get_text() for t in right.texts] == ["no validation side\n(too few groups per class)"]
 
 
 def test_overfitting_scatter(tmp_path, tables):
@@ -107,20 +137,46 @@ def test_overfitting_scatter(tmp_path, tables):
     last_tile_row = runs.index[runs["level"] == "tile"][-1]
     runs.loc[last_tile_row, ["final_train_accuracy", "balanced_accuracy", "overfit"]] = [1.0, 0.5, True]
     paths = outputs(tmp_path, "scatter")
-    figures.overfitting_scatter(runs, paths)
+    fig = figures.overfitting_scatter(runs, paths)
     assert_written(paths)
+    [ax] = fig.axes
+    assert ax.get_xlabel() == "final training accuracy (inference mode, tiles)"
+    assert ax.get_ylabel() == "balanced test accuracy (tiles)"
+    tile_rows = runs[runs["level"] == "tile"]
+    *per_model, circled = points(ax)
+    assert [len(p) for p in per_model] == [3, 3]  # one point per run and model, at the tile level
+    assert sorted(circled[:, 1]) == sorted(tile_rows.loc[tile_rows["overfit"], "balanced_accuracy"])
+    assert legend_texts(ax) == ["agg/deep", "sub/deep", "overfit", "train = test"]
+    assert len(ax.texts) == tile_rows.loc[tile_rows["overfit"]].groupby(["final_train_accuracy", "balanced_accuracy"]).ngroups
 
 
 def test_confidence_plots(tmp_path, tables):
     paths = outputs(tmp_path, "confidence")
-    figures.confidence_plots(tables[1], CLASSES, paths)
+    fig = figures.confidence_plots(tables[1], CLASSES, paths)
     assert_written(paths)
+    assert len(fig.axes) == 4  # a row per test set: confidence histogram, reliability diagram
+    for (left, right), (test_set, rows) in zip(np.reshape(fig.axes, (2, 2)), tables[1].groupby("test_set", sort=False)):
+        assert left.get_title() == f"Confidence of right and wrong predictions ({test_set})"
+        assert right.get_title().startswith("Reliability (ECE = ") and right.get_title().endswith(f"({test_set})")
+        right_n = (rows["true"] == rows["predicted"]).sum()
+        assert legend_texts(left) == [f"right ({right_n})", f"wrong ({len(rows) - right_n})"]
+        assert (left.get_xlabel(), left.get_ylabel()) == ("top softmax probability", "tiles")
 
 
 def test_confusion_plot(tmp_path, tables):
     paths = outputs(tmp_path, "confusion")
-    figures.confusion_plot({"snap29": metrics.confusion(tables[1], CLASSES), "other": metrics.confusion(tables[1], CLASSES)}, paths)
+    table = metrics.confusion(tables[1], CLASSES)
+    fig = figures.confusion_plot({"snap29": table, "other": table}, paths)
     assert_written(paths)
+    *panels, colorbar = fig.axes
+    assert [ax.get_title() for ax in panels] == ["tiles of snap29", "tiles of other"]
+    assert colorbar.get_ylabel() == "share of true class"
+    for ax in panels:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "true")
+        assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
+        # Each cell annotated "<count>\n<share of its row>", row by row.
+        counts = [int(t.get_text().split("\n")[0]) for t in ax.texts]
+        assert counts == table.to_numpy().ravel().tolist() and sum(counts) == len(tables[1])
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +199,11 @@ def one_run(predictions):
 
 def test_gallery_writes_files_from_tile_files(tmp_path, tables, tile_dir):
     paths = outputs(tmp_path, "gallery")
-    figures.gallery(one_run(tables[1]), figures.tile_loader(sorted(tile_dir.rglob("*.npz"))), paths, n=8)
+    fig = figures.gallery(one_run(tables[1]), figures.tile_loader(sorted(tile_dir.rglob("*.npz"))), paths, n=8)
     assert_written(paths)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 8 and all(ax.images[0].get_array().shape[:2] == (16, 16) for ax in shown)
+    assert all("\ntrue: " in ax.get_title() for ax in shown)
 
 
 def test_gallery_titles_green_when_right_red_when_wrong_mistakes_first(tables):

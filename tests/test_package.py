@@ -150,3 +150,55 @@ def test_export_defaults_to_every_run_of_the_first_model():
 def test_bad_export_config_is_named(export, problem):
     with pytest.raises(InputError, match=problem):
         validate(export_config(**export))
+
+
+def tiny_package(path):
+    """A real bioimage.io package of a small untrained network, described as the export describes its own (one
+    run, normalised 16 px tiles, Keras weights only), with its test tiles and their outputs."""
+    import tempfile
+    from pathlib import Path
+
+    import keras
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.common import FileDescr
+    from bioimageio.spec.model import v0_5
+
+    from cellclass.learn import inference
+    from cellclass.learn.models import build_model
+    from cellclass.share import export
+
+    run = {**run_record(tile_size=16), "input_shape": [16, 16, 1]}
+    keras.utils.set_random_seed(0)
+    model = build_model("small", (16, 16, 1), 2)
+    tiles = np.random.default_rng(0).random((8, 16, 16, 1), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model.save(folder / package.WEIGHTS)
+        np.save(folder / export.TEST_INPUT, tiles)
+        np.save(folder / export.TEST_OUTPUT, inference.probabilities(model, tiles))
+        (folder / export.README).write_text("# A tiny test package\n")
+        tile, probabilities = export.tensor_descriptions(run, folder, False, "float32")
+        description = v0_5.ModelDescr(
+            name="tiny test package", description="an untrained small network", authors=[v0_5.Author(name="Ada")],
+            cite=[], license="MIT", documentation=FileDescr(source=folder / export.README), inputs=[tile],
+            outputs=[probabilities], weights=export.weights_description(folder, onnx=False))
+        save_bioimageio_package(description, output_path=path)
+    return path
+
+
+def test_validation_runs_the_weights_with_a_quiet_log(tmp_path, capfd, caplog):
+    """bioimageio.core's test of a package passes and leaves no noise in the job's log: no TensorFlow retracing
+    warning, no Keras progress bar (it runs model.predict on each test input)."""
+    import logging
+
+    path = tiny_package(tmp_path / "tiny.zip")
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        summary = package.validate(path)
+    table = package.validation_table(summary)
+    assert summary.status == "passed", table.to_string()
+    assert table["check"].str.contains(r"Reproduce test outputs from test inputs \(keras_v3\)").any()
+    out, err = capfd.readouterr()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for text in (out, err, logged):
+        assert "retracing" not in text and "/step" not in text, text[-2000:]

@@ -140,3 +140,27 @@ def test_an_image_of_a_class_the_model_lacks_is_neither_right_nor_wrong(known, c
     images.meta["class"] = known
     row = predict.image_row(images, np.array([[[0.9, 0.1]]]), CLASSES)
     assert row["call"] == "aggregates" and row["correct"] is correct
+
+
+def test_an_ensemble_scores_each_member_as_alone_without_tensorflow_retracing_warnings(caplog):
+    """Six members over images of ragged tile counts (batches of 8, the last one short): the probabilities are each
+    member's own, and TensorFlow does not warn of retracing (member by member, it did from the first prediction set)."""
+    import logging
+
+    import keras
+
+    from cellclass.learn import inference
+    from cellclass.learn.models import build_model
+
+    keras.utils.set_random_seed(0)
+    members = [build_model("small", (16, 16, 1), 2) for _ in range(6)]
+    rng = np.random.default_rng(0)
+    tilesets = [TileSet(rng.random((n, 16, 16, 1), dtype=np.float32), np.arange(n), np.zeros(n, int), {"sample": str(n)})
+                for n in (5, 0, 9, 3)]
+    with caplog.at_level(logging.WARNING):
+        scores = list(predict.score(members, tilesets, run_record() | {"input_shape": [16, 16, 1]}, batch_size=8))
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
+    assert [s.shape for s in scores] == [(6, n, 2) for n in (5, 0, 9, 3)]
+    for tileset, score in zip(tilesets, scores):
+        alone = np.stack([inference.probabilities(m, tileset.tiles) for m in members]) if len(tileset) else score
+        assert np.allclose(score, alone, atol=1e-6)

@@ -17,8 +17,8 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, TINY, job_counts, local_rules, snakemake_command, write_config
 from slurm_cluster import start_cluster
-from workflow_helpers import REPO, SNAKEMAKE, TINY, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -57,18 +57,7 @@ def run_snakemake(folder, *args, cores=2, timeout=HARD_TIMEOUT):
     Output goes to a file, not a pipe, so leftover children can never keep
     the test waiting for an end of file.
     """
-    command = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--configfile",
-        str(folder / "config.yaml"),
-        "--cores",
-        str(cores),
-        *args,
-    ]
+    command = snakemake_command(folder, *args, cores=cores)
     # A pytest started inside a Slurm job must not hand its job's settings on.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_"))}
     log = folder / "snakemake.out"
@@ -139,12 +128,11 @@ def planned_jobs(folder):
     write_config(dry, SLURM_TINY)
     returncode, output = run_snakemake(dry, "-n", timeout=300)
     assert returncode == 0, output
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", output, re.MULTILINE) if rule != "total"}
+    return job_counts(output)
 
 
 # The Snakefile's localrules: jobs of seconds that never wait in a queue.
-LOCAL = {"all", "predict", "split", "evaluate", "overview_figures", "run_figures", "attribution_summary",
-         "attribution_overlay"}
+LOCAL = local_rules()
 
 
 def test_workflow_runs_through_sbatch(slurm_run):

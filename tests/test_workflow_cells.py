@@ -9,7 +9,7 @@ import pytest
 from cellclass.demo import synthetic as demo
 from cellclass.prepare import shards
 from cellclass.io.datasets import from_folder
-from workflow_helpers import job_counts, nothing_to_do, samples_in, snakemake, write_config
+from conftest import job_counts, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

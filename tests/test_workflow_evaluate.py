@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from workflow_helpers import snakemake, write_config
+from conftest import snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import TINY, snakemake, write_config
+from conftest import TINY, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

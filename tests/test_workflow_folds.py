@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from workflow_helpers import samples_in, snakemake, write_config
+from conftest import samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

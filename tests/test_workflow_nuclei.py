@@ -10,7 +10,7 @@ import tifffile
 
 from cellclass.demo import synthetic as demo
 from cellclass.io import tilestore
-from workflow_helpers import nothing_to_do, snakemake, write_config
+from conftest import nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from cellclass.demo import synthetic as demo
-from workflow_helpers import nothing_to_do, snakemake, write_config
+from conftest import caption_problems, nothing_to_do, report_results, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +123,16 @@ def test_the_report_carries_the_plate_results_with_captions(run):
     report = (run / "report.html").read_text(errors="replace")
     for text in ("wells.tsv", "plates.tsv", "dose_response.png", "heatmap_S1.png", "Z&#x27;-factor", "SSMD"):
         assert text in report or text.replace("&#x27;", "'") in report, text
+    # Each caption names its results with its own rule's wildcards, none left empty.
+    results = report_results(run / "report.html")
+    assert caption_problems(results) == {}
+    screen, test_side = "results/assay/screen", "results/assay/test/training/small/training"
+    assert "prediction set <strong>screen</strong>:" in results[f"{screen}/wells.tsv"]["caption"]
+    for name in ("wells.tsv", "plates.tsv", "dose_response.png"):
+        caption = results[f"{test_side}/{name}"]["caption"]
+        assert "plate dataset <strong>training</strong>, as called by\n<strong>training/small</strong>" in caption, caption
+    heatmap = results[f"{test_side}/heatmap_T1.png"]["caption"]
+    assert "Plate <strong>T1</strong> of <strong>test/training/small/training</strong>" in heatmap, heatmap
 
 
 def test_nothing_left_to_do(run):

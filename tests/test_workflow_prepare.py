@@ -7,7 +7,7 @@ import pytest
 from cellclass.io import datasets, tilestore
 from cellclass.prepare import shards, split
 from cellclass.io.datasets import Sample
-from workflow_helpers import TINY, nothing_to_do, samples_in, snakemake, write_config
+from conftest import TINY, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 from cellclass.demo import synthetic as demo
 from cellclass.prepare import shards, split
 from cellclass.io.datasets import from_folder
-from workflow_helpers import REPO, SNAKEMAKE, TINY, job_counts, nothing_to_do, samples_in, snakemake, write_config
+from conftest import TINY, job_counts, nothing_to_do, samples_in, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -146,8 +146,7 @@ def test_killed_training_job_resumes_from_its_last_epoch(tmp_path):
     write_config(tmp_path, config)
     target = "results/train/tiny/small/fold0/seed0/metrics.json"
     run = tmp_path / "results/train/tiny/small/fold0/seed0"
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+    command = snakemake_command(tmp_path, target)
     # Killed as a whole (Snakemake and its job) the moment two epochs are saved.
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

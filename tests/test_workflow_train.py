@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from workflow_helpers import TINY, job_counts, nothing_to_do, snakemake, write_config
+from conftest import TINY, caption_problems, job_counts, nothing_to_do, report_results, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +138,12 @@ def test_predicting_new_images_reruns_no_training(finished):
 def test_report_builds(finished):
     snakemake(finished, "--report", "report.zip")
     assert (finished / "report.zip").stat().st_size > 10000
+    results = report_results(finished / "report.zip")
+    figures = {f"results/figures/{name}.png" for name in ("test_accuracy", "training_curves", "overfitting")}
+    figures |= {f"results/figures/tiny/small/{name}.png" for name in ("gallery", "confusion", "confidence")}
+    assert figures <= set(results), sorted(results)
+    assert results["results/figures/tiny/small/gallery.png"]["job_properties"]["rule"] == "run_figures"
+    # Every caption rendered: no Jinja tag left over, no empty **{{ wildcard }}**.
+    assert caption_problems(results) == {}
+    calls = results["results/predict/tiny_new/images.tsv"]["caption"]
+    assert "<strong>tiny_new</strong>" in calls

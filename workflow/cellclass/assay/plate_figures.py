@@ -33,7 +33,7 @@ def plate_heatmap(wells, plate, paths):
     ax.set_title(f"plate {plate}", fontsize=9)
     ax.xaxis.set_label_position("bottom")
     ax.set_xlabel("− negative, + positive control; grey: no images", fontsize=7)
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def _row_name(index):
@@ -78,4 +78,4 @@ def dose_response(wells, statistics, paths):
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"plate {plate}: Z' {fit['z_prime']:.2f}, SSMD {fit['ssmd']:.2f}", fontsize=9)
         ax.legend(fontsize=7, frameon=False, loc="upper left")
-    save(fig, paths)
+    return save(fig, paths)

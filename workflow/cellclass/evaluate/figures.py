@@ -2,7 +2,7 @@
 
 Figures are built on matplotlib.figure.Figure without pyplot, so no GUI backend or
 global figure registry is involved (Agg renders PNG) and nothing needs closing.
-Each public function writes every path it is given; the suffix picks the format.
+Each public function writes every path it is given (the suffix picks the format) and returns the Figure.
 """
 
 import functools
@@ -91,7 +91,7 @@ def accuracy_boxplot(runs, paths, human=None):
     ax.legend(handles=handles, loc="lower left", frameon=False, fontsize=8)
     if len(boxes) > 2:
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def training_curves(history, paths, window=1):
@@ -127,7 +127,7 @@ def training_curves(history, paths, window=1):
     axes[0].set_ylabel("accuracy")
     axes[0].set_ylim(top=1.01)
     axes[0].legend(frameon=False, loc="lower right")
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def overfitting_scatter(runs, paths):
@@ -168,7 +168,7 @@ def overfitting_scatter(runs, paths):
     ax.set_ylabel("balanced test accuracy (tiles)")
     ax.set_title("Overfitting: fits training data, not test data")
     ax.legend(frameon=False, loc="upper left", fontsize=8)
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def confidence_plots(predictions, classes, paths, bins=10):
@@ -181,7 +181,7 @@ def confidence_plots(predictions, classes, paths, bins=10):
     for (left, right), name in zip(axes, sets):
         rows = predictions if not name else predictions[predictions["test_set"] == name]
         _confidence_row(left, right, rows, classes, bins, f" ({name})" if name else "")
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def _confidence_row(left, right, predictions, classes, bins, where):
@@ -234,7 +234,7 @@ def confusion_plot(confusions, paths):
         if name:
             ax.set_title(f"tiles of {name}")
     fig.colorbar(image, ax=list(axes), label="share of true class")
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def _pick(predictions, n, order, seed):
@@ -273,7 +273,7 @@ def gallery(predictions, tile_loader, paths, n=24, order="confidence-wrong-first
 
     tile_loader(test_set, tile_id) -> (h, w, C) in [0, 1]; the default order shows the most confident mistakes first.
     """
-    save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
+    return save(_gallery_figure(predictions, tile_loader, n, order, seed, columns), paths)
 
 
 def tile_loader(tile_files):

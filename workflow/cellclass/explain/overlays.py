@@ -1,7 +1,7 @@
 """The article's attribution figures: tiles with their maps in purple, and enrichment per method.
 
 Like cellclass.evaluate.figures, built on matplotlib.figure.Figure (Agg, no pyplot) and
-saved with its helper, so reruns write identical files.
+saved with its helper, so reruns write identical files; each returns its Figure.
 """
 
 import math
@@ -66,7 +66,7 @@ def overlay_grid(path_stem, tiles, maps, labels, *, class_names, title, columns=
     if n == 0:
         axes[0].text(0.5, 0.5, "no tiles", ha="center", va="center")
     fig.suptitle(title)
-    save(fig, _paths(path_stem))
+    return save(fig, _paths(path_stem))
 
 
 def enrichment_plot(path_stem, table):
@@ -127,4 +127,4 @@ def enrichment_plot(path_stem, table):
     axes[-1].legend(handles=[Patch(color=colour, label=state) for state, colour in STATES.items()], frameon=False)
     if not methods:
         axes[0].text(0.5, 0.5, "no enrichment values", ha="center", va="center", transform=axes[0].transAxes)
-    save(fig, _paths(path_stem))
+    return save(fig, _paths(path_stem))

@@ -13,7 +13,10 @@ JITTER = 0.15  # horizontal spread of points drawn over a box
 
 
 def save(fig, paths):
-    """Write `fig` to each path (the suffix picks the format), atomically and byte-for-byte reproducibly."""
+    """Write `fig` to each path (the suffix picks the format), atomically and byte-for-byte reproducibly.
+
+    Returns `fig`, so each figure function can hand back what it drew (tests and notebooks inspect it).
+    """
     # Lay the figure out once, then freeze it: otherwise each format's renderer
     # re-runs the layout and an SVG written alone differs from one written after a PNG.
     fig.draw_without_rendering()
@@ -22,6 +25,7 @@ def save(fig, paths):
         path = Path(path)
         with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "cellclass"}):
             fig.savefig(tmp, dpi=150, metadata=_METADATA.get(path.suffix.lower()))
+    return fig
 
 
 

@@ -44,7 +44,7 @@ def call_overlay(field, tiles, image_row, classes, tile_size, paths, *, whole_im
     ax.set_title(f"{image_row['image']}: {call}{detail}", fontsize=9)
     handles = [Line2D([], [], color=class_colours[c], linewidth=3, label=c) for c in classes]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(classes), frameon=False, fontsize=8)
-    save(fig, paths)
+    return save(fig, paths)
 
 
 def calls_plot(images, classes, paths):
@@ -65,4 +65,4 @@ def calls_plot(images, classes, paths):
     ax.set_ylabel("probability of the call\n(mean ± spread over seeds)")
     handles = [Rectangle((0, 0), 1, 1, color=class_colours[c], label=c) for c in classes]
     ax.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes))
-    save(fig, paths)
+    return save(fig, paths)

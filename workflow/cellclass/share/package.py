@@ -7,6 +7,8 @@ weights are the ensemble's members. With both, a package classifies new images
 exactly as the runs it came from, in a folder without those runs.
 """
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -100,7 +102,10 @@ def validate(path):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # bioimageio.core defaults to torch
     from bioimageio.core import test_model
 
-    return test_model(Path(path))
+    # It runs the Keras weights with model.predict, whose progress bars on stdout would fill the job's log;
+    # what it finds is in the summary.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return test_model(Path(path))
 
 
 def validation_table(summary):
