@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from workflow_helpers import TINY, job_counts, snakemake, write_config
+from conftest import TINY, job_counts, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
