@@ -1,9 +1,15 @@
 """Train: one job per (experiment, model, fold, seed), evaluated on every test set right after."""
 
+from cellclass.learn import model_specs as cc_model_specs
+
 
 rule train:
     input:
         unpack(train_inputs),
+        # A backbone's ImageNet weights file, when train.model_options.<model>.weights names one.
+        backbone_weights=lambda w: cc_model_specs.weights_files(
+            w.model, EXPERIMENTS[w.experiment]["train"]["model_options"].get(w.model)
+        ),
     output:
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
         history="results/train/{experiment}/{model}/fold{fold}/seed{seed}/history.csv",

@@ -106,6 +106,31 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initial_epoch, **fit_options):
+    """model.fit, with the model's "backbone" frozen for the first `freeze_epochs` epochs, then every layer
+    fine-tuned: while the new head is random, its large gradients would otherwise scramble pretrained features.
+
+    Two fits on one epoch counter, so the epoch log and the checkpoints read as one run, and a run killed in
+    either phase resumes in it: the checkpoint keeps the backbone's frozen state. `compile_model(model)` compiles
+    afresh (a new optimizer) when the trainable weights change; Keras needs that to see the change.
+    """
+    from cellclass.learn import models
+
+    phases = [(min(freeze_epochs, epochs), False), (epochs, True)] if freeze_epochs else [(epochs, None)]
+    for end, trainable in phases:
+        if initial_epoch >= end:
+            continue
+        backbone = models.backbone(model)
+        if trainable is not None:
+            if backbone.trainable != trainable:
+                backbone.trainable = trainable
+                compile_model(model)
+            log.info("epochs %d-%d: %s", initial_epoch + 1, end,
+                     "fine-tuning every layer" if trainable else "backbone frozen, training the head")
+        model.fit(data, epochs=end, initial_epoch=initial_epoch, **fit_options)
+        initial_epoch = end
+
+
 def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
     """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
 
@@ -165,11 +190,16 @@ def train_run(
             raise InputError(f"test set {name} has no images with tiles")
     checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
-    if model is None:
-        model = models.build_model(model_name, shape, len(classes), **options["model_options"].get(model_name, {}))
+    model_options = options["model_options"].get(model_name, {})
+
+    def compile_model(model):
         spec = models.MODELS[model_name]
         optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
+
+    if model is None:
+        model = models.build_model(model_name, shape, len(classes), **model_options)
+        compile_model(model)
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
     eval_labels = labelled(train_eval, classes, "training data")
@@ -204,7 +234,10 @@ def train_run(
 
     log_path = backup_dir / "history.csv"
     started = time.perf_counter()
-    model.fit(
+    fit_with_warm_up(
+        model,
+        compile_model,
+        models.freeze_epochs(model_name, model_options),
         train_data,
         validation_data=validation_data if n_validation else None,
         epochs=options["epochs"],
