@@ -150,3 +150,14 @@ def test_export_defaults_to_every_run_of_the_first_model():
 def test_bad_export_config_is_named(export, problem):
     with pytest.raises(InputError, match=problem):
         validate(export_config(**export))
+
+
+def test_the_readme_says_whether_the_evaluation_averaged_dihedral_views():
+    """bioimage.io cannot describe test-time augmentation, so the package's README must."""
+    from cellclass.share import export
+
+    used = export.test_time_augmentation_note([{"tta": "dihedral"}, {"tta": "dihedral"}])
+    assert "`evaluation.tta: dihedral`" in used and "mean over its 8 dihedral views" in used
+    assert "cannot express that" in used and "`bioimageio predict` score each tile once" in used
+    for members in ([{"tta": "none"}], [{}]):  # runs from before evaluation.tta scored each tile once
+        assert export.test_time_augmentation_note(members).startswith("None: the evaluation above scored each test tile once")

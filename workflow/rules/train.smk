@@ -31,5 +31,6 @@ rule train:
         other_test_sets=lambda w: EXPERIMENTS[w.experiment]["test_sets"],
         identity=lambda w: run_identity(w),
         run_dir=lambda w: run_dir(w.experiment, w.model, w.fold, w.seed),
+        tta=CONFIG["evaluation"]["tta"],
     script:
         "../scripts/train.py"

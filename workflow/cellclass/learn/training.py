@@ -87,10 +87,11 @@ def training_sample(tilesets, labels, *, per_class, seed, channels):
     return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
 
 
-def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
-    """Per-tile predictions of the images `tilesets` as a tidy table."""
+def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, tta="none"):
+    """Per-tile predictions of the images `tilesets` as a tidy table (`tta`: see cellclass.learn.inference.TTA)."""
     rows = []
-    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size)
+    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size,
+                                 tta=tta)
     for tileset, scores in zip(tilesets, scored):
         if not len(tileset):
             continue
@@ -159,6 +160,7 @@ def train_run(
     out_dir,
     options,
     threads=1,
+    tta="none",
 ):
     """Train, save and evaluate one run; returns its metrics dict.
 
@@ -167,7 +169,8 @@ def train_run(
     are TileSets; `test_sets` maps a test-set name to its TileSets, scored once,
     after training. The per-epoch curves use the validation side (none if it is
     empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
-    scored in inference mode.
+    scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
+    predictions (cellclass.learn.inference.TTA); the curves never use it.
     """
 
     from cellclass.learn import callbacks, models
@@ -259,7 +262,7 @@ def train_run(
         history.to_csv(tmp, index=False)
     # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
     predictions = pd.concat(
-        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name)
+        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name, tta=tta)
          for name, tilesets in test_sets.items()],
         ignore_index=True,
     )
@@ -280,6 +283,7 @@ def train_run(
         "class_balance": balance,
         "validation_tiles": n_validation,
         "test_sets": list(test_sets),
+        "tta": tta,
         "epochs": int(history["epoch"].max()),
         "train_seconds": round(seconds, 2),
     }
