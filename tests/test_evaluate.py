@@ -325,3 +325,19 @@ def test_cross_validation_pools_every_fold_and_pairs_runs_by_fold_and_seed():
     assert "no difference to test" in findings.comparison(tied) and "cannot reach" not in findings.comparison(tied)
     [line] = [x for x in findings.headline(summary) if x.startswith("e/resnet")]
     assert "over 12 test groups and 6 runs (3 folds × 2 seed(s))" in line
+
+
+def test_every_table_says_whether_test_time_augmentation_was_used():
+    """runs.tsv and summary.tsv carry the runs' `tta` (metrics.json; "none" for runs from before it), and the
+    findings name the models whose test scores average dihedral views."""
+    predictions = pd.concat([two_class_run(s, [8, 9]) for s in range(2)], ignore_index=True)
+    older = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
+                               run_rows(predictions), thresholds=THRESHOLDS, resamples=99)
+    assert set(older["tta"]) == {"none"} and findings.test_time_augmentation(older) == []
+    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
+                               run_rows(predictions).assign(tta="dihedral"), thresholds=THRESHOLDS, resamples=99)
+    assert set(table["tta"]) == {"dihedral"} and len(table) == len(older)
+    summary = evaluate.summary_table(predictions, table, resamples=99)
+    assert set(summary["tta"]) == {"dihedral"}
+    [line] = findings.test_time_augmentation(table)
+    assert "average each tile's probabilities over its 8 dihedral views (evaluation.tta: dihedral)" in line

@@ -160,7 +160,7 @@ def test_width_scales_alexnet_and_resnet():
 
 
 def test_bad_names_and_options_are_input_errors():
-    with pytest.raises(InputError, match="unknown model 'vgg'; known: deep, deep50, alexnet, resnet, small"):
+    with pytest.raises(InputError, match="unknown model 'vgg'; known: deep, deep50, alexnet, resnet, small, mobilenetv3small, "):
         models.build_model("vgg", (64, 64, 2), 2)
     with pytest.raises(InputError, match="model 'deep' has no option width; options: shared_weights"):
         models.build_model("deep", (64, 64, 2), 2, width=0.5)

@@ -202,3 +202,14 @@ def test_validation_runs_the_weights_with_a_quiet_log(tmp_path, capfd, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for text in (out, err, logged):
         assert "retracing" not in text and "/step" not in text, text[-2000:]
+
+
+def test_the_readme_says_whether_the_evaluation_averaged_dihedral_views():
+    """bioimage.io cannot describe test-time augmentation, so the package's README must."""
+    from cellclass.share import export
+
+    used = export.test_time_augmentation_note([{"tta": "dihedral"}, {"tta": "dihedral"}])
+    assert "`evaluation.tta: dihedral`" in used and "mean over its 8 dihedral views" in used
+    assert "cannot express that" in used and "`bioimageio predict` score each tile once" in used
+    for members in ([{"tta": "none"}], [{}]):  # runs from before evaluation.tta scored each tile once
+        assert export.test_time_augmentation_note(members).startswith("None: the evaluation above scored each test tile once")

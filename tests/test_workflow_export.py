@@ -67,7 +67,8 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
         assert test_input.shape == (8, 32, 32, 2) and test_input.dtype == np.float32
         assert record["prepare"]["settings"]["normalise"]["method"] == "percentile"
         for words in ("## Evaluation", "balanced accuracy", "| tiny_holdout | image (headline) |", "## Tiling",
-                      "tile size: 32 px", "## Validation", "aggregates"):
+                      "tile size: 32 px", "## Validation", "aggregates",
+                      "## Test-time augmentation", "None: the evaluation above scored each test tile once"):
             assert words in readme, words
     ensemble = yaml.safe_load(zipfile.ZipFile(exported / "results/export/tiny_ensemble.zip").read("rdf.yaml"))
     assert ensemble["authors"] == [{"name": "Ada Lovelace", "affiliation": "Test lab"}]

@@ -83,7 +83,7 @@ def validate(config, base_dir="."):
                              "use a model package (predict.<set>.package) can do without")
     elif all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")
-    _check_experiments(config, schema)
+    _check_experiments(config, schema, base_dir)
     _check_predictions(config, base_dir)
     _check_exports(config)
     _check_attribution(config)
@@ -235,7 +235,20 @@ def augmentation(augment, wanted):
     }
 
 
-def _check_experiments(config, schema):
+def _check_backbone(options, model, base_dir, where):
+    """A backbone's weights file exists before any job runs; its path is made absolute (the train rule reads it)."""
+    from cellclass.learn.model_specs import MODELS, weights_files
+
+    for path in weights_files(model, options):
+        resolved = (base_dir / Path(path).expanduser()).resolve()
+        if not resolved.is_file():
+            raise InputError(f"invalid configuration:\n  {where}.weights: {resolved} is not a file; give Keras' "
+                             f"ImageNet weights file ({MODELS[model].weights_file}), imagenet (download; online "
+                             "only) or null")
+        options["weights"] = str(resolved)
+
+
+def _check_experiments(config, schema, base_dir):
     """Fill in experiments (default: one per trainable dataset) and their train settings."""
     from cellclass.learn.model_specs import MODELS
 
@@ -267,3 +280,4 @@ def _check_experiments(config, schema):
                     f"invalid configuration:\n  {where}: model '{model}' needs tiles of at least "
                     f"{MODELS[model].min_size} px; dataset '{experiment['dataset']}' makes {side} px tiles"
                 )
+            _check_backbone(merged["model_options"].get(model), model, base_dir, f"{where}.train.model_options.{model}")

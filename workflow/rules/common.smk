@@ -1,6 +1,7 @@
 """The plan of this config (cellclass.plan, unit-tested) turned into rule inputs and outputs."""
 
 from cellclass import config as cc_config
+from cellclass.learn import model_specs
 from cellclass.plan import Plan, run_dir
 
 PLAN = Plan(cc_config.validate(config))
@@ -68,6 +69,11 @@ def train_inputs(wildcards):
         inputs[f"test_{name}"] = PLAN.tile_files(name)
         inputs[f"manifest_{name}"] = f"results/{name}/split.tsv"
     return inputs
+
+
+def backbone_weights(wildcards):
+    options = EXPERIMENTS[wildcards.experiment]["train"]["model_options"]
+    return model_specs.weights_files(wildcards.model, options.get(wildcards.model))
 
 
 def run_identity(wildcards):

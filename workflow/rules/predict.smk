@@ -68,5 +68,7 @@ rule predict_set:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        tta=CONFIG["evaluation"]["tta"],
     script:
         "../scripts/predict.py"

@@ -4,6 +4,8 @@
 rule train:
     input:
         unpack(train_inputs),
+        # A backbone's ImageNet weights file, when train.model_options.<model>.weights names one.
+        backbone_weights=backbone_weights,
     output:
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
         history="results/train/{experiment}/{model}/fold{fold}/seed{seed}/history.csv",
@@ -25,5 +27,6 @@ rule train:
         other_test_sets=lambda w: EXPERIMENTS[w.experiment]["test_sets"],
         identity=lambda w: run_identity(w),
         run_dir=lambda w: run_of(w),
+        tta=CONFIG["evaluation"]["tta"],
     script:
         "../scripts/train.py"

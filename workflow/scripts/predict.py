@@ -14,4 +14,5 @@ calls.predict_set(
     calls_figures=[snakemake.output.calls, snakemake.output.calls_svg],
     overlay_dir=snakemake.output.overlays,
     threads=snakemake.threads,
+    tta=snakemake.params.tta,
 )

@@ -19,4 +19,5 @@ training.train_run(
     out_dir=snakemake.params.run_dir,
     options=snakemake.params.options,
     threads=snakemake.threads,
+    tta=snakemake.params.tta,
 )

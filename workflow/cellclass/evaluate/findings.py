@@ -161,6 +161,13 @@ def headline(summary):
     return lines
 
 
+def test_time_augmentation(table):
+    """A line per experiment and model whose test scores average dihedral views (evaluation.tta)."""
+    used = table[table["tta"] != "none"].drop_duplicates(["experiment", "model"])
+    return [f"{_label(r.experiment, r.model)}: test scores average each tile's probabilities over its 8 dihedral "
+            f"views (evaluation.tta: {r.tta}); the training curves do not" for r in used.itertuples()]
+
+
 def overfitting(table):
     lines = []
     own = table[(table["level"] == "tile") & (table["test_set"] == table["dataset"])]
@@ -209,7 +216,7 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions):
         + seeds_disagree(summary)
         + no_validation(runs)
     )
-    results = headline(summary) + overfitting(table)
+    results = headline(summary) + test_time_augmentation(table) + overfitting(table)
     if len(compared):
         results += list(compared["text"])
     else:

@@ -39,8 +39,14 @@ def training_summary(history):
     )
 
 
+def test_time_augmentation(runs):
+    """Per run, the test-time augmentation of its test predictions (evaluation.tta); "none" for runs that predate it."""
+    return runs["tta"].fillna("none") if "tta" in runs else pd.Series("none", index=runs.index)
+
+
 def run_table(predictions, history, runs, *, thresholds, resamples=999):
-    """One row per (run, test set, level): every metric, and the run's flags.
+    """One row per (run, test set, level): every metric, the run's flags, and `tta`, the test-time augmentation
+    of its test predictions.
 
     overfit: inference-mode training accuracy >= overfit_train and the tile-level
     balanced test accuracy `overfit_gap` or more below it. collapsed: a share of
@@ -50,7 +56,7 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     """
     table = metrics.score_table(predictions)
     table = table.merge(training_summary(history), on=RUN, how="left")
-    extra = runs[[*RUN, "validation_tiles", "class_balance", "imbalance_ratio"]]
+    extra = runs.assign(tta=test_time_augmentation(runs))[[*RUN, "validation_tiles", "class_balance", "imbalance_ratio", "tta"]]
     table = table.merge(extra, on=RUN, how="left")
     tile = table[table["level"] == "tile"].set_index(SCORE)["balanced_accuracy"]
     table["gap"] = table["final_train_accuracy"] - table.set_index(SCORE).index.map(tile)
@@ -77,7 +83,8 @@ def summary_table(predictions, table, *, human=None, resamples=999):
 
     Under cross-validation a run scores its fold's test groups; on that own test side the estimate pools each
     seed's folds (together they call every group) and averages the seeds, and n_groups / n_units count every
-    fold's (stats.replicates). Elsewhere the estimate is the mean over runs. `human` (by-eye tile accuracy
+    fold's (stats.replicates). Elsewhere the estimate is the mean over runs. `tta` is the runs' test-time
+    augmentation. `human` (by-eye tile accuracy
     per experiment) fills the tile rows of the experiment's own test side."""
     human = human or {}
     rows = []
@@ -117,6 +124,7 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "human": human.get(experiment, np.nan)
                         if (test_set == dataset and level == "tile" and metric == "accuracy")
                         else np.nan,
+                        "tta": ",".join(sorted(set(scored["tta"]))),
                     }
                 )
     return pd.DataFrame(rows)

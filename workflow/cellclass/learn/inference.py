@@ -1,19 +1,51 @@
-"""Scoring tiles with trained networks: class probabilities, batch by batch, in inference mode."""
+"""The one path that scores tiles with a trained network: class probabilities, batch by batch.
+
+Test-time augmentation (`evaluation.tta`): "dihedral" scores each tile in its 8 dihedral views (the 4
+rotations by 90 degrees, each also mirrored) and averages the 8 probability vectors. A microscopy tile has
+no up or left, so every view is as valid as the original; the average does not depend on which of the 8 views
+of a tile is given, and it costs 8 network passes per tile.
+"""
 
 import numpy as np
 
+from cellclass.io.errors import InputError
 
-def probabilities(model, tiles, batch_size=256):
-    """(n, classes) float32 softmax outputs of `model` for `tiles`, in inference mode.
+TTA = ("none", "dihedral")
+
+
+def dihedral_views(tiles):
+    """The 8 dihedral views of (n, H, W, C) square tiles: rotations by 0, 90, 180, 270 degrees, then the same mirrored."""
+    rotations = [np.rot90(tiles, k, axes=(1, 2)) for k in range(4)]
+    return rotations + [view[:, :, ::-1] for view in rotations]
+
+
+def check_tta(tta, tiles):
+    if tta not in TTA:
+        raise InputError(f"unknown test-time augmentation '{tta}'; known: {', '.join(TTA)}")
+    if tta == "dihedral" and tiles.shape[1] != tiles.shape[2]:
+        raise InputError(f"dihedral test-time augmentation needs square tiles; these are {tiles.shape[1]}x{tiles.shape[2]} px")
+
+
+def probabilities(model, tiles, batch_size=256, tta="none"):
+    """(n, classes) float32 softmax outputs of `model` for `tiles`, in inference mode; with `tta` "dihedral",
+    the mean over each tile's 8 dihedral views.
 
     predict_on_batch runs the compiled step directly: Keras' predict() builds a
     tf.data pipeline per call, which costs time on small sets and makes
     TensorFlow print a harmless but alarming graph error on some versions.
     """
     tiles = np.asarray(tiles, dtype=np.float32)
+    check_tta(tta, tiles)
     if not len(tiles):
         return np.empty((0, model.output_shape[-1]), np.float32)
-    parts = [np.asarray(model.predict_on_batch(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
+    parts = []
+    for i in range(0, len(tiles), batch_size):
+        batch = tiles[i : i + batch_size]
+        if tta == "none":
+            parts.append(np.asarray(model.predict_on_batch(batch), np.float64))
+        else:
+            views = [np.ascontiguousarray(view) for view in dihedral_views(batch)]
+            parts.append(np.mean([np.asarray(model.predict_on_batch(view), np.float64) for view in views], axis=0))
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -36,8 +68,20 @@ def ensemble_step(models):
     return step
 
 
-def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chunk_tiles=8192):
-    """Per TileSet, the (models, tiles, classes) probabilities of its tiles.
+def ensemble_scores(step, tiles, batch_size, tta):
+    """(members, tiles, classes) probabilities from an ensemble_step; with `tta` "dihedral", each the mean over
+    the tile's 8 dihedral views."""
+    check_tta(tta, tiles)
+    parts = []
+    for i in range(0, len(tiles), batch_size):
+        batch = tiles[i : i + batch_size]
+        views = [batch] if tta == "none" else [np.ascontiguousarray(view) for view in dihedral_views(batch)]
+        parts.append(np.mean([np.asarray(step(view), np.float64) for view in views], axis=0))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chunk_tiles=8192, tta="none"):
+    """Per TileSet, the (models, tiles, classes) probabilities of its tiles (`tta`: see probabilities).
 
     Tiles of consecutive images are scored together, about `chunk_tiles` at a
     time: one network call per chunk, not per image (10^4 single-cell images
@@ -58,8 +102,7 @@ def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chu
         scores = np.zeros((len(models), 0, n_classes), np.float32)
         if filled:
             tiles = np.concatenate([select_channels(np.asarray(t.tiles), channels) for t in filled]).astype(np.float32)
-            parts = [np.asarray(step(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
-            scores = np.concatenate(parts, axis=1).astype(np.float32)
+            scores = ensemble_scores(step, tiles, batch_size, tta)
         bounds = np.cumsum([0] + [len(t) for t in chunk])
         for i, _ in enumerate(chunk):
             yield scores[:, bounds[i] : bounds[i + 1]]

@@ -4,12 +4,15 @@ Every layer has a stable name: `model_specs.MODELS[name].last_conv` names the ma
 reads, and every model ends in a Dense layer "logits" followed by a separate
 softmax "predictions", so attribution can take the class score before softmax
 with `keras.Model(model.input, model.get_layer("logits").output)`. Input size,
-channels and classes always come from the caller.
+channels and classes always come from the caller. Besides our own networks the registry holds backbones:
+keras.applications networks built at our tile size and channel count, from scratch or from ImageNet weights.
 """
 
 import inspect
+import warnings
 
 import keras
+import numpy as np
 from keras import layers
 
 from cellclass.io.errors import InputError
@@ -186,8 +189,152 @@ def _small(input_shape, n_classes):
     return keras.Model(inputs, _head(x, n_classes), name="small")
 
 
+# Backbones -----------------------------------------------------------------------------------------------
+#
+# What a backbone model feeds its keras.applications network: our tiles are float in [0, 1] per channel, mapped
+# by one affine "preprocess" layer (x * scale + offset) onto the range the ImageNet weights were trained on,
+# instead of the applications' own preprocessing (which expects 0-255 RGB and is switched off):
+# MobileNetV3 and ResNet50V2 take [-1, 1]; EfficientNetV2-B0 takes ImageNet's mean/std standardisation, here
+# with the mean over RGB (mean 0.449, sd 0.226) for every channel, to match the first convolution's kernel
+# averaged over RGB (see adapt_first_kernel). The same layer is there without pretrained weights, so a run
+# from scratch and a pretrained one differ only in their starting weights.
+_GREY_MEAN, _GREY_SD = (0.485 + 0.456 + 0.406) / 3, (0.229 + 0.224 + 0.225) / 3
+_PREPROCESS = {
+    "MobileNetV3Small": (2.0, -1.0),
+    "ResNet50V2": (2.0, -1.0),
+    "EfficientNetV2B0": (1 / _GREY_SD, -_GREY_MEAN / _GREY_SD),
+}
+
+
+def adapt_first_kernel(kernel, channels):
+    """An RGB first-convolution kernel (kh, kw, 3, filters) for `channels` microscopy channels.
+
+    Three channels keep the kernel as it is. Otherwise each channel gets the mean over RGB times 3 / channels:
+    a tile whose channels are all equal to a grey image g then gives exactly the response of the RGB network to
+    g in all three colours, so activations keep their magnitude whatever the number of channels.
+    """
+    kernel = np.asarray(kernel)
+    if channels == kernel.shape[2]:
+        return kernel
+    mean = kernel.mean(axis=2, keepdims=True)
+    return np.repeat(mean * (kernel.shape[2] / channels), channels, axis=2).astype(kernel.dtype)
+
+
+def _application(spec, input_shape, weights):
+    """keras.applications' network `spec.application` for `input_shape`, without top, pooling or its own preprocessing."""
+    build = getattr(keras.applications, spec.application)
+    options = {} if spec.application == "ResNet50V2" else {"include_preprocessing": False}
+    with warnings.catch_warnings():
+        # "usually expects 1 or 3 input channels" (2 or 4 are fine without pretrained weights), and
+        # MobileNetV3's note that ImageNet weights were made at 224 px: both known, neither a problem here.
+        warnings.filterwarnings("ignore", message=".*input channels.*|.*input_shape. is undefined or non-square.*")
+        return build(include_top=False, weights=weights, input_shape=input_shape, pooling=None, **options)
+
+
+def pretrained_backbone(name, input_shape, weights):
+    """The backbone of registry model `name` for `input_shape` (H, W, C) with ImageNet `weights`.
+
+    `weights` is "imagenet" (Keras downloads the file into ~/.keras/models/, so online only) or the path of
+    that file (`MODELS[name].weights_file`, copied to a machine without internet). The network is built for
+    RGB with those weights through the application's own `weights=` argument, then for C channels without
+    weights, and the weights are copied layer by layer, the first convolution's kernel adapted
+    (adapt_first_kernel).
+    """
+    spec = MODELS[name]
+    try:
+        rgb = _application(spec, (*input_shape[:2], 3), weights)
+    except (ValueError, OSError) as error:
+        raise InputError(
+            f"model '{name}': could not load weights {weights}: {error}. A path must be Keras' ImageNet weights of "
+            f"{spec.application} without top, the file {spec.weights_file} that Keras keeps in ~/.keras/models/"
+        ) from None
+    if input_shape[2] == 3:
+        return rgb
+    backbone = _application(spec, tuple(input_shape), None)
+    adapted = False
+    for source, target in zip(rgb.layers, backbone.layers, strict=True):
+        values = source.get_weights()
+        if not adapted and isinstance(source, layers.Conv2D):
+            values[0] = adapt_first_kernel(values[0], input_shape[2])
+            adapted = True
+        target.set_weights(values)
+    return backbone
+
+
+def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dropout):
+    """Preprocess, the application (a nested model named "backbone"), then "feature_map", average pooling, dropout and the head.
+
+    The backbone's output is its last feature map; the Identity layer "feature_map" names it in the outer
+    model, where Grad-CAM can differentiate it (a nested model's inner layers are not outer tensors).
+    """
+    spec = MODELS[name]
+    if not (weights is None or isinstance(weights, str)):
+        raise InputError(f"model '{name}': option weights must be null, imagenet or a file path; got {weights!r}")
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise InputError(f"model '{name}': option freeze_epochs must be an integer >= 0; got {freeze_epochs!r}")
+    if freeze_epochs and weights is None:
+        raise InputError(f"model '{name}': freeze_epochs {freeze_epochs} would train the head on a frozen random "
+                         "backbone; give weights (imagenet or a file) or set freeze_epochs to 0")
+    _check_number(name, "dropout", dropout, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    if weights is None:
+        backbone = _application(spec, input_shape, None)
+    else:
+        backbone = pretrained_backbone(name, input_shape, weights)
+    backbone.name = "backbone"
+    for layer in backbone.layers:
+        # The house's fast BatchNorm statistics (see _BN_MOMENTUM): from scratch they start at mean 0 and
+        # variance 1; from ImageNet they describe photographs. Either way they must follow our tiles within
+        # a short run. While the backbone is frozen its BatchNorm layers run in inference mode and keep them.
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = _BN_MOMENTUM
+    scale, offset = _PREPROCESS[spec.application]
+    inputs = keras.Input(input_shape, name="tiles")
+    x = layers.Rescaling(scale, offset, name="preprocess")(inputs)
+    x = layers.Identity(name="feature_map")(backbone(x))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(inputs, _head(x, n_classes), name=name)
+
+
+def _mobilenetv3small(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+    """MobileNetV3Small (Howard et al. 2019) as the backbone: 0.9 M parameters, the fastest on a CPU.
+
+    `weights`: null (from scratch), imagenet (downloaded by Keras), or the path of Keras' weights file.
+    `freeze_epochs`: warm-up epochs that train only the head, with the backbone frozen (see cellclass.learn.training).
+    """
+    return _backbone_model("mobilenetv3small", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
+                           dropout=dropout)
+
+
+def _efficientnetv2b0(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+    """EfficientNetV2-B0 (Tan & Le 2021) as the backbone: 5.9 M parameters. Options as mobilenetv3small."""
+    return _backbone_model("efficientnetv2b0", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
+                           dropout=dropout)
+
+
+def _resnet50v2(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+    """ResNet50V2 (He et al. 2016) as the backbone: 23.6 M parameters. Options as mobilenetv3small."""
+    return _backbone_model("resnet50v2", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
+                           dropout=dropout)
+
+
+def backbone(model):
+    """The nested "backbone" of a backbone model (what training freezes for its warm-up), or None."""
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        return None
+
+
+def freeze_epochs(name, options):
+    """Warm-up epochs with the backbone frozen: the `freeze_epochs` option of a backbone model, else 0."""
+    return int((options or {}).get("freeze_epochs", 0)) if MODELS[name].application else 0
+
+
 # How to build each registry model (cellclass.learn.model_specs holds what planning needs to know about it).
-BUILDERS = {"deep": _deep, "deep50": _deep50, "alexnet": _alexnet, "resnet": _resnet, "small": _small}
+BUILDERS = {"deep": _deep, "deep50": _deep50, "alexnet": _alexnet, "resnet": _resnet, "small": _small,
+            "mobilenetv3small": _mobilenetv3small, "efficientnetv2b0": _efficientnetv2b0, "resnet50v2": _resnet50v2}
 
 
 def build_model(name, input_shape, n_classes, **options):

@@ -92,10 +92,11 @@ def training_sample(tilesets, labels, *, per_class, seed, channels):
     return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
 
 
-def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
-    """Per-tile predictions of the images `tilesets` as a tidy table."""
+def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, tta="none"):
+    """Per-tile predictions of the images `tilesets` as a tidy table (`tta`: see cellclass.learn.inference.TTA)."""
     rows = []
-    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size)
+    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size,
+                                 tta=tta)
     for tileset, scores in zip(tilesets, scored):
         if not len(tileset):
             continue
@@ -109,6 +110,31 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
         table.insert(0, "test_set", test_set)
         rows.append(table)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initial_epoch, **fit_options):
+    """model.fit, with the model's "backbone" frozen for the first `freeze_epochs` epochs, then every layer
+    fine-tuned: while the new head is random, its large gradients would otherwise scramble pretrained features.
+
+    Two fits on one epoch counter, so the epoch log and the checkpoints read as one run, and a run killed in
+    either phase resumes in it: the checkpoint keeps the backbone's frozen state. `compile_model(model)` compiles
+    afresh (a new optimizer) when the trainable weights change; Keras needs that to see the change.
+    """
+    from cellclass.learn import models
+
+    phases = [(min(freeze_epochs, epochs), False), (epochs, True)] if freeze_epochs else [(epochs, None)]
+    for end, trainable in phases:
+        if initial_epoch >= end:
+            continue
+        backbone = models.backbone(model)
+        if trainable is not None:
+            if backbone.trainable != trainable:
+                backbone.trainable = trainable
+                compile_model(model)
+            log.info("epochs %d-%d: %s", initial_epoch + 1, end,
+                     "fine-tuning every layer" if trainable else "backbone frozen, training the head")
+        model.fit(data, epochs=end, initial_epoch=initial_epoch, **fit_options)
+        initial_epoch = end
 
 
 def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
@@ -140,6 +166,7 @@ def train_run(
     out_dir,
     options,
     threads=1,
+    tta="none",
 ):
     """Train, save and evaluate one run; returns its metrics dict.
 
@@ -148,7 +175,8 @@ def train_run(
     are TileSets; `test_sets` maps a test-set name to its TileSets, scored once,
     after training. The per-epoch curves use the validation side (none if it is
     empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
-    scored in inference mode.
+    scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
+    predictions (cellclass.learn.inference.TTA); the curves never use it.
     """
 
     from cellclass.learn import callbacks, models
@@ -171,11 +199,16 @@ def train_run(
             raise InputError(f"test set {name} has no images with tiles")
     checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
-    if model is None:
-        model = models.build_model(model_name, shape, len(classes), **options["model_options"].get(model_name, {}))
+    model_options = options["model_options"].get(model_name, {})
+
+    def compile_model(model):
         spec = models.MODELS[model_name]
         optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
+
+    if model is None:
+        model = models.build_model(model_name, shape, len(classes), **model_options)
+        compile_model(model)
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
     eval_labels = labelled(train_eval, classes, "training data")
@@ -210,7 +243,10 @@ def train_run(
 
     log_path = backup_dir / "history.csv"
     started = time.perf_counter()
-    model.fit(
+    fit_with_warm_up(
+        model,
+        compile_model,
+        models.freeze_epochs(model_name, model_options),
         train_data,
         validation_data=validation_data if n_validation else None,
         epochs=options["epochs"],
@@ -232,7 +268,7 @@ def train_run(
         history.to_csv(tmp, index=False)
     # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
     predictions = pd.concat(
-        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name)
+        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name, tta=tta)
          for name, tilesets in test_sets.items()],
         ignore_index=True,
     )
@@ -254,6 +290,7 @@ def train_run(
         "augmented_on_the_fly": on_the_fly(options.get("augment")),
         "validation_tiles": n_validation,
         "test_sets": list(test_sets),
+        "tta": tta,
         "epochs": int(history["epoch"].max()),
         "train_seconds": round(seconds, 2),
     }

@@ -78,8 +78,9 @@ def load_members(model_paths):
             (package.load_members(path) if package.is_package(path) else [keras.models.load_model(path, compile=False)])]
 
 
-def score(members, tilesets, run, batch_size=256):
-    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member.
+def score(members, tilesets, run, batch_size=256, tta="none"):
+    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member (`tta`: the
+    test-time augmentation, cellclass.learn.inference.TTA).
 
     The TileSets of one shard file share a tile shape (tilestore.save checks it), so the first decides.
     """
@@ -89,7 +90,8 @@ def score(members, tilesets, run, batch_size=256):
         if shape != tuple(run["input_shape"]):
             raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the input "
                              f"{tuple(run['input_shape'])} of {run.get('source', 'the model')}")
-    return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]), batch_size=batch_size)
+    return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]),
+                               batch_size=batch_size, tta=tta)
 
 
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
@@ -179,9 +181,10 @@ def overlay(tileset, tiles, image, classes, overlay_dir):
 
 
 def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, groups_tsv, calls_figures, overlay_dir,
-                threads=1):
+                threads=1, tta="none"):
     """Classify every image of a prediction set: tables per tile (cell), image and group, a calls figure, an
-    overlay per image."""
+    overlay per image. `tta` (evaluation.tta) averages each tile's dihedral views; every table's `tta` column
+    says whether it did."""
     from cellclass.predict import call_figures
     from cellclass.io.atomic import atomic_path
     from cellclass.learn.runtime import configure_tensorflow
@@ -193,15 +196,16 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
     tile_tables, image_rows = [], []
     for path in tile_files:
         tilesets = tilestore.load(path)
-        for tileset, scores in zip(tilesets, score(members, tilesets, run)):
+        for tileset, scores in zip(tilesets, score(members, tilesets, run, tta=tta)):
             tile_tables.append(tile_rows(tileset, scores, classes))
             image_rows.append(image_row(tileset, scores, classes))
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
     tiles = pd.concat(tile_tables, ignore_index=True)
-    log.info("%d image(s); calls: %s", len(images), images["call"].value_counts().to_dict())
+    log.info("%d image(s); test-time augmentation: %s; calls: %s", len(images), tta, images["call"].value_counts().to_dict())
     for frame, path in ((tiles, tiles_tsv), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
+        frame = frame.assign(tta=tta)
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
     call_figures.calls_plot(images, classes, calls_figures)

@@ -215,6 +215,7 @@ def readme(*, title, description, members, run, summary, per_class, raw, n_test,
     } for m in members])
     ensemble_note = (f"an ensemble of {len(members)} runs; its output is the mean of their class probabilities"
                      if len(members) > 1 else "one run")
+    tta_note = test_time_augmentation_note(members)
     input_note = ("the **raw tile** as stored in the image (after channel and plane selection); the package's "
                   "preprocessing scales it by the bit depth and clips it to [0, 1], as the training did" if raw else
                   "the **normalised tile** (float32 in [0, 1]): cut from a field that was normalised as a whole "
@@ -257,6 +258,10 @@ Recall per class (mean over runs; support summed over runs):
 
 {recall}
 
+## Test-time augmentation
+
+{tta_note}
+
 ## Use it
 
 With cellclass, in any folder (no training runs needed):
@@ -285,8 +290,23 @@ cellclass runs that test on every package it exports.
   over the whole field before it: in `cellclass.json` (`prepare.settings`) and above;
 - the ensemble's members as separate networks (for the spread and agreement across runs): layers of the weights,
   named in `cellclass.json` (`members`), with each run's metrics.json;
-- how images and groups are called from tiles (the mean of tile probabilities).
+- how images and groups are called from tiles (the mean of tile probabilities);
+- test-time augmentation (see above): the spec describes one pass of the network per tile.
 """
+
+
+def test_time_augmentation_note(members):
+    """The README's words on test-time augmentation: whether the evaluation used it, and how to do the same."""
+    used = sorted({m.get("tta", "none") for m in members})
+    if used == ["none"]:
+        return ("None: the evaluation above scored each test tile once, as the package's output does "
+                "(cellclass `evaluation.tta: none`).")
+    return (f"The evaluation above used test-time augmentation (cellclass `evaluation.tta: {', '.join(used)}`): "
+            "each test tile's class probabilities are the mean over its 8 dihedral views (rotations by 0, 90, "
+            "180 and 270 degrees, each also mirrored). The bioimage.io description cannot express that: the "
+            "package's output, its test output and `bioimageio predict` score each tile once. To reproduce the "
+            "numbers, run the network on the 8 views of every tile and average the probabilities; cellclass "
+            "`predict` does so when its config sets `evaluation.tta: dihedral` (its tables' `tta` column says so).")
 
 
 def record(members, weights, raw):
