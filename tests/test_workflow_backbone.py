@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import TINY, job_counts, snakemake, write_config
+from conftest import TINY, job_counts, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

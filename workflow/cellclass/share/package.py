@@ -10,6 +10,7 @@ exactly as the runs it came from, in a folder without those runs.
 import contextlib
 import io
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -103,9 +104,16 @@ def validate(path):
     from bioimageio.core import test_model
 
     # It runs the Keras weights with model.predict, whose progress bars on stdout would fill the job's log;
-    # what it finds is in the summary.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return test_model(Path(path))
+    # what it finds is in the summary. TensorFlow's retracing notice counts the predict steps of every Keras
+    # model in the process (each of its test inputs is one), a speed hint that means nothing for one check.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return test_model(Path(path))
+    finally:
+        tf_log.setLevel(level)
 
 
 def validation_table(summary):
