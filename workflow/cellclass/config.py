@@ -210,7 +210,9 @@ def _check_exports(config):
 
 
 def _check_experiments(config, schema):
-    """Fill in experiments (default: one per trainable dataset) and their train settings."""
+    """Fill in experiments (default: one per trainable dataset) and their train settings, the recipe's keys
+    that the config leaves out taken from its preset (train.recipe)."""
+    from cellclass.learn import recipe
     from cellclass.learn.model_specs import MODELS
 
     datasets = config["datasets"]
@@ -229,7 +231,8 @@ def _check_experiments(config, schema):
                 raise InputError(f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset")
         merged = deep_merge(config["train"], experiment["train"])
         _check(merged, train_schema, f"{where}.train")
-        experiment["train"] = merged
+        # After both levels merge, so a key set at either level overrides the recipe chosen at either.
+        experiment["train"] = merged = recipe.resolve(merged)
         side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
         for model in merged["models"]:
             if model not in MODELS:
