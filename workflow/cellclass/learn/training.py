@@ -1,9 +1,10 @@
 """Train one classifier run (experiment, model, fold, seed) and score it once on every test set.
 
 A run streams its tiles (cellclass.learn.pipeline), balances its classes if asked,
-logs training (inference mode) and validation metrics per epoch
-(cellclass.learn.callbacks), survives being killed (it resumes from the last finished
-epoch), and writes per-tile predictions for each test set.
+trains with its recipe (cellclass.learn.recipe: optimizer, schedule, loss, the epoch
+it keeps, chosen on the validation side), logs training (inference mode) and
+validation metrics per epoch (cellclass.learn.callbacks), survives being killed (it
+resumes from the last finished epoch), and writes per-tile predictions for each test set.
 """
 
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import inference, pipeline, runtime
+from cellclass.learn import inference, pipeline, recipe, runtime
 from cellclass.prepare import split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -106,6 +107,59 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set):
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def steps_per_epoch(n_tiles, options):
+    """Optimizer steps in an epoch: one pass over `n_tiles` tiles, or `epoch_tiles` of the endless stream."""
+    return math.ceil((options["epoch_tiles"] or n_tiles) / options["batch_size"])
+
+
+def compile_for(model, options, *, optimizer, steps):
+    """Compile a new model with the recipe's optimizer, learning rate (schedule) and loss."""
+    from cellclass.learn import models
+
+    peak = models.DEFAULT_LEARNING_RATES[optimizer] if options["learning_rate"] is None else options["learning_rate"]
+    rate = recipe.learning_rate(options["schedule"], peak, epochs=options["epochs"], steps_per_epoch=steps,
+                                warmup_epochs=options["warmup_epochs"])
+    model.compile(
+        optimizer=models.make_optimizer(optimizer, rate, weight_decay=options["weight_decay"]),
+        loss=recipe.loss(options["label_smoothing"]),
+        metrics=["accuracy"],
+        jit_compile=options["xla"],
+    )
+
+
+def epoch_chooser(options, selection):
+    """The callback that keeps the best epoch and stops early (Keras' EarlyStopping), or None where a run trains
+    every epoch and keeps the last, or has no validation side to choose on."""
+    from cellclass.learn import callbacks
+
+    if selection == "best" or (selection == "last" and options["patience"] is not None):
+        return callbacks.BestEpoch(options["monitor"], patience=options["patience"], restore=selection == "best")
+    return None
+
+
+def recipe_record(options, optimizer):
+    """What a run trained with, for metrics.json: the recipe's keys as used, and those the config set."""
+    from cellclass.learn import models
+
+    used = {key: options[key] for key in recipe.KEYS}
+    used["optimizer"] = optimizer
+    if used["learning_rate"] is None:
+        used["learning_rate"] = models.DEFAULT_LEARNING_RATES[optimizer]
+    return {"name": options["recipe"], **used, "monitor": options["monitor"], "overrides": recipe.overrides(options)}
+
+
+def choice_record(chooser, selection, history, monitor):
+    """metrics.json's record of the epoch kept (1-based): which, by what rule, its monitored value, and the epoch
+    after which early stopping ended training (None if it ran every epoch)."""
+    kept = int(history["epoch"].max())
+    if chooser is not None and chooser.restore_best_weights and chooser.best is not None:
+        kept = int(chooser.best_epoch) + 1
+    stopped = int(chooser.stopped_epoch) + 1 if chooser is not None and chooser.stopped_epoch > 0 else None
+    value = history.loc[history["epoch"] == kept, monitor].iloc[0]
+    return {"kept_epoch": kept, "epoch_selection": selection, "stopped_epoch": stopped,
+            "monitor_at_kept": None if pd.isna(value) else float(value)}
+
+
 def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
     """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
 
@@ -165,11 +219,10 @@ def train_run(
             raise InputError(f"test set {name} has no images with tiles")
     checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
-    if model is None:
+    optimizer = options["optimizer"] or models.MODELS[model_name].optimizer
+    fresh = model is None
+    if fresh:
         model = models.build_model(model_name, shape, len(classes), **options["model_options"].get(model_name, {}))
-        spec = models.MODELS[model_name]
-        optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
     eval_labels = labelled(train_eval, classes, "training data")
@@ -197,34 +250,53 @@ def train_run(
     steps = None
     if options["epoch_tiles"]:
         train_data = train_data.repeat()
-        steps = math.ceil(options["epoch_tiles"] / options["batch_size"])
+        steps = steps_per_epoch(n_train, options)
+    if fresh:  # a resumed model comes with its optimizer, its schedule and its step
+        compile_for(model, options, optimizer=optimizer, steps=steps_per_epoch(n_train, options))
     log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s",
              model_name, shape, len(classes), n_train, n_validation,
              "" if n_validation else " (no validation side: the curves show training data only)")
 
     log_path = backup_dir / "history.csv"
+    # The epoch kept is chosen on the validation side only; the test side is scored after training.
+    selection = recipe.epoch_selection(options, has_validation=bool(n_validation))
+    chooser = epoch_chooser(options, selection)
+    checkpoint.keep = chooser
+    stopped = False
+    if chooser is not None and epochs_done:
+        done = callbacks.read_epoch_log(log_path)
+        done = done[done["epoch"] <= epochs_done][options["monitor"]]  # a logged but unsaved epoch is redone
+        stopped = chooser.resume(model, done, checkpoint.weights)
     started = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=validation_data if n_validation else None,
-        epochs=options["epochs"],
-        initial_epoch=epochs_done,
-        steps_per_epoch=steps,
-        class_weight=class_weight,
-        shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
-        verbose=2,
-        # Scored, then logged, then saved: a kill between log and save repeats the
-        # epoch on resume, and the log keeps the repeat's record.
-        callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path), checkpoint],
-    )
+    if stopped:  # killed after early stopping, before the outputs were written
+        chooser.on_train_end()
+    else:
+        model.fit(
+            train_data,
+            validation_data=validation_data if n_validation else None,
+            epochs=options["epochs"],
+            initial_epoch=epochs_done,
+            steps_per_epoch=steps,
+            class_weight=class_weight,
+            shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
+            verbose=2,
+            # Scored, then logged, then judged, then saved: a kill between log and save
+            # repeats the epoch on resume, and the log keeps the repeat's record.
+            callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
+            + ([chooser] if chooser is not None else []) + [checkpoint],
+        )
     seconds = time.perf_counter() - started
 
     with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
+        model.save(tmp)  # with the kept epoch's weights
     history = callbacks.read_epoch_log(log_path)
+    chosen = choice_record(chooser, selection, history, options["monitor"])
+    history["kept"] = history["epoch"] == chosen["kept_epoch"]
+    log.info("kept epoch %d of %d (%s)%s", chosen["kept_epoch"], int(history["epoch"].max()), selection,
+             f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "")
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
+    # The test sides are scored here, once, after training; nothing was chosen on them.
     predictions = pd.concat(
         [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name)
          for name, tilesets in test_sets.items()],
@@ -248,6 +320,8 @@ def train_run(
         "validation_tiles": n_validation,
         "test_sets": list(test_sets),
         "epochs": int(history["epoch"].max()),
+        "recipe": recipe_record(options, optimizer),
+        **chosen,
         "train_seconds": round(seconds, 2),
     }
     with atomic_path(out_dir / "metrics.json") as tmp:
