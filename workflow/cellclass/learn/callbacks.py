@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
 from cellclass.learn import inference
+from cellclass.learn.recipe import MONITORS
 from cellclass.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,6 @@ class BestEpoch(keras.callbacks.EarlyStopping):
     """
 
     def __init__(self, monitor, *, patience=None, restore=True):
-        from cellclass.learn.recipe import MONITORS
-
         name, mode = MONITORS[monitor]
         super().__init__(monitor=name, mode=mode, patience=math.inf if patience is None else patience,
                          restore_best_weights=restore)
