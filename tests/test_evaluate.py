@@ -146,6 +146,32 @@ def test_overfitting_is_measured_like_for_like():
     assert not honest["overfit"].any()
 
 
+def test_overfitting_reads_the_kept_epoch():
+    """The model tested is the kept epoch's, so its training accuracy is the one set against the test score."""
+    predictions = two_class_run(0, [6, 7])
+    kept_second = history([0.8, 0.92, 0.99]).assign(kept=[False, True, False])
+    tile = evaluate.run_table(predictions, kept_second, run_rows(predictions), thresholds=THRESHOLDS,
+                              resamples=199).query("level == 'tile'").iloc[0]
+    assert tile["kept_epoch"] == 2 and tile["final_train_accuracy"] == 0.92
+
+
+def test_findings_state_the_recipe_and_the_epochs_kept():
+    from cellclass.learn import recipe
+
+    used = {"name": "modern", **recipe.PRESETS["modern"], "monitor": "validation_loss", "epochs": 9,
+            "overrides": {"epochs": 9}}
+    table = pd.DataFrame({"experiment": "e", "model": "deep", "recipe": [used] * 3, "epochs": [9, 7, 9],
+                          "kept_epoch": [9, 2, 9], "stopped_epoch": [None, 7, None],
+                          "epoch_selection": ["best", "best", "last: no validation side"]})
+    [line] = findings.training_recipe(table)
+    assert line.startswith("e/deep: trained with the modern recipe: AdamW (weight decay 0.05)")
+    assert "2 of 3 run(s) kept the epoch of best validation loss on the validation side (never the test side): " \
+           "epoch 2–9 of 7–9 trained" in line
+    assert "1 of 3 run(s) had no validation side and kept their last epoch (9)" in line
+    assert "1 of 3 stopped early (after epoch 7 of at most 9)" in line
+    assert findings.training_recipe(table.drop(columns="recipe")) == []  # runs from before recipes
+
+
 def test_tiny_test_side_is_warned_and_has_no_interval():
     predictions = two_class_run(0, [9], n_groups=1)
     [line] = findings.small_test_sides(predictions)

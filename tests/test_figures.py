@@ -132,6 +132,17 @@ def test_training_curves(tmp_path, tables):
     assert [t.get_text() for t in right.texts] == ["no validation side\n(too few groups per class)"]
 
 
+def test_training_curves_mark_the_kept_epoch(tmp_path, tables):
+    """One diamond per run and panel: at its `kept` epoch, or its last for a run from before that column."""
+    history = tables[0].assign(kept=lambda t: t["epoch"] == 3 + t["seed"] % 2)
+    paths = outputs(tmp_path, "curves_kept")
+    figures.training_curves(history, paths)
+    svg = paths[1].read_text()
+    assert svg.count('id="kept_epoch"') == 2
+    assert set(figures.kept_epochs(history)["epoch"]) == {3, 4}
+    assert len(figures.kept_epochs(tables[0])) == 6 and set(figures.kept_epochs(tables[0])["epoch"]) == {5}
+
+
 def test_overfitting_scatter(tmp_path, tables):
     runs = tables[2].copy()
     last_tile_row = runs.index[runs["level"] == "tile"][-1]

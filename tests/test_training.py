@@ -77,7 +77,7 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == [
         "epoch", "train_loss", "train_accuracy", "train_eval_loss", "train_eval_accuracy",
-        "validation_loss", "validation_accuracy",
+        "validation_loss", "validation_accuracy", "kept",
     ]
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history[["train_eval_accuracy", "validation_accuracy"]].notna().all().all()

@@ -249,7 +249,9 @@ def _check_backbone(options, model, base_dir, where):
 
 
 def _check_experiments(config, schema, base_dir):
-    """Fill in experiments (default: one per trainable dataset) and their train settings."""
+    """Fill in experiments (default: one per trainable dataset) and their train settings, the recipe's keys
+    that the config leaves out taken from its preset (train.recipe)."""
+    from cellclass.learn import recipe
     from cellclass.learn.model_specs import MODELS
 
     datasets = config["datasets"]
@@ -270,7 +272,8 @@ def _check_experiments(config, schema, base_dir):
         merged = deep_merge(config["train"], experiment["train"])
         _check(merged, train_schema, f"{where}.train")
         merged.update(augmentation(augment, merged["augmented"]))
-        experiment["train"] = merged
+        # After both levels merge, so a key set at either level overrides the recipe chosen at either.
+        experiment["train"] = recipe.resolve(merged)
         side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
         for model in merged["models"]:
             if model not in MODELS:

@@ -17,7 +17,7 @@ from cellclass.io import tilestore
 from cellclass.io.contact_sheet import display_rgb
 from cellclass.evaluate.metrics import calibration, confusion
 from cellclass.io.plotting import JITTER, colours, save
-from cellclass.evaluate.runs import read_predictions, run_name
+from cellclass.evaluate.runs import kept_epochs, read_predictions, run_name
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
@@ -94,9 +94,20 @@ def accuracy_boxplot(runs, paths, human=None):
     return save(fig, paths)
 
 
+def _mark_kept(ax, history, column, colours):
+    """A black-edged diamond on each run's kept epoch (gid 'kept_epoch' in the SVG)."""
+    kept = kept_epochs(history).dropna(subset=[column])
+    if kept.empty:
+        return False
+    ax.scatter(kept["epoch"], kept[column], s=42, marker="D", facecolors=[colours[label] for label in kept["label"]],
+               edgecolors="black", linewidths=0.9, zorder=4, gid="kept_epoch")
+    return True
+
+
 def training_curves(history, paths, window=1):
     """Training (left: inference mode on unaugmented training tiles) and validation (right) accuracy per epoch:
-    every run jittered, mean ± 1 sd per experiment/model. The test side is never shown here.
+    every run jittered, mean ± 1 sd per experiment/model, and a diamond on the epoch each run kept (the best on
+    the validation side, or the last). The test side is never shown here.
 
     `window` > 1 smooths the per-epoch mean and sd with a centred rolling mean.
     """
@@ -121,12 +132,17 @@ def training_curves(history, paths, window=1):
             ax.fill_between(
                 curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"], color=colour, alpha=0.2
             )
+        marked = _mark_kept(ax, history, column, colours)
         ax.set_title(f"{title} accuracy")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("accuracy")
     axes[0].set_ylim(top=1.01)
-    axes[0].legend(frameon=False, loc="lower right")
+    handles, _ = axes[0].get_legend_handles_labels()
+    if marked or len(kept_epochs(history)):
+        handles.append(Line2D([], [], marker="D", color="gray", markeredgecolor="black", linestyle="none",
+                              label="epoch kept (the model)"))
+    axes[0].legend(handles=handles, frameon=False, loc="lower right")
     return save(fig, paths)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.evaluate.runs import run_name
+from cellclass.learn import recipe
 from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
 
 # A test side needs this many groups of every class before image- or group-level numbers mean much.
@@ -116,9 +117,46 @@ def imbalance(runs):
 def no_validation(runs):
     rows = runs[runs["validation_tiles"] == 0]
     return [
-        f"{experiment}: no validation side (too few groups per class); its training curves show training data only"
+        f"{experiment}: no validation side (too few groups per class); its training curves show training data only "
+        "and its runs keep their last epoch (nothing to choose one on)"
         for experiment in dict.fromkeys(rows["experiment"])
     ]
+
+
+def _span(values):
+    low, high = int(min(values)), int(max(values))
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def training_recipe(runs):
+    """Per experiment/model: the recipe its runs trained with, and the epoch they kept and why."""
+    lines = []
+    if "recipe" not in runs:
+        return lines  # runs from before recipes were recorded
+    for (experiment, model), rows in runs.groupby(["experiment", "model"], sort=False):
+        used = rows["recipe"].iloc[0]
+        if not isinstance(used, dict):
+            continue
+        n = len(rows)
+        kept, trained = rows["kept_epoch"], rows["epochs"]
+        best = rows["epoch_selection"] == "best"
+        parts = []
+        if best.any():
+            parts.append(
+                f"{int(best.sum())} of {n} run(s) kept the epoch of best {used['monitor'].replace('_', ' ')} on the "
+                f"validation side (never the test side): epoch {_span(kept[best])} of {_span(trained[best])} trained"
+            )
+        for selection, what in (("last", "kept their last epoch"),
+                                ("last: no validation side", "had no validation side and kept their last epoch")):
+            last = rows["epoch_selection"] == selection
+            if last.any():
+                parts.append(f"{int(last.sum())} of {n} run(s) {what} ({_span(kept[last])})")
+        stopped = rows["stopped_epoch"].dropna()
+        if len(stopped):
+            parts.append(f"{len(stopped)} of {n} stopped early (after epoch {_span(stopped)} of at most "
+                         f"{used['epochs']})")
+        lines.append(f"{_label(experiment, model)}: trained with {recipe.describe(used)}. " + "; ".join(parts) + ".")
+    return lines
 
 
 def seeds_disagree(summary):
@@ -180,8 +218,8 @@ def overfitting(table):
             when = f"; {len(reached)} of {n} runs reached 100%, first at epoch {low if low == high else f'{low}–{high}'}"
         verdict = "no run overfits" if n_over == 0 else f"{n_over} of {n} runs overfit"
         lines.append(
-            f"{_label(experiment, model)}: training accuracy {rows['final_train_accuracy'].mean():.2f} (inference mode, "
-            f"unaugmented training tiles{when}) against balanced test accuracy per {rows['unit'].iloc[0]} "
+            f"{_label(experiment, model)}: training accuracy {rows['final_train_accuracy'].mean():.2f} at the kept "
+            f"epoch (inference mode, unaugmented training tiles{when}) against balanced test accuracy per {rows['unit'].iloc[0]} "
             f"{rows['balanced_accuracy'].mean():.2f}, a gap of {rows['gap'].mean():.2f} — {verdict}."
         )
     return lines
@@ -216,7 +254,7 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions):
         + seeds_disagree(summary)
         + no_validation(runs)
     )
-    results = headline(summary) + test_time_augmentation(table) + overfitting(table)
+    results = headline(summary) + test_time_augmentation(table) + overfitting(table) + training_recipe(runs)
     if len(compared):
         results += list(compared["text"])
     else:

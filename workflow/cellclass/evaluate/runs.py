@@ -52,3 +52,13 @@ def read_runs(run_dirs):
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=RUN)
     predictions = pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(columns=RUN)
     return pd.DataFrame(runs), history, predictions
+
+
+def kept_epochs(history):
+    """The rows of `history` (epochs of runs keyed by RUN) of the epoch each run kept: the model it saved and
+    tested. A run's `kept` column marks it; a run from before that column kept its last epoch."""
+    keys = [c for c in RUN if c in history]
+    kept = history["kept"].eq(True) if "kept" in history else pd.Series(False, index=history.index)
+    by_run = history.groupby(keys, sort=False)
+    last = history["epoch"].eq(by_run["epoch"].transform("max"))
+    return history[kept | (last & ~kept.groupby([history[k] for k in keys], sort=False).transform("any"))]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from cellclass.evaluate import findings, metrics, stats
 from cellclass.io.atomic import atomic_path
-from cellclass.evaluate.runs import RUN, read_runs
+from cellclass.evaluate.runs import RUN, kept_epochs, read_runs
 
 SCORE = metrics.SCORE
 GROUP = ["experiment", "dataset", "model", "test_set"]
@@ -23,13 +23,15 @@ CHANCE_MARGIN = 0.05
 
 
 def training_summary(history):
-    """Per run: final inference-mode training accuracy, running (train-mode) accuracy, validation accuracy and
-    the first epoch at which the inference-mode training accuracy reached 100%."""
+    """Per run, at the epoch it kept (the model it scored the test side with; its `kept` column, else the last):
+    that epoch, the inference-mode training accuracy, running (train-mode) accuracy and validation accuracy;
+    and the first epoch at which the inference-mode training accuracy reached 100%."""
     history = history.sort_values([*RUN, "epoch"])
     perfect = history[history["train_eval_accuracy"] >= PERFECT]
     return (
-        history.groupby(RUN, sort=False)
+        kept_epochs(history).groupby(RUN, sort=False)
         .agg(
+            kept_epoch=("epoch", "last"),
             final_train_accuracy=("train_eval_accuracy", "last"),
             final_running_train_accuracy=("train_accuracy", "last"),
             final_validation_accuracy=("validation_accuracy", "last"),

@@ -1,6 +1,8 @@
-"""Keras callbacks of a training run: the per-epoch log, the atomic checkpoint, and training-set scoring."""
+"""Keras callbacks of a training run: the per-epoch log, the atomic checkpoint, training-set scoring and the
+choice of the epoch a run keeps (early stopping)."""
 
 import logging
+import math
 from pathlib import Path
 
 import keras
@@ -9,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
 from cellclass.learn import inference
+from cellclass.learn.recipe import MONITORS
 from cellclass.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -66,13 +69,16 @@ class Checkpoint(keras.callbacks.Callback):
 
     Keras' own BackupAndRestore writes in place, so a kill during the save
     leaves a corrupt backup; here each epoch goes to a new file that is renamed
-    into place, and only then is the previous one removed.
+    into place, and only then is the previous one removed. `keep` (a BestEpoch,
+    listed before this callback) keeps its best epoch's file too, so a resumed
+    run can still go back to that epoch.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, keep=None):
         super().__init__()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
 
     def _saved(self):
         return sorted(self.folder.glob("epoch*.keras"), key=lambda p: int(p.stem[len("epoch") :]))
@@ -80,8 +86,16 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with atomic_path(self.folder / f"epoch{epoch + 1}.keras") as tmp:
             self.model.save(tmp)
-        for old in self._saved()[:-1]:
-            old.unlink()
+        kept = {f"epoch{epoch + 1}"}
+        if self.keep is not None and self.keep.restore_best_weights and self.keep.best is not None:
+            kept.add(f"epoch{self.keep.best_epoch + 1}")
+        for old in self._saved():
+            if old.stem not in kept:
+                old.unlink()
+
+    def weights(self, epoch):
+        """The weights saved after `epoch` (1-based)."""
+        return keras.saving.load_model(self.folder / f"epoch{epoch}.keras").get_weights()
 
     def restore(self):
         """(model, epochs done) of the last saved epoch, or (None, 0)."""
@@ -90,3 +104,56 @@ class Checkpoint(keras.callbacks.Callback):
             return None, 0
         log.info("resuming from %s", saved[-1])
         return keras.saving.load_model(saved[-1]), int(saved[-1].stem[len("epoch") :])
+
+
+class BestEpoch(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping on a validation metric, whose state survives a kill.
+
+    `monitor` is our name (recipe.MONITORS); `patience` None never stops early; `restore` puts the best
+    epoch's weights back when training ends (else the last epoch's stay). A killed run loses the state
+    kept in memory, so `resume` replays the monitored values of its finished epochs (from the epoch log)
+    through the same rule and reads the best epoch's weights from the file Checkpoint kept for it.
+    """
+
+    def __init__(self, monitor, *, patience=None, restore=True):
+        name, mode = MONITORS[monitor]
+        super().__init__(monitor=name, mode=mode, patience=math.inf if patience is None else patience,
+                         restore_best_weights=restore)
+        self.finished = []
+        self.resumed_weights = None
+        self.final = True
+
+    def _replay(self):
+        restore, self.restore_best_weights = self.restore_best_weights, False  # the weights are not these epochs'
+        for epoch, value in enumerate(self.finished):
+            super().on_epoch_end(epoch, {self.monitor: value})
+        self.restore_best_weights = restore
+        if self.resumed_weights is not None:
+            self.best_weights = self.resumed_weights
+
+    def resume(self, model, values, weights):
+        """Take up from the epochs a killed run finished, their monitored values `values` in order;
+        `weights(epoch)` reads the weights saved after a (1-based) epoch. True when those epochs had
+        already stopped the run."""
+        self.set_model(model)
+        self.finished = [float(v) for v in values]
+        super().on_train_begin()
+        self._replay()
+        if self.restore_best_weights and self.finished:
+            self.resumed_weights = self.best_weights = weights(self.best_epoch + 1)
+        return self.stopped_epoch > 0
+
+    def on_train_begin(self, logs=None):
+        kept = self.best_weights  # a run of two fits (a frozen backbone's warm-up) keeps the first's best
+        super().on_train_begin(logs)
+        self._replay()
+        if kept is not None:
+            self.best_weights = kept
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.finished.append(float((logs or {}).get(self.monitor, math.nan)))
+
+    def on_train_end(self, logs=None):
+        if self.final:  # not between the two fits of a warm-up: the fine-tuning goes on from the last epoch
+            super().on_train_end(logs)

@@ -357,10 +357,22 @@ def build_model(name, input_shape, n_classes, **options):
     return build(tuple(input_shape), n_classes, **options)
 
 
-def make_optimizer(name, learning_rate=None):
-    """Adam (default learning rate 1e-3) or SGD with momentum 0.9 (default 0.01)."""
+# The optimizers' default learning rates: Keras' for Adam and AdamW, the article's AlexNet rate for SGD.
+DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.01}
+
+
+def make_optimizer(name, learning_rate=None, weight_decay=0.0):
+    """Adam, AdamW or SGD with momentum 0.9, at `learning_rate` (a number or a Keras schedule; None: the default).
+
+    `weight_decay` is Keras' decoupled decay, which any of them applies (each step shrinks every weight by
+    rate x weight_decay); 0 leaves Adam and SGD exactly as they were without it. AdamW is Adam with it.
+    """
+    if name not in DEFAULT_LEARNING_RATES:
+        raise InputError(f"unknown optimizer '{name}'; known: {', '.join(DEFAULT_LEARNING_RATES)}")
+    rate = DEFAULT_LEARNING_RATES[name] if learning_rate is None else learning_rate
+    decay = {"weight_decay": weight_decay} if weight_decay else {}
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=1e-3 if learning_rate is None else learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=0.01 if learning_rate is None else learning_rate, momentum=0.9)
-    raise InputError(f"unknown optimizer '{name}'; known: adam, sgd")
+        return keras.optimizers.Adam(learning_rate=rate, **decay)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay)
+    return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, **decay)

@@ -1,9 +1,10 @@
 """Train one classifier run (experiment, model, fold, seed) and score it once on every test set.
 
 A run streams its tiles (cellclass.learn.pipeline), balances its classes if asked,
-logs training (inference mode) and validation metrics per epoch
-(cellclass.learn.callbacks), survives being killed (it resumes from the last finished
-epoch), and writes per-tile predictions for each test set.
+trains with its recipe (cellclass.learn.recipe: optimizer, schedule, loss, the epoch
+it keeps, chosen on the validation side), logs training (inference mode) and
+validation metrics per epoch (cellclass.learn.callbacks), survives being killed (it
+resumes from the last finished epoch), and writes per-tile predictions for each test set.
 """
 
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import inference, pipeline, runtime
+from cellclass.learn import inference, pipeline, recipe, runtime
 from cellclass.prepare import split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -112,18 +113,68 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, 
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initial_epoch, **fit_options):
+def compile_for(model, options, *, optimizer, steps):
+    """Compile a new model with the recipe's optimizer, learning rate (schedule) and loss."""
+    from cellclass.learn import models
+
+    peak = models.DEFAULT_LEARNING_RATES[optimizer] if options["learning_rate"] is None else options["learning_rate"]
+    rate = recipe.learning_rate(options["schedule"], peak, epochs=options["epochs"], steps_per_epoch=steps,
+                                warmup_epochs=options["warmup_epochs"])
+    model.compile(
+        optimizer=models.make_optimizer(optimizer, rate, weight_decay=options["weight_decay"]),
+        loss=recipe.loss(options["label_smoothing"]),
+        metrics=["accuracy"],
+        jit_compile=options["xla"],
+    )
+
+
+def epoch_chooser(options, selection):
+    """The callback that keeps the best epoch and stops early (Keras' EarlyStopping), or None where a run trains
+    every epoch and keeps the last, or has no validation side to choose on."""
+    from cellclass.learn import callbacks
+
+    if selection == "best" or (selection == "last" and options["patience"] is not None):
+        return callbacks.BestEpoch(options["monitor"], patience=options["patience"], restore=selection == "best")
+    return None
+
+
+def recipe_record(options, optimizer):
+    """What a run trained with, for metrics.json: the recipe's keys as used, and those the config set."""
+    from cellclass.learn import models
+
+    used = {key: options[key] for key in recipe.KEYS}
+    used["optimizer"] = optimizer
+    if used["learning_rate"] is None:
+        used["learning_rate"] = models.DEFAULT_LEARNING_RATES[optimizer]
+    return {"name": options["recipe"], **used, "monitor": options["monitor"], "overrides": recipe.overrides(options)}
+
+
+def choice_record(chooser, selection, history, monitor):
+    """metrics.json's record of the epoch kept (1-based): which, by what rule, its monitored value, and the epoch
+    after which early stopping ended training (None if it ran every epoch)."""
+    kept = int(history["epoch"].max())
+    if chooser is not None and chooser.restore_best_weights and chooser.best is not None:
+        kept = int(chooser.best_epoch) + 1
+    stopped = int(chooser.stopped_epoch) + 1 if chooser is not None and chooser.stopped_epoch > 0 else None
+    value = history.loc[history["epoch"] == kept, monitor].iloc[0]
+    return {"kept_epoch": kept, "epoch_selection": selection, "stopped_epoch": stopped,
+            "monitor_at_kept": None if pd.isna(value) else float(value)}
+
+
+def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initial_epoch, chooser=None, **fit_options):
     """model.fit, with the model's "backbone" frozen for the first `freeze_epochs` epochs, then every layer
     fine-tuned: while the new head is random, its large gradients would otherwise scramble pretrained features.
 
     Two fits on one epoch counter, so the epoch log and the checkpoints read as one run, and a run killed in
     either phase resumes in it: the checkpoint keeps the backbone's frozen state. `compile_model(model)` compiles
-    afresh (a new optimizer) when the trainable weights change; Keras needs that to see the change.
+    afresh (a new optimizer) when the trainable weights change; Keras needs that to see the change. The epoch
+    `chooser` (BestEpoch) watches both fits as one: it puts the best epoch back only after the last one, and an
+    early stop in the frozen phase ends the run.
     """
     from cellclass.learn import models
 
     phases = [(min(freeze_epochs, epochs), False), (epochs, True)] if freeze_epochs else [(epochs, None)]
-    for end, trainable in phases:
+    for i, (end, trainable) in enumerate(phases):
         if initial_epoch >= end:
             continue
         backbone = models.backbone(model)
@@ -133,8 +184,15 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
                 compile_model(model)
             log.info("epochs %d-%d: %s", initial_epoch + 1, end,
                      "fine-tuning every layer" if trainable else "backbone frozen, training the head")
+        if chooser is not None:
+            chooser.final = i == len(phases) - 1
         model.fit(data, epochs=end, initial_epoch=initial_epoch, **fit_options)
         initial_epoch = end
+        if chooser is not None and chooser.stopped_epoch > 0:
+            break
+    if chooser is not None and not chooser.final:  # stopped early while the backbone was frozen
+        chooser.final = True
+        chooser.on_train_end()
 
 
 def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
@@ -199,16 +257,11 @@ def train_run(
             raise InputError(f"test set {name} has no images with tiles")
     checkpoint = callbacks.Checkpoint(backup_dir)
     model, epochs_done = checkpoint.restore()
+    optimizer = options["optimizer"] or models.MODELS[model_name].optimizer
     model_options = options["model_options"].get(model_name, {})
-
-    def compile_model(model):
-        spec = models.MODELS[model_name]
-        optimizer = models.make_optimizer(options["optimizer"] or spec.optimizer, options["learning_rate"])
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=options["xla"])
-
-    if model is None:
+    fresh = model is None
+    if fresh:
         model = models.build_model(model_name, shape, len(classes), **model_options)
-        compile_model(model)
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
     eval_labels = labelled(train_eval, classes, "training data")
@@ -236,37 +289,61 @@ def train_run(
     train_x, train_y = training_sample(
         train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
     )
+
+    def compile_model(model):  # a new optimizer with the recipe's schedule (fresh model, or fine-tuning starts)
+        compile_for(model, options, optimizer=optimizer, steps=steps)
+
+    if fresh:  # a resumed model comes with its optimizer, its schedule and its step
+        compile_model(model)
     log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s; augmented on the "
              "fly: %s", model_name, shape, len(classes), n_train, n_validation,
              "" if n_validation else " (no validation side: the curves show training data only)",
              on_the_fly(options.get("augment")))
 
     log_path = backup_dir / "history.csv"
+    # The epoch kept is chosen on the validation side only; the test side is scored after training.
+    selection = recipe.epoch_selection(options, has_validation=bool(n_validation))
+    chooser = epoch_chooser(options, selection)
+    checkpoint.keep = chooser
+    stopped = False
+    if chooser is not None and epochs_done:
+        done = callbacks.read_epoch_log(log_path)
+        done = done[done["epoch"] <= epochs_done][options["monitor"]]  # a logged but unsaved epoch is redone
+        stopped = chooser.resume(model, done, checkpoint.weights)
     started = time.perf_counter()
-    fit_with_warm_up(
-        model,
-        compile_model,
-        models.freeze_epochs(model_name, model_options),
-        train_data,
-        validation_data=validation_data if n_validation else None,
-        epochs=options["epochs"],
-        initial_epoch=epochs_done,
-        steps_per_epoch=steps,
-        class_weight=class_weight,
-        shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
-        verbose=2,
-        # Scored, then logged, then saved: a kill between log and save repeats the
-        # epoch on resume, and the log keeps the repeat's record.
-        callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path), checkpoint],
-    )
+    if stopped:  # killed after early stopping, before the outputs were written
+        chooser.on_train_end()
+    else:
+        fit_with_warm_up(
+            model,
+            compile_model,
+            models.freeze_epochs(model_name, model_options),
+            train_data,
+            chooser=chooser,
+            validation_data=validation_data if n_validation else None,
+            epochs=options["epochs"],
+            initial_epoch=epochs_done,
+            steps_per_epoch=steps,
+            class_weight=class_weight,
+            shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
+            verbose=2,
+            # Scored, then logged, then judged, then saved: a kill between log and save
+            # repeats the epoch on resume, and the log keeps the repeat's record.
+            callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
+            + ([chooser] if chooser is not None else []) + [checkpoint],
+        )
     seconds = time.perf_counter() - started
 
     with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
+        model.save(tmp)  # with the kept epoch's weights
     history = callbacks.read_epoch_log(log_path)
+    chosen = choice_record(chooser, selection, history, options["monitor"])
+    history["kept"] = history["epoch"] == chosen["kept_epoch"]
+    log.info("kept epoch %d of %d (%s)%s", chosen["kept_epoch"], int(history["epoch"].max()), selection,
+             f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "")
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    # The test sides are scored here, once, after the last epoch; nothing was chosen on them.
+    # The test sides are scored here, once, after training; nothing was chosen on them.
     predictions = pd.concat(
         [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name, tta=tta)
          for name, tilesets in test_sets.items()],
@@ -292,6 +369,8 @@ def train_run(
         "test_sets": list(test_sets),
         "tta": tta,
         "epochs": int(history["epoch"].max()),
+        "recipe": recipe_record(options, optimizer),
+        **chosen,
         "train_seconds": round(seconds, 2),
     }
     with atomic_path(out_dir / "metrics.json") as tmp:

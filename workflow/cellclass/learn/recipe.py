@@ -1,0 +1,125 @@
+"""The training recipe: optimizer, learning-rate schedule, loss and which epoch a run keeps, named by a preset.
+
+`train.recipe: article` is the set-up cellclass trained with before recipes existed, the article's: the
+model's own optimizer (Adam; SGD with momentum for alexnet) at its default rate held constant, plain
+cross-entropy, 9 epochs, the last one kept. `modern` (the default) is AdamW with decoupled weight decay,
+a linear warm-up into a cosine decay, label smoothing, at most 30 epochs and the epoch with the lowest
+validation loss kept, stopping once it has not improved for 5 epochs. Every key of a preset can be set
+on its own (train.learning_rate, train.patience, ...), and a key set overrides the preset's value.
+
+Pure Python at import (the config check uses it while Snakemake parses); Keras is imported where it is used.
+"""
+
+PRESETS = {
+    "article": {
+        "optimizer": None,  # the model's own: adam, sgd for alexnet
+        "learning_rate": None,  # the optimizer's default: 1e-3, 0.01 for sgd
+        "schedule": "constant",
+        "warmup_epochs": 0,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "epochs": 9,
+        "patience": None,
+        "keep_epoch": "last",
+    },
+    "modern": {
+        "optimizer": "adamw",
+        "learning_rate": 1e-3,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        # Keras (like PyTorch and Loshchilov & Hutter) decays decoupled and scaled by the rate: each step
+        # shrinks a weight by learning_rate x weight_decay (5e-5 at the peak here, the product of ConvNeXt's
+        # and DeiT's 4e-3 x 0.05). An SGD-style L2 coefficient such as 1e-4 would shrink by 1e-7: nothing.
+        "weight_decay": 0.05,
+        "label_smoothing": 0.1,
+        "epochs": 30,  # a cap: early stopping usually ends a run sooner
+        "patience": 5,
+        "keep_epoch": "best",
+    },
+}
+KEYS = tuple(PRESETS["article"])
+# Our names of the monitored metrics -> (Keras' log key, the better direction).
+MONITORS = {"validation_loss": ("val_loss", "min"), "validation_accuracy": ("val_accuracy", "max")}
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD with momentum 0.9"}
+
+
+def resolve(train):
+    """`train` (checked settings of one experiment) with every recipe key it leaves out taken from its preset.
+
+    The config check leaves these keys without schema defaults, so a key present here was set by the user, at
+    the top level or in the experiment, and wins over the preset whichever level set `recipe`.
+    """
+    preset = PRESETS[train["recipe"]]
+    return {**train, **{key: value for key, value in preset.items() if key not in train}}
+
+
+def overrides(train):
+    """The recipe keys of resolved settings that differ from their preset, {key: value}."""
+    preset = PRESETS[train["recipe"]]
+    return {key: train[key] for key in KEYS if train[key] != preset[key]}
+
+
+def epoch_selection(train, has_validation):
+    """How a run picks the epoch it keeps: 'best' (on the validation side), 'last', or 'last: no validation side'."""
+    if not has_validation:
+        return "last: no validation side"
+    return train["keep_epoch"]
+
+
+def learning_rate(schedule, peak, *, epochs, steps_per_epoch, warmup_epochs):
+    """What the optimizer's rate follows: the number `peak`, or a Keras schedule of the optimizer's step.
+
+    cosine: keras.optimizers.schedules.CosineDecay from `peak` to 0 at the last step of `epochs`, after a
+    linear warm-up from 0 over `warmup_epochs`. constant: `peak` throughout (after the warm-up, if any:
+    CosineDecay with alpha 1 holds its rate). The schedule lives in the optimizer, so it is saved with the
+    model and a resumed run continues it.
+    """
+    import keras
+
+    if schedule == "constant" and not warmup_epochs:
+        return float(peak)
+    total = epochs * steps_per_epoch
+    warmup = min(round(warmup_epochs * steps_per_epoch), total)
+    alpha = 1.0 if schedule == "constant" else 0.0
+    decay = max(total - warmup, 1)
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(float(peak), decay, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay, alpha=alpha, warmup_target=float(peak), warmup_steps=warmup
+    )
+
+
+def loss(label_smoothing):
+    """Cross-entropy on the pipeline's one-hot labels, smoothed towards uniform by `label_smoothing`.
+
+    No smoothing keeps the name Keras compiled with before recipes existed.
+    """
+    if not label_smoothing:
+        return "categorical_crossentropy"
+    import keras
+
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+
+def describe(used):
+    """A run's recipe in words, from the `recipe` record of its metrics.json."""
+    parts = [OPTIMIZER_NAMES.get(used["optimizer"], used["optimizer"])]
+    if used["weight_decay"]:
+        parts[0] += f" (weight decay {used['weight_decay']:g})"
+    rate = f"learning rate {used['learning_rate']:g}"
+    if used["schedule"] == "cosine":
+        rate += " decaying on a cosine to 0"
+    else:
+        rate += " held constant"
+    if used["warmup_epochs"]:
+        rate += f" after a {used['warmup_epochs']:g}-epoch linear warm-up"
+    parts.append(rate)
+    parts.append(f"label smoothing {used['label_smoothing']:g}" if used["label_smoothing"] else "no label smoothing")
+    stop = f", stopping after {used['patience']} epochs without improvement" if used["patience"] else ""
+    keep = (f"the epoch of best {used['monitor'].replace('_', ' ')} kept" if used["keep_epoch"] == "best"
+            else "the last epoch kept")
+    parts.append(f"at most {used['epochs']} epochs{stop}, {keep}")
+    text = f"the {used['name']} recipe: " + ", ".join(parts)
+    if used.get("overrides"):
+        text += " (set in the config: " + ", ".join(f"{k} {v}" for k, v in used["overrides"].items()) + ")"
+    return text
