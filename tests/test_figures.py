@@ -86,8 +86,9 @@ def assert_written(paths):
 
 
 def points(ax):
-    """The (x, y) of every scatter point in `ax`, one array per scatter call."""
-    return [c.get_offsets() for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    """The (x, y) of every run's scatter points in `ax`, one array per scatter call (not the kept-epoch marks)."""
+    return [c.get_offsets() for c in ax.collections
+            if isinstance(c, matplotlib.collections.PathCollection) and c.get_gid() != "kept_epoch"]
 
 
 def legend_texts(ax):

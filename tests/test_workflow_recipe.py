@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import TINY, snakemake, write_config
+from conftest import TINY, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
