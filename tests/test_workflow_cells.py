@@ -64,7 +64,8 @@ def test_six_classes_are_trained_and_scored_per_cell(cells):
     assert metrics["classes"] == [f"class{k}" for k in range(6)] and metrics["input_shape"] == [32, 32, 1]
     split = pd.read_csv(folder / "results/crops/split.tsv", sep="\t")
     train_crops = (split["split"] == "train").sum()
-    assert metrics["train_tiles"] == 8 * train_crops  # every training crop's 8 dihedral copies, from every shard
+    # Every training crop from every shard, stored once; its rotations and flips are drawn in the input pipeline.
+    assert metrics["train_tiles"] == train_crops and metrics["augmented_on_the_fly"] == "dihedral"
     predictions = pd.read_csv(folder / "results/train/crops/small/fold0/seed0/predictions.tsv", sep="\t")
     assert set(predictions["sample"]) == set(split.loc[split["split"] == "test", "sample"])
     summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
