@@ -1,5 +1,5 @@
 """The plan, without Snakemake: every source of images (class folder, sample sheet, plate folder, OME-Zarr plate,
-demo fields, demo plate, model package) gives samples, shards, sides, runs and the files the rules will make."""
+demo fields, demo plate, demo cells, model package) gives samples, shards, sides, runs and the files the rules will make."""
 
 import numpy as np
 import pytest
@@ -114,6 +114,22 @@ def test_demo_fields_are_planned_before_they_exist(tmp_path):
     assert "results/toy/segmentation.tsv" in plan.prepared_outputs()  # crops of demo fields check segmentation
     assert set(plan.demo_truth("toy")) == set(data.samples)
     assert plan.attributed_runs() == [r.replace("results/train/", "results/attribution/") for r in plan.run_dirs()]
+
+
+def test_demo_cells_are_planned_before_they_exist_from_the_counts(tmp_path):
+    config = {"train": TRAIN, "prepare": {"kind": "cells", "images_per_job": 20},
+              "datasets": {"toy": {"demo_cells": {"cells_per_class": 30, "seed": 7}}}}
+    plan = make_plan(config, base_dir=tmp_path)
+    data = plan.datasets["toy"]
+    assert data.entry["demo_cells"] == {"kind": "patterns", "cells_per_class": 30, "rare_class": "golgi",
+                                        "rare_fraction": 0.3333, "seed": 7, "size": 72, "channels": 1}
+    assert len(data.samples) == 5 * 30 + 10 and not (tmp_path / DEMO_ROOT).exists()
+    cell = data.samples["golgi/cell_00009"]
+    assert cell.files == (f"{DEMO_ROOT}/toy/patterns/golgi/cell_00009.tif",) and cell.group == cell.id
+    assert data.classes() == sorted(["homogeneous", "speckled", "nucleolar", "centromere", "membrane", "golgi"])
+    assert len(data.shards) == 8  # cells are sharded like any single-cell images
+    assert plan.ground_truth_masks("toy", "test") == {}  # no puncta masks: attribution finds puncta itself
+    assert "results/toy/segmentation.tsv" not in plan.prepared_outputs()
 
 
 def test_a_demo_plate_is_planned_from_its_spec(tmp_path):

@@ -77,6 +77,9 @@ def validate(config, base_dir="."):
             _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
             dataset[section] = merged
         _resolve_paths(dataset, base_dir, where)
+        if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
+            raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
+                             f"set kind: cells, not {dataset['prepare']['kind']}")
     if not config["datasets"]:
         if not config["predict"] or any("package" not in p for p in config["predict"].values()):
             raise InputError("invalid configuration:\n  datasets: none given; only a config whose prediction sets all "
@@ -142,10 +145,10 @@ def _resolve_paths(entry, base_dir, where):
             entry[key] = str(resolved)
     if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
         raise InputError(f"invalid configuration:\n  {where}.path: {entry['path']} is not a folder")
-    sources = [k for k in ("demo", "demo_plate", "plate", "sheet", "path") if k in entry]
+    sources = [k for k in ("demo", "demo_plate", "demo_cells", "plate", "sheet", "path") if k in entry]
     if len(sources) > 1 and set(sources) != {"sheet", "path"}:
-        raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, plate or path/sheet, not "
-                         f"{' and '.join(sources)}")
+        raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, demo_cells, plate or "
+                         f"path/sheet, not {' and '.join(sources)}")
 
 
 def _check_predictions(config, base_dir):

@@ -8,7 +8,7 @@ runs is unit-tested here (tests/test_plan.py).
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cellclass.demo import synthetic
+from cellclass.demo import patterns, synthetic
 from cellclass.io import datasets, plates
 from cellclass.prepare import shards, split
 from cellclass.share import package
@@ -73,13 +73,16 @@ class PredictionSet(ImageSet):
 
 def images_of(name, entry, *, labelled):
     """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come
-    from (a plate folder or OME-Zarr plate, the demo's plate or fields, a sample sheet, a class folder)."""
+    from (a plate folder or OME-Zarr plate, the demo's plate, fields or single cells, a sample sheet, a class
+    folder)."""
     if "demo_plate" in entry:
         spec = entry["demo_plate"]
         return plates.join(demo_plate_fields(name, spec), synthetic.plate_map(spec), f"the demo plate {name}",
                            labelled_only=labelled and not entry.get("test_only"))
     if "plate" in entry:
         return plates.from_plate(entry["plate"], labelled_only=labelled and not entry.get("test_only"))
+    if "demo_cells" in entry:
+        return patterns.samples(f"{DEMO_ROOT}/{name}", entry["demo_cells"]), None
     if "demo" in entry:
         names = synthetic.field_names(entry["demo"]["fields_per_class"])
         return datasets.from_demo(f"{DEMO_ROOT}/{name}", names), None

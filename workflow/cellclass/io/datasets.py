@@ -182,11 +182,12 @@ def from_sheet(sheet, root=None, test_only=False):
     return _check_classes(samples, f"sample sheet {sheet}", test_only)
 
 
-def from_demo(root, field_names):
-    """Samples of a demo dataset, planned from its field names before the files exist."""
+def from_demo(root, field_names, images="images"):
+    """Samples of a demo dataset, planned from its field names before the files exist:
+    root/<images>/<class>/<stem>.tif."""
     root = Path(root)
     return [
-        Sample(f"{cls}/{stem}", (str(root / "images" / cls / f"{stem}.tif"),), cls, f"{cls}/{stem}")
+        Sample(f"{cls}/{stem}", (str(root / images / cls / f"{stem}.tif"),), cls, f"{cls}/{stem}")
         for cls, stem in field_names
     ]
 
