@@ -44,8 +44,8 @@ _WEIGHT = {
     "homogeneous": (0.0, 0.0),
     "speckled": (0.12, 0.85),
     "nucleolar": (0.2, 0.85),
-    "centromere": (0.4, 0.95),
-    "membrane": (0.04, 0.8),
+    "centromere": (0.5, 0.95),
+    "membrane": (0.03, 0.8),
     "golgi": (0.35, 0.95),
 }
 _SIGNAL_E = 900.0  # median nuclear photo-electrons of a bright ("positive") cell
@@ -74,7 +74,9 @@ def render_cell(cls: str, *, seed: int, index: int, size: int = SIZE, channels: 
     g = _geometry(rng, size)
     inside = _soft_inside(g["rho"], g["a"])
     chromatin = _texture(rng, size, 1.2)
-    fill = (0.8 + 0.2 * (1 - np.minimum(g["rho"], 1) ** 2)) * np.clip(1 + rng.uniform(0.04, 0.2) * chromatin, 0, None)
+    # Brighter in the middle, or a little towards the envelope (peripheral chromatin), with chromatin texture.
+    profile = 1 + rng.uniform(-0.25, 0.15) * (np.minimum(g["rho"], 1) ** 2 - 0.5)
+    fill = profile * np.clip(1 + rng.uniform(0.04, 0.2) * chromatin, 0, None)
     nucleoli = _nucleoli(rng, g, rng.integers(1, 5), sigma=(1.3, 2.6))  # every nucleus has some; max 1
     homogeneous = fill * inside * (1 - rng.uniform(0.0, 0.35) * nucleoli)
 
@@ -182,7 +184,8 @@ def _speckled(rng, g, inside, nucleoli):
 
 
 def _nucleolar(rng, g, inside, nucleoli):
-    bright = _nucleoli(rng, g, rng.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8]), sigma=(1.0, 2.6), reach=0.75)
+    count = rng.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12])  # a few, sometimes many like centromeres
+    bright = _nucleoli(rng, g, count, sigma=(0.9, 2.6), reach=0.8)
     count = rng.integers(40, 120)  # a faint speckled nucleoplasm around them
     ys, xs = _points_in(rng, g, count, 0.95)
     haze = _spots(g, ys, xs, np.full(count, 0.7), np.ones(count))
@@ -191,7 +194,7 @@ def _nucleolar(rng, g, inside, nucleoli):
 
 
 def _centromere(rng, g, inside, nucleoli):
-    count = rng.integers(12, 51)
+    count = rng.integers(10, 51)
     ys, xs = _points_in(rng, g, count, 0.93, spread=True)
     return _unit_mean(_spots(g, ys, xs, rng.uniform(0.7, 1.2, count), rng.uniform(0.7, 1.3, count)), inside)
 
@@ -268,7 +271,7 @@ def _points_in(rng, g, count, reach, spread=False):
         angle = rng.uniform(0, 2 * np.pi)
         radius = reach * np.sqrt(rng.uniform())
         y, x = _polar_to_pixels(g, np.array([angle]), np.array([radius]))
-        if spread and any(math.hypot(y[0] - py, x[0] - px) < 2.6 for py, px in zip(ys, xs)):
+        if spread and any(math.hypot(y[0] - py, x[0] - px) < 3.0 for py, px in zip(ys, xs)):
             continue
         ys.append(y[0])
         xs.append(x[0])
@@ -353,7 +356,7 @@ def contact_sheet(path, *, seed=0, per_class=8, size=SIZE, first=0):
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(cls, fontsize=8)
-    fig.subplots_adjust(left=0.08, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(left=0.3 / fig.get_figwidth(), right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
     plotting.save(fig, path)
     plt.close(fig)
     return Path(path)
