@@ -1,0 +1,234 @@
+"""Learning on the harder embedded benchmark: six nuclear staining patterns, one class rare, through the real
+workflow, for each training variant listed below.
+
+The set (cellclass.demo.patterns: homogeneous, speckled, nucleolar, centromere, membrane and the rare golgi;
+72 px 16-bit single cells) is written once as a class-folder dataset, `prepare.kind: cells`, and prepared
+once (`--until augment split`). Each variant then trains its model for `--seeds` seeds on the same split and
+is evaluated (`snakemake results/evaluation/runs.tsv`), in the same folder, one Snakemake run per variant
+(a kept `--folder` reruns only what changed: a variant already trained shows "kept" for its time).
+The table gives, per variant, the balanced accuracy per cell on the test side (mean and range over seeds,
+from results/evaluation/runs.tsv), the wall time of its Snakemake run, the collapsed runs (95% or more of the
+test calls one class, from predictions.tsv) and, once, the storage per cell of results/<dataset>/tiles and
+augmented. A variant whose keys the current schema rejects (a recipe, a backbone or test-time augmentation
+not merged yet) is reported as not available and skipped. Chance is 1/6; the set is made so that no network
+reaches 1.0 and a decent one about 0.85-0.95.
+
+    python bench/learn.py [--cells 400] [--rare-fraction 0.33] [--seeds 3] [--epochs N] [--variants a,b]
+                          [--folder DIR]
+    python bench/learn.py --cells 30 --epochs 1 --seeds 1      # a check that it runs (minutes on 2 cores)
+"""
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))  # this checkout's cellclass, as the Snakemake jobs below get it
+from cellclass import config as cc_config  # noqa: E402
+from cellclass.demo import patterns  # noqa: E402
+from cellclass.io.errors import InputError  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))
+from workflow_helpers import job_counts  # noqa: E402  (the one reader of Snakemake's job table)
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+DATASET = "patterns"
+
+# What is compared: each a name and overrides of the base config's train (and evaluation) settings.
+VARIANTS = [
+    {"name": "small", "train": {"models": ["small"]}},
+    {"name": "deep50", "train": {"models": ["deep50"]}},
+    {"name": "resnet", "train": {"models": ["resnet"]}},
+    {"name": "deep50 article", "train": {"models": ["deep50"], "recipe": "article"}},
+    {"name": "deep50 modern", "train": {"models": ["deep50"], "recipe": "modern"}},
+    {"name": "resnet modern", "train": {"models": ["resnet"], "recipe": "modern"}},
+    {"name": "resnet modern tta", "train": {"models": ["resnet"], "recipe": "modern"}, "evaluation": {"tta": "dihedral"}},
+    # keras.applications backbones (from scratch unless train.model_options gives weights).
+    {"name": "mobilenetv3small modern", "train": {"models": ["mobilenetv3small"], "recipe": "modern"}},
+    {"name": "efficientnetv2b0 modern", "train": {"models": ["efficientnetv2b0"], "recipe": "modern"}},
+    {"name": "efficientnetv2b0 modern tta", "train": {"models": ["efficientnetv2b0"], "recipe": "modern"},
+     "evaluation": {"tta": "dihedral"}},
+]
+
+BASE = {
+    "prepare": {"kind": "cells", "tile_size": patterns.SIZE},
+    "split": {"seed": 0, "test_fraction": 0.2},
+    "augment": {"dihedral": True},
+    "train": {"batch_size": 32, "threads": 2},
+    "attribution": {"experiments": []},
+}
+
+
+def slug(name):
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def variant_config(variant, data, seeds, epochs):
+    """The whole config of one variant: the base, one experiment named after it, its overrides."""
+    config = copy.deepcopy(BASE)
+    config["datasets"] = {DATASET: {"path": str(data)}}
+    train = {**variant.get("train", {}), "runs": seeds}
+    if epochs is not None:
+        train["epochs"] = epochs
+    config["experiments"] = {slug(variant["name"]): {"dataset": DATASET, "train": train}}
+    if "evaluation" in variant:
+        config["evaluation"] = copy.deepcopy(variant["evaluation"])
+    return config
+
+
+def available(config, folder):
+    """None if this cellclass accepts the config, else why not (the schema's or the model registry's words)."""
+    try:
+        cc_config.validate(config, base_dir=folder)
+    except InputError as error:
+        return " ".join(str(error).replace("invalid configuration:", "").split())
+    return None
+
+
+def snakemake(folder, config, *args, rule="train"):
+    """Run Snakemake on this checkout in `folder` with `config`; returns wall seconds, or None when it ran no
+    `rule` job (a kept folder held them already)."""
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))}
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder), "--configfile", str(path),
+               "--cores", "2", *args]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return seconds if job_counts(result).get(rule) else None
+
+
+def scores(folder, experiment):
+    """Per run: balanced accuracy per cell on the dataset's own test side, and whether it collapsed."""
+    runs = pd.read_csv(folder / "results/evaluation/runs.tsv", sep="\t")
+    rows = runs[(runs["experiment"] == experiment) & (runs["test_set"] == DATASET) & (runs["level"] == "image")]
+    out = []
+    for row in rows.itertuples():
+        run = folder / f"results/train/{experiment}/{row.model}/fold{row.fold}/seed{row.seed}"
+        calls = pd.read_csv(run / "predictions.tsv", sep="\t", dtype=str)
+        calls = calls[calls["test_set"] == DATASET] if "test_set" in calls else calls
+        top_share = calls["predicted"].value_counts(normalize=True).iloc[0]
+        out.append({"seed": row.seed, "balanced_accuracy": row.balanced_accuracy, "collapsed": top_share >= 0.95})
+    return pd.DataFrame(out)
+
+
+def storage_per_cell(folder, cells):
+    """KiB per cell of the raw TIFFs and of the dataset's tile and augmented shard files (over all its cells)."""
+    parts = {"raw": folder.glob("data/*/*.tif")}
+    parts |= {part: (folder / "results" / DATASET / part).glob("*.npz") for part in ("tiles", "augmented")}
+    return {part: sum(p.stat().st_size for p in files) / 1024 / cells for part, files in parts.items()}
+
+
+def count_test_cells(folder):
+    split = pd.read_csv(folder / "results" / DATASET / "split.tsv", sep="\t")
+    return int((split["split"] == "test").sum())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=400, help="cells per class (the rare class: a fraction of it)")
+    parser.add_argument("--rare-fraction", type=float, default=patterns.RARE_FRACTION)
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
+    parser.add_argument("--epochs", type=int, help="override every variant's epochs (default: its own)")
+    parser.add_argument("--variants", help="comma-separated names to run (default: all)")
+    parser.add_argument("--data-seed", type=int, default=7)
+    parser.add_argument("--folder", help="work folder, kept (default: a temporary one)")
+    args = parser.parse_args()
+    chosen = VARIANTS
+    if args.variants:
+        wanted = set(args.variants.split(","))
+        chosen = [v for v in VARIANTS if v["name"] in wanted]
+        unknown = wanted - {v["name"] for v in chosen}
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(v['name'] for v in VARIANTS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.folder or tmp).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        run(folder, chosen, args)
+
+
+def run(folder, chosen, args):
+    data, made = folder / "data", folder / "data.json"
+    start = time.perf_counter()
+    counts = patterns.class_counts(args.cells, args.rare_fraction)
+    wanted = json.dumps({"cells": args.cells, "rare_fraction": args.rare_fraction, "seed": args.data_seed})
+    if not made.exists() or made.read_text() != wanted:  # a kept folder is reused only for the same set
+        shutil.rmtree(data, ignore_errors=True)
+        patterns.write_dataset(data, args.cells, args.rare_fraction, seed=args.data_seed)
+        made.write_text(wanted)
+    generate_s = time.perf_counter() - start
+    n_cells = sum(counts.values())
+    print(f"data: {n_cells} cells of {patterns.SIZE} px ({', '.join(f'{c} {n}' for c, n in counts.items())}), "
+          f"written in {generate_s:.0f} s to {data}", flush=True)
+
+    configs = {v["name"]: variant_config(v, data, args.seeds, args.epochs) for v in chosen}
+    missing = {name: available(config, folder) for name, config in configs.items()}
+    ready = [v for v in chosen if missing[v["name"]] is None]
+    if not ready:
+        raise SystemExit("no variant is available in this cellclass:\n" + "\n".join(f"  {k}: {v}" for k, v in missing.items()))
+    prepare_s = snakemake(folder, configs[ready[0]["name"]], "--until", "augment", "split", rule="tile")
+    storage = storage_per_cell(folder, n_cells)
+    print(f"prepare (tile, augment, split): {seconds_text(prepare_s)}", flush=True)
+
+    rows = []
+    for variant in chosen:
+        name = variant["name"]
+        if missing[name] is not None:
+            rows.append({"variant": name, "status": "not available", "note": missing[name]})
+            print(f"{name}: not available ({missing[name]})", flush=True)
+            continue
+        try:
+            seconds = snakemake(folder, configs[name], "results/evaluation/runs.tsv")
+        except RuntimeError as error:
+            rows.append({"variant": name, "status": "failed", "note": str(error).splitlines()[0]})
+            print(f"{name}: failed\n{error}", flush=True)
+            continue
+        table = scores(folder, slug(name))
+        acc = table["balanced_accuracy"]
+        rows.append({
+            "variant": name, "status": "ok", "runs": len(table), "mean": acc.mean(), "low": acc.min(),
+            "high": acc.max(), "collapsed": int(table["collapsed"].sum()), "wall_s": seconds,
+        })
+        print(f"{name}: balanced accuracy {acc.mean():.3f} ({acc.min():.3f}-{acc.max():.3f}) over {len(table)} "
+              f"seeds, {seconds_text(seconds)}", flush=True)
+    pd.DataFrame(rows).to_csv(folder / "bench_learn.tsv", sep="\t", index=False)
+    print_table(rows, n_cells, count_test_cells(folder), storage, args)
+
+
+def seconds_text(seconds, unit=" s"):
+    """Wall seconds, or 'kept' when a kept folder already held the outputs that take the time."""
+    return "kept" if seconds is None else f"{seconds:.0f}{unit}"
+
+
+def print_table(rows, n_cells, n_test, storage, args):
+    print()
+    print(f"Balanced accuracy per cell on the test side ({n_test} cells, chance {1 / 6:.2f}); "
+          f"{args.seeds} seed(s) per variant, epochs {args.epochs or 'as configured'}")
+    print(f"{'variant':<28} {'status':<14} {'bal. acc. mean':>14} {'range':>13} {'collapsed':>10} {'wall s':>8}")
+    for row in rows:
+        if row["status"] != "ok":
+            print(f"{row['variant']:<28} {row['status']:<14} {row['note'][:90]}")
+            continue
+        span = f"{row['low']:.3f}-{row['high']:.3f}"
+        print(f"{row['variant']:<28} {'ok':<14} {row['mean']:>14.3f} {span:>13} "
+              f"{row['collapsed']:>6} / {row['runs']:<2} {seconds_text(row['wall_s'], ''):>8}")
+    print(f"storage per cell ({n_cells} cells): raw TIFF {storage['raw']:.1f} KiB, results/{DATASET}/tiles "
+          f"{storage['tiles']:.1f} KiB, augmented {storage['augmented']:.1f} KiB")
+
+
+if __name__ == "__main__":
+    main()
