@@ -39,9 +39,8 @@ from cellclass.demo import patterns  # noqa: E402
 from cellclass.io.errors import InputError  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
-from workflow_helpers import job_counts  # noqa: E402  (the one reader of Snakemake's job table)
+from conftest import job_counts, snakemake_command  # noqa: E402  (the tests' command line and job-table parser)
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 DATASET = "patterns"
 
 # What is compared: each a name and overrides of the base config's train (and evaluation) settings.
@@ -98,13 +97,10 @@ def available(config, folder):
 def snakemake(folder, config, *args, rule="train"):
     """Run Snakemake on this checkout in `folder` with `config`; returns wall seconds, or None when it ran no
     `rule` job (a kept folder held them already)."""
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))}
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder), "--configfile", str(path),
-               "--cores", "2", *args]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(snakemake_command(folder, *args), capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -218,8 +218,8 @@ def test_simple_features_learn_the_classes_well_above_chance_but_not_perfectly()
 
 @pytest.mark.slow
 def test_the_workflow_writes_the_cells_a_block_per_job_and_more_cells_rewrite_none(tmp_path):
-    from workflow_helpers import job_counts, samples_in, snakemake
-    from workflow_helpers import write_config as write_workflow_config
+    from conftest import job_counts, samples_in, snakemake
+    from conftest import write_config as write_workflow_config
 
     config = {
         "prepare": {"kind": "cells", "tile_size": 32},
