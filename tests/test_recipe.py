@@ -31,6 +31,10 @@ def test_the_article_recipe_is_the_set_up_before_recipes():
     assert recipe.loss(train["label_smoothing"]) == "categorical_crossentropy"  # the string compiled before
     rate = recipe.learning_rate("constant", 1e-3, epochs=9, steps_per_epoch=20, warmup_epochs=0)
     assert rate == 1e-3 and isinstance(rate, float)
+    # Its epochs held every stored rotated or flipped copy: with them drawn on the fly, 8 passes an epoch.
+    assert recipe.epoch_passes(train) == 8
+    assert recipe.epoch_passes(train_settings({"recipe": "article", "augmented": False})) == 1
+    assert recipe.epoch_passes(train_settings()) == 1 and recipe.epoch_passes(train_settings({"epoch_passes": 3})) == 3
 
 
 def test_modern_is_the_default_and_a_set_key_overrides_either_preset():

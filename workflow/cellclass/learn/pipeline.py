@@ -296,16 +296,16 @@ def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1):
     return data.prefetch(max(2, workers))
 
 
-def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, epochs_done=0, seed=0,
-                    channels=None, balance=False, augment=None, workers=1):
+def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, passes=1, epochs_done=0,
+                    seed=0, channels=None, balance=False, augment=None, workers=1):
     """The endless, shuffled training stream a run fits on: (dataset, steps per epoch, tiles per pass).
 
-    An epoch is one pass (epoch_tiles None) or `epoch_tiles` tiles of the
+    An epoch is `passes` passes (epoch_tiles None) or `epoch_tiles` tiles of the
     stream; a run resumed after `epochs_done` epochs starts where they ended,
     so it sees the batches an uninterrupted run would have seen.
     """
     stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels, shuffle=True,
                      seed=seed, balance=balance, augment=augment)
-    steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass
+    steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass * passes
     data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers)
     return data, steps, stream.tiles_per_pass

@@ -21,6 +21,7 @@ PRESETS = {
         "epochs": 9,
         "patience": None,
         "keep_epoch": "last",
+        "epoch_passes": None,  # as before on-the-fly augmentation: 8 with dihedral (every stored copy), else 1
     },
     "modern": {
         "optimizer": "adamw",
@@ -35,6 +36,7 @@ PRESETS = {
         "epochs": 30,  # a cap: early stopping usually ends a run sooner
         "patience": 5,
         "keep_epoch": "best",
+        "epoch_passes": 1,
     },
 }
 KEYS = tuple(PRESETS["article"])
@@ -57,6 +59,14 @@ def overrides(train):
     """The recipe keys of resolved settings that differ from their preset, {key: value}."""
     preset = PRESETS[train["recipe"]]
     return {key: train[key] for key in KEYS if train[key] != preset[key]}
+
+
+def epoch_passes(train):
+    """Passes over the training tiles in an epoch (without epoch_tiles). The article's epochs held every stored
+    dihedral copy of every tile, 8 passes' worth; drawing one view per tile and pass, 8 passes train as much."""
+    if train["epoch_passes"] is not None:
+        return train["epoch_passes"]
+    return 8 if (train.get("augment") or {}).get("dihedral") else 1
 
 
 def epoch_selection(train, has_validation):

@@ -275,11 +275,12 @@ def train_run(
              dict(zip(classes, per_class.tolist())), ratio, balance)
 
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
-    # An epoch is one pass over the training tiles, or `epoch_tiles` drawn from an endless stream of them (the
+    # An epoch is `epoch_passes` passes over the training tiles, or `epoch_tiles` drawn from an endless stream (the
     # article's epochs were 400 images). Each batch is augmented on the fly as a pure function of (seed, pass,
     # batch), so a resumed run sees what an uninterrupted one would have seen.
     train_data, steps, n_train = pipeline.training_stream(
-        train, train_labels, epoch_tiles=options["epoch_tiles"], epochs_done=epochs_done, seed=seed,
+        train, train_labels, epoch_tiles=options["epoch_tiles"], passes=recipe.epoch_passes(options),
+        epochs_done=epochs_done, seed=seed,
         balance=balance == "sampling", augment=options.get("augment"), workers=threads, **common
     )
     validation_data, validation_stream = pipeline.make_dataset(
