@@ -51,6 +51,9 @@ VARIANTS = [
     {"name": "resnet modern", "train": {"models": ["resnet"], "recipe": "modern"}},
     # keras.applications backbones, from scratch (no weights file is at hand offline).
     {"name": "mobilenetv3small modern", "train": {"models": ["mobilenetv3small"], "recipe": "modern"}},
+    # An epoch of one pass, as the modern preset had first (its default now shows each tile in 8 views).
+    {"name": "deep50 modern 1 pass", "train": {"models": ["deep50"], "recipe": "modern", "epoch_passes": 1}},
+    {"name": "resnet modern 1 pass", "train": {"models": ["resnet"], "recipe": "modern", "epoch_passes": 1}},
     {"name": "resnet article", "train": {"models": ["resnet"], "recipe": "article"}},
     {"name": "efficientnetv2b0 modern", "train": {"models": ["efficientnetv2b0"], "recipe": "modern"}},
 ]

@@ -34,7 +34,7 @@ def test_the_article_recipe_is_the_set_up_before_recipes():
     # Its epochs held every stored rotated or flipped copy: with them drawn on the fly, 8 passes an epoch.
     assert recipe.epoch_passes(train) == 8
     assert recipe.epoch_passes(train_settings({"recipe": "article", "augmented": False})) == 1
-    assert recipe.epoch_passes(train_settings()) == 1 and recipe.epoch_passes(train_settings({"epoch_passes": 3})) == 3
+    assert recipe.epoch_passes(train_settings()) == 8 and recipe.epoch_passes(train_settings({"epoch_passes": 3})) == 3
 
 
 def test_modern_is_the_default_and_a_set_key_overrides_either_preset():
