@@ -182,6 +182,50 @@ def test_a_killed_run_still_keeps_its_best_epoch(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_run_killed_after_its_last_epoch_still_keeps_its_best(tmp_path, monkeypatch):
+    """Every epoch trained and saved, killed before the outputs: the rerun trains nothing and still puts the
+    best epoch's weights back."""
+    import keras
+
+    from cellclass.learn import callbacks, training
+    from test_training import CLASSES, identity, options, write_images
+
+    train = write_images(tmp_path, 8, seed=1, prefix="train")
+    swapped = write_images(tmp_path, 2, seed=3, prefix="val")
+    for tileset in swapped:  # validation labels swapped: the validation loss is best early, not at the end
+        tileset.meta["class"] = CLASSES[1 - CLASSES.index(tileset.meta["class"])]
+    # The swapped validation side is all wrong from the first epoch on; no later epoch beats the first.
+    opts = options(models=["small"], epochs=4, patience=None, batch_size=16, threads=1, monitor="validation_accuracy")
+
+    def train_run(name):
+        return training.train_run(identity=identity(), classes=CLASSES, train=train, train_eval=train,
+                                  validation=swapped, test_sets={"d": train[:2]}, out_dir=tmp_path / name, options=opts)
+
+    whole = train_run("whole")
+    assert whole["kept_epoch"] == 1 and whole["epochs"] == 4
+
+    class Killed(Exception):
+        pass
+
+    save = callbacks.Checkpoint.on_epoch_end
+
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch + 1 == 4:
+            raise Killed
+
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", save_then_die)
+    with pytest.raises(Killed):
+        train_run("killed")
+    monkeypatch.undo()
+    resumed = train_run("killed")
+    assert resumed["kept_epoch"] == whole["kept_epoch"]
+    for a, b in zip(keras.saving.load_model(tmp_path / "whole/model.keras").get_weights(),
+                    keras.saving.load_model(tmp_path / "killed/model.keras").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
 def test_without_a_validation_side_the_last_epoch_is_kept_and_said(tmp_path):
     from test_training import run
 

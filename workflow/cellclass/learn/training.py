@@ -174,6 +174,7 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
     from cellclass.learn import models
 
     phases = [(min(freeze_epochs, epochs), False), (epochs, True)] if freeze_epochs else [(epochs, None)]
+    fitted = False
     for i, (end, trainable) in enumerate(phases):
         if initial_epoch >= end:
             continue
@@ -187,10 +188,11 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
         if chooser is not None:
             chooser.final = i == len(phases) - 1
         model.fit(data, epochs=end, initial_epoch=initial_epoch, **fit_options)
-        initial_epoch = end
+        fitted, initial_epoch = True, end
         if chooser is not None and chooser.stopped_epoch > 0:
             break
-    if chooser is not None and not chooser.final:  # stopped early while the backbone was frozen
+    # Stopped early while the backbone was frozen, or resumed with every epoch done: the best epoch goes back.
+    if chooser is not None and (not chooser.final or not fitted):
         chooser.final = True
         chooser.on_train_end()
 
