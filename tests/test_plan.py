@@ -161,6 +161,18 @@ def test_exports_name_their_runs(tmp_path):
     plan = make_plan(config, base_dir=tmp_path)
     assert plan.export_runs("pkg") == ["results/train/toy/small/fold0/seed1", "results/train/toy/small/fold1/seed1"]
     assert plan.exported_outputs() == ["results/export/pkg.zip", "results/export/pkg.validation.tsv"]
+    # The package's test tensors come from the first run's test side: those fields' raw images, and no others.
+    data = plan.datasets["toy"]
+    assert plan.export_raw_files("pkg") == [s.files[0] for s in data.samples.values() if data.side(s.id, 0) == "test"]
+    assert plan.export_raw_files("pkg")
+
+
+def test_a_run_trains_from_augmented_copies_only_where_the_field_is_resampled(tmp_path):
+    config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO}}}
+    assert make_plan(config, base_dir=tmp_path).train_files("toy") == make_plan(config, base_dir=tmp_path).tile_files("toy")
+    rotated = make_plan({**config, "augment": {"angles": [18]}}, base_dir=tmp_path)
+    assert rotated.train_files("toy") == rotated.augmented_files("toy") != rotated.tile_files("toy")
+    assert set(rotated.augmented_files("toy")) <= set(rotated.prepared_outputs())
 
 
 def test_a_missing_image_folder_is_named_before_planning(tmp_path):

@@ -191,6 +191,18 @@ class Plan:
         return [f"results/{dataset}/augmented/{shard}.npz" for shard, ids in data.shards.items()
                 if any(data.trains_in_some_fold(sid) for sid in ids)]
 
+    def train_files(self, experiment):
+        """The shard files a run trains from: the augmented copies where its experiment reads them, else the tiles."""
+        dataset = self.experiments[experiment]["dataset"]
+        augmented = self.experiments[experiment]["train"]["augmented"]
+        return self.augmented_files(dataset) if augmented else self.tile_files(dataset)
+
+    def export_raw_files(self, name):
+        """Raw images of the first run's test side: a package of raw tiles takes its test tensors from them."""
+        export = self.exports[name]
+        data = self.datasets[self.experiments[export["experiment"]]["dataset"]]
+        return [f for s in data.samples.values() if data.side(s.id, export["folds"][0]) == "test" for f in s.inputs()]
+
     def test_set_names(self, experiment):
         """The dataset's own test side first, then its independent test sets."""
         return [self.experiments[experiment]["dataset"], *self.experiments[experiment]["test_sets"]]

@@ -56,14 +56,11 @@ def run_of(wildcards):
 
 def train_inputs(wildcards):
     dataset = dataset_of(wildcards.experiment)
-    augmented = EXPERIMENTS[wildcards.experiment]["train"]["augmented"]
     # Every shard: the run picks its fold's sides from split.tsv.
     inputs = {
         "manifest": f"results/{dataset}/split.tsv",
         "shards": PLAN.tile_files(dataset),
-        "train_shards": (
-            PLAN.augmented_files(dataset) if augmented else PLAN.tile_files(dataset)
-        ),
+        "train_shards": PLAN.train_files(wildcards.experiment),
     }
     for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
         inputs[f"test_{name}"] = PLAN.tile_files(name)
@@ -95,13 +92,7 @@ def test_masks(wildcards):
 
 
 def export_raw_files(wildcards):
-    """Raw images of the first run's test side: a package of raw tiles takes its test tensors from them."""
-    export = CONFIG["export"][wildcards.name]
-    data = PLAN.datasets[dataset_of(export["experiment"])]
-    fold = export["folds"][0]
-    return raw_files(
-        s for s in data.samples.values() if data.side(s.id, fold) == "test"
-    )
+    return PLAN.export_raw_files(wildcards.name)
 
 
 def assay_outputs(where, caption_name):
