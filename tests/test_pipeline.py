@@ -229,3 +229,37 @@ def test_batches_made_in_parallel_are_those_made_one_by_one(tmp_path):
     four = [x for x, _ in pipeline.as_dataset(stream, (4, 4, 2), endless=True, workers=4).take(40).as_numpy_iterator()]
     for a, b in zip(one, four, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def stored_copies(tileset):
+    """A TileSet's 8 dihedral copies as the augment job stored them before augmentation moved into the pipeline:
+    np.rot90 by 0-3 quarter turns of the tiles, then of the tiles flipped left-right, each block all tiles."""
+    tiles = np.asarray(tileset.tiles, dtype=np.float32)
+    blocks = [np.rot90(base, k, axes=(1, 2)) for base in (tiles, tiles[:, :, ::-1]) for k in range(4)]
+    n = 8 * len(tileset)
+    return TileSet(np.concatenate(blocks), np.zeros(n), np.zeros(n), tileset.meta)
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_views_all_gives_batch_for_batch_what_stored_copies_gave(tmp_path, balance):
+    rng = np.random.default_rng(0)
+    tilesets = [TileSet(rng.random((n, 4, 4, 2), dtype=np.float32), np.zeros(n), np.zeros(n), {"sample": f"s{n}"})
+                for n in (3, 5, 2, 9)]
+    labels = [0, 1, 1, 1]
+    common = dict(n_classes=2, batch_size=6, shuffle=True, seed=3, balance=balance)
+    stored = pipeline.Batches([stored_copies(t) for t in tilesets], labels, **common)
+    on_the_fly = pipeline.Batches(tilesets, labels, augment={"dihedral": True}, views="all", **common)
+    assert on_the_fly.per_pass == stored.per_pass
+    for p in range(2):
+        for b in range(stored.per_pass):
+            for new, old in zip(on_the_fly.batch(p, b), stored.batch(p, b)):
+                np.testing.assert_array_equal(new, old)
+
+
+def test_views_all_shows_every_tile_in_each_view_once_a_pass(tmp_path):
+    files, labels = tile_files(tmp_path)
+    stream = pipeline.Batches(files, labels, n_classes=2, batch_size=8, shuffle=True, augment={"dihedral": True},
+                              views="all")
+    assert stream.tiles_per_pass == 8 * 35
+    pairs = {(o, r, v) for o, r, v in zip(stream.owner, stream.row, stream.view)}
+    assert len(pairs) == 8 * 35 and {v for *_, v in pairs} == set(range(8))

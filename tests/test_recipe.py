@@ -31,10 +31,13 @@ def test_the_article_recipe_is_the_set_up_before_recipes():
     assert recipe.loss(train["label_smoothing"]) == "categorical_crossentropy"  # the string compiled before
     rate = recipe.learning_rate("constant", 1e-3, epochs=9, steps_per_epoch=20, warmup_epochs=0)
     assert rate == 1e-3 and isinstance(rate, float)
-    # Its epochs held every stored rotated or flipped copy: with them drawn on the fly, 8 passes an epoch.
-    assert recipe.epoch_passes(train) == 8
-    assert recipe.epoch_passes(train_settings({"recipe": "article", "augmented": False})) == 1
-    assert recipe.epoch_passes(train_settings()) == 8 and recipe.epoch_passes(train_settings({"epoch_passes": 3})) == 3
+    # Its epochs held every stored rotated or flipped copy: one pass of every tile in each of its 8 views.
+    assert recipe.views(train) == "all" and recipe.epoch_passes(train) == 1
+    unaugmented = train_settings({"recipe": "article", "augmented": False})
+    assert recipe.views(unaugmented) == "random" and recipe.epoch_passes(unaugmented) == 1
+    # Drawing one view per tile and batch, 8 passes show each tile in its 8 views on average.
+    assert recipe.views(train_settings()) == "random" and recipe.epoch_passes(train_settings()) == 8
+    assert recipe.epoch_passes(train_settings({"epoch_passes": 3})) == 3
 
 
 def test_modern_is_the_default_and_a_set_key_overrides_either_preset():

@@ -23,6 +23,9 @@ from cellclass.io import tilestore
 # What the input pipeline can do to a training tile (config `augment`); all off is the tile as stored.
 NO_AUGMENTATION = {"dihedral": False, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "scale": 0.0}
 ENDLESS = 2**62  # batch indices of a stream that does not end (an epoch takes `steps` of them)
+# The dihedral ops (as `dihedral` numbers them) in the order the stored copies of before held them: np.rot90 by
+# 0-3 quarter turns of the tile, then of the tile flipped left-right. views="all" enumerates them in this order.
+STORED_VIEW_ORDER = (0, 3, 6, 5, 4, 1, 2, 7)
 
 
 def class_repeats(tile_labels, n_classes):
@@ -42,6 +45,21 @@ def tile_index(tilesets, labels):
     owner = np.repeat(np.arange(len(tilesets)), counts)
     row = np.concatenate([np.arange(n) for n in counts] or [np.empty(0, int)])
     return owner, row, np.repeat(np.asarray(labels, dtype=int), counts)
+
+
+def every_view(tilesets, labels):
+    """tile_index with each tile in its 8 dihedral views: per TileSet, view-major (all rows in the first view, then
+    all in the second, ...), as the stored copies were; returns (owner, row, label, view)."""
+    owner, row, label, view = [], [], [], []
+    for i, tileset in enumerate(tilesets):
+        n = len(tileset)
+        owner.append(np.full(8 * n, i))
+        row.append(np.tile(np.arange(n), 8))
+        label.append(np.full(8 * n, labels[i], dtype=int))
+        view.append(np.repeat(STORED_VIEW_ORDER, n))
+    if not owner:
+        return (np.empty(0, int),) * 4
+    return tuple(np.concatenate(parts) for parts in (owner, row, label, view))
 
 
 # float16 -> float32 by table: exact (NumPy's own conversion of every 16-bit pattern) and about twice as fast
@@ -154,8 +172,9 @@ def channel_means(tiles):
     return (ones @ tiles.reshape(n, height * width, channels))[:, 0]
 
 
-def augment_batch(tiles, rng, options):
-    """The batch `tiles` (float32 (n, h, w, c)) augmented as `options` say, with draws from `rng`.
+def augment_batch(tiles, rng, options, views=None):
+    """The batch `tiles` (float32 (n, h, w, c)) augmented as `options` say, with draws from `rng`; `views`: the
+    dihedral op of each tile, given (else drawn).
 
     Every draw but the noise is made whatever is switched on, in a fixed order,
     so switching one op on or off never changes what another does. Order of
@@ -170,6 +189,8 @@ def augment_batch(tiles, rng, options):
     factors = 1 + options["scale"] * rng.uniform(-1, 1, n)
     gain = 1 + options["contrast"] * rng.uniform(-1, 1, (n, channels))
     shift = options["brightness"] * rng.uniform(-1, 1, (n, channels))
+    if views is not None:
+        ops = np.asarray(views)
     if options["dihedral"]:
         tiles = dihedral(tiles, ops if height == width else ops & 6)  # no transpose for a non-square tile
     if options["scale"]:
@@ -192,16 +213,23 @@ class Batches:
     `labels[i]` is the class index of tilesets[i]. Pass p shuffles with (seed, p)
     when `shuffle`; `balance` draws every class about as often as the largest;
     `augment` (options as NO_AUGMENTATION; None: none) alters the tiles of
-    batch b of pass p with a generator seeded by (seed, p, b).
+    batch b of pass p with a generator seeded by (seed, p, b). `views`, with
+    dihedral augmentation: "random" draws one of the 8 views per tile and batch;
+    "all" makes a pass hold every tile in each of its 8 views once, in the order
+    and shuffle the stored copies of before had, so the article's recipe trains
+    on exactly the batches it did when the copies were on disk.
     """
 
     def __init__(self, tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0,
-                 balance=False, augment=None):
+                 balance=False, augment=None, views="random"):
         self.tilesets, self.channels, self.batch_size = tilesets, channels, batch_size
         self.shuffle, self.seed = shuffle, seed
         augment = {**NO_AUGMENTATION, **(augment or {})}
         self.augment = augment if any(augment.values()) else None
         self.owner, self.row, self.tile_labels = tile_index(tilesets, labels)
+        self.view = None
+        if views == "all" and augment["dihedral"]:
+            self.owner, self.row, self.tile_labels, self.view = every_view(tilesets, labels)
         self.reader = tilestore.RowReader([t.tiles for t in tilesets])
         draws = np.arange(len(self.owner))
         if balance:
@@ -236,7 +264,8 @@ class Batches:
         tiles = gather(self.tilesets, self.owner[pick], self.row[pick], self.channels, self.reader)
         if self.augment:
             # The trailing 1 keeps this seed apart from the pass's order's: SeedSequence reads [s, p] as [s, p, 0, 0].
-            tiles = augment_batch(tiles, np.random.default_rng([self.seed, p, b, 1]), self.augment)
+            views = None if self.view is None else self.view[pick]
+            tiles = augment_batch(tiles, np.random.default_rng([self.seed, p, b, 1]), self.augment, views)
         return tiles, self.eye[self.tile_labels[pick]]
 
     def at(self, index):
@@ -297,7 +326,7 @@ def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1):
 
 
 def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, passes=1, epochs_done=0,
-                    seed=0, channels=None, balance=False, augment=None, workers=1):
+                    seed=0, channels=None, balance=False, augment=None, views="random", workers=1):
     """The endless, shuffled training stream a run fits on: (dataset, steps per epoch, tiles per pass).
 
     An epoch is `passes` passes (epoch_tiles None) or `epoch_tiles` tiles of the
@@ -305,7 +334,7 @@ def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoc
     so it sees the batches an uninterrupted run would have seen.
     """
     stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels, shuffle=True,
-                     seed=seed, balance=balance, augment=augment)
+                     seed=seed, balance=balance, augment=augment, views=views)
     steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass * passes
     data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers)
     return data, steps, stream.tiles_per_pass

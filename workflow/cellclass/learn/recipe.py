@@ -21,7 +21,10 @@ PRESETS = {
         "epochs": 9,
         "patience": None,
         "keep_epoch": "last",
-        "epoch_passes": None,  # 8 with dihedral: every stored copy, as before on-the-fly augmentation; else 1
+        "epoch_passes": None,  # 1: a pass of `views: all` holds every tile in its 8 views
+        # Every tile in each of its 8 rotations and flips once an epoch, shuffled, in the order the stored copies
+        # had: the article's epochs, batch for batch.
+        "views": "all",
     },
     "modern": {
         "optimizer": "adamw",
@@ -39,6 +42,7 @@ PRESETS = {
         # One pass an epoch trained deep50 to 0.81 on the six-pattern bench, 8 to 0.88 (bench/learn.py): an
         # epoch that shows each tile in its 8 views on average, as the article's did, with early stopping.
         "epoch_passes": None,
+        "views": "random",
     },
 }
 KEYS = tuple(PRESETS["article"])
@@ -65,11 +69,22 @@ def overrides(train):
 
 def epoch_passes(train):
     """Passes over the training tiles in an epoch (without epoch_tiles); by default (null) 8 with dihedral
-    augmentation, else 1. The article's epochs held every stored dihedral copy of every tile, 8 passes' worth;
-    drawing one view per tile and pass, 8 passes show each tile in its 8 views on average."""
+    augmentation drawn at random, else 1. The article's epochs held every stored dihedral copy of every tile,
+    8 tiles' worth each, which is one pass of `views: all`; drawing one view per tile and pass, 8 passes show
+    each tile in its 8 views on average."""
     if train["epoch_passes"] is not None:
         return train["epoch_passes"]
-    return 8 if (train.get("augment") or {}).get("dihedral") else 1
+    return 8 if _dihedral(train) and train["views"] == "random" else 1
+
+
+def views(train):
+    """How a pass shows the rotations and flips: 'all' (every tile in each of its 8 views) or 'random' (one view
+    per tile drawn per batch; also when dihedral augmentation is off, the one view being the tile as stored)."""
+    return train["views"] if _dihedral(train) else "random"
+
+
+def _dihedral(train):
+    return bool((train.get("augment") or {}).get("dihedral"))
 
 
 def epoch_selection(train, has_validation):

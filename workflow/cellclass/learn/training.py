@@ -283,7 +283,8 @@ def train_run(
     train_data, steps, n_train = pipeline.training_stream(
         train, train_labels, epoch_tiles=options["epoch_tiles"], passes=recipe.epoch_passes(options),
         epochs_done=epochs_done, seed=seed,
-        balance=balance == "sampling", augment=options.get("augment"), workers=threads, **common
+        balance=balance == "sampling", augment=options.get("augment"), views=recipe.views(options), workers=threads,
+        **common
     )
     validation_data, validation_stream = pipeline.make_dataset(
         validation, labelled(validation, classes, "validation data"), **common
