@@ -26,6 +26,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/leakage.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/assay.smk"
@@ -44,6 +45,7 @@ localrules:
     evaluate,
     overview_figures,
     run_figures,
+    leakage,
     attribution_summary,
     attribution_overlay,
     assay,

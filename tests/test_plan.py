@@ -178,3 +178,23 @@ def test_a_run_trains_from_augmented_copies_only_where_the_field_is_resampled(tm
 def test_a_missing_image_folder_is_named_before_planning(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         make_plan({"datasets": {"mine": {"path": "nowhere"}}}, base_dir=tmp_path)
+
+
+def test_the_leakage_check_plans_one_control_per_experiment_apart_from_the_runs(tmp_path):
+    config = {"train": {"models": ["small", "deep"], "runs": 2}, "augment": {"angles": [30]},
+              "datasets": {"toy": {"demo": DEMO}}}
+    assert make_plan(config, base_dir=tmp_path).leakage_runs() == []
+    plan = make_plan({**config, "evaluation": {"leakage_check": True}}, base_dir=tmp_path)
+    assert plan.leakage_runs() == ["results/leakage/toy/small"]
+    assert not set(plan.leakage_runs()) & set(plan.run_dirs())
+    assert plan.leakage_run_files() == ["results/leakage/toy/small/metrics.json", "results/leakage/toy/small/predictions.tsv"]
+    assert plan.leakage_split("toy") == {"seed": 0, "test_fraction": 0.2, "validation_fraction": 0.2}
+    assert {"results/leakage/leakage.tsv", "results/figures/leakage.png"} <= set(plan.all_outputs())
+    # The control trains on every image's copies: the real runs' (images that train) and its own (the others).
+    data = plan.datasets["toy"]
+    own = [s.id for shard in data.shards for s in plan.leakage_augmented_samples("toy", shard)]
+    assert sorted(own) == sorted(sid for sid in data.samples if not data.trains_in_some_fold(sid)) and own
+    assert plan.leakage_train_files("toy") == plan.augmented_files("toy") + plan.leakage_augmented_files("toy")
+    folds = make_plan({**config, "evaluation": {"leakage_check": True},
+                       "datasets": {"toy": {"demo": DEMO, "split": {"folds": 3}}}}, base_dir=tmp_path)
+    assert folds.leakage_split("toy")["test_fraction"] == pytest.approx(1 / 3)

@@ -148,3 +148,51 @@ def test_fold_sides_is_one_split_unless_cross_validating():
     assert len(split.fold_sides(data, seed=0, folds=3, test_fraction=0.3, validation_fraction=0.2)) == 3
     only = split.fold_sides(data, seed=0, folds=3, test_fraction=0.3, validation_fraction=0.2, test_only=True)
     assert len(only) == 1 and set(only[0].values()) == {"test"}
+
+
+def tileset(sample, cls, n, copies=1):
+    """A TileSet of `n` grid tiles, each in `copies` augmented copies (op rot0, angle30, ...)."""
+    from cellclass.io.tilestore import TileSet
+
+    rows = np.tile(np.arange(n) * 32, copies)
+    ops = np.repeat(["rot0", "angle30", "angle60"][:copies], n)
+    meta = {"sample": sample, "class": cls, "group": "well1"}
+    return TileSet(np.zeros((n * copies, 4, 4, 1), np.float32), rows, np.zeros(n * copies, int), meta, {"op": ops})
+
+
+def test_a_random_tile_split_is_deterministic_near_its_fractions_and_ignores_images():
+    images = [tileset(f"{c}{i}", c, 100) for c in ("a", "b") for i in range(5)]
+    sides = split.tile_sides(images, seed=0, test_fraction=0.25, validation_fraction=0.1)
+    assert sides == split.tile_sides(images, seed=0, test_fraction=0.25, validation_fraction=0.1)
+    assert sides != split.tile_sides(images, seed=1, test_fraction=0.25, validation_fraction=0.1)
+    ids = [tile for t in images for tile in t.tile_ids(op=False)]
+    assert sorted(sides) == sorted(ids)  # every tile has exactly one side
+    shares = pd.Series(sides).value_counts(normalize=True)
+    assert 0.21 < shares["test"] < 0.29 and 0.07 < shares["validation"] < 0.13
+    # The leak it measures: every image (and the one well they share) has tiles on both sides.
+    for image in images:
+        assert {sides[tile] for tile in image.tile_ids(op=False)} >= {"train", "test"}
+
+
+def test_a_tiny_random_tile_split_still_has_every_side():
+    for seed in range(20):
+        sides = split.tile_sides([tileset("a0", "a", 3), tileset("b0", "b", 3)], seed=seed, test_fraction=0.05,
+                                 validation_fraction=0.05)
+        for cls in ("a", "b"):
+            assert sorted(side for tile, side in sides.items() if tile.startswith(cls)) == ["test", "train", "validation"]
+
+
+def test_the_control_runs_sides_hold_each_tile_once_with_its_copies():
+    from cellclass.learn.training import on_tile_side
+
+    originals = [tileset(f"{c}{i}", c, 20) for c in ("a", "b") for i in range(2)]
+    copies = [tileset(f"{c}{i}", c, 20, copies=3) for c in ("a", "b") for i in range(2)]
+    sides = split.tile_sides(originals, seed=3, test_fraction=0.3, validation_fraction=0.1)
+    held = {side: [tile for t in on_tile_side(originals, sides, side) for tile in t.tile_ids(op=False)]
+            for side in split.SPLITS}
+    every = [tile for t in originals for tile in t.tile_ids(op=False)]
+    assert sorted(sum(held.values(), [])) == sorted(every)
+    # An augmented copy trains where its original does, so no copy of a test tile is trained on.
+    trained = on_tile_side(copies, sides, "train")
+    assert {tile for t in trained for tile in t.tile_ids(op=False)} == set(held["train"])
+    assert sum(len(t) for t in trained) == 3 * len(held["train"])

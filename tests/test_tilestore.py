@@ -71,3 +71,18 @@ def test_row_reader_names_a_truncated_file(tmp_path):
     reader.read(np.array([0]), np.array([1]), np.empty((1, 8, 8, 2), np.float16))  # whole rows still read
     with pytest.raises(InputError, match=r"s\.npz: ends before byte .* truncated"):
         reader.read(np.array([0]), np.array([2]), np.empty((1, 8, 8, 2), np.float16))
+
+
+def test_a_subset_keeps_its_rows_and_reads_stored_tiles_on_demand(tmp_path):
+    tilestore.save(tmp_path / "s.npz", [image("a", 5)])
+    [stored] = tilestore.load(tmp_path / "s.npz")
+    part = stored.subset([False, True, False, True, True])
+    assert isinstance(part.tiles, tilestore.RowSubset) and part.tiles.shape == (3, 8, 8, 2) and len(part) == 3
+    np.testing.assert_array_equal(np.asarray(part.tiles), np.asarray(stored.tiles)[[1, 3, 4]])
+    assert part.tile_ids() == [stored.tile_ids()[i] for i in (1, 3, 4)] and part.meta == stored.meta
+    # A RowReader reads it as it reads the whole TileSet.
+    out = np.empty((2, 8, 8, 2), np.float16)
+    tilestore.RowReader([part.tiles]).read([0, 0], [2, 0], out)
+    np.testing.assert_array_equal(out, np.asarray(stored.tiles)[[4, 1]])
+    in_memory = image("b", 4).subset([0, 2])
+    assert isinstance(in_memory.tiles, np.ndarray) and list(in_memory.rows) == [0, 2]

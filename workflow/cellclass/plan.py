@@ -250,6 +250,50 @@ class Plan:
         names = sorted({row["plate"] for row in self.image_set(plate_set).layout})
         return [f"results/assay/{where}/wells.tsv"] + [f"results/assay/{where}/heatmap_{p}.png" for p in names]
 
+    # --- the leakage check (evaluation.leakage_check) ---------------------------------------------------------
+
+    def leakage_runs(self):
+        """Control run folders, one per experiment (its first model, seed 0) trained and tested on a random split
+        of tiles: results/leakage/<experiment>/<model>. None unless evaluation.leakage_check."""
+        if not self.config["evaluation"]["leakage_check"]:
+            return []
+        return [f"results/leakage/{name}/{e['train']['models'][0]}" for name, e in self.experiments.items()]
+
+    def leakage_run_files(self):
+        """What the leakage check reads of its control runs."""
+        return [f"{run}/{name}" for run in self.leakage_runs() for name in ("metrics.json", "predictions.tsv")]
+
+    def leakage_split(self, experiment):
+        """The control's random tile split: the dataset's split seed, the share of tiles a fold tests
+        (split.test_fraction, or 1/folds under cross-validation) and split.validation_fraction."""
+        data = self.datasets[self.experiments[experiment]["dataset"]]
+        settings = data.entry["split"]
+        test = settings["test_fraction"] if data.folds == 1 else 1 / data.folds
+        return {"seed": settings["seed"], "test_fraction": test, "validation_fraction": settings["validation_fraction"]}
+
+    def leakage_augmented_samples(self, dataset, shard):
+        """The samples of a shard whose augmented copies only the control needs: those no real run trains on."""
+        data = self.datasets[dataset]
+        return [s for s in data.shard_samples(shard) if not data.trains_in_some_fold(s.id)]
+
+    def leakage_augmented_files(self, dataset):
+        data = self.datasets[dataset]
+        return [f"results/leakage/{dataset}/augmented/{shard}.npz" for shard in data.shards
+                if self.leakage_augmented_samples(dataset, shard)]
+
+    def leakage_train_files(self, experiment):
+        """What the control trains from: every image's augmented copies where its experiment reads copies (the real
+        runs' and the control's own), else the tiles."""
+        dataset = self.experiments[experiment]["dataset"]
+        if not self.experiments[experiment]["train"]["augmented"]:
+            return self.tile_files(dataset)
+        return self.augmented_files(dataset) + self.leakage_augmented_files(dataset)
+
+    def leakage_outputs(self):
+        if not self.leakage_runs():
+            return []
+        return ["results/leakage/leakage.tsv", "results/figures/leakage.png"]
+
     # --- targets ---------------------------------------------------------------------------------------------
 
     def prepared_outputs(self):
@@ -269,7 +313,7 @@ class Plan:
         return ["results/evaluation/summary.tsv", "results/figures/test_accuracy.png"] + [
             f"results/figures/{name}/{model}/gallery.png"
             for name, e in self.experiments.items() for model in e["train"]["models"]
-        ]
+        ] + self.leakage_outputs()
 
     def attributed_outputs(self):
         outputs = ["results/attribution/enrichment.tsv"] if self.attribution["experiments"] else []

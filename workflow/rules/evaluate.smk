@@ -10,6 +10,8 @@ rule evaluate:
             f"results/{name}/images_without_tiles.tsv"
             for name in PLAN.scored_datasets()
         ],
+        # The leakage check's control runs (evaluation.leakage_check), for the findings' sentence.
+        leakage=PLAN.leakage_run_files(),
     output:
         runs=report(
             "results/evaluation/runs.tsv",
@@ -51,6 +53,7 @@ rule evaluate:
             for k in ("overfit_gap", "overfit_train", "collapse_share")
         },
         resamples=CONFIG["evaluation"]["bootstrap_resamples"],
+        leakage_runs=PLAN.leakage_runs(),
     script:
         "../scripts/evaluate.py"
 

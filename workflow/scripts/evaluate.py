@@ -11,4 +11,5 @@ tables.evaluate(
     resamples=snakemake.params.resamples,
     images_without_tiles=list(snakemake.input.images_without_tiles),
     outputs=snakemake.output,
+    leakage_runs=snakemake.params.leakage_runs,
 )

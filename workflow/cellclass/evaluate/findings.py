@@ -244,8 +244,21 @@ def comparison(row):
     return f"{head}; Wilcoxon signed-rank p = {row.p:.3g}, Holm-corrected p = {row.p_holm:.3g}."
 
 
-def evaluation_sections(runs, table, summary, compared, empty, predictions):
-    """{heading: lines} of the findings page: warnings first."""
+def leakage(table):
+    """Per experiment, what a random tile split (the leakage check's control run) would have claimed against the
+    split by group (`table`: evaluate.leakage.leakage_table)."""
+    return [
+        f"{_label(r.experiment, r.model)}: a random {r.unit} split would have claimed {r.random_split:.2f} (balanced "
+        f"accuracy per {r.unit}); split by {r.headline_unit} it is {r.grouped_split_headline:.2f} per "
+        f"{r.headline_unit} (per {r.unit} {r.grouped_split:.2f}), a gap of {r.gap:+.2f} per {r.unit}. In the random "
+        f"split tiles of one {r.headline_unit} train and test, so only its per-{r.unit} number means anything; it "
+        "is one control run (seed 0) on one split, so it has no interval: the gap is a size, not a test."
+        for r in table.itertuples()
+    ]
+
+
+def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None):
+    """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran."""
     warnings = (
         collapsed_runs(table)
         + small_test_sides(predictions)
@@ -262,6 +275,8 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions):
             "No comparison: every experiment trains one model, and experiments are scored on different test "
             "sets, which cannot be compared."
         )
+    if leaked is not None:
+        results += leakage(leaked)
     return {"Warnings": warnings, "Results": results}
 
 

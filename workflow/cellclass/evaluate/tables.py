@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from cellclass.evaluate import findings, metrics, stats
+from cellclass.evaluate import findings, leakage, metrics, stats
 from cellclass.io.atomic import atomic_path
 from cellclass.evaluate.runs import RUN, kept_epochs, read_runs
 
@@ -172,8 +172,9 @@ def comparisons(predictions, *, kinds=None, resamples=999):
     return result
 
 
-def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, outputs):
-    """The evaluate job: read every run, write every table and the findings page."""
+def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, outputs, leakage_runs=()):
+    """The evaluate job: read every run, write every table and the findings page (with the leakage check's
+    controls held against the runs, when `leakage_runs` names them)."""
     runs, history, predictions = read_runs(run_dirs)
     table = run_table(predictions, history, runs, thresholds=thresholds, resamples=resamples)
     summary = summary_table(predictions, table, human=human, resamples=resamples)
@@ -191,7 +192,8 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
         with atomic_path(outputs[name]) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
     empty = findings.read_tables(images_without_tiles)
-    sections = findings.evaluation_sections(runs, table, summary, compared, empty, predictions)
+    leaked = leakage.leakage_table(leakage.read_controls(leakage_runs), summary) if leakage_runs else None
+    sections = findings.evaluation_sections(runs, table, summary, compared, empty, predictions, leaked)
     with atomic_path(outputs["findings"]) as tmp:
         findings.write_html(tmp, sections)
     return sections

@@ -36,16 +36,27 @@ class TileSet:
     def __len__(self):
         return len(self.rows)
 
-    def tile_ids(self):
+    def tile_ids(self, op=True):
         """Stable ids: '<sample id>@<row>,<col>', or '<sample id>@cell<label>' for a crop of a labelled object
-        (plus the op for augmented copies)."""
+        (plus the op for augmented copies; op=False gives a copy its original's id)."""
         if "label" in self.extra:
             base = [f"{self.meta['sample']}@cell{label}" for label in self.extra["label"]]
         else:
             base = [f"{self.meta['sample']}@{r},{c}" for r, c in zip(self.rows, self.cols)]
-        if "op" in self.extra:
+        if op and "op" in self.extra:
             return [f"{b}#{op}" for b, op in zip(base, self.extra["op"])]
         return base
+
+    def subset(self, keep):
+        """The tiles at `keep` (row numbers or a boolean mask), with their positions and per-tile arrays; stored
+        tiles stay on disk until read."""
+        keep = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+
+        def part(values):
+            return values[keep] if isinstance(values, np.ndarray) else RowSubset(values, keep)
+
+        return TileSet(part(self.tiles), self.rows[keep], self.cols[keep], self.meta,
+                       {k: part(v) for k, v in self.extra.items()})
 
 
 def tile_shape(tilesets):
@@ -196,6 +207,29 @@ class StoredTiles:
     def view(self, begin, end):
         """Rows [begin, end) of this view, still on disk."""
         return StoredTiles(self.path, self.offset, (0, *self.row_shape), self.dtype, self.start + begin, self.start + end)
+
+
+class RowSubset:
+    """Rows `index` of a StoredTiles, read on demand like it: a TileSet.subset of tiles on disk. A RowReader reads
+    it row by row through indexing."""
+
+    def __init__(self, store, index):
+        self.store, self.index = store, np.asarray(index, np.int64)
+        self.dtype = store.dtype
+
+    @property
+    def shape(self):
+        return (len(self.index), *self.store.shape[1:])
+
+    def __len__(self):
+        return len(self.index)
+
+    def __array__(self, dtype=None, copy=None):
+        rows = self.store[self.index]
+        return rows if dtype is None else rows.astype(dtype)
+
+    def __getitem__(self, key):
+        return self.store[self.index[key]]
 
 
 class RowReader:

@@ -215,6 +215,33 @@ def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets
     }
 
 
+def on_tile_side(tilesets, sides, side):
+    """The tiles of `tilesets` on `side` of a tile-level split (`sides`: tile id -> side), image by image."""
+    kept = []
+    for tileset in tilesets:
+        part = tileset.subset([sides.get(tile) == side for tile in tileset.tile_ids(op=False)])
+        if len(part):
+            kept.append(part)
+    return kept
+
+
+def random_tile_inputs(*, dataset, shards, train_shards, seed, test_fraction, validation_fraction):
+    """The TileSets of the leakage check's control run: the sides of a random split of the dataset's tiles that
+    ignores images and groups (split.tile_sides), read as run_inputs reads a fold's."""
+    own = tilestore.load_all(shards)
+    notes = []
+    sides = split.tile_sides(own, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction,
+                             notes=notes)
+    for note in notes:
+        log.warning("random tile split of %s: %s", dataset, note)
+    return {
+        "train": on_tile_side(tilestore.load_all(train_shards), sides, "train"),
+        "train_eval": on_tile_side(own, sides, "train"),
+        "validation": on_tile_side(own, sides, "validation"),
+        "test_sets": {dataset: on_tile_side(own, sides, "test")},
+    }
+
+
 def train_run(
     *,
     identity,

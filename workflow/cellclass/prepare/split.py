@@ -9,6 +9,7 @@ tile and rotated copy of one group lands on one side of each fold.
 import hashlib
 import logging
 from collections import defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -122,6 +123,22 @@ def fold_sides(samples, *, seed, folds, test_fraction, validation_fraction, test
                    test_only=test_only, notes=notes)
         ]
     return cross_validation(samples, seed=seed, folds=folds, validation_fraction=validation_fraction, notes=notes)
+
+
+def tile_sides(tilesets, *, seed, test_fraction, validation_fraction=0.0, notes=None):
+    """Tile id -> side of a random split of tiles that ignores images and groups: the leakage check's control.
+
+    It is the grouped split (assign) with every tile its own group, so tiles of one image, and of one well,
+    land on both sides: exactly the leak a grouped split prevents. Augmented copies share their original's id
+    (TileSet.tile_ids(op=False)) and so its side. Deterministic in (seed, tile id); a class with a few tiles
+    still gets a test and a training tile (and a validation tile from three on), as assign does for groups.
+    """
+    tiles = [
+        SimpleNamespace(cls=t.meta["class"], group=tile, split=None)
+        for t in tilesets for tile in t.tile_ids(op=False)
+    ]
+    return assign(tiles, seed=f"{seed}:tiles", test_fraction=test_fraction, validation_fraction=validation_fraction,
+                  notes=notes)
 
 
 def image_table(tilesets, sides):
