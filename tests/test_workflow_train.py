@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 # New images for `predict`: the clear pattern again, from a seed no run has seen.
 NEW = {"demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 5, "size": 256, "cells_per_field": 30}}
-CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}}
+# The leakage check costs one more training job (and augmented copies of the images no real run trains on).
+CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}, "evaluation": {"leakage_check": True}}
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,41 @@ def test_headline_numbers_recomputed_from_predictions_with_sklearn(finished):
     assert history["validation_accuracy"].notna().all() and history["train_eval_accuracy"].notna().all()
 
 
+def test_the_leakage_check_holds_a_random_tile_split_against_the_grouped_one(finished):
+    table = pd.read_csv(finished / "results/leakage/leakage.tsv", sep="\t")
+    assert len(table) == 1 and table[["random_split", "grouped_split", "grouped_split_headline", "gap"]].notna().all().all()
+    row = table.iloc[0]
+    assert (row["experiment"], row["model"], row["unit"], row["headline_unit"]) == ("tiny", "small", "tile", "image")
+    # Recomputed with scikit-learn from the control's predictions and the summary, independently of cellclass.
+    control = pd.read_csv(finished / "results/leakage/tiny/small/predictions.tsv", sep="\t")
+    assert row["random_split"] == pytest.approx(balanced_accuracy_score(control["true"], control["predicted"]))
+    summary = pd.read_csv(finished / "results/evaluation/summary.tsv", sep="\t")
+    grouped = summary[(summary["test_set"] == "tiny") & (summary["metric"] == "balanced_accuracy")
+                      & (summary["level"] == "tile")]["estimate"].iloc[0]
+    assert row["gap"] == pytest.approx(row["random_split"] - grouped)
+    # The leak it measures: the control tests tiles of every image, the grouped split only of its test images.
+    split = pd.read_csv(finished / "results/tiny/split.tsv", sep="\t")
+    assert control["sample"].nunique() > split.loc[split["split"] == "test", "sample"].nunique()
+    for suffix in (".png", ".svg"):
+        assert (finished / f"results/figures/leakage{suffix}").stat().st_size > 1000
+    page = (finished / "results/evaluation/findings.html").read_text()
+    assert f"a random tile split would have claimed {row['random_split']:.2f}" in page
+    assert f"split by image it is {row['grouped_split_headline']:.2f} per image" in page and "no interval" in page
+
+
+def test_the_leakage_check_never_touches_the_real_runs(finished):
+    config = copy.deepcopy(CONFIG)
+    config["evaluation"]["leakage_check"] = False
+    write_config(finished, config)
+    try:
+        jobs = job_counts(snakemake(finished, "-n"))
+    finally:
+        write_config(finished, CONFIG)
+    # Switching it off only rewrites the findings (and what reads them): no real run retrains, no control runs.
+    assert jobs.get("evaluate") == 1
+    assert not {"tile", "augment", "train", "leakage_train", "leakage_augment", "leakage"} & set(jobs), jobs
+
+
 def test_plot_option_reruns_no_training(finished, tmp_path):
     config = copy.deepcopy(CONFIG)
     config["plots"] = {"gallery_size": 6}
@@ -141,6 +177,7 @@ def test_report_builds(finished):
     results = report_results(finished / "report.zip")
     figures = {f"results/figures/{name}.png" for name in ("test_accuracy", "training_curves", "overfitting")}
     figures |= {f"results/figures/tiny/small/{name}.png" for name in ("gallery", "confusion", "confidence")}
+    figures |= {"results/figures/leakage.png", "results/leakage/leakage.tsv"}
     assert figures <= set(results), sorted(results)
     assert results["results/figures/tiny/small/gallery.png"]["job_properties"]["rule"] == "run_figures"
     # Every caption rendered: no Jinja tag left over, no empty **{{ wildcard }}**.
