@@ -99,6 +99,9 @@ def test_prediction_from_packages_in_a_fresh_folder_reproduces_the_runs(exported
         called = members.mean(axis=0).argmax(axis=1)
         spread = members[:, np.arange(len(called)), called].std(axis=0)
         assert np.abs(tiles["spread"].to_numpy() - spread).max() < 1e-5
+        # The package carries each member's novelty reference: the test images are judged familiar.
+        assert tiles["novelty"].notna().all() and (tiles["novelty"] > 1).mean() < 0.2
+        assert "no novelty reference" not in (tmp_path / f"results/predict/{name}/findings.html").read_text()
     images = pd.read_csv(tmp_path / "results/predict/tiny_ensemble/images.tsv", sep="\t")
     assert (images["call"] == images["known_class"]).all()
 

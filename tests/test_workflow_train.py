@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
+from cellclass.demo import synthetic
+from cellclass.predict.calls import UNLIKE
 from conftest import TINY, caption_problems, job_counts, nothing_to_do, report_results, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -17,13 +19,19 @@ pytestmark = pytest.mark.slow
 
 # New images for `predict`: the clear pattern again, from a seed no run has seen.
 NEW = {"demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 5, "size": 256, "cells_per_field": 30}}
-# The leakage check costs one more training job (and augmented copies of the images no real run trains on).
-CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}, "evaluation": {"leakage_check": True}}
+# And fields of another kind: stripes and empty noise, none of it like the training data. The leakage check
+# costs one more training job (and augmented copies of the images no real run trains on).
+CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"},
+                             "unfamiliar": {"path": "data/unfamiliar", "experiment": "tiny"}},
+          "evaluation": {"leakage_check": True}}
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("workflow")
+    for kind in synthetic.UNFAMILIAR:
+        for seed in range(2):
+            synthetic.write_unfamiliar(folder / f"data/unfamiliar/{kind}/{kind}_{seed}.tif", kind, seed=seed, size=256)
     write_config(folder, CONFIG)
     old = os.umask(0o022)  # Snakemake and its jobs inherit it
     try:
@@ -157,6 +165,21 @@ def test_new_images_are_called_right(finished):
     assert len(tiles) == images["tiles"].sum() and (tiles["spread"] >= 0).all()
     for image in images["image"]:
         assert (finished / "results/predict/tiny_new/overlays" / f"{image}.png").stat().st_size > 1000
+
+
+def test_prediction_abstains_on_images_of_another_kind_and_not_on_the_same_kind(finished):
+    same = pd.read_csv(finished / "results/predict/tiny_new/tiles.tsv", sep="\t")
+    other = pd.read_csv(finished / "results/predict/unfamiliar/tiles.tsv", sep="\t")
+    # The threshold is the validation side's 99th percentile: a few of the same kind may pass it, by design.
+    assert (same["abstain"] == UNLIKE).mean() < 0.2 and same["novelty"].median() < 1
+    stripes = other[other["image"].str.startswith("stripes")]
+    assert len(stripes) and (stripes["abstain"] == UNLIKE).mean() > 0.8
+    images = pd.read_csv(finished / "results/predict/unfamiliar/images.tsv", sep="\t")
+    assert images.loc[images["image"].str.startswith("stripes"), "call"].eq(UNLIKE).all()
+    assert images["correct"].isna().all()  # no call, and no class the model has: neither right nor wrong
+    findings = (finished / "results/predict/unfamiliar/findings.html").read_text()
+    assert "mostly unlike the training data" in findings and "stripes/stripes_0" in findings
+    assert "mostly unlike" not in (finished / "results/predict/tiny_new/findings.html").read_text()
 
 
 def test_predicting_new_images_reruns_no_training(finished):

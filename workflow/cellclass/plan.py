@@ -70,6 +70,11 @@ class PredictionSet(ImageSet):
         """The networks that classify it: the package, or each run's model.keras."""
         return [self.package] if self.package else [f"{run}/model.keras" for run in self.runs]
 
+    @property
+    def novelty(self):
+        """Each run's novelty reference (cellclass.learn.novelty); a package carries its members' inside."""
+        return [] if self.package else [f"{run}/novelty.npz" for run in self.runs]
+
 
 def images_of(name, entry, *, labelled):
     """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come

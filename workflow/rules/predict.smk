@@ -33,6 +33,8 @@ rule predict_set:
     input:
         tiles=lambda w: PLAN.new_tile_files(w.name),
         models=lambda w: PLAN.predictions[w.name].models,
+        # Where each run's training tiles lie in its features: the yardstick of "unlike training data".
+        novelty=lambda w: PLAN.predictions[w.name].novelty,
         run=lambda w: PLAN.predictions[w.name].record,
         # The overlays draw the calls over each image's field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
@@ -57,6 +59,12 @@ rule predict_set:
             subcategory="{name}",
         ),
         calls_svg="results/predict/{name}/calls.svg",
+        findings=report(
+            "results/predict/{name}/findings.html",
+            caption="../report/predict_findings.rst",
+            category="Predictions",
+            subcategory="{name}",
+        ),
         overlays=directory("results/predict/{name}/overlays"),
     log:
         "logs/predict/{name}.log",
@@ -70,5 +78,6 @@ rule predict_set:
         runtime=60,
     params:
         tta=CONFIG["evaluation"]["tta"],
+        abstain=lambda w: CONFIG["predict"][w.name]["abstain"],
     script:
         "../scripts/predict.py"

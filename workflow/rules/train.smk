@@ -11,6 +11,8 @@ rule train:
         history="results/train/{experiment}/{model}/fold{fold}/seed{seed}/history.csv",
         predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
         metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
+        # Where the training tiles lie in the network's features: prediction's yardstick of the unfamiliar.
+        novelty="results/train/{experiment}/{model}/fold{fold}/seed{seed}/novelty.npz",
     log:
         "logs/train/{experiment}/{model}/fold{fold}/seed{seed}.log",
     benchmark:

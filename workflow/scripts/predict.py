@@ -13,6 +13,9 @@ calls.predict_set(
     groups_tsv=snakemake.output.groups,
     calls_figures=[snakemake.output.calls, snakemake.output.calls_svg],
     overlay_dir=snakemake.output.overlays,
+    findings=snakemake.output.findings,
+    novelty_paths=list(snakemake.input.novelty),
+    abstain=snakemake.params.abstain,
     threads=snakemake.threads,
     tta=snakemake.params.tta,
 )

@@ -41,8 +41,9 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
     probability of each class; the fraction of cells called each class; and the score (mean probability of
     `positive`) with a 95% percentile-bootstrap interval over the well's cells.
 
-    `tiles` has a row per cell or tile with its image (`image`) and p_<class> columns; `layout` a row per image
-    (plates.join)."""
+    `tiles` has a row per cell or tile with its image (`image`) and p_<class> columns, and from prediction an
+    `abstain` column: the cells that abstained are counted (`abstained`) and left out of everything else;
+    `layout` a row per image (plates.join)."""
     layout = pd.DataFrame(layout)
     keys = ["plate", "well"]
     wells = layout.groupby(keys, sort=True).agg(
@@ -51,6 +52,9 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
         fields=("sample", "size"),
     )
     cells = tiles.merge(layout[["sample", *keys]], left_on="image", right_on="sample", how="inner")
+    abstained = cells["abstain"].fillna("").astype(str) != "" if "abstain" in cells else np.zeros(len(cells), bool)
+    wells["abstained"] = cells[abstained].groupby(keys).size().reindex(wells.index, fill_value=0)
+    cells = cells[~abstained]
     p = [f"p_{c}" for c in classes]
     cells["called"] = np.asarray(classes)[cells[p].to_numpy().argmax(axis=1)] if len(cells) else []
     counts = cells.groupby(keys)["called"].value_counts().unstack(fill_value=0).reindex(columns=classes, fill_value=0)
@@ -110,7 +114,7 @@ def plate_statistics(wells):
             "plate": plate, "positive_wells": len(positive), "negative_wells": len(negative),
             "positive_mean": positive.mean(), "negative_mean": negative.mean(),
             "z_prime": z_prime(positive, negative), "ssmd": ssmd(positive, negative),
-            "spearman_rho": float(rho), "spearman_p": float(p),
+            "spearman_rho": float(rho), "spearman_p": float(p), "abstained": int(on_plate["abstained"].sum()),
             "unit": samples["unit"].iloc[0] if len(samples) else "", **fit,
         })
     return pd.DataFrame(rows)
@@ -135,6 +139,9 @@ def sentences(statistics, positive, unit_word):
             f"Controls: {r.positive_wells} positive wells (mean {r.positive_mean:.2f}), {r.negative_wells} negative "
             f"(mean {r.negative_mean:.2f}); Z' = {r.z_prime:.2f}, {quality_words(r.z_prime)}; SSMD = {r.ssmd:.2f}."
         )
+        if getattr(r, "abstained", 0):
+            lines.append(f"plate {r.plate}: {r.abstained} {unit_word}s abstained (unlike the training data or "
+                         "uncertain) and are left out of the well scores; wells.tsv counts them per well.")
         if r.n_wells == 0:
             continue
         dose = f"{r.n_wells} sample wells at {r.n_doses} doses"

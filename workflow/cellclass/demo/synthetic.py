@@ -355,3 +355,31 @@ def write_plate_field(paths, *, well, spec):
     for path, plane in zip(paths, field.image):
         with atomic_path(path) as tmp:
             tifffile.imwrite(tmp, plane, imagej=True, metadata={"axes": "YX"})
+
+
+UNFAMILIAR = ("stripes", "noise")
+
+
+def render_unfamiliar(kind, *, seed, size=512, channels=2):
+    """A field of something the demo networks never saw, through the same camera, uint16 (C, Y, X): `stripes`,
+    bars at a random angle and period as bright as cytoplasm in every channel; `noise`, an empty field of
+    camera noise with a smooth glow. For checking that prediction abstains on images of another kind."""
+    _require(kind, UNFAMILIAR, "unfamiliar kind")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, UNFAMILIAR.index(kind), 17]))
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    if kind == "stripes":
+        angle, period = rng.uniform(0, np.pi), rng.uniform(12, 30)
+        bars = (np.sin(2 * np.pi * (yy * np.cos(angle) + xx * np.sin(angle)) / period) > 0).astype(float)
+        planes = [bars * _CYTO_E, bars * _NUCLEUS_E][:channels]
+    else:
+        glow = 1 + 0.5 * np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 3) ** 2))
+        planes = [glow * 3 * _BACKGROUND_E] * channels
+    return np.stack([_camera(rng, plane + _BACKGROUND_E) for plane in planes])
+
+
+def write_unfamiliar(path, kind, *, seed, size=512, channels=2):
+    """Write render_unfamiliar's field as a TIFF the way demo fields are written."""
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, render_unfamiliar(kind, seed=seed, size=size, channels=channels), imagej=True,
+                         metadata={"axes": "CYX"})
+    return Path(path)

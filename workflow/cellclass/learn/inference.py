@@ -80,29 +80,48 @@ def ensemble_scores(step, tiles, batch_size, tta):
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chunk_tiles=8192, tta="none"):
-    """Per TileSet, the (models, tiles, classes) probabilities of its tiles (`tta`: see probabilities).
-
-    Tiles of consecutive images are scored together, about `chunk_tiles` at a
-    time: one network call per chunk, not per image (10^4 single-cell images
-    would otherwise cost 10^4 calls), and memory bounded by the chunk.
-    """
+def chunks(tilesets, *, channels=None, chunk_tiles=8192):
+    """(chunk, its tiles as one float32 array or None, bounds) for runs of consecutive TileSets of about
+    `chunk_tiles` tiles: one network call per chunk, not per image (10^4 single-cell images would otherwise
+    cost 10^4 calls), and memory bounded by the chunk. Tiles of chunk[i] are tiles[bounds[i]:bounds[i + 1]]."""
     from cellclass.learn.pipeline import select_channels
 
-    chunks, current = [], []
+    groups, current = [], []
     for tileset in tilesets:
         current.append(tileset)
         if sum(len(t) for t in current) >= chunk_tiles:
-            chunks.append(current)
+            groups.append(current)
             current = []
-    chunks.append(current)
-    step = ensemble_step(models)
-    for chunk in chunks:
+    groups.append(current)
+    for chunk in groups:
         filled = [t for t in chunk if len(t)]
-        scores = np.zeros((len(models), 0, n_classes), np.float32)
+        tiles = None
         if filled:
             tiles = np.concatenate([select_channels(np.asarray(t.tiles), channels) for t in filled]).astype(np.float32)
+        yield chunk, tiles, np.cumsum([0] + [len(t) for t in chunk])
+
+
+def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chunk_tiles=8192, tta="none"):
+    """Per TileSet, the (models, tiles, classes) probabilities of its tiles (`tta`: see probabilities)."""
+    step = ensemble_step(models)
+    for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
+        scores = np.zeros((len(models), 0, n_classes), np.float32)
+        if tiles is not None:
             scores = ensemble_scores(step, tiles, batch_size, tta)
-        bounds = np.cumsum([0] + [len(t) for t in chunk])
+        for i, _ in enumerate(chunk):
+            yield scores[:, bounds[i] : bounds[i + 1]]
+
+
+def per_image_novelty(models, references, tilesets, *, quantile, channels=None, batch_size=256, chunk_tiles=8192):
+    """Per TileSet, the (models, tiles) novelty of its tiles under each model and its novelty.Reference: the
+    tile as given, whatever the test-time augmentation (distances are to the training tiles as stored)."""
+    from cellclass.learn import novelty
+
+    extractors = [novelty.feature_model(model) for model in models]
+    for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
+        scores = np.zeros((len(models), 0))
+        if tiles is not None:
+            scores = np.stack([reference.novelty(novelty.features(extractor, tiles, batch_size, extract=False),
+                                                 quantile) for extractor, reference in zip(extractors, references)])
         for i, _ in enumerate(chunk):
             yield scores[:, bounds[i] : bounds[i + 1]]

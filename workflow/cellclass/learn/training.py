@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import inference, pipeline, recipe, runtime
+from cellclass.learn import inference, novelty, pipeline, recipe, runtime
 from cellclass.prepare import split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -111,6 +111,21 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, 
         table.insert(0, "test_set", test_set)
         rows.append(table)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def novelty_reference(model, train_eval, eval_labels, validation, classes, *, channels, seed, per_class=500):
+    """Where the kept model puts its training tiles (a seeded sample of up to `per_class` a class, as stored)
+    and how far out the validation side's tiles lie: the run's novelty.Reference. Without a validation side
+    the threshold comes from the training sample itself, which is closer than new tiles would be, so more
+    new tiles exceed it."""
+    train_x, train_y = training_sample(train_eval, eval_labels, per_class=per_class, seed=seed, channels=channels)
+    train_features = novelty.features(model, train_x)
+    held_out, where = train_features, "training sample (no validation side)"
+    if validation:
+        valid_x, _ = training_sample(validation, labelled(validation, classes, "validation data"),
+                                     per_class=per_class, seed=seed, channels=channels)
+        held_out, where = novelty.features(model, valid_x), "validation side"
+    return novelty.fit(train_features, train_y, held_out, held_out=where)
 
 
 def compile_for(model, options, *, optimizer, steps):
@@ -382,6 +397,11 @@ def train_run(
     )
     with atomic_path(out_dir / "predictions.tsv") as tmp:
         predictions.to_csv(tmp, sep="\t", index=False)
+    reference = novelty_reference(model, train_eval, eval_labels, validation if n_validation else [], classes,
+                                  channels=channels, seed=seed)
+    with atomic_path(out_dir / novelty.FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            reference.save(handle)
     metrics = {
         **identity,
         "seed": seed,
@@ -403,6 +423,7 @@ def train_run(
         "recipe": recipe_record(options, optimizer),
         **chosen,
         "train_seconds": round(seconds, 2),
+        "novelty": reference.meta | {"threshold_0.99": reference.threshold()},
     }
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))

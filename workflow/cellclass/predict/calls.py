@@ -95,10 +95,27 @@ def score(members, tilesets, run, batch_size=256, tta="none"):
 
 
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
+UNLIKE = "abstain (unlike training data)"
+UNCERTAIN = "abstain (uncertain)"
+# predict.<set>.abstain as the schema defaults it.
+ABSTAIN_DEFAULTS = {"novelty_quantile": 0.99, "min_probability": None}
 
 
-def tile_rows(tileset, scores, classes):
-    """Per tile (or cell crop) of one image: where it is, the members' mean probability per class, the call and the spread."""
+def abstentions(mean, novelty, options):
+    """Per tile, why no call is made ('' where one is): its ensemble novelty (members' mean, in units of the
+    threshold; None where the runs carry no reference) above 1, or its called class's mean probability below
+    `min_probability`. Unlike the training data wins: an unfamiliar tile's confidence means nothing."""
+    reasons = np.full(len(mean), "", dtype=object)
+    if options["min_probability"] is not None:
+        reasons[mean.max(axis=1, initial=0) < options["min_probability"]] = UNCERTAIN
+    if novelty is not None and options["novelty_quantile"] is not None:
+        reasons[novelty > 1] = UNLIKE
+    return reasons
+
+
+def tile_rows(tileset, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS):
+    """Per tile (or cell crop) of one image: where it is, the members' mean probability per class, the call and
+    the spread, its novelty (members' mean; above 1 is unlike the training data) and why it abstains, if it does."""
     mean = scores.mean(axis=0)
     call = mean.argmax(axis=1)
     table = pd.DataFrame({"image": tileset.meta["sample"], "group": tileset.meta["group"], "tile": tileset.tile_ids(),
@@ -111,25 +128,36 @@ def tile_rows(tileset, scores, classes):
     table["call"] = [classes[i] for i in call]
     # Spread: standard deviation across members of the called class's probability.
     table["spread"] = scores[:, np.arange(len(call)), call].std(axis=0)
+    ensemble_novelty = None if novelty is None else novelty.mean(axis=0)
+    table["novelty"] = np.nan if ensemble_novelty is None else ensemble_novelty
+    table["abstain"] = abstentions(mean, ensemble_novelty, options)
     return table
 
 
-def image_row(tileset, scores, classes):
-    """One image's call: its tiles' mean probability per member, then the mean over members.
+def image_row(tileset, scores, classes, abstain=None):
+    """One image's call: its tiles' mean probability per member, then the mean over members, over the tiles
+    that do not abstain (`abstain`: per tile, the reason or '').
 
     The spread is the members' standard deviation for the called class and the
     agreement the share of members making the same call. An image without a
-    foreground tile is reported as 'no cells found' rather than dropped.
+    foreground tile is reported as 'no cells found' rather than dropped; one all
+    of whose tiles abstain takes the commoner reason as its call.
     """
     meta = tileset.meta
+    abstain = np.full(len(tileset), "", dtype=object) if abstain is None else np.asarray(abstain, dtype=object)
     row = {"image": meta["sample"], "group": meta["group"], "files": ";".join(meta["files"]),
-           "known_class": meta["class"], "unit": metrics.unit_of("tile", meta["settings"]["kind"]), "tiles": len(tileset)}
+           "known_class": meta["class"], "unit": metrics.unit_of("tile", meta["settings"]["kind"]), "tiles": len(tileset),
+           "unlike_training": int((abstain == UNLIKE).sum()), "uncertain": int((abstain == UNCERTAIN).sum())}
+    row["abstained_share"] = (row["unlike_training"] + row["uncertain"]) / len(tileset) if len(tileset) else np.nan
+    kept = abstain == ""
+    scores = scores[:, kept]
     # How many of the image's tiles (cells) each class is called for: the per-cell count a screen reads.
-    calls = scores.mean(axis=0).argmax(axis=1) if len(tileset) else np.empty(0, int)
+    calls = scores.mean(axis=0).argmax(axis=1) if kept.any() else np.empty(0, int)
     row.update({f"called_{c}": int((calls == i).sum()) for i, c in enumerate(classes)})
-    if not len(tileset):
+    if not len(tileset) or not kept.any():
         row.update({f"p_{c}": np.nan for c in classes})
-        row.update(call=tilestore.empty_reason(tileset), spread=np.nan, agreement=np.nan)
+        reason = tilestore.empty_reason(tileset) if not len(tileset) else pd.Series(abstain).mode()[0]
+        row.update(call=reason, spread=np.nan, agreement=np.nan)
     else:
         per_member = scores.mean(axis=1)  # (members, classes)
         mean = per_member.mean(axis=0)
@@ -141,7 +169,7 @@ def image_row(tileset, scores, classes):
             agreement=float((per_member.argmax(axis=1) == best).mean()),
         )
     # Right or wrong only for a class the model has: an image of another known class has no correct call.
-    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] in classes else None
+    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] in classes and kept.any() else None
     return row
 
 
@@ -150,17 +178,23 @@ def group_table(tiles, images, classes):
     probability over its tiles, the call, and how many tiles (cells) are called each class."""
     counted = images.groupby("group", sort=False).agg(
         images=("image", "size"), unit=("unit", "first"), tiles=("tiles", "sum"),
+        unlike_training=("unlike_training", "sum"), uncertain=("uncertain", "sum"),
         **{f"called_{c}": (f"called_{c}", "sum") for c in classes},
     )
+    counted["abstained_share"] = (counted["unlike_training"] + counted["uncertain"]) / counted["tiles"].where(
+        counted["tiles"] > 0)
     if tiles.empty:
         return counted.reset_index()
-    mean = tiles.groupby("group", sort=False)[[f"p_{c}" for c in classes]].mean()
+    # Abstained tiles (cells) are left out of the group's probabilities, as of its counts.
+    mean = tiles[tiles["abstain"] == ""].groupby("group", sort=False)[[f"p_{c}" for c in classes]].mean()
     table = counted.join(mean)
-    probabilities = table[[f"p_{c}" for c in classes]]
-    table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any() else tilestore.NO_CELLS
-                     for p in probabilities.to_numpy()]
+    probabilities = table[[f"p_{c}" for c in classes]].to_numpy()
+    table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any()
+                     else (UNLIKE if unlike >= uncertain else UNCERTAIN) if unlike + uncertain else tilestore.NO_CELLS
+                     for p, unlike, uncertain in zip(probabilities, table["unlike_training"], table["uncertain"])]
+    called = table[[f"called_{c}" for c in classes]].sum(axis=1)
     for c in classes:
-        table[f"fraction_{c}"] = table[f"called_{c}"] / table["tiles"].where(table["tiles"] > 0)
+        table[f"fraction_{c}"] = table[f"called_{c}"] / called.where(called > 0)
     return table.reset_index()
 
 
@@ -180,11 +214,22 @@ def overlay(tileset, tiles, image, classes, overlay_dir):
     )
 
 
+def read_references(model_paths, novelty_paths):
+    """Each member's novelty.Reference: from each run's novelty.npz, or from the package; None for a package
+    exported before references existed (then no tile abstains for being unfamiliar)."""
+    from cellclass.learn.novelty import Reference
+
+    if package.is_package(model_paths[0]):
+        return package.read_references(model_paths[0])
+    return [Reference.load(path) for path in novelty_paths]
+
+
 def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, groups_tsv, calls_figures, overlay_dir,
-                threads=1, tta="none"):
+                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none"):
     """Classify every image of a prediction set: tables per tile (cell), image and group, a calls figure, an
-    overlay per image. `tta` (evaluation.tta) averages each tile's dihedral views; every table's `tta` column
-    says whether it did."""
+    overlay per image, and findings that warn of images unlike the training data. `tta` (evaluation.tta)
+    averages each tile's dihedral views; every table's `tta` column says whether it did. `novelty_paths`:
+    each member's novelty reference; `abstain`: predict.<set>.abstain."""
     from cellclass.predict import call_figures
     from cellclass.io.atomic import atomic_path
     from cellclass.learn.runtime import configure_tensorflow
@@ -192,13 +237,16 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
     run = read_run(run_path)
     configure_tensorflow(threads=threads, seed=0, deterministic=True)
     members = load_members(model_paths)
+    references = read_references(model_paths, novelty_paths)
+    options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
     classes = run["classes"]
     tile_tables, image_rows = [], []
     for path in tile_files:
         tilesets = tilestore.load(path)
-        for tileset, scores in zip(tilesets, score(members, tilesets, run, tta=tta)):
-            tile_tables.append(tile_rows(tileset, scores, classes))
-            image_rows.append(image_row(tileset, scores, classes))
+        novelties = novelty_scores(members, references, tilesets, run, options)
+        for tileset, scores, novelty in zip(tilesets, score(members, tilesets, run, tta=tta), novelties):
+            tile_tables.append(tile_rows(tileset, scores, classes, novelty, options))
+            image_rows.append(image_row(tileset, scores, classes, tile_tables[-1]["abstain"]))
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
@@ -209,4 +257,60 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
     call_figures.calls_plot(images, classes, calls_figures)
+    if findings:
+        with atomic_path(findings) as tmp:
+            tmp.write_text(findings_page(images, options, references))
     return images
+
+
+def novelty_scores(members, references, tilesets, run, options):
+    """Per TileSet, the (members, tiles) novelty, or None each when there are no references or it is off."""
+    if references is None or options["novelty_quantile"] is None:
+        return [None] * len(tilesets)
+    return inference.per_image_novelty(members, references, tilesets, quantile=options["novelty_quantile"],
+                                       channels=run["channels"])
+
+
+MOSTLY = 0.5  # a set, group or image with more of its tiles (cells) unlike the training data is warned of
+
+
+def abstention_lines(images, options, references):
+    """What the findings say about abstention: how it was judged, how much abstained, and warnings."""
+    unit = images["unit"].iloc[0] if len(images) else "tile"
+    tiles = images["tiles"].sum()
+    unlike, uncertain = images["unlike_training"].sum(), images["uncertain"].sum()
+    lines = []
+    if references is None:
+        lines.append("No call is checked against the training data: the model carries no novelty reference "
+                     "(retrain, or export the package again, to get one).")
+    elif options["novelty_quantile"] is None:
+        lines.append("Abstention on unfamiliar images is off (abstain.novelty_quantile: null).")
+    else:
+        lines.append(f"A {unit} abstains as unlike the training data when its distance to the nearest class in the "
+                     "network's features exceeds what all but "
+                     f"{1 - options['novelty_quantile']:.0%} of the validation side's {unit}s reach.")
+    if tiles:
+        lines.append(f"{unlike} of {tiles} {unit}s ({unlike / tiles:.1%}) abstained as unlike the training data, "
+                     f"{uncertain} ({uncertain / tiles:.1%}) as uncertain"
+                     + (f" (called class below {options['min_probability']:g})." if options["min_probability"] else
+                        "; abstention on uncertainty is off (abstain.min_probability: null)."))
+        if unlike / tiles > MOSTLY:
+            lines.append(f"WARNING: most {unit}s of this set are unlike anything the model was trained on: "
+                         "its calls do not apply here.")
+    by_group = images.groupby("group")[["unlike_training", "tiles"]].sum()
+    warned = [("image", images.loc[images["unlike_training"] > MOSTLY * images["tiles"], "image"])]
+    if len(by_group) < len(images):  # groups (wells) of several images
+        warned.append(("group", by_group.index[by_group["unlike_training"] > MOSTLY * by_group["tiles"]]))
+    for kind, names in warned:
+        names = [str(name) for name in names]
+        if names:
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            lines.append(f"WARNING: {len(names)} {kind}(s) mostly unlike the training data: {', '.join(names[:10])}{more}.")
+    return lines
+
+
+def findings_page(images, options, references):
+    import html
+
+    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in abstention_lines(images, options, references))
+    return f"<html><body><h2>Predictions</h2>\n<ul>\n{items}\n</ul></body></html>\n"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.io import contact_sheet, imageio, tilestore
-from cellclass.learn import inference
+from cellclass.learn import inference, novelty
 from cellclass.share import package
 from cellclass.evaluate import runs
 from cellclass.io.atomic import atomic_path
@@ -318,7 +318,8 @@ def record(members, weights, raw):
         "classes": first["classes"], "input_shape": first["input_shape"], "channels": first["channels"],
         "prepare": first["prepare"], "input": "raw" if raw else "normalised", "weights": weights,
         "members": [{"fold": m["fold"], "seed": m["seed"], "layer": member_name(m) if len(members) > 1 else None,
-                     "metrics": m} for m in members],
+                     "name": member_name(m), "metrics": m} for m in members],
+        "novelty": package.NOVELTY,
     }
 
 
@@ -420,6 +421,8 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
                                             summary=summary, per_class=per_class, raw=raw, n_test=len(ids),
                                             onnx=options["onnx"]))
         (folder / package.RECORD).write_text(json.dumps(record(members, package.WEIGHTS, raw), indent=2))
+        package.write_references([novelty.Reference.load(Path(d) / novelty.FILE) for d in run_dirs],
+                                 [member_name(m) for m in members], folder / package.NOVELTY)
         summary.to_csv(folder / "evaluation_summary.tsv", sep="\t", index=False)
         per_class.to_csv(folder / "evaluation_classes.tsv", sep="\t", index=False)
         pd.DataFrame({"tile": ids, "class": truth}).to_csv(folder / "test_tiles.tsv", sep="\t", index=False)
@@ -432,7 +435,7 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
                 license=options["license"], tags=options["tags"],
                 documentation=FileDescr(source=folder / README), covers=[FileDescr(source=folder / COVER)],
                 attachments=[FileDescr(source=folder / f) for f in
-                             (package.RECORD, "evaluation_summary.tsv", "evaluation_classes.tsv", "test_tiles.tsv")],
+                             (package.RECORD, package.NOVELTY, "evaluation_summary.tsv", "evaluation_classes.tsv", "test_tiles.tsv")],
                 inputs=[tile], outputs=[probabilities], weights=weights_description(folder, options["onnx"]),
                 config=v0_5.Config(bioimageio=v0_5.BioimageioConfig(
                     task="classification", modality="fluorescence microscopy",

@@ -16,11 +16,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from cellclass.io.errors import InputError
 
 RECORD = "cellclass.json"  # the attachment cellclass reads; a package without it is another tool's
+NOVELTY = "novelty.npz"  # each member's novelty reference (cellclass.learn.novelty), its arrays prefixed by member
 WEIGHTS = "weights.keras"
 ONNX_WEIGHTS = "weights.onnx"
 FORMAT = "cellclass-package"
@@ -91,6 +93,26 @@ def load_members(path):
         weights = Path(archive.extract(record["weights"], folder))
         model = keras.models.load_model(weights, compile=False)
     return [model if m["layer"] is None else model.get_layer(m["layer"]) for m in record["members"]]
+
+
+def write_references(references, names, path):
+    """The members' novelty references as one .npz: arrays <name>/<array>."""
+    arrays = {}
+    for reference, name in zip(references, names):
+        arrays |= {f"{name}/{key}": value for key, value in reference.arrays().items()}
+    np.savez(path, **arrays)
+
+
+def read_references(path):
+    """The members' novelty.Reference, in member order; None for a package exported without them."""
+    from cellclass.learn.novelty import Reference
+
+    _, record = open_package(path)
+    if not record.get("novelty"):
+        return None
+    with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read(record["novelty"]))) as data:
+        return [Reference.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
+                                       if key.startswith(f"{m['name']}/")}) for m in record["members"]]
 
 
 def validate(path):

@@ -1,0 +1,79 @@
+"""Novelty: distance to the nearest training class in a network's features, in units of a held-out quantile;
+and what prediction does with it (abstain per tile, left out of images, groups and wells)."""
+
+import numpy as np
+import pandas as pd
+
+from cellclass.assay.wells import well_table
+from cellclass.learn import novelty
+from cellclass.predict import calls
+
+
+def clusters(rng, n, centres, scale=1.0):
+    labels = np.arange(n) % len(centres)
+    return centres[labels] + scale * rng.standard_normal((n, centres.shape[1])), labels
+
+
+def test_held_out_tiles_of_known_classes_pass_and_far_ones_do_not(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (3, 40))
+    train, labels = clusters(rng, 600, centres)
+    validation, _ = clusters(rng, 600, centres)
+    reference = novelty.fit(train, labels, validation)
+    same, _ = clusters(rng, 2000, centres)
+    assert 0.0 < (reference.novelty(same) > 1).mean() < 0.04  # about 1 - 0.99, with room for sampling
+    far, _ = clusters(rng, 500, centres + 6)
+    assert (reference.novelty(far) > 1).mean() > 0.95
+    # A point between classes is judged by its nearest class.
+    assert reference.distances(centres).max() < reference.threshold()
+    reference.save(tmp_path / "n.npz")
+    again = novelty.Reference.load(tmp_path / "n.npz")
+    np.testing.assert_allclose(again.novelty(far), reference.novelty(far))
+    assert again.meta == reference.meta and again.meta["threshold_from"] == "validation side, 600 tiles"
+
+
+def test_a_lower_quantile_abstains_on_more():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 5, (2, 10))
+    train, labels = clusters(rng, 400, centres)
+    reference = novelty.fit(train, labels, clusters(rng, 400, centres)[0])
+    test, _ = clusters(rng, 1000, centres)
+    assert (reference.novelty(test, 0.9) > 1).mean() > (reference.novelty(test, 0.99) > 1).mean()
+
+
+def test_unlike_the_training_data_wins_over_uncertain_and_either_can_be_off():
+    mean = np.array([[0.9, 0.1], [0.55, 0.45], [0.55, 0.45], [0.99, 0.01]])
+    far = np.array([0.2, 0.3, 1.5, 3.0])
+    options = {"novelty_quantile": 0.99, "min_probability": 0.6}
+    assert list(calls.abstentions(mean, far, options)) == ["", calls.UNCERTAIN, calls.UNLIKE, calls.UNLIKE]
+    assert list(calls.abstentions(mean, None, options)) == ["", calls.UNCERTAIN, calls.UNCERTAIN, ""]
+    assert list(calls.abstentions(mean, far, calls.ABSTAIN_DEFAULTS)) == ["", "", calls.UNLIKE, calls.UNLIKE]
+
+
+class FakeTiles:  # a TileSet's meta and length are all image_row reads
+    def __init__(self, n, sample="a"):
+        self.meta = {"sample": sample, "group": "w1", "files": [f"{sample}.tif"], "class": "x",
+                     "settings": {"kind": "fields"}}
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def test_an_image_leaves_its_abstained_tiles_out_and_one_all_abstained_makes_no_call():
+    scores = np.array([[[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]]])  # 1 member, 3 tiles
+    row = calls.image_row(FakeTiles(3), scores, ["x", "y"], ["", calls.UNLIKE, calls.UNLIKE])
+    assert row["call"] == "x" and row["p_x"] == 0.9 and row["unlike_training"] == 2
+    assert row["abstained_share"] == 2 / 3 and row["called_y"] == 0 and row["correct"]
+    row = calls.image_row(FakeTiles(3), scores, ["x", "y"], [calls.UNLIKE] * 3)
+    assert row["call"] == calls.UNLIKE and np.isnan(row["p_x"]) and row["correct"] is None
+
+
+def test_wells_count_abstained_cells_and_score_only_the_others():
+    layout = [{"sample": s, "plate": "P", "well": w, "row": "A", "column": c, "role": "sample", "dose": 1.0,
+               "unit": "uM", "condition": "", "class": ""} for s, w, c in (("a", "A01", 1), ("b", "A02", 2))]
+    tiles = pd.DataFrame({"image": ["a", "a", "a", "b"], "p_x": [0.2, 0.4, 1.0, 0.5], "p_y": [0.8, 0.6, 0.0, 0.5],
+                          "abstain": [np.nan, np.nan, calls.UNLIKE, np.nan]})
+    wells = well_table(tiles, layout, ["x", "y"], "x", resamples=99).set_index("well")
+    assert wells.loc["A01", "abstained"] == 1 and wells.loc["A01", "cells"] == 2
+    assert np.isclose(wells.loc["A01", "score"], 0.3) and wells.loc["A02", "abstained"] == 0
