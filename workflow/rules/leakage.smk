@@ -36,6 +36,8 @@ rule leakage_train:
         history="results/leakage/{experiment}/{model}/history.csv",
         predictions="results/leakage/{experiment}/{model}/predictions.tsv",
         metrics="results/leakage/{experiment}/{model}/metrics.json",
+        # Every run writes its novelty reference; the control's is not used.
+        novelty="results/leakage/{experiment}/{model}/novelty.npz",
     log:
         "logs/leakage_train/{experiment}/{model}.log",
     benchmark:
