@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from cellclass.evaluate import findings, metrics, stats
+from cellclass.evaluate import degenerate, findings, metrics, stats
 from cellclass.io.atomic import atomic_path
 from cellclass.evaluate.runs import RUN, kept_epochs, read_runs
 
@@ -55,6 +55,8 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     `collapse_share` or more of the tile calls is one class. at_chance: the 95%
     interval (over test groups) of the tile-level balanced accuracy reaches chance or,
     with too few groups for an interval, it is within CHANCE_MARGIN of chance.
+    constant_output: many tiles, or nearly all of some test group's, got one probability vector
+    (cellclass.evaluate.degenerate, with constant_tiles, constant_value and constant_groups).
     """
     table = metrics.score_table(predictions)
     table = table.merge(training_summary(history), on=RUN, how="left")
@@ -76,6 +78,8 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     # Without an interval (too few test groups), "at chance" means within CHANCE_MARGIN of it.
     low = table["balanced_accuracy_low"].fillna(table["balanced_accuracy"] - CHANCE_MARGIN)
     table["at_chance"] = tile_rows & (low <= table["chance"])
+    table = table.merge(degenerate.run_flags(predictions), on=SCORE, how="left")
+    table["constant_output"] &= tile_rows
     return metrics.with_units(table, metrics.kinds_of(runs))
 
 
@@ -98,6 +102,7 @@ def summary_table(predictions, table, *, human=None, resamples=999):
         for level, at_level in scored.groupby("level", sort=False):
             C, N, _ = stats.correct_counts(tiles, classes, level, runs)
             counts = stats.replicates(C, N, runs)
+            mixed, n_units = metrics.mixed_units(tiles, level)
             for metric in metrics.METRICS:
                 values = at_level[metric].astype(float)
                 estimate = low = high = np.nan
@@ -109,11 +114,13 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "level": level,
                         "unit": at_level["unit"].iloc[0],
                         "headline": bool(at_level["headline"].iloc[0]),
+                        "headline_reason": at_level["headline_reason"].iloc[0],
                         "metric": metric,
                         "n_runs": len(values),
                         "n_folds": len({fold for fold, _ in runs}),
                         "n_groups": tiles["group"].nunique(),
-                        "n_units": tiles[metrics.UNIT[level]].nunique(),
+                        "n_units": n_units - mixed,
+                        "mixed_units": mixed,
                         "mean": values.mean(),
                         "sd": values.std(ddof=1) if len(values) > 1 else np.nan,
                         "min": values.min(),
@@ -182,8 +189,8 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
         "runs": table,
         "classes": metrics.class_table(predictions),
         "history": history,
-        "images": metrics.rollup(predictions, "image").drop(columns="unit"),
-        "groups": metrics.rollup(predictions, "group").drop(columns="unit"),
+        "images": metrics.rollup(predictions, "image", mixed=True).drop(columns="unit"),
+        "groups": metrics.rollup(predictions, "group", mixed=True).drop(columns="unit"),
         "summary": summary,
         "comparisons": compared,
     }
