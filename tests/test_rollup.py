@@ -40,6 +40,7 @@ def test_groups_of_several_classes_are_not_called_and_the_headline_is_per_image(
     assert metrics.rollup(predictions, "group").empty  # no group has a class of its own
     listed = metrics.rollup(predictions, "group", mixed=True)
     assert listed["mixed"].all() and listed["true"].isna().all() and listed["predicted"].isna().all()
+    assert set(metrics.class_table(predictions)["level"]) == {"tile", "image"}
     table, summary = evaluated(predictions)
     group = table[table["level"] == "group"]
     assert (group["n_units"] == 0).all() and (group["mixed_units"] == 4).all()
@@ -86,6 +87,7 @@ def test_a_few_mixed_groups_are_left_out_and_the_headline_stays_per_group():
     group = table[table["level"] == "group"].iloc[0]
     assert group["headline"] and (group["n_units"], group["mixed_units"]) == (38, 1)
     [line] = findings.headline(summary)
+    assert "balanced accuracy per group 1.00 over 38 test groups" in line
     assert "1 of 39 test groups hold several classes and are left out of the per-group scores" in line
     assert "The headline is per" not in line
 

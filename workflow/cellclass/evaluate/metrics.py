@@ -180,6 +180,8 @@ def class_table(predictions):
         classes = classes_of(tiles)
         for level in LEVELS:
             units = rollup(tiles, level)
+            if units.empty:  # every unit at this level held several classes: nothing to score
+                continue
             precision, recall, f1, support = precision_recall_fscore_support(
                 units["true"], units["predicted"], labels=classes, zero_division=0
             )

@@ -91,7 +91,9 @@ def summary_table(predictions, table, *, human=None, resamples=999):
     seed's folds (together they call every group) and averages the seeds, and n_groups / n_units count every
     fold's (stats.replicates). Elsewhere the estimate is the mean over runs. `tta` is the runs' test-time
     augmentation. `human` (by-eye tile accuracy
-    per experiment) fills the tile rows of the experiment's own test side."""
+    per experiment) fills the tile rows of the experiment's own test side. n_units counts the units scored,
+    mixed_units those left out for holding tiles of several classes; headline_reason says why the headline is
+    not at a larger unit (metrics.headline_choice)."""
     human = human or {}
     rows = []
     for key, tiles in predictions.groupby(GROUP, sort=False):
@@ -118,7 +120,8 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "metric": metric,
                         "n_runs": len(values),
                         "n_folds": len({fold for fold, _ in runs}),
-                        "n_groups": tiles["group"].nunique(),
+                        # Groups of several classes are not scored per group (metrics.rollup).
+                        "n_groups": tiles["group"].nunique() - (mixed if level == "group" else 0),
                         "n_units": n_units - mixed,
                         "mixed_units": mixed,
                         "mean": values.mean(),
