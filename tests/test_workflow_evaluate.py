@@ -1,4 +1,7 @@
-"""A real Snakemake run on a small imbalanced 3-class dataset with a published split: what evaluation tells."""
+"""A real Snakemake run on a small imbalanced 3-class dataset with a published split: what evaluation tells.
+
+Its test images come from two smears (groups), one of which holds an image of every class: that group has no
+class of its own, so the headline is per image and the findings say why."""
 
 import pandas as pd
 import pytest
@@ -14,6 +17,8 @@ CLASSES = {
     "bright": ("aggregates", "aggregates", 2, ["train", "test"]),
     "faint": ("subtle", "aggregates", 2, ["train", "test"]),
 }
+# The test images' groups: smear1 holds one of each class, smear2 the other control image.
+SMEARS = {("control", 7): "smear1", ("bright", 1): "smear1", ("faint", 1): "smear1", ("control", 8): "smear2"}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,8 @@ def evaluated(tmp_path_factory):
         demo.write_dataset(folder / pattern, pattern, fields_per_class=9, seed=seed, size=256, cells_per_field=30)
     for cls, (pattern, demo_class, n, sides) in CLASSES.items():
         for i, side in zip(range(n), sides):
-            rows.append({"path": f"{pattern}/images/{demo_class}/field_{i:03d}.tif", "class": cls, "split": side})
+            rows.append({"path": f"{pattern}/images/{demo_class}/field_{i:03d}.tif", "class": cls, "split": side,
+                         "group": SMEARS.get((cls, i), "")})
     pd.DataFrame(rows).to_csv(folder / "sheet.tsv", sep="\t", index=False)
     write_config(
         folder,
@@ -68,6 +74,11 @@ def test_per_class_and_per_level_tables(evaluated):
     summary = pd.read_csv(evaluation / "summary.tsv", sep="\t")
     headline = summary[summary["headline"] & (summary["metric"] == "balanced_accuracy")]
     assert headline["level"].tolist() == ["image"] and headline["chance"].iloc[0] == pytest.approx(1 / 3)
+    assert headline["headline_reason"].tolist() == ["1 of 2 test groups hold several classes"]
+    group = runs[runs["level"] == "group"]
+    assert (group["n_units"] == 1).all() and (group["mixed_units"] == 1).all()  # smear2 is scored, smear1 is not
+    groups = pd.read_csv(evaluation / "groups.tsv", sep="\t").set_index("group")
+    assert groups.loc["smear1", "mixed"].all() and groups.loc["smear1", "true"].isna().all()
     for figure in ("test_accuracy", "training_curves", "overfitting", "three/small/confusion", "three/small/confidence"):
         assert (evaluated / "results/figures" / f"{figure}.png").stat().st_size > 1000
 
@@ -81,3 +92,4 @@ def test_imbalance_is_remedied_recorded_and_warned(evaluated):
     assert "imbalanced" in page and "balanced sampling" in page
     assert "few independent groups" in page  # 1 test image of each small class
     assert "balanced accuracy per image" in page and "Chance 0.33" in page
+    assert "The headline is per image because 1 of 2 test groups hold several classes" in page

@@ -14,7 +14,7 @@ from scipy import stats
 
 from cellclass.assay import plate_figures
 from cellclass.assay.dose_response import fit_dose_response
-from cellclass.evaluate import runs
+from cellclass.evaluate import degenerate, runs
 from cellclass.io.errors import InputError
 
 # The usual reading of Z' (Zhang et al. 1999): above 0.5 excellent, 0 to 0.5 marginal, below 0 the controls overlap.
@@ -69,6 +69,9 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
     wells["score_low"] = [intervals.get(key, (np.nan, np.nan))[0] for key in wells.index]
     wells["score_high"] = [intervals.get(key, (np.nan, np.nan))[1] for key in wells.index]
     wells["positive_class"] = positive
+    # Nearly every cell on one output: the network's constant, not the cells' phenotype (left out of Z' and SSMD).
+    constant = {key: degenerate.unit_is_constant(group[p].to_numpy(float)) for key, group in cells.groupby(keys)}
+    wells["constant_score"] = [constant.get(key, False) for key in wells.index]
     return wells.reset_index()
 
 
@@ -101,9 +104,12 @@ def ssmd(positive, negative):
 
 def plate_statistics(wells):
     """Per plate: Z' and SSMD of the control wells' scores, and the dose-response of its sample wells
-    (4PL fit and Spearman's rho), as one row each."""
+    (4PL fit and Spearman's rho), as one row each. Wells whose cells got one constant score (`constant_score`)
+    are left out of all of them; `constant_wells` counts them and `constant_wells_named` names them."""
     rows = []
     for plate, on_plate in wells.groupby("plate", sort=True):
+        constant = on_plate[on_plate["constant_score"]]
+        on_plate = on_plate[~on_plate["constant_score"]]
         positive = on_plate.loc[on_plate["role"] == "positive_control", "score"].dropna()
         negative = on_plate.loc[on_plate["role"] == "negative_control", "score"].dropna()
         samples = on_plate[(on_plate["role"] == "sample") & (on_plate["dose"] > 0)].dropna(subset=["score"])
@@ -116,6 +122,9 @@ def plate_statistics(wells):
             "z_prime": z_prime(positive, negative), "ssmd": ssmd(positive, negative),
             "spearman_rho": float(rho), "spearman_p": float(p), "abstained": int(on_plate["abstained"].sum()),
             "unit": samples["unit"].iloc[0] if len(samples) else "", **fit,
+            "constant_wells": len(constant),
+            "constant_wells_named": "; ".join(f"{w.well} ({w.role.replace('_', ' ')}, score {w.score:.4f})"
+                                              for w in constant.itertuples()),
         })
     return pd.DataFrame(rows)
 
@@ -142,6 +151,12 @@ def sentences(statistics, positive, unit_word):
         if getattr(r, "abstained", 0):
             lines.append(f"plate {r.plate}: {r.abstained} {unit_word}s abstained (unlike the training data or "
                          "uncertain) and are left out of the well scores; wells.tsv counts them per well.")
+        if r.constant_wells:
+            lines.append(
+                f"plate {r.plate}: {r.constant_wells} well(s) left out of Z', SSMD and the dose-response: nearly "
+                f"every {unit_word} in them got one and the same score, the network's constant output rather than "
+                f"the cells' phenotype — {r.constant_wells_named}."
+            )
         if r.n_wells == 0:
             continue
         dose = f"{r.n_wells} sample wells at {r.n_doses} doses"

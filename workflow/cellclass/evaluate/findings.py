@@ -9,6 +9,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from cellclass.evaluate.degenerate import TOLERANCE
 from cellclass.evaluate.runs import run_name
 from cellclass.learn import recipe
 from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
@@ -75,6 +76,26 @@ def collapsed_runs(table):
             f"(balanced accuracy per {r.unit} "
             f"{r.balanced_accuracy:.2f}, {_lower_bound(r.balanced_accuracy_low)}, chance {r.chance:.2f}); "
             "no claim is made about what it looks at"
+        )
+    return lines
+
+
+def constant_outputs(table):
+    """Runs whose network gave many different tiles (or every tile of some test group) one output."""
+    lines = []
+    rows = table[(table["level"] == "tile") & table["constant_output"].astype(bool)]
+    folds = table.groupby("experiment")["fold"].nunique()
+    for r in rows.itertuples():
+        what = []
+        if r.constant_tiles:
+            what.append(f"{r.constant_tiles} of its {r.n_units} {r.unit}s got one probability vector "
+                        f"({r.constant_value}, each within {TOLERANCE:g})")
+        if r.constant_groups:
+            what.append(f"in {r.constant_groups} test group(s) nearly every {r.unit} got one and the same")
+        lines.append(
+            f"{_label(r.experiment, r.model)} {run_name(r.fold, r.seed, folds[r.experiment] > 1)} on {r.test_set}: "
+            f"constant output — {'; '.join(what)}. The network ignores its input there: those scores measure its "
+            "bias, not the cells, and no claim is made about what it looks at"
         )
     return lines
 
@@ -188,15 +209,28 @@ def headline(summary):
         human = summary[(summary[["experiment", "model", "test_set"]] == [experiment, model, test_set]).all(axis=1)]
         human = human["human"].dropna()
         by_eye = f"; by eye, per {tile.unit}, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
+        per_tile = "" if top.level == "tile" else (
+            f"; per {tile.unit} {tile.estimate:.2f} ({_interval(tile.ci95_low, tile.ci95_high)})")
         lines.append(
             f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.unit} "
             f"{top.estimate:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
-            f"({_interval(top.ci95_low, top.ci95_high)}); per {tile.unit} {tile.estimate:.2f} "
-            f"({_interval(tile.ci95_low, tile.ci95_high)}). "
+            f"({_interval(top.ci95_low, top.ci95_high)}){per_tile}. "
             f"Chance {top.chance:.2f}; always calling the largest class gives plain accuracy "
-            f"{top.majority_rate:.2f} per {top.unit}{by_eye}."
+            f"{top.majority_rate:.2f} per {top.unit}{by_eye}.{_mixed(top, tile.unit)}"
         )
     return lines
+
+
+def _mixed(top, tile_unit):
+    """Why the headline is not at a larger unit, and the units of several classes it leaves out, in words."""
+    words = ""
+    if isinstance(top.headline_reason, str) and top.headline_reason:
+        words += (f" The headline is per {top.unit} because {top.headline_reason}: a unit whose {tile_unit}s "
+                  "have several classes has no class of its own to call.")
+    if top.mixed_units:
+        words += (f" {top.mixed_units} of {top.n_units + top.mixed_units} test {top.level}s hold several classes "
+                  f"and are left out of the per-{top.level} scores.")
+    return words
 
 
 def test_time_augmentation(table):
@@ -261,6 +295,7 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions, leak
     """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran."""
     warnings = (
         collapsed_runs(table)
+        + constant_outputs(table)
         + small_test_sides(predictions)
         + imbalance(runs)
         + images_without_tiles(empty)

@@ -36,8 +36,8 @@ def correct_counts(tiles, classes, level, runs):
     N = np.zeros_like(C)
     for r, (fold, seed) in enumerate(runs):
         units = rollup(tiles[(tiles["fold"] == fold) & (tiles["seed"] == seed)], level)
-        g = units["group"].map(g_index).to_numpy()
-        k = units["true"].map(k_index).to_numpy()
+        g = units["group"].map(g_index).to_numpy(int)
+        k = units["true"].map(k_index).to_numpy(int)
         np.add.at(C[r], (g, k), (units["true"] == units["predicted"]).to_numpy(float))
         np.add.at(N[r], (g, k), 1.0)
     return C, N, groups
@@ -91,6 +91,8 @@ def interval(C, N, metric="balanced_accuracy", *, resamples=999, seed=0, level=0
     with one replicate only groups are resampled.
     """
     R, G, _ = C.shape
+    if not N.any():  # nothing scored: every unit at this level held several classes
+        return np.nan, np.nan, np.nan
     point = float(np.mean(per_run(C, N, metric)))
     groups_per_class = (N.sum(axis=0) > 0).sum(axis=0)
     if groups_per_class[groups_per_class > 0].min(initial=G) < MIN_GROUPS:

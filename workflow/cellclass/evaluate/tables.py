@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from cellclass.evaluate import findings, leakage, metrics, stats
+from cellclass.evaluate import degenerate, findings, leakage, metrics, stats
 from cellclass.io.atomic import atomic_path
 from cellclass.evaluate.runs import RUN, kept_epochs, read_runs
 
@@ -55,6 +55,8 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     `collapse_share` or more of the tile calls is one class. at_chance: the 95%
     interval (over test groups) of the tile-level balanced accuracy reaches chance or,
     with too few groups for an interval, it is within CHANCE_MARGIN of chance.
+    constant_output: many tiles, or nearly all of some test group's, got one probability vector
+    (cellclass.evaluate.degenerate, with constant_tiles, constant_value and constant_groups).
     """
     table = metrics.score_table(predictions)
     table = table.merge(training_summary(history), on=RUN, how="left")
@@ -76,6 +78,8 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     # Without an interval (too few test groups), "at chance" means within CHANCE_MARGIN of it.
     low = table["balanced_accuracy_low"].fillna(table["balanced_accuracy"] - CHANCE_MARGIN)
     table["at_chance"] = tile_rows & (low <= table["chance"])
+    table = table.merge(degenerate.run_flags(predictions), on=SCORE, how="left")
+    table["constant_output"] &= tile_rows
     return metrics.with_units(table, metrics.kinds_of(runs))
 
 
@@ -87,7 +91,9 @@ def summary_table(predictions, table, *, human=None, resamples=999):
     seed's folds (together they call every group) and averages the seeds, and n_groups / n_units count every
     fold's (stats.replicates). Elsewhere the estimate is the mean over runs. `tta` is the runs' test-time
     augmentation. `human` (by-eye tile accuracy
-    per experiment) fills the tile rows of the experiment's own test side."""
+    per experiment) fills the tile rows of the experiment's own test side. n_units counts the units scored,
+    mixed_units those left out for holding tiles of several classes; headline_reason says why the headline is
+    not at a larger unit (metrics.headline_choice)."""
     human = human or {}
     rows = []
     for key, tiles in predictions.groupby(GROUP, sort=False):
@@ -98,6 +104,7 @@ def summary_table(predictions, table, *, human=None, resamples=999):
         for level, at_level in scored.groupby("level", sort=False):
             C, N, _ = stats.correct_counts(tiles, classes, level, runs)
             counts = stats.replicates(C, N, runs)
+            mixed, n_units = metrics.mixed_units(tiles, level)
             for metric in metrics.METRICS:
                 values = at_level[metric].astype(float)
                 estimate = low = high = np.nan
@@ -109,11 +116,14 @@ def summary_table(predictions, table, *, human=None, resamples=999):
                         "level": level,
                         "unit": at_level["unit"].iloc[0],
                         "headline": bool(at_level["headline"].iloc[0]),
+                        "headline_reason": at_level["headline_reason"].iloc[0],
                         "metric": metric,
                         "n_runs": len(values),
                         "n_folds": len({fold for fold, _ in runs}),
-                        "n_groups": tiles["group"].nunique(),
-                        "n_units": tiles[metrics.UNIT[level]].nunique(),
+                        # Groups of several classes are not scored per group (metrics.rollup).
+                        "n_groups": tiles["group"].nunique() - (mixed if level == "group" else 0),
+                        "n_units": n_units - mixed,
+                        "mixed_units": mixed,
                         "mean": values.mean(),
                         "sd": values.std(ddof=1) if len(values) > 1 else np.nan,
                         "min": values.min(),
@@ -183,8 +193,8 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
         "runs": table,
         "classes": metrics.class_table(predictions),
         "history": history,
-        "images": metrics.rollup(predictions, "image").drop(columns="unit"),
-        "groups": metrics.rollup(predictions, "group").drop(columns="unit"),
+        "images": metrics.rollup(predictions, "image", mixed=True).drop(columns="unit"),
+        "groups": metrics.rollup(predictions, "group", mixed=True).drop(columns="unit"),
         "summary": summary,
         "comparisons": compared,
     }

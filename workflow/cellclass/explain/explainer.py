@@ -168,16 +168,18 @@ CLEAR = 1.25
 
 
 def unreliable_runs(runs_table):
-    """{(experiment, model, fold, seed)} of runs that collapsed or are no better than chance on their own test side."""
+    """{(experiment, model, fold, seed)} of runs that collapsed, are no better than chance or gave many tiles one
+    constant output on their own test side."""
     own = runs_table[(runs_table["level"] == "tile") & (runs_table["test_set"] == runs_table["dataset"])]
-    bad = own[own["collapsed"].astype(bool) | own["at_chance"].astype(bool)]
+    constant = own["constant_output"].astype(bool) if "constant_output" in own else False
+    bad = own[own["collapsed"].astype(bool) | own["at_chance"].astype(bool) | constant]
     return {(e, m, int(f), int(s)) for e, m, f, s in zip(bad["experiment"], bad["model"], bad["fold"], bad["seed"])}
 
 
 def sentences(summary, unreliable=frozenset()):
     """One plain-English line per (experiment, model, method, mask): trained vs randomised network, across runs.
 
-    No claim is made from runs that collapsed or score at chance, nor when the runs
+    No claim is made from runs that collapsed, score at chance or give a constant output, nor when the runs
     (seeds, and folds under cross-validation) disagree more than the effect (their
     spread exceeds the median's distance from 1).
     """
@@ -190,12 +192,12 @@ def sentences(summary, unreliable=frozenset()):
         dropped = sorted({r for r, b in zip(run, bad) if b})
         group = group[[not b for b in bad]]
         named = ", ".join(run_name(f, s, folds > 1) for f, s in dropped)
-        skipped = f"; {named} left out: collapsed or at chance" if dropped else ""
+        skipped = f"; {named} left out: collapsed, at chance or constant output" if dropped else ""
         runs_word = "runs" if folds > 1 else "seeds"
         trained = group.loc[group["model_state"] == "trained", "enrichment"]
         randomised = group.loc[group["model_state"] == "randomised", "enrichment"].median()
         if group.empty:
-            lines.append(f"{name}: no claim — every run collapsed or scores at chance{skipped}.")
+            lines.append(f"{name}: no claim — every run collapsed, scores at chance or gives a constant output{skipped}.")
             continue
         if trained.isna().all():
             lines.append(
