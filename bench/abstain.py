@@ -65,7 +65,9 @@ def main():
             if not path.exists():
                 synthetic.write_unfamiliar(path, kind, seed=seed)
     (folder / "config.yaml").write_text(yaml.safe_dump(config(args.fields)))
-    subprocess.run(snakemake_command(folder, "--quiet", "all", "predict"), check=True)
+    done = subprocess.run(snakemake_command(folder, "all", "predict"), capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
     tables = {name: pd.read_csv(folder / f"results/predict/{name}/tiles.tsv", sep="\t") for name in SETS}
     images = {name: pd.read_csv(folder / f"results/predict/{name}/images.tsv", sep="\t") for name in SETS}
     p = [c for c in tables["same"].columns if c.startswith("p_")]
