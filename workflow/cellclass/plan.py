@@ -70,6 +70,11 @@ class PredictionSet(ImageSet):
         """The networks that classify it: the package, or each run's model.keras."""
         return [self.package] if self.package else [f"{run}/model.keras" for run in self.runs]
 
+    @property
+    def calibrations(self):
+        """Where each run's temperature is recorded: its metrics.json (a package carries its members' own)."""
+        return [] if self.package else [f"{run}/metrics.json" for run in self.runs]
+
 
 def images_of(name, entry, *, labelled):
     """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come

@@ -34,6 +34,8 @@ rule predict_set:
         tiles=lambda w: PLAN.new_tile_files(w.name),
         models=lambda w: PLAN.predictions[w.name].models,
         run=lambda w: PLAN.predictions[w.name].record,
+        # Each run's metrics.json: its temperature calibrates its probabilities.
+        calibrations=lambda w: PLAN.predictions[w.name].calibrations,
         # The overlays draw the calls over each image's field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
     output:

@@ -72,6 +72,11 @@ def effect(raw, calibrated, labels):
             "log_loss_before": before["log_loss"], "log_loss_after": after["log_loss"]}
 
 
+def temperature_of(metrics):
+    """A run's temperature from its metrics.json; 1 (uncalibrated) for a run from before calibration."""
+    return (metrics.get("calibration") or {}).get("temperature", 1.0)
+
+
 def record(temperature, tiles):
     """metrics.json's `calibration`: the temperature and what it was fitted on (`tiles` validation tiles, None
     without a validation side)."""

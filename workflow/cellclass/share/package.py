@@ -24,7 +24,7 @@ RECORD = "cellclass.json"  # the attachment cellclass reads; a package without i
 WEIGHTS = "weights.keras"
 ONNX_WEIGHTS = "weights.onnx"
 FORMAT = "cellclass-package"
-VERSION = 1  # of cellclass.json; a newer one is refused rather than misread
+VERSION = 2  # of cellclass.json (2: members' temperatures); a newer one is refused rather than misread
 SPEC_VERSIONS = ("0.5",)  # bioimage.io model format versions (major.minor) cellclass writes and reads
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
@@ -91,6 +91,13 @@ def load_members(path):
         weights = Path(archive.extract(record["weights"], folder))
         model = keras.models.load_model(weights, compile=False)
     return [model if m["layer"] is None else model.get_layer(m["layer"]) for m in record["members"]]
+
+
+def temperatures(path):
+    """Each member's temperature (cellclass.learn.calibration), in load_members' order; 1 for a version-1 package,
+    from before calibration."""
+    _, record = open_package(path)
+    return [m.get("temperature", 1.0) for m in record["members"]]
 
 
 def validate(path):
