@@ -56,6 +56,7 @@ def test_each_member_gets_its_own_temperature():
 def test_the_record_says_what_the_temperature_was_fitted_on():
     assert calibration.record(1.7, 48) == {"temperature": 1.7, "fitted_on": "validation side, 48 tiles"}
     assert calibration.record(1.0, None)["note"] == "no validation side: uncalibrated"
+    assert calibration.record(1.2, 53, ["b", "c"])["fitted_on"] == "validation side, 53 tiles (none of b, c)"
     # A validation side called right throughout only ever asks for sharper probabilities: the fit ends at its bound.
     right = np.array([[0.8, 0.2], [0.3, 0.7], [0.9, 0.1]], np.float32)
     temperature = calibration.fit(right, [0, 1, 0])

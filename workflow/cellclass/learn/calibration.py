@@ -77,12 +77,13 @@ def temperature_of(metrics):
     return (metrics.get("calibration") or {}).get("temperature", 1.0)
 
 
-def record(temperature, tiles):
+def record(temperature, tiles, missing=()):
     """metrics.json's `calibration`: the temperature and what it was fitted on (`tiles` validation tiles, None
-    without a validation side)."""
+    without a validation side; `missing`: classes it had no tile of, whose calls the fit never saw)."""
     if tiles is None:
         return {"temperature": 1.0, "fitted_on": None, "note": UNCALIBRATED}
-    fitted = {"temperature": temperature, "fitted_on": f"validation side, {tiles} tiles"}
+    lacking = f" (none of {', '.join(missing)})" if len(missing) else ""
+    fitted = {"temperature": temperature, "fitted_on": f"validation side, {tiles} tiles{lacking}"}
     low, high = np.isclose(np.log(temperature), LOG_BOUNDS, atol=0.01)
     # The log loss falls towards T = 0 only when every validation tile is called right, and rises everywhere
     # above T = 1 only when the calls are no better than a uniform guess: the bound, not the data, then decides.

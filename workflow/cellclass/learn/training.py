@@ -120,7 +120,7 @@ def calibrate_on(model, validation, classes, **scoring):
     seen = predict_images(model, validation, classes, test_set="validation", **scoring)
     p = [f"p_{c}" for c in classes]
     temperature = calibration.fit(seen[p].to_numpy(), seen["true"].map(classes.index).to_numpy())
-    return calibration.record(temperature, len(seen))
+    return calibration.record(temperature, len(seen), [c for c in classes if c not in set(seen["true"])])
 
 
 def calibrated(raw, classes, temperature):
