@@ -367,3 +367,22 @@ def test_every_table_says_whether_test_time_augmentation_was_used():
     assert set(summary["tta"]) == {"dihedral"}
     [line] = findings.test_time_augmentation(table)
     assert "average each tile's probabilities over its 8 dihedral views (evaluation.tta: dihedral)" in line
+
+
+def test_runs_tsv_shows_each_runs_calibration_per_tile():
+    """A calibrated and an uncalibrated run (metrics.json's `calibration`), and one from before calibration: the
+    tile rows carry ECE and log loss before and after, the other levels leave them empty (they are per tile)."""
+    predictions = pd.concat([two_class_run(s, [8, 9]) for s in range(3)], ignore_index=True)
+    effect = {"tiles": 40, "ece_before": 0.2, "ece_after": 0.05, "log_loss_before": 0.6, "log_loss_after": 0.4}
+    records = [{"temperature": 2.0, "fitted_on": "validation side, 30 tiles", "test_sets": {"d": effect}},
+               {"temperature": 1.0, "fitted_on": None, "test_sets": {"d": effect}}, np.nan]
+    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(3)]),
+                               run_rows(predictions).assign(calibration=records), thresholds=THRESHOLDS, resamples=99)
+    tile = table[table["level"] == "tile"].set_index("seed")
+    assert tile["temperature"].tolist() == [2.0, 1.0, 1.0]
+    assert tile["calibration"].tolist() == ["validation side, 30 tiles", "uncalibrated", "uncalibrated"]
+    assert tile.loc[0, list(evaluate.CALIBRATION)].tolist() == [0.2, 0.05, 0.6, 0.4] and np.isnan(tile.loc[2, "ece_before"])
+    assert table.loc[table["level"] != "tile", list(evaluate.CALIBRATION)].isna().all().all()
+    [line] = findings.calibration(table)
+    assert "median temperature 2.00 over 1 run(s)" in line and "per tile before → after: on d 0.200 → 0.050" in line
+    assert "1 run(s) uncalibrated" in line

@@ -213,3 +213,24 @@ def test_the_readme_says_whether_the_evaluation_averaged_dihedral_views():
     assert "cannot express that" in used and "`bioimageio predict` score each tile once" in used
     for members in ([{"tta": "none"}], [{}]):  # runs from before evaluation.tta scored each tile once
         assert export.test_time_augmentation_note(members).startswith("None: the evaluation above scored each test tile once")
+
+
+def test_each_members_temperature_travels_in_the_package_record(tmp_path):
+    record = cellclass_record(tile_size=64)
+    record["members"] = [{"fold": 0, "seed": s, "layer": f"fold0_seed{s}", "temperature": t}
+                         for s, t in ((0, 1.5), (1, 0.8))]
+    assert predict.member_temperatures([make_package(tmp_path / "new.zip", record=record)]) == [1.5, 0.8]
+    older = {**cellclass_record(tile_size=64), "version": 1}  # from before calibration: uncalibrated
+    assert package.temperatures(make_package(tmp_path / "old.zip", record=older)) == [1.0]
+
+
+def test_the_readme_says_the_output_lacks_the_temperatures():
+    from cellclass.share import export
+
+    runs = [{"fold": 0, "seed": s, "calibration": {"temperature": t}} for s, t in ((0, 1.5), (1, 0.8))]
+    note = export.calibration_note(runs)
+    assert "`fold0_seed0` 1.5, `fold0_seed1` 0.8" in note and "**uncalibrated**" in note
+    assert "apply its temperature, then average" in note
+    assert "apply the temperature to the output" in export.calibration_note(runs[:1])
+    for members in ([{"calibration": {"temperature": 1.0}}], [{}]):  # no validation side; before calibration
+        assert export.calibration_note(members).startswith("None:")

@@ -92,6 +92,7 @@ def test_an_ome_zarr_plate_prediction_set_is_scored_by_every_fold_of_its_seeds(t
     assert new.runs == ["results/train/screen/small/fold0/seed1", "results/train/screen/small/fold1/seed1"]
     assert new.record == "results/train/screen/small/fold0/seed1/metrics.json"
     assert new.models == [f"{run}/model.keras" for run in new.runs]
+    assert new.calibrations == [f"{run}/metrics.json" for run in new.runs]
     outputs = plan.predicted_outputs()
     assert "results/predict/new/images.tsv" in outputs and "results/assay/new/wells.tsv" in outputs
     assert plan.new_tile_files("new") == [f"results/predict/new/tiles/{s}.npz" for s in new.shards]
@@ -150,7 +151,7 @@ def test_a_package_prediction_set_needs_no_runs_and_no_datasets(tmp_path):
     plan = make_plan({"predict": {"new": {"path": "images", "package": "model.zip"}}}, base_dir=tmp_path)
     new = plan.predictions["new"]
     assert new.runs == [] and new.package == str(tmp_path / "model.zip")
-    assert new.record == new.package and new.models == [new.package]
+    assert new.record == new.package and new.models == [new.package] and new.calibrations == []
     assert plan.run_dirs() == [] and plan.evaluated_outputs() == []
     assert plan.all_outputs() == ["results/predict/new/images.tsv"]
 

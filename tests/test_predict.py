@@ -164,3 +164,29 @@ def test_an_ensemble_scores_each_member_as_alone_without_tensorflow_retracing_wa
     for tileset, score in zip(tilesets, scores):
         alone = np.stack([inference.probabilities(m, tileset.tiles) for m in members]) if len(tileset) else score
         assert np.allclose(score, alone, atol=1e-6)
+
+
+def test_each_run_calibrates_its_own_probabilities(tmp_path):
+    """A run's temperature (its metrics.json) divides its log-probabilities before the members are averaged."""
+    import json
+
+    import keras
+
+    from cellclass.learn import calibration, inference
+    from cellclass.learn.models import build_model
+
+    paths = []
+    for seed, record in ((0, {"calibration": {"temperature": 2.0}}), (1, {})):  # the second from before calibration
+        (tmp_path / f"seed{seed}").mkdir()
+        identity = {"experiment": "e", "dataset": "d", "model": "small", "fold": 0, "seed": seed}
+        (tmp_path / f"seed{seed}/metrics.json").write_text(json.dumps({**identity, **record}))
+        paths.append(tmp_path / f"seed{seed}/model.keras")
+    assert predict.member_temperatures(paths) == [2.0, 1.0]
+    keras.utils.set_random_seed(0)
+    members = [build_model("small", (16, 16, 1), 2) for _ in range(2)]
+    tiles = TileSet(np.random.default_rng(0).random((5, 16, 16, 1), dtype=np.float32), np.arange(5), np.zeros(5, int),
+                    {"sample": "a"})
+    [scores] = predict.score(members, [tiles], run_record() | {"input_shape": [16, 16, 1]}, temperatures=[2.0, 1.0])
+    raw = np.stack([inference.probabilities(m, tiles.tiles) for m in members])
+    np.testing.assert_allclose(scores[0], calibration.apply(raw[0], 2.0), atol=1e-6)
+    np.testing.assert_allclose(scores[1], raw[1], atol=1e-6)

@@ -235,4 +235,8 @@ def test_without_a_validation_side_the_last_epoch_is_kept_and_said(tmp_path):
     metrics = run(tmp_path, validation=False, epochs=3)
     assert metrics["epoch_selection"] == "last: no validation side"
     assert metrics["kept_epoch"] == 3 and metrics["stopped_epoch"] is None and metrics["monitor_at_kept"] is None
+    assert metrics["calibration"]["temperature"] == 1.0 and metrics["calibration"]["fitted_on"] is None
+    assert metrics["calibration"]["note"] == "no validation side: uncalibrated"
+    effect = metrics["calibration"]["test_sets"]["d"]
+    assert effect["ece_before"] == effect["ece_after"] and effect["log_loss_before"] == effect["log_loss_after"]
     assert pd.read_csv(tmp_path / "run/history.csv")["kept"].tolist() == [False, False, True]

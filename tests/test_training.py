@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from cellclass.io import tilestore
 from cellclass.config import validate
@@ -90,6 +90,13 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     assert {"tile", "sample", "group", "true", "predicted", "p_aggregates", "p_control"} <= set(predictions.columns)
     np.testing.assert_allclose(predictions[["p_aggregates", "p_control"]].sum(axis=1), 1, atol=1e-4)
     assert json.loads((out / "metrics.json").read_text())["classes"] == CLASSES
+    # Temperature-scaled on the validation side; the test side says what that did, per tile.
+    calibrated = written["calibration"]
+    assert calibrated["temperature"] > 0 and calibrated["fitted_on"] == "validation side, 48 tiles"
+    effect = calibrated["test_sets"]["d"]
+    assert effect["tiles"] == 4 * 24 and all(np.isfinite(v) for v in effect.values())
+    assert effect["log_loss_after"] == pytest.approx(
+        log_loss(predictions["true"], predictions[["p_aggregates", "p_control"]], labels=CLASSES), rel=1e-3, abs=1e-6)
     assert (out / "model.keras").stat().st_size > 0
     assert not (out / "backup").exists()
 

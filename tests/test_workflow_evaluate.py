@@ -88,6 +88,8 @@ def test_imbalance_is_remedied_recorded_and_warned(evaluated):
 
     metrics = json.loads((evaluated / "results/train/three/small/fold0/seed0/metrics.json").read_text())
     assert metrics["class_balance"] == "sampling" and metrics["imbalance_ratio"] > 3
+    # The published validation side holds control images only: the temperature says what it never saw.
+    assert metrics["calibration"]["fitted_on"].endswith("tiles (none of bright, faint)")
     page = (evaluated / "results/evaluation/findings.html").read_text()
     assert "imbalanced" in page and "balanced sampling" in page
     assert "few independent groups" in page  # 1 test image of each small class

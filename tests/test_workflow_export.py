@@ -58,6 +58,9 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
             readme = archive.read("README.md").decode()
             test_input = np.load(archive.open("test_input.npy"))
         assert [m["seed"] for m in record["members"]] == members
+        for member in record["members"]:
+            run = json.loads((exported / RUN.format(member["seed"]) / "metrics.json").read_text())
+            assert member["temperature"] == run["calibration"]["temperature"] > 0
         assert rdf["format_version"].startswith("0.5.") and "keras_v3" in rdf["weights"]
         assert ("onnx" in rdf["weights"]) == (name == "tiny_ensemble")
         [tile], [probabilities] = rdf["inputs"], rdf["outputs"]
@@ -68,7 +71,8 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
         assert record["prepare"]["settings"]["normalise"]["method"] == "percentile"
         for words in ("## Evaluation", "balanced accuracy", "| tiny_holdout | image (headline) |", "## Tiling",
                       "tile size: 32 px", "## Validation", "aggregates",
-                      "## Test-time augmentation", "None: the evaluation above scored each test tile once"):
+                      "## Test-time augmentation", "None: the evaluation above scored each test tile once",
+                      "## Calibration", "**uncalibrated**"):
             assert words in readme, words
     ensemble = yaml.safe_load(zipfile.ZipFile(exported / "results/export/tiny_ensemble.zip").read("rdf.yaml"))
     assert ensemble["authors"] == [{"name": "Ada Lovelace", "affiliation": "Test lab"}]

@@ -92,6 +92,16 @@ def test_headline_numbers_recomputed_from_predictions_with_sklearn(finished):
         called = images["p"].gt(0.5).map({True: "aggregates", False: "control"})
         assert runs.loc[(test_set, "image"), "balanced_accuracy"] == pytest.approx(
             balanced_accuracy_score(images["true"], called))
+    # Calibrated on the validation side: per tile, before and after, on every test set; "after" is what the
+    # tile rows score from predictions.tsv.
+    metrics = json.loads((finished / "results/train/tiny/small/fold0/seed0/metrics.json").read_text())
+    assert metrics["calibration"]["temperature"] > 0 and metrics["calibration"]["fitted_on"].startswith("validation side")
+    tile_rows = runs.xs("tile", level="level")
+    calibrated = ["temperature", "ece_before", "ece_after", "log_loss_before", "log_loss_after"]
+    assert tile_rows[calibrated].notna().all().all() and (tile_rows["temperature"] == metrics["calibration"]["temperature"]).all()
+    assert tile_rows["ece_after"].to_numpy() == pytest.approx(tile_rows["ece"].to_numpy(), abs=1e-6)
+    assert tile_rows["log_loss_after"].to_numpy() == pytest.approx(tile_rows["log_loss"].to_numpy(), rel=1e-3, abs=1e-6)
+    assert "median ECE per tile before → after" in (finished / "results/evaluation/findings.html").read_text()
     # The curves never show the test side: validation is its own side of the split.
     split = pd.read_csv(finished / "results/tiny/split.tsv", sep="\t")
     assert set(split["split"]) == {"train", "validation", "test"}

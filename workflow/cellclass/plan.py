@@ -75,6 +75,11 @@ class PredictionSet(ImageSet):
         """Each run's novelty reference (cellclass.learn.novelty); a package carries its members' inside."""
         return [] if self.package else [f"{run}/novelty.npz" for run in self.runs]
 
+    @property
+    def calibrations(self):
+        """Where each run's temperature is recorded: its metrics.json (a package carries its members' own)."""
+        return [] if self.package else [f"{run}/metrics.json" for run in self.runs]
+
 
 def images_of(name, entry, *, labelled):
     """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come

@@ -36,6 +36,8 @@ rule predict_set:
         # Where each run's training tiles lie in its features: the yardstick of "unlike training data".
         novelty=lambda w: PLAN.predictions[w.name].novelty,
         run=lambda w: PLAN.predictions[w.name].record,
+        # Each run's metrics.json: its temperature calibrates its probabilities.
+        calibrations=lambda w: PLAN.predictions[w.name].calibrations,
         # The overlays draw the calls over each image's field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
     output:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.evaluate.degenerate import TOLERANCE
-from cellclass.evaluate.runs import run_name
+from cellclass.evaluate.runs import RUN, run_name
 from cellclass.learn import recipe
 from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
 
@@ -139,7 +139,7 @@ def no_validation(runs):
     rows = runs[runs["validation_tiles"] == 0]
     return [
         f"{experiment}: no validation side (too few groups per class); its training curves show training data only "
-        "and its runs keep their last epoch (nothing to choose one on)"
+        "and its runs keep their last epoch and are uncalibrated (nothing to choose an epoch or fit a temperature on)"
         for experiment in dict.fromkeys(rows["experiment"])
     ]
 
@@ -240,6 +240,29 @@ def test_time_augmentation(table):
             f"views (evaluation.tta: {r.tta}); the training curves do not" for r in used.itertuples()]
 
 
+def calibration(table):
+    """Per experiment and model: the runs' median temperature and, on each test set, the median ECE per tile
+    before and after it (runs.tsv's calibration columns); uncalibrated runs are counted as such."""
+    lines = []
+    tile = table[(table["level"] == "tile") & table["ece_before"].notna()]
+    for (experiment, model), rows in tile.groupby(["experiment", "model"], sort=False):
+        fitted = rows[rows["calibration"] != "uncalibrated"]
+        runs, n_fitted = rows[RUN].drop_duplicates(), len(fitted[RUN].drop_duplicates())
+        if not n_fitted:
+            lines.append(f"{_label(experiment, model)}: uncalibrated (no validation side to fit a temperature on)")
+            continue
+        effects = "; ".join(f"on {test_set} {r['ece_before'].median():.3f} → {r['ece_after'].median():.3f}"
+                            for test_set, r in fitted.groupby("test_set", sort=False))
+        rest = len(runs) - n_fitted
+        lines.append(
+            f"{_label(experiment, model)}: temperature scaling fitted on the validation side (median temperature "
+            f"{fitted.drop_duplicates(RUN)['temperature'].median():.2f} over {n_fitted} run(s)); median ECE per "
+            f"{rows['unit'].iloc[0]} before → after: {effects}"
+            + (f"; {rest} run(s) uncalibrated (no validation side)" if rest else "")
+        )
+    return lines
+
+
 def overfitting(table):
     lines = []
     own = table[(table["level"] == "tile") & (table["test_set"] == table["dataset"])]
@@ -302,7 +325,8 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions, leak
         + seeds_disagree(summary)
         + no_validation(runs)
     )
-    results = headline(summary) + test_time_augmentation(table) + overfitting(table) + training_recipe(runs)
+    results = (headline(summary) + test_time_augmentation(table) + calibration(table) + overfitting(table)
+               + training_recipe(runs))
     if len(compared):
         results += list(compared["text"])
     else:

@@ -21,6 +21,7 @@ from sklearn.metrics import (
 )
 
 from cellclass.evaluate.runs import RUN
+from cellclass.learn.calibration import ece  # the one ECE: training reports it before and after calibration
 
 LEVELS = ("tile", "image", "group")
 SCORE = [*RUN, "test_set"]
@@ -91,17 +92,6 @@ def mixed_units(predictions, level):
         return 0, predictions["tile"].nunique()
     classes = predictions.groupby(UNIT[level])["true"].nunique()
     return int((classes > 1).sum()), len(classes)
-
-
-def ece(confidence, correct, bins=10):
-    """Expected calibration error of top-class confidence in `bins` equal bins (not in scikit-learn)."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.digitize(confidence, edges[1:-1], right=True)
-    counts = np.bincount(which, minlength=bins)
-    filled = counts > 0
-    mean_conf = np.bincount(which, confidence, minlength=bins)[filled] / counts[filled]
-    hit_rate = np.bincount(which, correct.astype(float), minlength=bins)[filled] / counts[filled]
-    return float(np.sum(counts[filled] / len(confidence) * np.abs(hit_rate - mean_conf)))
 
 
 def scores(units, classes):

@@ -46,9 +46,25 @@ def test_time_augmentation(runs):
     return runs["tta"].fillna("none") if "tta" in runs else pd.Series("none", index=runs.index)
 
 
+CALIBRATION = ("ece_before", "ece_after", "log_loss_before", "log_loss_after")
+
+
+def calibration_table(runs):
+    """Per (run, test set): the run's temperature, what it was fitted on ("uncalibrated" without a validation
+    side) and, per tile, ECE and log loss before and after it. Runs that predate calibration have no rows."""
+    rows = []
+    for run in runs.to_dict("records"):
+        record = run.get("calibration")
+        for test_set, seen in (record["test_sets"] if isinstance(record, dict) else {}).items():
+            rows.append({**{k: run[k] for k in RUN}, "test_set": test_set, "temperature": record["temperature"],
+                         "calibration": record["fitted_on"] or "uncalibrated",
+                         **{k: seen[k] for k in CALIBRATION}})
+    return pd.DataFrame(rows, columns=[*SCORE, "temperature", "calibration", *CALIBRATION])
+
+
 def run_table(predictions, history, runs, *, thresholds, resamples=999):
-    """One row per (run, test set, level): every metric, the run's flags, and `tta`, the test-time augmentation
-    of its test predictions.
+    """One row per (run, test set, level): every metric, the run's flags, `tta`, the test-time augmentation
+    of its test predictions, and its calibration (calibration_table; before and after on the tile rows only).
 
     overfit: inference-mode training accuracy >= overfit_train and the tile-level
     balanced test accuracy `overfit_gap` or more below it. collapsed: a share of
@@ -61,7 +77,9 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     table = metrics.score_table(predictions)
     table = table.merge(training_summary(history), on=RUN, how="left")
     extra = runs.assign(tta=test_time_augmentation(runs))[[*RUN, "validation_tiles", "class_balance", "imbalance_ratio", "tta"]]
-    table = table.merge(extra, on=RUN, how="left")
+    table = table.merge(extra, on=RUN, how="left").merge(calibration_table(runs), on=SCORE, how="left")
+    table.loc[table["level"] != "tile", list(CALIBRATION)] = np.nan  # measured per tile (or cell)
+    table = table.fillna({"temperature": 1.0, "calibration": "uncalibrated"})  # runs from before calibration
     tile = table[table["level"] == "tile"].set_index(SCORE)["balanced_accuracy"]
     table["gap"] = table["final_train_accuracy"] - table.set_index(SCORE).index.map(tile)
     table["overfit"] = (table["final_train_accuracy"] >= thresholds["overfit_train"]) & (

@@ -4,7 +4,8 @@ A run streams its tiles (cellclass.learn.pipeline), balances its classes if aske
 trains with its recipe (cellclass.learn.recipe: optimizer, schedule, loss, the epoch
 it keeps, chosen on the validation side), logs training (inference mode) and
 validation metrics per epoch (cellclass.learn.callbacks), survives being killed (it
-resumes from the last finished epoch), and writes per-tile predictions for each test set.
+resumes from the last finished epoch), fits a temperature on the validation side (cellclass.learn.calibration)
+and writes per-tile calibrated predictions for each test set.
 """
 
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import inference, novelty, pipeline, recipe, runtime
+from cellclass.learn import calibration, inference, novelty, pipeline, recipe, runtime
 from cellclass.prepare import split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -126,6 +127,27 @@ def novelty_reference(model, train_eval, eval_labels, validation, classes, *, ch
                                      per_class=per_class, seed=seed, channels=channels)
         held_out, where = novelty.features(model, valid_x), "validation side"
     return novelty.fit(train_features, train_y, held_out, held_out=where)
+
+
+def calibrate_on(model, validation, classes, **scoring):
+    """metrics.json's `calibration` of a run: the temperature fitted on its validation side's tile probabilities
+    (scored as the test sides are, `scoring`: channels, batch size, test-time augmentation)."""
+    seen = predict_images(model, validation, classes, test_set="validation", **scoring)
+    p = [f"p_{c}" for c in classes]
+    temperature = calibration.fit(seen[p].to_numpy(), seen["true"].map(classes.index).to_numpy())
+    return calibration.record(temperature, len(seen), [c for c in classes if c not in set(seen["true"])])
+
+
+def calibrated(raw, classes, temperature):
+    """(predictions, effects): the test tiles' probabilities with the run's temperature applied (the calls stay),
+    and per test set the ECE and log loss per tile before and after (calibration.effect)."""
+    p = [f"p_{c}" for c in classes]
+    probabilities = raw[p].to_numpy()
+    scaled = calibration.apply(probabilities, temperature)
+    labels = raw["true"].map(classes.index).to_numpy()
+    effects = {name: calibration.effect(probabilities[rows], scaled[rows], labels[rows])
+               for name, rows in raw.groupby("test_set", sort=False).indices.items()}
+    return raw.assign(**dict(zip(p, scaled.T))), effects
 
 
 def compile_for(model, options, *, optimizer, steps):
@@ -278,7 +300,8 @@ def train_run(
     after training. The per-epoch curves use the validation side (none if it is
     empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
     scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
-    predictions (cellclass.learn.inference.TTA); the curves never use it.
+    predictions (cellclass.learn.inference.TTA); the curves never use it. The test sides' probabilities are
+    temperature-scaled by the temperature fitted on the validation side (1, uncalibrated, without one).
     """
 
     from cellclass.learn import callbacks, models
@@ -389,12 +412,16 @@ def train_run(
              f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "")
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    # The test sides are scored here, once, after training; nothing was chosen on them.
-    predictions = pd.concat(
-        [predict_images(model, tilesets, classes, channels=channels, batch_size=256, test_set=name, tta=tta)
-         for name, tilesets in test_sets.items()],
-        ignore_index=True,
-    )
+    scoring = dict(channels=channels, batch_size=256, tta=tta)
+    fitted = calibrate_on(model, validation, classes, **scoring) if n_validation else None
+    temperature = fitted["temperature"] if fitted else 1.0
+    # The test sides are scored here, once, after training; nothing was chosen or fitted on them.
+    raw = pd.concat([predict_images(model, tilesets, classes, test_set=name, **scoring)
+                     for name, tilesets in test_sets.items()], ignore_index=True)
+    predictions, effects = calibrated(raw, classes, temperature)
+    for name, seen in effects.items():
+        log.info("temperature %.3g; on test set %s, per tile: ECE %.3f -> %.3f, log loss %.3f -> %.3f", temperature,
+                 name, seen["ece_before"], seen["ece_after"], seen["log_loss_before"], seen["log_loss_after"])
     with atomic_path(out_dir / "predictions.tsv") as tmp:
         predictions.to_csv(tmp, sep="\t", index=False)
     reference = novelty_reference(model, train_eval, eval_labels, validation if n_validation else [], classes,
@@ -422,6 +449,7 @@ def train_run(
         "epochs": int(history["epoch"].max()),
         "recipe": recipe_record(options, optimizer),
         **chosen,
+        "calibration": {**(fitted or calibration.record(1.0, None)), "test_sets": effects},
         "train_seconds": round(seconds, 2),
         "novelty": reference.meta | {"threshold_0.99": reference.threshold()},
     }

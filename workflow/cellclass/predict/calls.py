@@ -2,8 +2,9 @@
 
 New images are tiled with the settings recorded by the training run itself, so
 they cannot be prepared differently from the training data. Each member of an
-ensemble (the seeds of one experiment and model) scores every tile; the calls
-are the mean probability, and the spread across members is the uncertainty.
+ensemble (the seeds of one experiment and model) scores every tile, calibrated by
+its own temperature; the calls are the mean probability, and the spread across
+members is the uncertainty.
 """
 
 import logging
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import inference
+from cellclass.learn import calibration, inference
 from cellclass.evaluate import metrics, runs
 from cellclass.share import package
 from cellclass.prepare import tiling
@@ -78,9 +79,16 @@ def load_members(model_paths):
             (package.load_members(path) if package.is_package(path) else [keras.models.load_model(path, compile=False)])]
 
 
-def score(members, tilesets, run, batch_size=256, tta="none"):
+def member_temperatures(model_paths):
+    """Each member's temperature (cellclass.learn.calibration), in load_members' order: from its run's
+    metrics.json beside its model.keras, or from the package's record; 1 for runs from before calibration."""
+    return [t for path in model_paths for t in (package.temperatures(path) if package.is_package(path) else
+                                                [calibration.temperature_of(runs.read_metrics(Path(path).parent))])]
+
+
+def score(members, tilesets, run, batch_size=256, tta="none", temperatures=None):
     """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member (`tta`: the
-    test-time augmentation, cellclass.learn.inference.TTA).
+    test-time augmentation, cellclass.learn.inference.TTA), each calibrated by its member's temperature.
 
     The TileSets of one shard file share a tile shape (tilestore.save checks it), so the first decides.
     """
@@ -90,8 +98,9 @@ def score(members, tilesets, run, batch_size=256, tta="none"):
         if shape != tuple(run["input_shape"]):
             raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the input "
                              f"{tuple(run['input_shape'])} of {run.get('source', 'the model')}")
-    return inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]),
-                               batch_size=batch_size, tta=tta)
+    scored = inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]),
+                                 batch_size=batch_size, tta=tta)
+    return (calibration.per_member(s, temperatures or [1.0] * len(members)) for s in scored)
 
 
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
@@ -236,17 +245,16 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
 
     run = read_run(run_path)
     configure_tensorflow(threads=threads, seed=0, deterministic=True)
-    members = load_members(model_paths)
+    members, temperatures = load_members(model_paths), member_temperatures(model_paths)
     references = read_references(model_paths, novelty_paths)
     options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
     classes = run["classes"]
     tile_tables, image_rows = [], []
     for path in tile_files:
         tilesets = tilestore.load(path)
-        novelties = novelty_scores(members, references, tilesets, run, options)
-        for tileset, scores, novelty in zip(tilesets, score(members, tilesets, run, tta=tta), novelties):
-            tile_tables.append(tile_rows(tileset, scores, classes, novelty, options))
-            image_rows.append(image_row(tileset, scores, classes, tile_tables[-1]["abstain"]))
+    members, temperatures = load_members(model_paths), member_temperatures(model_paths)
+    references = read_references(model_paths, novelty_paths)
+    options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)

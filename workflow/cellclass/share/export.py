@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.io import contact_sheet, imageio, tilestore
-from cellclass.learn import inference, novelty
+from cellclass.learn import calibration, inference, novelty
 from cellclass.share import package
 from cellclass.evaluate import runs
 from cellclass.io.atomic import atomic_path
@@ -262,6 +262,10 @@ Recall per class (mean over runs; support summed over runs):
 
 {tta_note}
 
+## Calibration
+
+{calibration_note(members)}
+
 ## Use it
 
 With cellclass, in any folder (no training runs needed):
@@ -291,7 +295,8 @@ cellclass runs that test on every package it exports.
 - the ensemble's members as separate networks (for the spread and agreement across runs): layers of the weights,
   named in `cellclass.json` (`members`), with each run's metrics.json;
 - how images and groups are called from tiles (the mean of tile probabilities);
-- test-time augmentation (see above): the spec describes one pass of the network per tile.
+- test-time augmentation (see above): the spec describes one pass of the network per tile;
+- the members' temperatures (see Calibration): the output is the uncalibrated network's.
 """
 
 
@@ -309,6 +314,25 @@ def test_time_augmentation_note(members):
             "`predict` does so when its config sets `evaluation.tta: dihedral` (its tables' `tta` column says so).")
 
 
+def calibration_note(members):
+    """The README's words on calibration: each member's temperature, and that the package's output lacks it."""
+    temperatures = [calibration.temperature_of(m) for m in members]
+    if all(t == 1 for t in temperatures):
+        return ("None: the runs had no validation side to fit a temperature on, so the package's output is the "
+                "probabilities cellclass evaluated.")
+    fitted = ", ".join(f"`{member_name(m)}` {t:.3g}" for m, t in zip(members, temperatures))
+    return (f"cellclass calibrates each run by temperature scaling, fitted on its validation side: a member's class "
+            f"probabilities p become softmax(log(p) / T). Temperatures: {fitted} (also in `cellclass.json`, "
+            "`members[].temperature`). The evaluation above and cellclass `predict` use the calibrated "
+            "probabilities, averaged over the members. The network's output, its test output and "
+            "`bioimageio predict` are **uncalibrated**"
+            + (" (the mean of the members' raw probabilities): to reproduce cellclass's probabilities, take each "
+               "member's output (its layer, named in `cellclass.json`), apply its temperature, then average"
+               if len(members) > 1 else ": apply the temperature to the output to reproduce cellclass's probabilities")
+            + ". The most probable class of a tile is the same either way"
+            + (" for a single run." if len(members) == 1 else " for each member; the ensemble's call can differ."))
+
+
 def record(members, weights, raw):
     """cellclass.json: what cellclass needs to tile images for this package and call them with its members."""
     first = members[0]
@@ -318,7 +342,8 @@ def record(members, weights, raw):
         "classes": first["classes"], "input_shape": first["input_shape"], "channels": first["channels"],
         "prepare": first["prepare"], "input": "raw" if raw else "normalised", "weights": weights,
         "members": [{"fold": m["fold"], "seed": m["seed"], "layer": member_name(m) if len(members) > 1 else None,
-                     "name": member_name(m), "metrics": m} for m in members],
+                     "name": member_name(m), "temperature": calibration.temperature_of(m), "metrics": m}
+                    for m in members],
         "novelty": package.NOVELTY,
     }
 

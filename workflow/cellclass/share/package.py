@@ -26,7 +26,7 @@ NOVELTY = "novelty.npz"  # each member's novelty reference (cellclass.learn.nove
 WEIGHTS = "weights.keras"
 ONNX_WEIGHTS = "weights.onnx"
 FORMAT = "cellclass-package"
-VERSION = 1  # of cellclass.json; a newer one is refused rather than misread
+VERSION = 2  # of cellclass.json (2: members' temperatures); a newer one is refused rather than misread
 SPEC_VERSIONS = ("0.5",)  # bioimage.io model format versions (major.minor) cellclass writes and reads
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
@@ -113,6 +113,13 @@ def read_references(path):
     with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read(record["novelty"]))) as data:
         return [Reference.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
                                        if key.startswith(f"{m['name']}/")}) for m in record["members"]]
+
+
+def temperatures(path):
+    """Each member's temperature (cellclass.learn.calibration), in load_members' order; 1 for a version-1 package,
+    from before calibration."""
+    _, record = open_package(path)
+    return [m.get("temperature", 1.0) for m in record["members"]]
 
 
 def validate(path):

@@ -1,0 +1,64 @@
+"""Temperature scaling on synthetic over-confident softmax outputs whose true temperature is known."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from cellclass.learn import calibration
+
+
+def overconfident(n, temperature, seed, classes=3):
+    """Softmax outputs of logits `temperature` times too sharp, and labels drawn from the calibrated ones: fitting
+    should find `temperature`."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, classes))
+    labels = np.array([rng.choice(classes, p=p) for p in softmax(logits, axis=1)])
+    return softmax(logits * temperature, axis=1).astype(np.float32), labels
+
+
+def test_the_fit_recovers_a_known_temperature():
+    probabilities, labels = overconfident(4000, 2.5, seed=0)
+    assert calibration.fit(probabilities, labels) == pytest.approx(2.5, rel=0.15)
+    probabilities, labels = overconfident(4000, 0.5, seed=1)  # under-confident: sharpened
+    assert calibration.fit(probabilities, labels) == pytest.approx(0.5, rel=0.15)
+
+
+def test_held_out_tiles_of_the_same_kind_are_better_calibrated():
+    fitted_on, fitted_labels = overconfident(1000, 3.0, seed=2)
+    held_out, labels = overconfident(1000, 3.0, seed=3)
+    temperature = calibration.fit(fitted_on, fitted_labels)
+    scaled = calibration.apply(held_out, temperature)
+    seen = calibration.effect(held_out, scaled, labels)
+    assert seen["ece_after"] < seen["ece_before"] / 2 and seen["log_loss_after"] < seen["log_loss_before"]
+    assert seen["tiles"] == 1000
+    # Calls never change: a temperature keeps the order of the classes.
+    assert (scaled.argmax(axis=1) == held_out.argmax(axis=1)).all()
+    np.testing.assert_allclose(scaled.sum(axis=1), 1, atol=1e-5)
+    assert scaled.dtype == np.float32
+
+
+def test_temperature_one_changes_nothing_and_zeros_stay_finite():
+    probabilities, _ = overconfident(50, 2.0, seed=4)
+    assert calibration.apply(probabilities, 1.0) is probabilities
+    saturated = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)  # a softmax that underflowed
+    scaled = calibration.apply(saturated, 50.0)
+    assert np.isfinite(scaled).all() and (scaled.argmax(axis=1) == [0, 1]).all() and scaled.max() < 1
+
+
+def test_each_member_gets_its_own_temperature():
+    probabilities, _ = overconfident(20, 2.0, seed=5)
+    scores = np.stack([probabilities, probabilities])
+    scaled = calibration.per_member(scores, [1.0, 3.0])
+    np.testing.assert_array_equal(scaled[0], probabilities)
+    np.testing.assert_allclose(scaled[1], calibration.apply(probabilities, 3.0))
+
+
+def test_the_record_says_what_the_temperature_was_fitted_on():
+    assert calibration.record(1.7, 48) == {"temperature": 1.7, "fitted_on": "validation side, 48 tiles"}
+    assert calibration.record(1.0, None)["note"] == "no validation side: uncalibrated"
+    assert calibration.record(1.2, 53, ["b", "c"])["fitted_on"] == "validation side, 53 tiles (none of b, c)"
+    # A validation side called right throughout only ever asks for sharper probabilities: the fit ends at its bound.
+    right = np.array([[0.8, 0.2], [0.3, 0.7], [0.9, 0.1]], np.float32)
+    temperature = calibration.fit(right, [0, 1, 0])
+    assert temperature == pytest.approx(np.exp(calibration.LOG_BOUNDS[0]), rel=0.02)
+    assert "lower bound" in calibration.record(temperature, 3)["note"]
