@@ -14,31 +14,53 @@ def clusters(rng, n, centres, scale=1.0):
     return centres[labels] + scale * rng.standard_normal((n, centres.shape[1])), labels
 
 
+def two_spaces(rng, n, centres, shift=0.0):
+    """Features of n tiles in two spaces: the classes' clusters in the first, and a second space of its own
+    where `shift` moves every tile away."""
+    first, labels = clusters(rng, n, centres)
+    second = rng.standard_normal((n, 8)) + shift
+    return [first, second], labels
+
+
 def test_held_out_tiles_of_known_classes_pass_and_far_ones_do_not(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 5, (3, 40))
-    train, labels = clusters(rng, 600, centres)
-    validation, _ = clusters(rng, 600, centres)
-    reference = novelty.fit(train, labels, validation)
-    same, _ = clusters(rng, 2000, centres)
+    train, labels = two_spaces(rng, 600, centres)
+    reference = novelty.fit(train, labels, two_spaces(rng, 600, centres)[0], layers=["a", "b"])
+    same, _ = two_spaces(rng, 2000, centres)
     assert 0.0 < (reference.novelty(same) > 1).mean() < 0.04  # about 1 - 0.99, with room for sampling
-    far, _ = clusters(rng, 500, centres + 6)
+    far = two_spaces(rng, 500, centres + 6)[0]
     assert (reference.novelty(far) > 1).mean() > 0.95
-    # A point between classes is judged by its nearest class.
-    assert reference.distances(centres).max() < reference.threshold()
+    # Far in one space is enough, whatever the other says: the score is the largest over the spaces.
+    odd = two_spaces(rng, 500, centres, shift=6)[0]
+    assert (reference.novelty(odd) > 1).mean() > 0.95
+    # A class mean is judged by its nearest class.
+    assert reference.spaces[0].distances(centres).max() < 1
     reference.save(tmp_path / "n.npz")
     again = novelty.Reference.load(tmp_path / "n.npz")
     np.testing.assert_allclose(again.novelty(far), reference.novelty(far))
     assert again.meta == reference.meta and again.meta["threshold_from"] == "validation side, 600 tiles"
+    assert again.meta["layers"] == ["a", "b"] and again.meta["features"] == [40, 8]
 
 
 def test_a_lower_quantile_abstains_on_more():
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 5, (2, 10))
-    train, labels = clusters(rng, 400, centres)
-    reference = novelty.fit(train, labels, clusters(rng, 400, centres)[0])
-    test, _ = clusters(rng, 1000, centres)
+    train, labels = two_spaces(rng, 400, centres)
+    reference = novelty.fit(train, labels, two_spaces(rng, 400, centres)[0])
+    test, _ = two_spaces(rng, 1000, centres)
     assert (reference.novelty(test, 0.9) > 1).mean() > (reference.novelty(test, 0.99) > 1).mean()
+
+
+def test_the_probed_layers_are_the_middle_and_last_feature_maps_and_the_penultimate_features():
+    from cellclass.learn import models
+
+    for name, shared in (("deep", False), ("deep", True), ("small", False)):
+        model = models.build_model(name, (32, 32, 2), 2, **({"shared_weights": True} if shared else {}))
+        layers = novelty.probed_layers(model)
+        assert len(layers) == 3 and layers[-1] == "logits"
+        outputs = novelty.feature_model(model).predict_on_batch(np.zeros((2, 32, 32, 2), np.float32))
+        assert [o.shape[0] for o in outputs] == [2, 2, 2] and all(o.ndim == 2 for o in outputs)
 
 
 def test_unlike_the_training_data_wins_over_uncertain_and_either_can_be_off():

@@ -121,7 +121,7 @@ def per_image_novelty(models, references, tilesets, *, quantile, channels=None, 
     for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
         scores = np.zeros((len(models), 0))
         if tiles is not None:
-            scores = np.stack([reference.novelty(novelty.features(extractor, tiles, batch_size, extract=False),
-                                                 quantile) for extractor, reference in zip(extractors, references)])
+            scores = np.stack([reference.novelty(novelty.features(extractor, tiles, batch_size), quantile)
+                               for extractor, reference in zip(extractors, references)])
         for i, _ in enumerate(chunk):
             yield scores[:, bounds[i] : bounds[i + 1]]

@@ -1,11 +1,16 @@
 """How unlike the training data a tile is, in the eyes of the network that scores it.
 
-A run's reference is where its training tiles lie in the network's penultimate features (the input of
-its `logits` layer): one mean per class and a covariance shared by the classes, shrunk by Ledoit-Wolf so
-that a few hundred tiles suffice for hundreds of features. A tile's novelty is its squared Mahalanobis
-distance to the nearest class mean (Lee et al., NeurIPS 2018), divided by a quantile (0.99 by default) of
-the validation side's distances: above 1 it lies further out than all but 1% of the held-out tiles of known
-classes, whatever the network's softmax says.
+A run's reference is where its training tiles lie in three of the network's feature spaces: the
+penultimate features (the input of its `logits` layer) and the global averages of its last and its middle
+feature maps. Per space, one mean per class and a covariance shared by the classes, shrunk by Ledoit-Wolf
+so that a few hundred tiles suffice for hundreds of features (Lee et al., NeurIPS 2018, who also combine
+layers). A tile's distance in a space is its squared Mahalanobis distance to the nearest class mean, in
+units of the validation side's median there; its score is the largest of the three, and its novelty that
+score divided by a quantile (0.99 by default) of the validation side's scores: above 1 it lies further out
+than all but 1% of the held-out tiles of known classes, whatever the network's softmax says.
+
+The penultimate features alone, trained to separate the classes, put striped test fields among the
+controls (bench/abstain.py: 1% flagged); the feature maps keep what the cells look like and flag them all.
 
 The reference is a run's file (novelty.npz), fitted once after training; prediction reads it.
 """
@@ -20,53 +25,94 @@ FILE = "novelty.npz"
 DEFAULT_QUANTILE = 0.99
 
 
+def probed_layers(model):
+    """The names of the layers whose outputs are compared: the middle and the last of the model's own
+    layers giving feature maps (4-D outputs; a nested backbone counts as one), and `logits`, whose input is
+    the penultimate features."""
+    maps = [layer.name for layer in model.layers[1:] if _rank(layer) == 4]
+    picked = [maps[len(maps) // 2], maps[-1]] if len(maps) > 1 else maps
+    return [*dict.fromkeys(picked), "logits"]
+
+
+def _rank(layer):
+    """The rank of a layer's output; 0 for a layer called more than once (shared weights), which has none."""
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):
+        return 0
+
+
 def feature_model(model):
-    """A model that gives `model`'s penultimate features: the input of its Dense layer named 'logits'
-    (every registry model and backbone ends in one)."""
+    """A model that gives, per probed layer, its features: feature maps averaged over the tile, and the
+    input of `logits`."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("logits").input)
+    outputs = []
+    for name in probed_layers(model):
+        layer = model.get_layer(name)
+        if name == "logits":
+            outputs.append(layer.input)
+        else:
+            outputs.append(keras.layers.GlobalAveragePooling2D(name=f"novelty_{name}")(layer.output))
+    return keras.Model(model.inputs, outputs)
 
 
-def features(model, tiles, batch_size=256, extract=True):
-    """(n, d) float64 penultimate features of `tiles` under `model` (inference mode); `extract` False: `model`
-    is already a feature_model."""
-    extractor = feature_model(model) if extract else model
-    parts = [np.asarray(extractor.predict_on_batch(tiles[i : i + batch_size]), np.float64)
+def features(extractor, tiles, batch_size=256):
+    """Per probed layer, the (n, d) float64 features of `tiles` under a feature_model (inference mode)."""
+    parts = [[np.asarray(f, np.float64) for f in extractor.predict_on_batch(tiles[i : i + batch_size])]
              for i in range(0, len(tiles), batch_size)]
-    return np.concatenate(parts) if parts else np.empty((0, extractor.output_shape[-1]))
+    if not parts:
+        return [np.empty((0, output.shape[-1])) for output in extractor.outputs]
+    return [np.concatenate(layer) for layer in zip(*parts)]
 
 
-class Reference:
-    """Class means, the precision (inverse of the shared shrunk covariance), and the held-out tiles' distances
-    that set the threshold at any quantile."""
+class Space:
+    """One feature space: class means, the precision (inverse of the shared shrunk covariance) and the
+    validation side's median distance, the unit."""
 
-    def __init__(self, means, precision, held_out, meta):
+    def __init__(self, means, precision, scale=1.0):
         self.means, self.precision = np.asarray(means, np.float64), np.asarray(precision, np.float64)
-        self.held_out, self.meta = np.sort(np.asarray(held_out, np.float64)), dict(meta)
+        self.scale = float(scale)
 
     def distances(self, feats):
-        """(n,) squared Mahalanobis distance of each feature vector to its nearest class mean."""
+        """(n,) squared Mahalanobis distance to the nearest class mean, in units of `scale`."""
         feats = np.asarray(feats, np.float64)
         if not len(feats):
             return np.empty(0)
-        return cdist(feats, self.means, "mahalanobis", VI=self.precision).min(axis=1) ** 2
+        return cdist(feats, self.means, "mahalanobis", VI=self.precision).min(axis=1) ** 2 / self.scale
+
+
+class Reference:
+    """The feature spaces of one run, and the validation side's scores that set the threshold at any quantile."""
+
+    def __init__(self, spaces, held_out, meta):
+        self.spaces, self.held_out, self.meta = list(spaces), np.sort(np.asarray(held_out, np.float64)), dict(meta)
+
+    def scores(self, feature_sets):
+        """(n,) the largest of a tile's distances over the spaces (`feature_sets`: per space, (n, d))."""
+        return np.max([space.distances(feats) for space, feats in zip(self.spaces, feature_sets)], axis=0)
 
     def threshold(self, quantile=DEFAULT_QUANTILE):
         return max(float(np.quantile(self.held_out, quantile)), 1e-12)
 
-    def novelty(self, feats, quantile=DEFAULT_QUANTILE):
-        """(n,) distances in units of the threshold: above 1 is further out than all but 1 - quantile of the
+    def novelty(self, feature_sets, quantile=DEFAULT_QUANTILE):
+        """(n,) scores in units of the threshold: above 1 is further out than all but 1 - quantile of the
         held-out tiles."""
-        return self.distances(feats) / self.threshold(quantile)
+        return self.scores(feature_sets) / self.threshold(quantile)
 
     def arrays(self):
-        return {"means": self.means, "precision": self.precision, "held_out": self.held_out,
-                "meta": np.array(repr(self.meta))}
+        arrays = {"held_out": self.held_out, "meta": np.array(repr(self.meta))}
+        for i, space in enumerate(self.spaces):
+            arrays |= {f"space{i}/means": space.means, f"space{i}/precision": space.precision,
+                       f"space{i}/scale": np.array(space.scale)}
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays):
-        return cls(arrays["means"], arrays["precision"], arrays["held_out"], ast.literal_eval(str(arrays["meta"])))
+        count = len({key.split("/")[0] for key in arrays if key.startswith("space")})
+        spaces = [Space(arrays[f"space{i}/means"], arrays[f"space{i}/precision"], arrays[f"space{i}/scale"])
+                  for i in range(count)]
+        return cls(spaces, arrays["held_out"], ast.literal_eval(str(arrays["meta"])))
 
     def save(self, path):
         np.savez(path, **self.arrays())
@@ -74,19 +120,24 @@ class Reference:
     @classmethod
     def load(cls, path):
         with np.load(path) as data:
-            return cls.from_arrays(data)
+            return cls.from_arrays({key: data[key] for key in data.files})
 
 
-def fit(train_features, train_labels, held_out_features, *, held_out="validation side"):
-    """A Reference from training features and labels, with the distances of `held_out_features` (the
-    validation side; `held_out` says what they are) to set thresholds."""
-    train_features = np.asarray(train_features, np.float64)
+def fit(train_features, train_labels, held_out_features, *, held_out="validation side", layers=None):
+    """A Reference from training features (per space, (n, d)) and labels, with the held-out tiles' features
+    (the validation side; `held_out` says what they are) setting each space's unit and the threshold."""
     train_labels = np.asarray(train_labels)
     classes = np.unique(train_labels)
-    means = np.stack([train_features[train_labels == c].mean(axis=0) for c in classes])
-    centred = train_features - means[np.searchsorted(classes, train_labels)]
-    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    distances = Reference(means, precision, [1.0], {}).distances(held_out_features)
-    meta = {"threshold_from": f"{held_out}, {len(distances)} tiles", "reference_tiles": int(len(train_features)),
-            "features": int(train_features.shape[1])}
-    return Reference(means, precision, distances, meta)
+    spaces = []
+    for train, other in zip(train_features, held_out_features):
+        train = np.asarray(train, np.float64)
+        means = np.stack([train[train_labels == c].mean(axis=0) for c in classes])
+        centred = train - means[np.searchsorted(classes, train_labels)]
+        space = Space(means, LedoitWolf(assume_centered=True).fit(centred).precision_)
+        space.scale = max(float(np.median(space.distances(other))), 1e-12) if len(other) else 1.0
+        spaces.append(space)
+    reference = Reference(spaces, [1.0], {})
+    meta = {"threshold_from": f"{held_out}, {len(held_out_features[0])} tiles",
+            "reference_tiles": int(len(train_labels)), "features": [int(np.shape(f)[1]) for f in train_features],
+            "layers": list(layers or [])}
+    return Reference(spaces, reference.scores(held_out_features), meta)

@@ -252,9 +252,11 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
     tile_tables, image_rows = [], []
     for path in tile_files:
         tilesets = tilestore.load(path)
-    members, temperatures = load_members(model_paths), member_temperatures(model_paths)
-    references = read_references(model_paths, novelty_paths)
-    options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
+        novelties = novelty_scores(members, references, tilesets, run, options)
+        scored = score(members, tilesets, run, tta=tta, temperatures=temperatures)
+        for tileset, scores, novelty in zip(tilesets, scored, novelties):
+            tile_tables.append(tile_rows(tileset, scores, classes, novelty, options))
+            image_rows.append(image_row(tileset, scores, classes, tile_tables[-1]["abstain"]))
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
