@@ -70,5 +70,7 @@ rule predict_set:
         runtime=60,
     params:
         tta=CONFIG["evaluation"]["tta"],
+        # Images the runs' training dataset also holds: the runs that never trained on each, which alone score it.
+        scoring=lambda w: PLAN.predictions[w.name].scoring,
     script:
         "../scripts/predict.py"

@@ -15,4 +15,5 @@ calls.predict_set(
     overlay_dir=snakemake.output.overlays,
     threads=snakemake.threads,
     tta=snakemake.params.tta,
+    scoring=snakemake.params.scoring,
 )
