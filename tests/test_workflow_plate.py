@@ -1,7 +1,8 @@
 """A screening plate in one real Snakemake run, with no sample sheet: a folder of imager files (one TIFF per
 channel and site) and a plate map train a classifier on control wells; a second plate (and the same plate as
 OME-Zarr) is called per cell and per well, with Z', SSMD, the dose-response fit and the plate heatmap, all in
-the report."""
+the report. The training plate predicted again is scored out of fold (2 folds), or, under a single split, only
+on its test wells, the others listed and left out of Z'."""
 
 import html
 
