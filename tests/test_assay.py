@@ -76,6 +76,23 @@ def test_wells_roll_up_their_cells_with_an_interval():
     assert (wells.loc["B01", "row"], wells.loc["B01", "column"], wells.loc["B01", "dose"]) == (1, 0, 3.0)
 
 
+def test_a_well_no_run_could_score_has_no_score_and_the_findings_say_so():
+    scored = tiles().assign(scored_by="all runs")
+    scored.loc[scored["image"] == "P/A02/s1", "scored_by"] = "not scored: every run trained on it"
+    scored.loc[scored["image"] == "P/A02/s1", ["p_aggregates", "p_control"]] = np.nan
+    scored.loc[scored["image"].str.startswith("P/A01"), "scored_by"] = "out of fold (fold 0, 1 run)"
+    wells = assay.well_table(scored, layout(), ["aggregates", "control"], "aggregates", resamples=99)
+    by_well = wells.set_index("well")
+    assert by_well.loc["A02", "cells"] == 0 and np.isnan(by_well.loc["A02", "score"])
+    assert by_well.loc["A01", "score"] == pytest.approx(np.mean([0.9, 0.8, 0.7, 0.2]))
+    assert by_well.loc["B01", "scored_by"] == "all runs"
+    lines = assay.scoring_sentences(wells)
+    assert lines[0].startswith("1 well(s) share images") and "P A01 (positive_control)" in lines[0]
+    assert lines[1].startswith("1 well(s) were left out of Z', SSMD and the dose-response") and "P A02" in lines[1]
+    assert assay.plate_statistics(wells).loc[0, "negative_wells"] == 0  # the left-out control is not counted
+    assert assay.scoring_sentences(assay.well_table(tiles(), layout(), ["aggregates", "control"], "aggregates")) == []
+
+
 def test_the_score_is_the_positive_controls_class_unless_configured():
     assert assay.positive_class(layout(), ["aggregates", "control"]) == "aggregates"
     assert assay.positive_class(layout(), ["aggregates", "control"], "control") == "control"

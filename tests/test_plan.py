@@ -6,7 +6,9 @@ import pytest
 import tifffile
 
 from cellclass.io.errors import InputError
-from cellclass.plan import DEMO_ROOT, make_plan
+from cellclass.io.datasets import Sample
+from cellclass.plan import DEMO_ROOT, make_plan, run_dir
+from cellclass.predict import out_of_fold
 from test_package import make_package
 from test_plates import PATTERN, write_map, write_plate, write_zarr_plate
 
@@ -96,6 +98,54 @@ def test_an_ome_zarr_plate_prediction_set_is_scored_by_every_fold_of_its_seeds(t
     outputs = plan.predicted_outputs()
     assert "results/predict/new/images.tsv" in outputs and "results/assay/new/wells.tsv" in outputs
     assert plan.new_tile_files("new") == [f"results/predict/new/tiles/{s}.npz" for s in new.shards]
+
+
+def test_a_plate_predicted_again_is_scored_out_of_fold_by_the_runs_of_each_wells_fold(tmp_path):
+    config = plate_config(tmp_path)
+    config["datasets"]["screen"]["split"] = {"folds": 2}
+    config["predict"] = {"again": {"plate": config["datasets"]["screen"]["plate"], "experiment": "screen"}}
+    plan = make_plan(config, base_dir=tmp_path)
+    data, again = plan.datasets["screen"], plan.predictions["again"]
+    assert again.runs == [run_dir("screen", "small", fold, seed) for fold in (0, 1) for seed in (0, 1)]
+    assert set(again.scoring) == set(again.samples) == set(data.samples)  # every well shared, by file and by well
+    for sid, allowed in again.scoring.items():
+        fold = next(f for f in range(2) if data.side(sid, f) == "test")
+        assert allowed["members"] == [2 * fold, 2 * fold + 1]  # its fold's two seeds, never a run that saw it
+        assert allowed["scored_by"] == f"out of fold (fold {fold}, 2 runs)"
+
+
+def test_a_single_split_scores_only_its_test_wells_and_says_why_the_others_are_not(tmp_path):
+    config = plate_config(tmp_path)
+    config["split"] = {"folds": 1, "test_fraction": 0.5, "seed": 0}
+    # The same plate as an OME-Zarr store would share no file: the well alone makes it the same image.
+    config["predict"] = {"again": {"plate": config["datasets"]["screen"]["plate"], "experiment": "screen"}}
+    plan = make_plan(config, base_dir=tmp_path)
+    data, again = plan.datasets["screen"], plan.predictions["again"]
+    for sid, allowed in again.scoring.items():
+        if data.side(sid) == "test":
+            assert allowed == {"members": [0, 1], "scored_by": "out of fold (test side of the split, 2 runs)"}
+        else:  # trained or validated on: it chose the epoch, so it has been seen too
+            assert allowed == {"members": [], "scored_by": out_of_fold.EVERY_RUN_SAW_IT}
+    assert {data.side(sid) for sid in again.scoring} >= {"test", "train"}
+
+
+def test_images_are_shared_by_resolved_file_or_by_plate_well(tmp_path):
+    write_class_folder(tmp_path / "data")
+    config = {"train": TRAIN, "datasets": {"mine": {"path": "data"}},
+              "predict": {"same": {"path": str(tmp_path / "data" / "treated" / ".." / "treated"), "experiment": "mine"},
+                          "other": {"path": str(write_class_folder(tmp_path / "copy")), "experiment": "mine"}}}
+    plan = make_plan(config, base_dir=tmp_path)
+    data = plan.datasets["mine"]
+    same = plan.predictions["same"]
+    assert len(same.scoring) == len(same.samples) == 4  # the same files, reached by another path
+    assert {data.samples[m].cls for sid in same.samples
+            for m in out_of_fold.shared_images(same.samples, None, data)[sid]} == {"treated"}
+    assert plan.predictions["other"].scoring == {}  # copies are other files, and no plate says they are one well
+    # A plate well is the same image whatever file holds it.
+    layout = [{"sample": "x", "plate": "P1", "well": "A01"}, {"sample": "y", "plate": "P2", "well": "A01"}]
+    trained = type("Trained", (), {"samples": {}, "layout": [{"sample": "P1/A01/s1", "plate": "P1", "well": "A01"}]})
+    samples = {sid: Sample(sid, (f"{sid}.tif",), "", sid) for sid in ("x", "y")}
+    assert out_of_fold.shared_images(samples, layout, trained) == {"x": ["P1/A01/s1"]}
 
 
 DEMO = {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 128}

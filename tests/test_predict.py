@@ -1,6 +1,7 @@
 """Predict: new images found and tiled like the training data, ensemble calls, bad inputs, config checks."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -90,6 +91,28 @@ def test_image_without_cells_is_reported_not_dropped():
     assert row["call"] == "no cells found" and row["tiles"] == 0 and np.isnan(row["p_control"])
     skipped = predict.image_row(tileset(0, skipped="unreadable"), np.zeros((2, 0, 2)), CLASSES)
     assert skipped["call"] == "skipped: unreadable"
+
+
+def test_an_image_the_runs_trained_on_is_scored_by_the_others_or_not_at_all():
+    # Three members; member 0 trained on the image, members 1 and 2 never saw it.
+    scores = np.array([[[1.0, 0.0], [1.0, 0.0]], [[0.6, 0.4], [0.2, 0.8]], [[0.4, 0.6], [0.2, 0.8]]])
+    out = {"members": [1, 2], "scored_by": "out of fold (fold 1, 2 runs)"}
+    novelty = np.array([[9.0, 9.0], [0.5, 1.5], [0.5, 0.7]])  # member 0 would call both tiles unfamiliar
+    tiles, row = predict.scored_rows(tileset(2), scores, novelty, CLASSES, out)
+    assert tiles["novelty"].to_numpy() == pytest.approx([0.5, 1.1]) and list(tiles["abstain"]) == ["", predict.UNLIKE]
+    tiles, row = predict.scored_rows(tileset(2), scores, None, CLASSES, out)
+    alone_tiles, alone = predict.tile_rows(tileset(2), scores[1:], CLASSES), predict.image_row(tileset(2), scores[1:], CLASSES)
+    assert row["p_aggregates"] == pytest.approx(alone["p_aggregates"]) == pytest.approx(0.35)
+    assert tiles["p_aggregates"].to_numpy() == pytest.approx(alone_tiles["p_aggregates"].to_numpy())
+    assert row["scored_by"] == "out of fold (fold 1, 2 runs)" and set(tiles["scored_by"]) == {out["scored_by"]}
+    none = {"members": [], "scored_by": "not scored: every run trained on it"}
+    tiles, row = predict.scored_rows(tileset(2, sample="b"), scores, None, CLASSES, none)
+    assert row["call"] == none["scored_by"] and np.isnan(row["p_control"]) and row["called_control"] == 0
+    assert tiles["p_control"].isna().all() and set(tiles["call"]) == {none["scored_by"]}
+    # The group of an unscored image says why it has no probability.
+    images = pd.DataFrame([row])
+    groups = predict.group_table(tiles, images.assign(unit="tile"), CLASSES)
+    assert groups.loc[0, "call"] == groups.loc[0, "scored_by"] == none["scored_by"]
 
 
 def test_run_without_recorded_preparation_is_refused(tmp_path):

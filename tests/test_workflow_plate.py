@@ -1,7 +1,10 @@
 """A screening plate in one real Snakemake run, with no sample sheet: a folder of imager files (one TIFF per
 channel and site) and a plate map train a classifier on control wells; a second plate (and the same plate as
 OME-Zarr) is called per cell and per well, with Z', SSMD, the dose-response fit and the plate heatmap, all in
-the report."""
+the report. The training plate predicted again is scored out of fold (2 folds), or, under a single split, only
+on its test wells, the others listed and left out of Z'."""
+
+import html
 
 import numpy as np
 import pandas as pd
@@ -23,12 +26,19 @@ CONFIG = {
     "prepare": {"kind": "nuclei", "tile_size": 48, "resize_to": 32, "bit_depth": 14, "normalise": {"method": "bit_depth"}},
     "split": {"seed": 0, "test_fraction": 0.25},
     "train": {"models": ["small"], "runs": 1, "epochs": 3, "batch_size": 16, "threads": 1, "epoch_tiles": 400},
-    "datasets": {"training": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}}},
+    "datasets": {
+        "training": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}},
+        # The same plate under 2-fold cross-validation: every well is tested by one fold's run.
+        "training_cv": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "split": {"folds": 2}},
+    },
     "attribution": {"experiments": []},
     "assay": {"bootstrap_resamples": 199},
     "predict": {
         "screen": {"plate": {"path": "S1", "pattern": PATTERN, "map": "S1_map.tsv"}, "experiment": "training"},
         "screen_zarr": {"plate": {"zarr": "S1.zarr", "map": "S1_map.csv"}, "experiment": "training"},
+        # The training plate predicted again: each well only by the runs that never trained on it.
+        "again": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "experiment": "training_cv"},
+        "again_single": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "experiment": "training"},
     },
 }
 
@@ -110,6 +120,41 @@ def test_the_test_side_gets_per_well_results_too(run):
     tested = set(split.loc[split["split"] == "test", "group"])
     assert {f"T1/{w}" for w in wells["well"]} == tested and (wells["cells"] > 0).all()
     assert (run / "results/assay/test/training/small/training/heatmap_T1.png").exists()
+
+
+def test_a_plate_the_runs_trained_on_is_scored_out_of_fold(run):
+    images = pd.read_csv(run / "results/predict/again/images.tsv", sep="\t").set_index("image")
+    split = pd.read_csv(run / "results/training_cv/split.tsv", sep="\t")
+    tested_in = split[split["split"] == "test"].drop_duplicates("sample").set_index("sample")["fold"]  # a row per tile
+    assert len(images) == 16 and set(images.index) == set(tested_in.index)
+    for fold in (0, 1):
+        own = pd.read_csv(run / f"results/train/training_cv/small/fold{fold}/seed0/predictions.tsv", sep="\t")
+        own = own[own["test_set"] == "training_cv"].groupby("sample")["p_aggregates"].mean()
+        mine = images.loc[tested_in[tested_in == fold].index]
+        assert set(mine["scored_by"]) == {f"out of fold (fold {fold}, 1 run)"}
+        # The same numbers as the fold's own test side: no run that trained on a well scored it.
+        assert np.allclose(mine["p_aggregates"], own.reindex(mine.index), atol=1e-4)
+    wells = pd.read_csv(run / "results/assay/again/wells.tsv", sep="\t")
+    assert wells["scored_by"].str.startswith("out of fold").all() and (wells["cells"] > 0).all()
+    findings = html.unescape((run / "results/assay/again/findings.html").read_text())
+    assert "16 well(s) share images with the runs' training dataset and were scored out of fold" in findings
+
+
+def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
+    images = pd.read_csv(run / "results/predict/again_single/images.tsv", sep="\t").set_index("image")
+    split = pd.read_csv(run / "results/training/split.tsv", sep="\t").drop_duplicates("sample").set_index("sample")["split"]
+    tested = split[split == "test"].index
+    assert set(images.loc[tested, "scored_by"]) == {"out of fold (test side of the split, 1 run)"}
+    seen = images.drop(tested)
+    assert len(seen) and seen["scored_by"].str.startswith("not scored").all() and seen["p_aggregates"].isna().all()
+    assert (seen["call"] == seen["scored_by"]).all()
+    wells = pd.read_csv(run / "results/assay/again_single/wells.tsv", sep="\t").set_index("well")
+    left_out = wells[wells["scored_by"].str.startswith("not scored")]
+    assert len(left_out) == len(seen) and left_out["score"].isna().all()
+    plates = pd.read_csv(run / "results/assay/again_single/plates.tsv", sep="\t").iloc[0]
+    assert plates["positive_wells"] + plates["negative_wells"] == len(tested)  # Z' rests on the test wells alone
+    findings = html.unescape((run / "results/assay/again_single/findings.html").read_text())
+    assert f"{len(seen)} well(s) were left out of Z', SSMD and the dose-response" in findings
 
 
 def test_the_ome_zarr_plate_gives_the_same_calls(run):

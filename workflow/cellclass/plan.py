@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cellclass.demo import patterns, synthetic
 from cellclass.io import datasets, plates
+from cellclass.predict import out_of_fold
 from cellclass.prepare import shards, split
 from cellclass.share import package
 
@@ -59,6 +60,8 @@ class PredictionSet(ImageSet):
 
     runs: list = field(default_factory=list)
     package: str | None = None
+    # Images it shares with the runs' training dataset: sample id -> the runs that may score them (out_of_fold).
+    scoring: dict = field(default_factory=dict)
 
     @property
     def record(self):
@@ -148,14 +151,17 @@ class Plan:
         if "package" in entry:
             # New images are sharded as the training images were: the package records their settings.
             prepare = package.read_record(entry["package"])["prepare"]["settings"]
-            runs = []
+            runs, scoring = [], {}
         else:
             experiment = self.experiments[entry["experiment"]]
             prepare = self.config["datasets"][experiment["dataset"]]["prepare"]
+            trained_on = self.datasets[experiment["dataset"]]
+            folds = [fold for fold in range(trained_on.folds) for _ in entry["seeds"]]
             runs = [run_dir(entry["experiment"], entry["model"], fold, seed)
-                    for fold in range(self.datasets[experiment["dataset"]].folds) for seed in entry["seeds"]]
+                    for fold in range(trained_on.folds) for seed in entry["seeds"]]
+            scoring = out_of_fold.scorers(out_of_fold.shared_images(by_id, layout, trained_on), trained_on, folds)
         return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
-                             runs=runs, package=entry.get("package"))
+                             runs=runs, package=entry.get("package"), scoring=scoring)
 
     def image_set(self, name):
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""

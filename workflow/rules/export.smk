@@ -11,7 +11,12 @@ rule export_package:
         runs=lambda w: [
             f"{run}/{name}"
             for run in PLAN.export_runs(w.name)
-            for name in ("model.keras", "metrics.json", "predictions.tsv", "novelty.npz")
+            for name in (
+                "model.keras",
+                "metrics.json",
+                "predictions.tsv",
+                "novelty.npz",
+            )
         ],
         # The test tensors are real test tiles of the first run.
         tiles=lambda w: PLAN.tile_files(

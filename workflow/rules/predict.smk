@@ -81,5 +81,7 @@ rule predict_set:
     params:
         tta=CONFIG["evaluation"]["tta"],
         abstain=lambda w: CONFIG["predict"][w.name]["abstain"],
+        # Images the runs' training dataset also holds: the runs that never trained on each, which alone score it.
+        scoring=lambda w: PLAN.predictions[w.name].scoring,
     script:
         "../scripts/predict.py"

@@ -18,4 +18,5 @@ calls.predict_set(
     abstain=snakemake.params.abstain,
     threads=snakemake.threads,
     tta=snakemake.params.tta,
+    scoring=snakemake.params.scoring,
 )

@@ -16,6 +16,7 @@ from cellclass.assay import plate_figures
 from cellclass.assay.dose_response import fit_dose_response
 from cellclass.evaluate import degenerate, runs
 from cellclass.io.errors import InputError
+from cellclass.predict import out_of_fold
 
 # The usual reading of Z' (Zhang et al. 1999): above 0.5 excellent, 0 to 0.5 marginal, below 0 the controls overlap.
 Z_PRIME_EXCELLENT = 0.5
@@ -41,9 +42,12 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
     probability of each class; the fraction of cells called each class; and the score (mean probability of
     `positive`) with a 95% percentile-bootstrap interval over the well's cells.
 
-    `tiles` has a row per cell or tile with its image (`image`) and p_<class> columns, and from prediction an
-    `abstain` column: the cells that abstained are counted (`abstained`) and left out of everything else;
-    `layout` a row per image (plates.join)."""
+    `tiles` has a row per cell or tile with its image (`image`) and p_<class> columns; `layout` a row per image
+    (plates.join). From prediction, `tiles` also says why a cell abstained (`abstain`): such cells are counted
+    (`abstained`) and left out of everything else; and how each image was scored (`scored_by`), as each well then
+    says: the cells of images no run could score (every run trained on them) are left out, and their well gets
+    no score.
+    """
     layout = pd.DataFrame(layout)
     keys = ["plate", "well"]
     wells = layout.groupby(keys, sort=True).agg(
@@ -52,6 +56,9 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0):
         fields=("sample", "size"),
     )
     cells = tiles.merge(layout[["sample", *keys]], left_on="image", right_on="sample", how="inner")
+    if "scored_by" in cells:
+        wells["scored_by"] = cells.groupby(keys)["scored_by"].agg(lambda s: "; ".join(s.unique()))
+        cells = cells[~out_of_fold.is_withheld(cells["scored_by"])]
     abstained = cells["abstain"].fillna("").astype(str) != "" if "abstain" in cells else np.zeros(len(cells), bool)
     wells["abstained"] = cells[abstained].groupby(keys).size().reindex(wells.index, fill_value=0)
     cells = cells[~abstained]
@@ -172,6 +179,31 @@ def sentences(statistics, positive, unit_word):
     return lines
 
 
+def scoring_sentences(wells):
+    """What the findings say about wells whose images the runs also trained on (empty when none did)."""
+    if "scored_by" not in wells:
+        return []
+    scored_by = wells["scored_by"].fillna("")
+    out = wells[scored_by.str.contains("out of fold")]
+    left_out = wells[out_of_fold.is_withheld(scored_by)]
+    lines = []
+    if len(out):
+        lines.append(f"{len(out)} well(s) share images with the runs' training dataset and were scored out of fold, "
+                     f"each only by the runs that never trained on it: {_well_names(out)}.")
+    if len(left_out):
+        lines.append(f"{len(left_out)} well(s) were left out of Z', SSMD and the dose-response: every run trained "
+                     f"on their images (training or validation side), so no score of them is honest: "
+                     f"{_well_names(left_out)}. Cross-validation (split.folds) scores them out of fold.")
+    return lines
+
+
+def _well_names(wells, most=24):
+    """The wells by name, the first `most` of them: wells.tsv lists every one."""
+    names = [f"{r.plate} {r.well} ({r.role})" for r in wells.itertuples()]
+    more = f" and {len(names) - most} more (scored_by in wells.tsv)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def normalisation_note(settings):
     """A caveat when each image was normalised on its own: its brightest pixels then set every cell's scale, so
     a cell without the phenotype in a well where many others have it can look as if it had it."""
@@ -221,7 +253,7 @@ def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source
         wells.to_csv(tmp, sep="\t", index=False)
     with atomic_path(outputs.statistics) as tmp:
         statistics.to_csv(tmp, sep="\t", index=False)
-    lines = sentences(statistics, positive, unit) + normalisation_note(settings)
+    lines = scoring_sentences(wells) + sentences(statistics, positive, unit) + normalisation_note(settings)
     items = "\n".join(f"<li>{html.escape(line)}</li>" for line in lines)
     page = ("<html><body><h2>Plate assay</h2><p>Per well, the score is the mean probability of the positive class "
             f"over its {unit}s, from {html.escape(source)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")

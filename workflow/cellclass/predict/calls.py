@@ -4,16 +4,20 @@ New images are tiled with the settings recorded by the training run itself, so
 they cannot be prepared differently from the training data. Each member of an
 ensemble (the seeds of one experiment and model) scores every tile, calibrated by
 its own temperature; the calls are the mean probability, and the spread across
-members is the uncertainty.
+members is the uncertainty. An image the runs' training dataset also holds is
+scored only by the runs that never trained on it (cellclass.predict.out_of_fold),
+or not at all.
 """
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cellclass.learn import calibration, inference
+from cellclass.predict import out_of_fold
 from cellclass.evaluate import metrics, runs
 from cellclass.share import package
 from cellclass.prepare import tiling
@@ -182,13 +186,42 @@ def image_row(tileset, scores, classes, abstain=None):
     return row
 
 
+def scored_rows(tileset, scores, novelty, classes, allowed, options=ABSTAIN_DEFAULTS):
+    """The tile table and image row of one image, scored by the `allowed` members only (out_of_fold.scorers),
+    with their novelty (None: not judged) and abstentions, and blanked when none may score it; each says how
+    it was scored."""
+    scores = scores[allowed["members"]]
+    if allowed["members"]:
+        novelty = None if novelty is None else novelty[allowed["members"]]
+        tiles = tile_rows(tileset, scores, classes, novelty, options)
+        image = image_row(tileset, scores, classes, tiles["abstain"])
+    else:
+        with warnings.catch_warnings():  # means over no member; withhold blanks them all
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tiles = withhold(tile_rows(tileset, scores, classes), classes, allowed["scored_by"])
+            image = withhold(image_row(tileset, scores, classes), classes, allowed["scored_by"])
+    return tiles.assign(scored_by=allowed["scored_by"]), {**image, "scored_by": allowed["scored_by"]}
+
+
+def withhold(rows, classes, scored_by):
+    """Blank the probabilities and call of an image no run may score (every run trained on it); the reason
+    becomes its call. `rows`: its tile table, or its image row."""
+    for c in classes:
+        rows[f"p_{c}"] = np.nan
+    rows["call"], rows["spread"] = scored_by, np.nan
+    if isinstance(rows, dict):  # the image row also counts calls and says how the members agree
+        rows.update({f"called_{c}": 0 for c in classes}, agreement=np.nan, correct=None)
+    return rows
+
+
 def group_table(tiles, images, classes):
     """Per group (a well; the image itself unless a sheet names groups): images, tiles (cells), the mean class
-    probability over its tiles, the call, and how many tiles (cells) are called each class."""
+    probability over its tiles, the call, how many tiles (cells) are called each class, and how it was scored."""
     counted = images.groupby("group", sort=False).agg(
         images=("image", "size"), unit=("unit", "first"), tiles=("tiles", "sum"),
         unlike_training=("unlike_training", "sum"), uncertain=("uncertain", "sum"),
         **{f"called_{c}": (f"called_{c}", "sum") for c in classes},
+        scored_by=("scored_by", lambda s: "; ".join(s.unique())),
     )
     counted["abstained_share"] = (counted["unlike_training"] + counted["uncertain"]) / counted["tiles"].where(
         counted["tiles"] > 0)
@@ -198,9 +231,10 @@ def group_table(tiles, images, classes):
     mean = tiles[tiles["abstain"] == ""].groupby("group", sort=False)[[f"p_{c}" for c in classes]].mean()
     table = counted.join(mean)
     probabilities = table[[f"p_{c}" for c in classes]].to_numpy()
-    table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any()
-                     else (UNLIKE if unlike >= uncertain else UNCERTAIN) if unlike + uncertain else tilestore.NO_CELLS
-                     for p, unlike, uncertain in zip(probabilities, table["unlike_training"], table["uncertain"])]
+    # A group with no probability says why: its images' reason (abstained, no cells found, or not scored).
+    reasons = images.groupby("group", sort=False)["call"].first()
+    table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any() else reasons[group]
+                     for group, p in zip(table.index, probabilities)]
     called = table[[f"called_{c}" for c in classes]].sum(axis=1)
     for c in classes:
         table[f"fraction_{c}"] = table[f"called_{c}"] / called.where(called > 0)
@@ -218,8 +252,9 @@ def overlay(tileset, tiles, image, classes, overlay_dir):
     field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
     path = Path(overlay_dir) / f"{meta['sample']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
+    drawn = tiles[tiles["call"].isin(classes)]  # an image no run could score shows its field and why
     call_figures.call_overlay(
-        field, tiles, image, classes, meta["settings"]["tile_size"], path, whole_image=meta["settings"]["kind"] == "cells"
+        field, drawn, image, classes, meta["settings"]["tile_size"], path, whole_image=meta["settings"]["kind"] == "cells"
     )
 
 
@@ -234,11 +269,13 @@ def read_references(model_paths, novelty_paths):
 
 
 def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, groups_tsv, calls_figures, overlay_dir,
-                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none"):
+                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none", scoring=None):
     """Classify every image of a prediction set: tables per tile (cell), image and group, a calls figure, an
     overlay per image, and findings that warn of images unlike the training data. `tta` (evaluation.tta)
     averages each tile's dihedral views; every table's `tta` column says whether it did. `novelty_paths`:
-    each member's novelty reference; `abstain`: predict.<set>.abstain."""
+    each member's novelty reference; `abstain`: predict.<set>.abstain. `scoring` (PredictionSet.scoring)
+    names, for each image the runs trained on some of, the members that may score it; every table's
+    `scored_by` column says how each image was scored."""
     from cellclass.predict import call_figures
     from cellclass.io.atomic import atomic_path
     from cellclass.learn.runtime import configure_tensorflow
@@ -250,18 +287,26 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
     options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
     classes = run["classes"]
     tile_tables, image_rows = [], []
+    everyone = {"members": list(range(len(members))),
+                "scored_by": out_of_fold.UNCHECKED if package.is_package(run_path) else out_of_fold.ALL_RUNS}
+    scoring = scoring or {}
     for path in tile_files:
         tilesets = tilestore.load(path)
         novelties = novelty_scores(members, references, tilesets, run, options)
         scored = score(members, tilesets, run, tta=tta, temperatures=temperatures)
         for tileset, scores, novelty in zip(tilesets, scored, novelties):
-            tile_tables.append(tile_rows(tileset, scores, classes, novelty, options))
-            image_rows.append(image_row(tileset, scores, classes, tile_tables[-1]["abstain"]))
+            allowed = scoring.get(tileset.meta["sample"], everyone)
+            tiles, image = scored_rows(tileset, scores, novelty, classes, allowed, options)
+            tile_tables.append(tiles)
+            image_rows.append(image)
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
             overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
     tiles = pd.concat(tile_tables, ignore_index=True)
     log.info("%d image(s); test-time augmentation: %s; calls: %s", len(images), tta, images["call"].value_counts().to_dict())
+    if scoring:
+        log.warning("%d image(s) are also images of the runs' training dataset; scored: %s", len(scoring),
+                    images.loc[images["image"].isin(scoring), "scored_by"].value_counts().to_dict())
     for frame, path in ((tiles, tiles_tsv), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
         frame = frame.assign(tta=tta)
         with atomic_path(path) as tmp:
