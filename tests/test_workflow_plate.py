@@ -127,13 +127,15 @@ def test_a_plate_the_runs_trained_on_is_scored_out_of_fold(run):
     split = pd.read_csv(run / "results/training_cv/split.tsv", sep="\t")
     tested_in = split[split["split"] == "test"].drop_duplicates("sample").set_index("sample")["fold"]  # a row per tile
     assert len(images) == 16 and set(images.index) == set(tested_in.index)
+    tiles = pd.read_csv(run / "results/predict/again/tiles.tsv", sep="\t").set_index("tile")
     for fold in (0, 1):
         own = pd.read_csv(run / f"results/train/training_cv/small/fold{fold}/seed0/predictions.tsv", sep="\t")
-        own = own[own["test_set"] == "training_cv"].groupby("sample")["p_aggregates"].mean()
+        own = own[own["test_set"] == "training_cv"].set_index("tile")["p_aggregates"]
         mine = images.loc[tested_in[tested_in == fold].index]
         assert set(mine["scored_by"]) == {f"out of fold (fold {fold}, 1 run)"}
-        # The same numbers as the fold's own test side: no run that trained on a well scored it.
-        assert np.allclose(mine["p_aggregates"], own.reindex(mine.index), atol=1e-4)
+        # The same numbers, cell by cell, as the fold's own test side: no run that trained on a well scored it.
+        called = tiles[tiles["image"].isin(mine.index)]
+        assert len(called) == len(own) and np.allclose(called["p_aggregates"], own.reindex(called.index), atol=1e-4)
     wells = pd.read_csv(run / "results/assay/again/wells.tsv", sep="\t")
     assert wells["scored_by"].str.startswith("out of fold").all() and (wells["cells"] > 0).all()
     findings = html.unescape((run / "results/assay/again/findings.html").read_text())
