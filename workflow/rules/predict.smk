@@ -39,7 +39,8 @@ rule predict_set:
         # The overlays draw the calls over each image's field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
     output:
-        tiles="results/predict/{name}/tiles.tsv",
+        # Per tile (cell): Parquet, as a plate may have millions; predict_tiles_tsv copies small sets' to TSV.
+        tiles="results/predict/{name}/tiles.parquet",
         images=report(
             "results/predict/{name}/images.tsv",
             caption="../report/predict_images.rst",
@@ -79,5 +80,19 @@ rule predict_set:
     params:
         tta=CONFIG["evaluation"]["tta"],
         abstain=lambda w: CONFIG["predict"][w.name]["abstain"],
+        overlays=lambda w: CONFIG["predict"][w.name]["overlays"],
     script:
         "../scripts/predict.py"
+
+
+rule predict_tiles_tsv:
+    input:
+        "results/predict/{name}/tiles.parquet",
+    output:
+        "results/predict/{name}/tiles.tsv",
+    log:
+        "logs/predict_tiles_tsv/{name}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    script:
+        "../scripts/predict_tiles_tsv.py"

@@ -8,7 +8,7 @@ calls.predict_set(
     tile_files=list(snakemake.input.tiles),
     model_paths=list(snakemake.input.models),
     run_path=snakemake.input.run,
-    tiles_tsv=snakemake.output.tiles,
+    tiles_table=snakemake.output.tiles,
     images_tsv=snakemake.output.images,
     groups_tsv=snakemake.output.groups,
     calls_figures=[snakemake.output.calls, snakemake.output.calls_svg],
@@ -18,4 +18,5 @@ calls.predict_set(
     abstain=snakemake.params.abstain,
     threads=snakemake.threads,
     tta=snakemake.params.tta,
+    overlays=snakemake.params.overlays,
 )
