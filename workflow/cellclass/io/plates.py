@@ -34,8 +34,10 @@ class Field:
     plate: str
     well: str  # canonical: row letters and a two-digit column, e.g. B03
     site: str
-    files: tuple[str, ...]  # one file per channel, in channel order (or one file of every channel); per channel
-    planes: int = 1  # files of its z planes in turn, when each plane is a file of its own
+    # One file per channel, in channel order (or one file of every channel); with planes > 1 each channel's
+    # plane files in turn.
+    files: tuple[str, ...]
+    planes: int = 1  # files per channel: z planes an imager writes one file each
 
 
 def safe_name(plate):
