@@ -68,7 +68,7 @@ def main():
     done = subprocess.run(snakemake_command(folder, "all", "predict"), capture_output=True, text=True)
     if done.returncode:
         sys.exit(done.stderr[-3000:])
-    tables = {name: pd.read_csv(folder / f"results/predict/{name}/tiles.tsv", sep="\t") for name in SETS}
+    tables = {name: pd.read_parquet(folder / f"results/predict/{name}/tiles.parquet") for name in SETS}
     images = {name: pd.read_csv(folder / f"results/predict/{name}/images.tsv", sep="\t") for name in SETS}
     p = [c for c in tables["same"].columns if c.startswith("p_")]
     ours_same = (tables["same"]["abstain"] == UNLIKE).mean()

@@ -25,6 +25,8 @@ def test_defaults_are_filled_and_dataset_overrides_merge():
     assert prepare["tile_size"] == 48 and prepare["stride"] == 16
     assert prepare["foreground"]["method"] == "li"
     assert config["split"]["test_fraction"] == 0.2
+    assert prepare["axes"] is None
+    assert validate({"datasets": {"a": {**DEMO, "prepare": {"axes": "zcyx"}}}})["datasets"]["a"]["prepare"]["axes"] == "ZCYX"
 
 
 def test_a_dataset_overrides_the_split():
@@ -68,6 +70,8 @@ def test_augmentation_is_on_the_fly_unless_the_raw_field_must_be_resampled():
         ({"datasets": {}}, "datasets"),
         ({"datasets": {"demo": DEMO}}, "datasets"),
         ({"datasets": {"a": {**DEMO, "test_only": True}}}, "nothing to train on"),
+        ({"datasets": {"a": {**DEMO, "prepare": {"axes": "CYXC"}}}}, "datasets.a.prepare.axes: 'CYXC' is no axes order"),
+        ({"datasets": {"a": DEMO}, "prepare": {"axes": "C Y X"}}, "prepare.axes: 'C Y X' does not match"),
     ],
 )
 def test_bad_config_names_the_key(config, named):

@@ -315,3 +315,56 @@ def test_plane_of_a_single_plane_png(tmp_path):
     assert read_image(tmp_path / "a.png", plane=0).pixels.shape == (8, 8, 1)
     with pytest.raises(InputError, match=r"a\.png: plane 1 does not exist; it has 1 plane"):
         read_image(tmp_path / "a.png", plane=1)
+
+
+def test_axes_say_what_a_plain_tiff_holds(tmp_path):
+    """A 2-channel field written by plain tifffile.imwrite reads as planes (CYX) or as 64 planes of 64 x 2 px (YXC)
+    unless prepare.axes says what the axes are."""
+    data = ints((2, 48, 64), 4096)
+    cyx, yxc = tmp_path / "cyx.tif", tmp_path / "yxc.tif"
+    tifffile.imwrite(cyx, data)
+    tifffile.imwrite(yxc, data.transpose(1, 2, 0))
+    assert read_image(cyx).pixels.shape == (48, 64, 1)  # as the file says: planes, projected
+    np.testing.assert_array_equal(read_image(cyx, axes="CYX").pixels, data.transpose(1, 2, 0))
+    np.testing.assert_array_equal(read_image(yxc, axes="yxc").pixels, data.transpose(1, 2, 0))
+    stack = ints((3, 2, 48, 64), 4096)
+    tifffile.imwrite(tmp_path / "zcyx.tif", stack)
+    np.testing.assert_array_equal(read_image(tmp_path / "zcyx.tif", axes="ZCYX").pixels,
+                                  stack.max(axis=0).transpose(1, 2, 0))
+    np.testing.assert_array_equal(read_image(tmp_path / "zcyx.tif", axes="ZCYX", plane=2).pixels,
+                                  stack[2].transpose(1, 2, 0))
+    # A Z of one plane may be named: the file keeps it as an axis of length 1.
+    tifffile.imwrite(tmp_path / "one.tif", stack[:1])
+    assert read_image(tmp_path / "one.tif", axes="ZCYX").pixels.shape == (48, 64, 2)
+
+
+@pytest.mark.parametrize(("axes", "message"), [
+    ("ZCYX", r"cyx\.tif: prepare\.axes 'ZCYX' names 4 axes, but the file holds a 3-D image of shape \(2, 48, 64\)"),
+    ("YX", r"cyx\.tif: prepare\.axes 'YX' names 2 axes, but the file holds a 3-D image"),
+    ("CYY", r"prepare\.axes: 'CYY' is no axes order"),
+    ("CZY", r"prepare\.axes: 'CZY' is no axes order"),
+    ("C-YX", r"prepare\.axes: 'C-YX' is no axes order"),
+])
+def test_axes_that_do_not_fit_are_named_with_the_file(tmp_path, axes, message):
+    tifffile.imwrite(tmp_path / "cyx.tif", ints((2, 48, 64), 4096))
+    with pytest.raises(InputError, match=message):
+        read_image(tmp_path / "cyx.tif", axes=axes)
+
+
+def test_plane_files_of_a_channel_are_projected_or_picked(tmp_path):
+    planes = [[ints((16, 20), 4096) for _ in range(3)] for _ in range(2)]  # 2 channels x 3 planes
+    paths = []
+    for c, channel in enumerate(planes):
+        for p, pixels in enumerate(channel):
+            paths.append(tiff(tmp_path / f"c{c}p{p}.tif", pixels))
+    image = read_image(paths, planes=3)
+    np.testing.assert_array_equal(image.pixels, np.stack([np.max(ch, axis=0) for ch in planes], axis=2))
+    assert image.bit_depth == 16 and len(image.paths) == 6
+    np.testing.assert_array_equal(read_image(paths, planes=3, plane=1).pixels, np.stack([ch[1] for ch in planes], axis=2))
+    with pytest.raises(InputError, match="plane 3 does not exist; it has 3 plane files per channel"):
+        read_image(paths, planes=3, plane=3)
+    with pytest.raises(InputError, match="6 files are not 4 plane"):
+        read_image(paths, planes=4)
+    tiff(tmp_path / "c1p2.tif", ints((16, 21), 4096))
+    with pytest.raises(InputError, match=r"c1p2\.tif is 16 x 21"):
+        read_image(paths, planes=3)

@@ -203,7 +203,10 @@ def test_a_package_prediction_set_needs_no_runs_and_no_datasets(tmp_path):
     assert new.runs == [] and new.package == str(tmp_path / "model.zip")
     assert new.record == new.package and new.models == [new.package] and new.calibrations == []
     assert plan.run_dirs() == [] and plan.evaluated_outputs() == []
-    assert plan.all_outputs() == ["results/predict/new/images.tsv"]
+    # A small set's per-tile table comes as TSV too (predict.<set>.tiles_tsv: auto), unless switched off.
+    assert plan.all_outputs() == ["results/predict/new/images.tsv", "results/predict/new/tiles.tsv"]
+    quiet = make_plan({"predict": {"new": {"path": "images", "package": "model.zip", "tiles_tsv": False}}}, base_dir=tmp_path)
+    assert quiet.all_outputs() == ["results/predict/new/images.tsv"]
 
 
 def test_exports_name_their_runs(tmp_path):

@@ -143,3 +143,98 @@ def test_a_folder_that_is_no_ome_zarr_plate_is_named(tmp_path):
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(InputError, match="empty.zarr: no plate metadata"):
         plates.fields_from_zarr(tmp_path / "empty.zarr")
+
+
+def write_files(folder, names, shape=(16, 16)):
+    """Empty-looking TIFFs under the names an imager gives them; each file's value is its index + 1."""
+    for index, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / name, np.full(shape, index + 1, np.uint16))
+    return folder
+
+
+# Each imager's own file names for wells B03 and C11 (2 sites, 2 channels; Opera also 2 z planes) and the pattern
+# that reads them as they are.
+NAMING = {
+    # MetaXpress: <plate>_<well>_s<site>_w<wavelength><UUID>.TIF
+    "metaxpress": (r"(?P<plate>[^_]+)_(?P<well>[A-P]\d{2})_s(?P<site>\d)_w(?P<channel>\d)[0-9A-F-]*\.TIF",
+                   [f"P7_{w}_s{s}_w{c}{u}.TIF" for w in ("B03", "C11") for s in (1, 2) for c, u in ((1, "3F2A"), (2, ""))]),
+    # Opera/Operetta (Harmony): r<row>c<column>f<field>p<plane>-ch<channel>sk<time>fk1fl1.tiff
+    "operetta": (r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff",
+                 [f"Images/r{r:02d}c{c:02d}f{f:02d}p{p:02d}-ch{ch}sk1fk1fl1.tiff"
+                  for r, c in ((2, 3), (3, 11)) for f in (1, 2) for p in (1, 2) for ch in (1, 2)]),
+    # CellInsight/Cellomics: <plate>_<well>f<field, from 00>d<channel, from 0>.TIF
+    "cellinsight": (r"(?P<plate>.+)_(?P<well>[A-P]\d{2})f(?P<field>\d{2})d(?P<channel>\d)\.TIF",
+                    [f"P7_{w}f{f:02d}d{d}.TIF" for w in ("B03", "C11") for f in (0, 1) for d in (0, 1)]),
+    # Channel<channel>-<field>-<row>-<column>.tif, as a public plate export names them: well 'B-03'.
+    "channel_first": (r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif",
+                      [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)]),
+    # The same with row and column apart.
+    "row_column": (r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<row>[A-P])-(?P<column>\d{2})\.tif",
+                   [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)]),
+}
+
+
+@pytest.mark.parametrize("imager", NAMING)
+def test_each_imagers_file_names_give_wells_sites_channels_and_planes(tmp_path, imager):
+    pattern, names = NAMING[imager]
+    fields = plates.fields_from_folder(write_files(tmp_path / "export", names), pattern, "P7")
+    assert [(f.plate, f.well) for f in fields] == [("P7", "B03")] * 2 + [("P7", "C11")] * 2
+    assert len({f.site for f in fields}) == 2
+    planes = 2 if imager == "operetta" else 1
+    assert {f.planes for f in fields} == {planes} and {len(f.files) for f in fields} == {2 * planes}
+    first = fields[0]
+    value = {str(tmp_path / "export" / name): index + 1 for index, name in enumerate(names)}  # as written
+    per_channel = np.reshape([value[f] for f in first.files], (2, planes))  # channel 1's planes, then channel 2's
+    pixels = imageio.read_image(first.files, planes=first.planes).pixels
+    assert pixels.shape == (16, 16, 2) and pixels[0, 0].tolist() == per_channel.max(axis=1).tolist()
+    assert imageio.read_image(first.files, planes=first.planes, plane=0).pixels[0, 0].tolist() == per_channel[:, 0].tolist()
+    if imager == "operetta":
+        assert [f.rsplit("/", 1)[1][9:16] for f in first.files] == ["p01-ch1", "p02-ch1", "p01-ch2", "p02-ch2"]
+
+
+def test_row_numbers_and_letters_name_wells():
+    assert plates.well_name("02", "03") == "B03" == plates.well_name("b", "3") == plates.canonical_well("r02c03")
+    assert plates.well_name("27", "1") == "AA01" and plates.canonical_well("B-03") == "B03"
+    assert plates.well_name("0", "1") is None and plates.well_name("B", "x") is None
+    assert plates.canonical_well("r0c3") is None
+
+
+def test_plane_or_channel_missing_from_one_site_is_named(tmp_path):
+    pattern, names = NAMING["operetta"]
+    folder = write_files(tmp_path / "export", [n for n in names if n != "Images/r03c11f02p02-ch2sk1fk1fl1.tiff"])
+    with pytest.raises(InputError, match="plate P7 well C11 site 2 has no file for channel 2 plane 02"):
+        plates.fields_from_folder(folder, pattern, "P7")
+    folder = write_files(tmp_path / "one", [n for n in names if not n.startswith("Images/r03c11f02p02")])
+    with pytest.raises(InputError, match="plate P7 well C11 site 2 has no file for plane 02"):
+        plates.fields_from_folder(folder, pattern, "P7")
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    (r"(?P<well>\w+)_(?P<row>\w)\.tif", "either as 'well' or as 'row' and 'column'"),
+    (r"r(?P<row>\d+)\.tif", "needs a named group 'well', or 'row' and 'column'"),
+    (r"(?P<well>\w+)_s(?P<site>\d)f(?P<field>\d)\.tif", "'site' and 'field' are the same"),
+])
+def test_a_pattern_naming_the_well_or_site_twice_or_not_at_all_is_an_error(tmp_path, pattern, message):
+    with pytest.raises(InputError, match=message):
+        plates.fields_from_folder(write_files(tmp_path, ["B03.tif"]), pattern, "P7")
+
+
+def test_a_matched_row_and_column_that_name_no_well_are_named_with_the_file(tmp_path):
+    folder = write_files(tmp_path, ["r00c03.tif"])
+    with pytest.raises(InputError, match=r"r00c03\.tif: row '00' and column '03' matched, but they name no well"):
+        plates.fields_from_folder(folder, r"r(?P<row>\d+)c(?P<column>\d+)\.tif", "P7")
+    folder = write_files(tmp_path / "w", ["Q-x3.tif"])
+    with pytest.raises(InputError, match=r"Q-x3\.tif: 'Q-x3' matched as the well, but it is no well name"):
+        plates.fields_from_folder(folder, r"(?P<well>.+)\.tif", "P7")
+
+
+def test_plate_fields_with_plane_files_are_samples_that_project_them(tmp_path):
+    pattern, names = NAMING["operetta"]
+    fields = plates.fields_from_folder(write_files(tmp_path / "export", names), pattern, "P7")
+    table = plates.read_plate_map(write_map(tmp_path / "map.tsv", [
+        ("", "r02c03", "DMSO", "control", "", "", "negative_control"),
+        ("", "C-11", "siSNAP29", "aggregates", "", "", "positive_control")]))
+    samples, layout = plates.join(fields, table, tmp_path / "map.tsv", labelled_only=True)
+    assert [s.id for s in samples] == ["P7/B03/s1", "P7/B03/s2", "P7/C11/s1", "P7/C11/s2"]
+    assert {s.planes for s in samples} == {2} and layout[0]["site"] == "1"

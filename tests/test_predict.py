@@ -213,3 +213,49 @@ def test_each_run_calibrates_its_own_probabilities(tmp_path):
     raw = np.stack([inference.probabilities(m, tiles.tiles) for m in members])
     np.testing.assert_allclose(scores[0], calibration.apply(raw[0], 2.0), atol=1e-6)
     np.testing.assert_allclose(scores[1], raw[1], atol=1e-6)
+
+
+def test_overlays_take_turns_across_calls_least_sure_first():
+    import pandas as pd
+
+    images = pd.DataFrame({
+        "image": list("abcdef"),
+        "call": ["control", "control", "aggregates", "control", "abstain (unlike training data)", "aggregates"],
+        "p_control": [0.9, 0.6, 0.2, 0.6, np.nan, 0.1], "p_aggregates": [0.1, 0.4, 0.8, 0.4, np.nan, 0.9],
+        "abstained_share": [0.0, 0.0, 0.0, 0.5, 1.0, 0.0],
+    })
+    # A turn of every call, the least sure first within each (control: d most abstained, then b below a), the
+    # turn itself led by the most abstained image.
+    assert [images["image"][i] for i in predict.overlay_order(images)] == ["e", "d", "c", "b", "f", "a"]
+
+
+def test_overlays_are_capped_and_drawn_only_on_fields(tmp_path):
+    import pandas as pd
+
+    field = tmp_path / "f.tif"
+    tifffile.imwrite(field, blob_field())
+    record = settings()
+    metas, tables, rows = [], [], []
+    for name, kind in (("f1", "fields"), ("f2", "fields"), ("c1", "cells")):
+        tiles = TileSet(np.zeros((1, 4, 4, 1)), np.array([0]), np.array([0]),
+                        {"sample": name, "files": [str(field)], "class": "", "group": name, "skipped": None,
+                         "settings": {**record, "kind": kind}})
+        metas.append(tiles.meta)
+        tables.append(predict.tile_rows(tiles, np.array([[[0.7, 0.3]]]), CLASSES))
+        rows.append(predict.image_row(tiles, np.array([[[0.7, 0.3]]]), CLASSES))
+    images = pd.DataFrame(rows)
+    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "all", None) == 2
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["f1.png", "f2.png"]  # no single-cell image
+    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "one", 1) == 1
+    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "none", 0) == 0
+    assert list((tmp_path / "none").iterdir()) == []  # the declared directory exists, empty
+
+
+def test_tables_are_written_as_their_suffix_says(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"tile": ["a@0,0", "b@0,4"], "p_control": [0.25, 0.5], "label": [1, 2]})
+    predict.write_table(table, tmp_path / "t.parquet")
+    predict.write_table(table, tmp_path / "t.tsv")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), table)
+    assert pd.read_csv(tmp_path / "t.tsv", sep="\t")["p_control"].tolist() == [0.25, 0.5]

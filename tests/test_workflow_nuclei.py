@@ -118,7 +118,9 @@ def test_new_fields_are_called_per_cell_image_and_well(run):
     assert {"label", "centroid_y", "centroid_x", "area"} <= set(cells.columns)
     assert (cells["tile"] == cells["image"] + "@cell" + cells["label"].astype(str)).all()
     assert (images["unit"] == "cell").all() and len(images) == 4
-    assert (images[["called_aggregates", "called_control"]].sum(axis=1) == images["tiles"]).all()
+    # Every cell is called a class or abstains (as unlike the training data, or uncertain).
+    counted = images[["called_aggregates", "called_control", "unlike_training", "uncertain"]].sum(axis=1)
+    assert (counted == images["tiles"]).all()
     assert wells["group"].tolist() == ["A01", "B01"] and (wells["images"] == 2).all()
     assert wells["tiles"].sum() == len(cells) == images["tiles"].sum()
     assert np.allclose(wells[["fraction_aggregates", "fraction_control"]].sum(axis=1), 1)

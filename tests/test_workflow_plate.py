@@ -1,8 +1,9 @@
 """A screening plate in one real Snakemake run, with no sample sheet: a folder of imager files (one TIFF per
-channel and site) and a plate map train a classifier on control wells; a second plate (and the same plate as
+channel and site, named as an Opera/Operetta names them, with two z planes) and a plate map train a classifier on
+control wells; a second plate (named as a public plate export names it, well `A-01`; and the same plate as
 OME-Zarr) is called per cell and per well, with Z', SSMD, the dose-response fit and the plate heatmap, all in
-the report. The training plate predicted again is scored out of fold (2 folds), or, under a single split, only
-on its test wells, the others listed and left out of Z'."""
+the report. Not a file is renamed. The training plate predicted again is scored out of fold (2 folds), or,
+under a single split, only on its test wells, the others listed and left out of Z'."""
 
 import html
 
@@ -16,7 +17,10 @@ from conftest import caption_problems, nothing_to_do, report_results, snakemake,
 
 pytestmark = pytest.mark.slow
 
-PATTERN = r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)_w(?P<channel>\d)\.tif"
+# Opera/Operetta (Harmony): row and column numbers, field, z plane, channel.
+OPERA = r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff"
+# Channel1-01-A-01.tif: channel, site, well with a dash.
+EXPORT = r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif"
 TRAINING = {"name": "T1", "rows": 4, "columns": 4, "controls": 8, "doses": [], "replicates": 1, "ec50": 3.0,
             "hill": 1.0, "unit": "uM", "seed": 1, "size": 256, "cells_per_field": 20}
 SCREEN = {**TRAINING, "name": "S1", "rows": 4, "columns": 6, "controls": 4, "doses": [0.1, 0.3, 1, 3, 10, 30, 100, 300],
@@ -27,27 +31,44 @@ CONFIG = {
     "split": {"seed": 0, "test_fraction": 0.25},
     "train": {"models": ["small"], "runs": 1, "epochs": 3, "batch_size": 16, "threads": 1, "epoch_tiles": 400},
     "datasets": {
-        "training": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}},
+        "training": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}},
         # The same plate under 2-fold cross-validation: every well is tested by one fold's run.
-        "training_cv": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "split": {"folds": 2}},
+        "training_cv": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "split": {"folds": 2}},
     },
     "attribution": {"experiments": []},
     "assay": {"bootstrap_resamples": 199},
     "predict": {
-        "screen": {"plate": {"path": "S1", "pattern": PATTERN, "map": "S1_map.tsv"}, "experiment": "training"},
-        "screen_zarr": {"plate": {"zarr": "S1.zarr", "map": "S1_map.csv"}, "experiment": "training"},
+        "screen": {"plate": {"path": "S1", "pattern": EXPORT, "map": "S1_map.tsv"}, "experiment": "training",
+                   "overlays": 3},
+        "screen_zarr": {"plate": {"zarr": "S1.zarr", "map": "S1_map.csv"}, "experiment": "training",
+                        "tiles_tsv": False},
         # The training plate predicted again: each well only by the runs that never trained on it.
-        "again": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "experiment": "training_cv"},
-        "again_single": {"plate": {"path": "T1", "pattern": PATTERN, "map": "T1_map.tsv"}, "experiment": "training"},
+        "again": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "experiment": "training_cv"},
+        "again_single": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "experiment": "training"},
     },
 }
 
 
+def channel_files(folder, spec, well):
+    """A well's channel files (one site), as the plate's imager names them: the training plate as an Opera's
+    first z plane, the screen as Channel<c>-01-<row>-<column>.tif."""
+    if spec["name"] == "T1":
+        row, column = ord(well[0]) - ord("A") + 1, int(well[1:])
+        return [folder / "T1/Images" / f"r{row:02d}c{column:02d}f01p01-ch{c}sk1fk1fl1.tiff" for c in (1, 2)]
+    return [folder / spec["name"] / f"Channel{c}-01-{well[0]}-{well[1:]}.tif" for c in (1, 2)]
+
+
 def write_plate(folder, spec):
-    """The plate's files as an imager names them (<well>_s1_w<channel>.tif) and its plate map."""
+    """The plate's files as its imager names them and its plate map. The Opera plate's second z plane is the
+    first one dimmed, so its projection is the field itself."""
     table = demo.plate_map(spec)
     for well in table["well"]:
-        demo.write_plate_field([folder / spec["name"] / f"{well}_s1_w{c}.tif" for c in (1, 2)], well=well, spec=spec)
+        paths = channel_files(folder, spec, well)
+        (paths[0].parent).mkdir(parents=True, exist_ok=True)
+        demo.write_plate_field(paths, well=well, spec=spec)
+        if spec["name"] == "T1":
+            for path in paths:
+                tifffile.imwrite(str(path).replace("p01-", "p02-"), tifffile.imread(path) // 2)
     columns = ["plate", "well", "condition", "class", "dose", "unit", "role"]
     table[columns].to_csv(folder / f"{spec['name']}_map.tsv", sep="\t", index=False)
     return table
@@ -68,7 +89,7 @@ def write_zarr(folder, spec):
         row, column = path.split("/")
         group = root.require_group(row).require_group(column)
         write_well_metadata(group, ["0"])
-        image = np.stack([tifffile.imread(folder / spec["name"] / f"{well}_s1_w{c}.tif") for c in (1, 2)])
+        image = np.stack([tifffile.imread(path) for path in channel_files(folder, spec, well)])
         write_image(image, group.require_group("0"), axes="cyx", scale_factors=[])
     # A CSV plate map with the wells written as the imager does not (A1): both read the same.
     table.assign(well=[f"{w[0]}{int(w[1:])}" for w in table["well"]])[
@@ -157,6 +178,28 @@ def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
     assert plates["positive_wells"] + plates["negative_wells"] == len(tested)  # Z' rests on the test wells alone
     findings = html.unescape((run / "results/assay/again_single/findings.html").read_text())
     assert f"{len(seen)} well(s) were left out of Z', SSMD and the dose-response" in findings
+
+
+def test_fields_of_both_imagers_are_read_without_renaming(run):
+    """The Opera plate's wells come from row and column numbers, its two z planes one field; the export's from
+    'A-01'."""
+    split = pd.read_csv(run / "results/training/split.tsv", sep="\t")
+    assert len(split) > 0 and split["source"].str.contains("p01-ch1sk1fk1fl1.tiff").all()
+    assert split["source"].str.contains("p02-ch1sk1fk1fl1.tiff").all()
+    images = pd.read_csv(run / "results/predict/screen/images.tsv", sep="\t")
+    assert len(images) == 24 and images["image"].str.fullmatch(r"S1/[A-D]0[1-6]/s1").all()
+    assert images["files"].str.contains(r"Channel1-01-[A-D]-0[1-6]\.tif").all()
+
+
+def test_prediction_outputs_scale(run):
+    """At most `overlays` fields get one; the per-cell table is Parquet, and TSV too unless switched off."""
+    overlays = sorted((run / "results/predict/screen/overlays").rglob("*.png"))
+    assert len(overlays) == 3 and all(p.stat().st_size > 1000 for p in overlays)
+    tiles = pd.read_parquet(run / "results/predict/screen/tiles.parquet")
+    assert len(tiles) == len(pd.read_csv(run / "results/predict/screen/tiles.tsv", sep="\t")) > 24
+    assert (run / "results/predict/screen_zarr/tiles.parquet").exists()
+    assert not (run / "results/predict/screen_zarr/tiles.tsv").exists()
+    assert len(list((run / "results/predict/screen_zarr/overlays").rglob("*.png"))) == 24  # default 50 caps none
 
 
 def test_the_ome_zarr_plate_gives_the_same_calls(run):

@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from cellclass.io import imageio
 from cellclass.io.errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -76,6 +77,11 @@ def validate(config, base_dir="."):
             merged = deep_merge(config[section], dataset[section])
             _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
             dataset[section] = merged
+        if dataset["prepare"]["axes"] is not None:
+            try:
+                dataset["prepare"]["axes"] = imageio.check_axes(dataset["prepare"]["axes"], f"{where}.prepare.axes")
+            except InputError as error:
+                raise InputError(f"invalid configuration:\n  {error}") from None
         _resolve_paths(dataset, base_dir, where)
         if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
             raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "

@@ -15,6 +15,7 @@ from cellclass.prepare import shards, split
 from cellclass.share import package
 
 DEMO_ROOT = "results/demo"
+TSV_IMAGES = 1000  # predict.<set>.tiles_tsv: auto writes tiles.tsv for sets of at most this many images
 
 
 @dataclass
@@ -62,6 +63,12 @@ class PredictionSet(ImageSet):
     package: str | None = None
     # Images it shares with the runs' training dataset: sample id -> the runs that may score them (out_of_fold).
     scoring: dict = field(default_factory=dict)
+
+    @property
+    def tiles_tsv(self):
+        """Whether the per-tile (cell) table is also written as TSV: predict.<set>.tiles_tsv, auto for small sets."""
+        wanted = self.entry["tiles_tsv"]
+        return len(self.samples) <= TSV_IMAGES if wanted == "auto" else wanted
 
     @property
     def record(self):
@@ -342,6 +349,7 @@ class Plan:
 
     def predicted_outputs(self):
         outputs = [f"results/predict/{name}/images.tsv" for name in self.predictions]
+        outputs += [f"results/predict/{name}/tiles.tsv" for name, p in self.predictions.items() if p.tiles_tsv]
         return outputs + [f for name, p in self.predictions.items() if p.layout for f in self.assay_files(name, name)]
 
     def assayed_outputs(self):

@@ -4,7 +4,7 @@ for plate prediction sets and for plate test sets."""
 
 rule assay:
     input:
-        tiles="results/predict/{name}/tiles.tsv",
+        tiles="results/predict/{name}/tiles.parquet",
         # How the tiles were made (the unit, and its normalisation as a caveat for per-cell fractions).
         run=lambda w: PLAN.predictions[w.name].record,
     output:

@@ -41,7 +41,8 @@ rule predict_set:
         # The overlays draw the calls over each image's field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
     output:
-        tiles="results/predict/{name}/tiles.tsv",
+        # Per tile (cell): Parquet, as a plate may have millions; predict_tiles_tsv copies small sets' to TSV.
+        tiles="results/predict/{name}/tiles.parquet",
         images=report(
             "results/predict/{name}/images.tsv",
             caption="../report/predict_images.rst",
@@ -83,5 +84,19 @@ rule predict_set:
         abstain=lambda w: CONFIG["predict"][w.name]["abstain"],
         # Images the runs' training dataset also holds: the runs that never trained on each, which alone score it.
         scoring=lambda w: PLAN.predictions[w.name].scoring,
+        overlays=lambda w: CONFIG["predict"][w.name]["overlays"],
     script:
         "../scripts/predict.py"
+
+
+rule predict_tiles_tsv:
+    input:
+        "results/predict/{name}/tiles.parquet",
+    output:
+        "results/predict/{name}/tiles.tsv",
+    log:
+        "logs/predict_tiles_tsv/{name}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    script:
+        "../scripts/predict_tiles_tsv.py"

@@ -7,7 +7,7 @@ from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 wells.write_assay(
-    tiles=pd.read_csv(snakemake.input.tiles, sep="\t", dtype={"image": str, "group": str, "tile": str}),
+    tiles=pd.read_parquet(snakemake.input.tiles),
     run_path=snakemake.input.run,
     layout=snakemake.params.layout,
     positive=snakemake.params.positive,

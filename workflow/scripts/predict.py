@@ -8,7 +8,7 @@ calls.predict_set(
     tile_files=list(snakemake.input.tiles),
     model_paths=list(snakemake.input.models),
     run_path=snakemake.input.run,
-    tiles_tsv=snakemake.output.tiles,
+    tiles_table=snakemake.output.tiles,
     images_tsv=snakemake.output.images,
     groups_tsv=snakemake.output.groups,
     calls_figures=[snakemake.output.calls, snakemake.output.calls_svg],
@@ -19,4 +19,5 @@ calls.predict_set(
     threads=snakemake.threads,
     tta=snakemake.params.tta,
     scoring=snakemake.params.scoring,
+    overlays=snakemake.params.overlays,
 )

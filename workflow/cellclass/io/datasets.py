@@ -35,6 +35,7 @@ class Sample:
     split: str = ""  # a side fixed by the sample sheet (train, validation, test); "" lets the hash decide
     labels: str = ""  # kind nuclei: a user label image of the field's nuclei ("": segment them)
     cell_labels: str = ""  # and of its cells ("": grow them, if configured)
+    planes: int = 1  # files per channel: a plate field's z planes, one file each, in turn per channel
 
     def inputs(self):
         """Every file the sample is made from: its channel files and any label images."""

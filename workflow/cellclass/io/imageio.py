@@ -42,6 +42,8 @@ def read_image(
     channels: Sequence[int] | None = None,
     plane: int | str = "max",
     bit_depth: int | str = "auto",
+    planes: int = 1,
+    axes: str | None = None,
 ) -> RawImage:
     """Read one field from one file, or from one file per channel stacked in the given order.
 
@@ -49,14 +51,25 @@ def read_image(
     over all plane axes in file order). channels: indices into the stacked
     channels (None = all). bit_depth: "auto" reads it from the file; an int
     overrides it, e.g. 12 for 12-bit camera data saved in 16-bit files.
+    planes: files per channel, each a z plane (`paths` holds channel 1's planes,
+    then channel 2's, ...); "max" projects them, an int picks that plane's file.
+    axes: a TIFF's axes (tifffile letters, e.g. "CYX"), overriding what the file says.
     """
     paths = (paths,) if isinstance(paths, (str, os.PathLike)) else tuple(paths)
     if not paths:
         raise InputError("no image file given")
     paths = tuple(Path(p) for p in paths)
-    images = [_read_file(path, plane, bit_depth) for path in paths]
-    first, (pixels, _) = paths[0], images[0]
-    for path, (other, _) in zip(paths[1:], images[1:]):
+    if len(paths) % planes:
+        raise InputError(f"image {' + '.join(map(str, paths))}: {len(paths)} files are not {planes} plane(s) per channel")
+    read = paths
+    if planes > 1 and plane != "max":
+        if not 0 <= plane < planes:
+            raise InputError(f"image {' + '.join(map(str, paths))}: plane {plane} does not exist; it has {planes} "
+                             f"plane files per channel, numbered 0 to {planes - 1}")
+        read, planes, plane = paths[plane::planes], 1, "max"  # that plane's file of each channel
+    images = [_read_file(path, plane, bit_depth, axes) for path in read]
+    first, (pixels, _) = read[0], images[0]
+    for path, (other, _) in zip(read[1:], images[1:]):
         if other.shape[:2] != pixels.shape[:2]:
             raise InputError(
                 f"image {path} is {_size(other)} pixels but {first} is {_size(pixels)}; "
@@ -67,6 +80,9 @@ def read_image(
                 f"image {path} has {_kind(other)} pixels but {first} has {_kind(pixels)}; "
                 "the channel files of one field must have the same pixel type"
             )
+    if planes > 1:  # each channel's plane files projected as one stack's planes are
+        images = [(np.fmax.reduce([image for image, _ in images[i : i + planes]]),
+                   max(depth or 0 for _, depth in images[i : i + planes]) or None) for i in range(0, len(images), planes)]
     if len(images) > 1:
         pixels = np.concatenate([image for image, _ in images], axis=2)
     if channels is not None:
@@ -90,8 +106,17 @@ def _kind(pixels):
     return f"{pixels.dtype.itemsize * 8}-bit {'float' if pixels.dtype.kind == 'f' else 'integer'}"
 
 
-def _read_file(path, plane, bit_depth):
-    """One file's (Y, X, C) pixels, checked, and its bit depth."""
+def check_axes(axes, where="prepare.axes"):
+    """`axes` as tifffile letters, upper case: each once, Y and X among them; an error naming `where` if not."""
+    upper = str(axes).upper()
+    if not upper.isalpha() or len(set(upper)) < len(upper) or not {"Y", "X"} <= set(upper):
+        raise InputError(f"{where}: '{axes}' is no axes order; give each axis once as a letter, with Y and X among "
+                         "them (C channel, Z plane, T time), e.g. CYX, YXC or ZCYX")
+    return upper
+
+
+def _read_file(path, plane, bit_depth, axes=None):
+    """One file's (Y, X, C) pixels, checked, and its bit depth; `axes` overrides a TIFF's own."""
     if is_ome_zarr_image(path):
         pixels, depth = _read_ome_zarr(path, plane)
         return _check_values(path, pixels, depth, bit_depth)
@@ -105,7 +130,7 @@ def _read_file(path, plane, bit_depth):
         raise InputError(f"image {path}: the file is empty (0 bytes); it was probably not saved or copied completely")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        pixels, depth = _read_tiff(path, plane)
+        pixels, depth = _read_tiff(path, plane, axes)
     elif suffix in PILLOW_SUFFIXES:
         pixels, depth = _read_pillow(path, plane)
     else:
@@ -159,8 +184,9 @@ class _TiffErrorLog(logging.Handler):
             )
 
 
-def _read_tiff(path, plane):
-    """TIFF pixels as (Y, X, C) and BitsPerSample; an int `plane` reads only that plane's pages."""
+def _read_tiff(path, plane, given_axes=None):
+    """TIFF pixels as (Y, X, C) and BitsPerSample; an int `plane` reads only that plane's pages. `given_axes`
+    (prepare.axes) replaces the axes tifffile reads from the file's metadata (or guesses without any)."""
     errors = _TiffErrorLog(path)
     logger = logging.getLogger("tifffile")
     logger.addHandler(errors)
@@ -169,10 +195,21 @@ def _read_tiff(path, plane):
             series = tif.series[0]
             errors.check()
             page, axes, shape = series.keyframe, series.axes, series.shape
+            if given_axes:
+                axes = check_axes(given_axes)
+                if len(axes) == len(series.get_shape(False)):  # axes of length 1 named too, e.g. Z of one plane
+                    shape = series.get_shape(False)
+                if len(axes) != len(shape):
+                    raise InputError(
+                        f"image {path}: prepare.axes '{given_axes}' names {len(axes)} axes, but the file holds a "
+                        f"{len(shape)}-D image of shape {tuple(shape)} (axes '{series.axes}' by its own account); "
+                        f"give {len(shape)} letters"
+                    )
             _check_plane(path, axes, shape, plane)
             lead = len(axes) - len(page.axes)
             if (
-                plane != "max"
+                not given_axes
+                and plane != "max"
                 and axes.endswith(page.axes)
                 and math.prod(shape[:lead]) == len(series.pages)
                 and all(a in KEPT_AXES for a in page.axes)
@@ -185,7 +222,7 @@ def _read_tiff(path, plane):
                 data = series.asarray(key=keys.tolist()).reshape(*(shape[i] for i in chans), *page.shape)
                 axes, plane = "".join(axes[i] for i in chans) + page.axes, 0
             else:
-                data = series.asarray()
+                data = series.asarray().reshape(shape)
             depth = page.bitspersample
         errors.check()
     except InputError:

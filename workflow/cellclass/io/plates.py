@@ -2,8 +2,11 @@
 to a plate map that says what each well is.
 
 A field is one site of one well; its channels are one file each (`..._w1.tif`,
-`..._w2.tif`) or one file. Its group, the unit of the split and of every
-per-well number, is plate + well. The plate map gives each well a class (what
+`..._w2.tif`) or one file, and its z planes may be one file each too (`p01`,
+`p02`): they stay one field, projected or picked by `prepare.plane` as a
+stack in one file is. Imagers name wells as B03, B-03 or r02c03, or give row
+and column apart; all become B03. Its group, the unit of the split and of
+every per-well number, is plate + well. The plate map gives each well a class (what
 a classifier learns), a role (negative_control, positive_control, sample), a
 dose and unit, and a condition; `layout` keeps these per field for the assay
 statistics downstream.
@@ -31,7 +34,10 @@ class Field:
     plate: str
     well: str  # canonical: row letters and a two-digit column, e.g. B03
     site: str
-    files: tuple[str, ...]  # one file per channel, in channel order (or one file of every channel)
+    # One file per channel, in channel order (or one file of every channel); with planes > 1 each channel's
+    # plane files in turn.
+    files: tuple[str, ...]
+    planes: int = 1  # files per channel: z planes an imager writes one file each
 
 
 def safe_name(plate):
@@ -40,9 +46,28 @@ def safe_name(plate):
 
 
 def canonical_well(text):
-    """'b3', 'B03' and 'B003' -> 'B03'; None when `text` is no well name."""
-    match = re.fullmatch(r"([A-Za-z]{1,2})0*([1-9][0-9]?)", str(text).strip())
+    """'b3', 'B03', 'B003', 'B-03', 'B_3' and 'r02c03' (row and column numbers) -> 'B03'; None when `text` is
+    no well name."""
+    text = str(text).strip()
+    numbered = re.fullmatch(r"[Rr](\d+)[Cc](\d+)", text)
+    if numbered:
+        return well_name(*numbered.groups())
+    match = re.fullmatch(r"([A-Za-z]{1,2})[-_ ]?0*([1-9][0-9]?)", text)
     return f"{match[1].upper()}{int(match[2]):02d}" if match else None
+
+
+def well_name(row, column):
+    """The canonical well of a row (letters, or a number from 1: '02' is B) and a column number: ('02', '3') and
+    ('b', '03') -> 'B03'; None when either is none."""
+    row, column = str(row).strip(), str(column).strip()
+    if row.isdigit():
+        number, row = int(row), ""
+        while number > 0:  # 1 -> A, 26 -> Z, 27 -> AA
+            number, rest = divmod(number - 1, 26)
+            row = chr(ord("A") + rest) + row
+    if not re.fullmatch(r"[A-Za-z]{1,2}", row) or not column.isdigit():
+        return None
+    return canonical_well(f"{row}{column}")
 
 
 def well_position(well):
@@ -93,15 +118,16 @@ def read_plate_map(path):
 
 def fields_from_folder(folder, pattern, plate_name):
     """Fields of a folder of imager files whose paths (relative, '/'-separated) match `pattern`, a regular
-    expression with named groups `well` and optionally `site`, `channel` and `plate` (else `plate_name`).
+    expression with named groups for the well, `well` (B03, B-03, r02c03) or `row` (letters, or numbers from 1)
+    and `column`, and optionally `site` (or `field`), `channel`, `plane` and `plate` (else `plate_name`).
 
-    Files of one (plate, well, site) are its channels, in channel order; a site without a channel that other
-    sites have is an error naming it. Files that do not match are logged and left out.
+    Files of one (plate, well, site) are its channels, in channel order, each of its planes in turn; a site
+    without a channel or plane that other sites have is an error naming it. Files that do not match are logged
+    and left out.
     """
     folder = Path(folder)
     regex = re.compile(pattern)
-    if "well" not in regex.groupindex:
-        raise InputError(f"file-name pattern {pattern!r}: needs a named group 'well', e.g. (?P<well>[A-P]\\d{{2}})")
+    check_pattern(regex)
     sites = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
@@ -110,28 +136,62 @@ def fields_from_folder(folder, pattern, plate_name):
             log.info("plate folder %s: %s does not match the file-name pattern; left out", folder, relative)
             continue
         groups = match.groupdict()
-        well = canonical_well(groups["well"])
-        if well is None:
-            raise InputError(f"{path}: '{groups['well']}' matched as the well, but it is no well name (e.g. B03)")
-        key = (safe_name(groups.get("plate") or plate_name), well, groups.get("site") or "1")
-        channel = groups.get("channel") or ""
-        if channel in sites.setdefault(key, {}):
-            raise InputError(f"{path} and {sites[key][channel]}: both are plate {key[0]} well {well} site {key[2]} "
-                             f"channel {channel or '(all)'}")
-        sites[key][channel] = str(path)
+        well = _well(path, groups)
+        site = groups.get("site") or groups.get("field") or "1"
+        key = (safe_name(groups.get("plate") or plate_name), well, str(int(site)) if site.isdigit() else site)
+        image = (groups.get("channel") or "", groups.get("plane") or "")
+        if image in sites.setdefault(key, {}):
+            raise InputError(f"{path} and {sites[key][image]}: both are plate {key[0]} well {well} site {key[2]} "
+                             f"channel {image[0] or '(all)'}" + (f" plane {image[1]}" if image[1] else ""))
+        sites[key][image] = str(path)
     if not sites:
         raise InputError(f"plate folder {folder}: no file matches the file-name pattern {pattern!r}")
-    channels = sorted({c for files in sites.values() for c in files}, key=lambda c: (len(c), c))
+    channels = sorted({c for files in sites.values() for c, _ in files}, key=lambda c: (len(c), c))
+    planes = sorted({p for files in sites.values() for _, p in files}, key=lambda p: (len(p), p))
     fields = []
     for (plate, well, site), files in sorted(sites.items()):
-        missing = [c for c in channels if c not in files]
+        for kind, wanted, index in (("channel", channels, 0), ("plane", planes, 1)):
+            missing = [w for w in wanted if w not in {image[index] for image in files}]
+            if missing:
+                raise InputError(
+                    f"plate folder {folder}: plate {plate} well {well} site {site} has no file for {kind} "
+                    f"{', '.join(missing)} (other sites have {kind}s {', '.join(wanted)})"
+                )
+        missing = [(c, p) for c in channels for p in planes if (c, p) not in files]
         if missing:
-            raise InputError(
-                f"plate folder {folder}: plate {plate} well {well} site {site} has no file for channel "
-                f"{', '.join(missing)} (other sites have channels {', '.join(channels)})"
-            )
-        fields.append(Field(plate, well, site, tuple(files[c] for c in channels)))
+            raise InputError(f"plate folder {folder}: plate {plate} well {well} site {site} has no file for "
+                             f"channel {missing[0][0]} plane {missing[0][1]}")
+        fields.append(Field(plate, well, site, tuple(files[c, p] for c in channels for p in planes), len(planes)))
     return fields
+
+
+def check_pattern(regex):
+    """A file-name pattern names the well once: as `well`, or as `row` and `column`; and the site once."""
+    groups = set(regex.groupindex)
+    example = "e.g. (?P<well>[A-P]\\d{2}) or r(?P<row>\\d{2})c(?P<column>\\d{2})"
+    if "well" in groups and groups & {"row", "column"}:
+        raise InputError(f"file-name pattern {regex.pattern!r}: name the well either as 'well' or as 'row' and "
+                         "'column', not both")
+    if "well" not in groups and not {"row", "column"} <= groups:
+        raise InputError(f"file-name pattern {regex.pattern!r}: needs a named group 'well', or 'row' and "
+                         f"'column', {example}")
+    if {"site", "field"} <= groups:
+        raise InputError(f"file-name pattern {regex.pattern!r}: 'site' and 'field' are the same; name one")
+
+
+def _well(path, groups):
+    """The canonical well a matched file name gives, or an error naming the file."""
+    if "well" in groups:
+        well = canonical_well(groups["well"])
+        if well is None:
+            raise InputError(f"{path}: '{groups['well']}' matched as the well, but it is no well name "
+                             "(e.g. B03, B-03, b3 or r02c03)")
+        return well
+    well = well_name(groups["row"], groups["column"])
+    if well is None:
+        raise InputError(f"{path}: row '{groups['row']}' and column '{groups['column']}' matched, but they name no "
+                         "well (rows: letters, or numbers from 1; columns: numbers from 1)")
+    return well
 
 
 def fields_from_zarr(store):
@@ -186,7 +246,7 @@ def join(fields, plate_map, map_path, *, labelled_only):
             continue
         sid = f"{field.plate}/{field.well}/s{field.site}"
         group = f"{field.plate}/{field.well}"
-        samples.append(Sample(sid, field.files, row["class"], group))
+        samples.append(Sample(sid, field.files, row["class"], group, planes=field.planes))
         position = well_position(field.well)
         layout.append({"sample": sid, "plate": field.plate, "well": field.well, "row": position[0],
                        "column": position[1], "site": field.site, "role": row["role"], "dose": row["dose"],

@@ -10,9 +10,9 @@ from cellclass.io.plotting import colours, save
 _MAX_SIDE = 1000  # display pixels: large fields are shown downsampled
 
 
-def call_overlay(field, tiles, image_row, classes, tile_size, paths, *, whole_image=False):
+def call_overlay(field, tiles, image_row, classes, tile_size, paths):
     """The field's first channel in gray with each tile (or cell crop) outlined in its call's colour (opacity:
-    confidence); `whole_image` for single-cell images, whose one tile is the image."""
+    confidence)."""
     step = max(1, int(np.ceil(max(field.shape[:2]) / _MAX_SIDE)))
     shown = field[::step, ::step, 0]
     low, high = np.percentile(shown, [0.5, 99.5])
@@ -22,10 +22,7 @@ def call_overlay(field, tiles, image_row, classes, tile_size, paths, *, whole_im
     ax.imshow(np.clip((shown - low) / max(high - low, 1e-6), 0, 1), cmap="gray", interpolation="nearest")
     class_colours = colours(classes)
     for tile in tiles.itertuples(index=False):
-        if whole_image:
-            row, col, size = 0, 0, max(field.shape[:2])
-        else:
-            row, col, size = tile.row, tile.col, tile_size
+        row, col, size = tile.row, tile.col, tile_size
         confidence = getattr(tile, f"p_{tile.call}")
         ax.add_patch(
             Rectangle(

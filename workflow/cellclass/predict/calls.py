@@ -241,21 +241,39 @@ def group_table(tiles, images, classes):
     return table.reset_index()
 
 
-def overlay(tileset, tiles, image, classes, overlay_dir):
-    """The image's calls drawn over its field (nothing for a skipped image)."""
+def overlay_order(images):
+    """Image rows' indices in the order their overlays are worth drawing: taking turns across the calls, so every
+    call is shown, and within a call the least sure first: the largest share of abstained tiles (cells), then the
+    lowest probability of the call."""
+    sure = [row.get(f"p_{row['call']}", np.nan) for row in images.to_dict("records")]
+    ranked = images.assign(sure=sure).sort_values(["abstained_share", "sure"], ascending=[False, True],
+                                                  na_position="last", kind="stable")
+    turn = ranked.groupby("call", sort=False).cumcount()
+    return list(turn.sort_values(kind="stable").index)
+
+
+def draw_overlays(metas, tile_tables, images, classes, overlay_dir, limit):
+    """Overlays of at most `limit` (None: every) images, in overlay_order; only of fields: a single-cell image's
+    overlay would be the cell with one frame, and skipped images have no field to draw on."""
+    Path(overlay_dir).mkdir(parents=True, exist_ok=True)
+    drawable = images[[not m["skipped"] and m["settings"]["kind"] != "cells" for m in metas]]
+    chosen = overlay_order(drawable)[:limit]
+    for index in chosen:
+        overlay(metas[index], tile_tables[index], images.loc[index], classes, overlay_dir)
+    return len(chosen)
+
+
+def overlay(meta, tiles, image, classes, overlay_dir):
+    """The image's calls drawn over its field."""
     from cellclass.predict import call_figures
     from cellclass.io.datasets import Sample
 
-    if tileset.meta["skipped"]:
-        return
-    meta = tileset.meta
-    field, _ = tiling.load_field(Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"]), meta["settings"])
+    sample = Sample(meta["sample"], tuple(meta["files"]), meta["class"], meta["group"], planes=meta.get("planes", 1))
+    field, _ = tiling.load_field(sample, meta["settings"])
     path = Path(overlay_dir) / f"{meta['sample']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     drawn = tiles[tiles["call"].isin(classes)]  # an image no run could score shows its field and why
-    call_figures.call_overlay(
-        field, drawn, image, classes, meta["settings"]["tile_size"], path, whole_image=meta["settings"]["kind"] == "cells"
-    )
+    call_figures.call_overlay(field, drawn, image, classes, meta["settings"]["tile_size"], path)
 
 
 def read_references(model_paths, novelty_paths):
@@ -268,14 +286,14 @@ def read_references(model_paths, novelty_paths):
     return [Reference.load(path) for path in novelty_paths]
 
 
-def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, groups_tsv, calls_figures, overlay_dir,
-                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none", scoring=None):
-    """Classify every image of a prediction set: tables per tile (cell), image and group, a calls figure, an
-    overlay per image, and findings that warn of images unlike the training data. `tta` (evaluation.tta)
-    averages each tile's dihedral views; every table's `tta` column says whether it did. `novelty_paths`:
-    each member's novelty reference; `abstain`: predict.<set>.abstain. `scoring` (PredictionSet.scoring)
-    names, for each image the runs trained on some of, the members that may score it; every table's
-    `scored_by` column says how each image was scored."""
+def predict_set(*, tile_files, model_paths, run_path, tiles_table, images_tsv, groups_tsv, calls_figures, overlay_dir,
+                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none", scoring=None, overlays=50):
+    """Classify every image of a prediction set: tables per tile (cell: Parquet, as there may be millions), image
+    and group (TSV), a calls figure, overlays of at most `overlays` fields (None: every one), and findings that
+    warn of images unlike the training data. `tta` (evaluation.tta) averages each tile's dihedral views; every
+    table's `tta` column says whether it did. `novelty_paths`: each member's novelty reference; `abstain`:
+    predict.<set>.abstain. `scoring` (PredictionSet.scoring) names, for each image the runs trained on some
+    of, the members that may score it; every table's `scored_by` column says how each image was scored."""
     from cellclass.predict import call_figures
     from cellclass.io.atomic import atomic_path
     from cellclass.learn.runtime import configure_tensorflow
@@ -286,7 +304,7 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
     references = read_references(model_paths, novelty_paths)
     options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
     classes = run["classes"]
-    tile_tables, image_rows = [], []
+    tile_tables, image_rows, metas = [], [], []
     everyone = {"members": list(range(len(members))),
                 "scored_by": out_of_fold.UNCHECKED if package.is_package(run_path) else out_of_fold.ALL_RUNS}
     scoring = scoring or {}
@@ -299,23 +317,34 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_tsv, images_tsv, gro
             tiles, image = scored_rows(tileset, scores, novelty, classes, allowed, options)
             tile_tables.append(tiles)
             image_rows.append(image)
+            metas.append(tileset.meta)
             log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
-            overlay(tileset, tile_tables[-1], image_rows[-1], classes, overlay_dir)
     images = pd.DataFrame(image_rows)
     tiles = pd.concat(tile_tables, ignore_index=True)
     log.info("%d image(s); test-time augmentation: %s; calls: %s", len(images), tta, images["call"].value_counts().to_dict())
     if scoring:
         log.warning("%d image(s) are also images of the runs' training dataset; scored: %s", len(scoring),
                     images.loc[images["image"].isin(scoring), "scored_by"].value_counts().to_dict())
-    for frame, path in ((tiles, tiles_tsv), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
-        frame = frame.assign(tta=tta)
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, sep="\t", index=False)
+    drawn = draw_overlays(metas, tile_tables, images, classes, overlay_dir, overlays)
+    log.info("overlays of %d of %d image(s) (predict.<set>.overlays: %s)", drawn, len(images), overlays)
+    for frame, path in ((tiles, tiles_table), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
+        write_table(frame.assign(tta=tta), path)
     call_figures.calls_plot(images, classes, calls_figures)
     if findings:
         with atomic_path(findings) as tmp:
             tmp.write_text(findings_page(images, options, references))
     return images
+
+
+def write_table(frame, path):
+    """A table as Parquet (.parquet: typed and compressed, for tables of millions of rows) or TSV, atomically."""
+    from cellclass.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if Path(path).suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, sep="\t", index=False)
 
 
 def novelty_scores(members, references, tilesets, run, options):

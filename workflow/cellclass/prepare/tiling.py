@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def load_field(sample, settings):
     """Read a sample's raw image(s), select channels and normalise: (Y, X, C) float32 in [0, 1]."""
     raw = imageio.read_image(
-        sample.files, channels=settings["channels"], plane=settings["plane"], bit_depth=settings["bit_depth"]
+        sample.files, channels=settings["channels"], plane=settings["plane"], bit_depth=settings["bit_depth"],
+        planes=sample.planes, axes=settings.get("axes"),  # runs recorded before prepare.axes have none
     )
     norm = settings["normalise"]
     field = normalise.normalise(
@@ -104,6 +105,7 @@ def tile_sample(sample, settings, dataset=""):
         "class": sample.cls,
         "group": sample.group,
         "files": list(sample.files),
+        "planes": sample.planes,
         "settings": settings,
         "skipped": None,
     }

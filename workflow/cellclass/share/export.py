@@ -101,7 +101,8 @@ def raw_tile(tileset, index, run):
     """One grid tile's pixels as stored in its image, channels as fed to the network."""
     settings = run["prepare"]["settings"]
     image = imageio.read_image(tileset.meta["files"], channels=settings["channels"], plane=settings["plane"],
-                               bit_depth=settings["bit_depth"])
+                               bit_depth=settings["bit_depth"], planes=tileset.meta.get("planes", 1),
+                               axes=settings.get("axes"))
     row, col, size = tileset.rows[index], tileset.cols[index], settings["tile_size"]
     return select_channels(image.pixels[row : row + size, col : col + size], run["channels"])
 
