@@ -14,6 +14,10 @@ folders), `prepare.kind: cells`, default shard size.
     short; planning never reads pixels): `snakemake -n` of the whole workflow
     from scratch, and the no-op `snakemake -n --until split` after a real
     prepare stage. Targets: no-op < 60 s at 100,000, growing about linearly.
+(3b) planning at --plan-cells single-cell images (default 1,000,000) and --plan-fields
+    fields (default 100,000), as empty files in class folders (planning never
+    reads pixels): `snakemake -n` of the whole workflow, its jobs, wall time and
+    the peak memory of the planning process.
 (4) training throughput on the 13,600 crops: bench/train.py's measurement, our
     stream from the workflow's shard files against the same tiles in one
     in-memory array given to model.fit. Target: >= 0.9x.
@@ -24,6 +28,7 @@ folders), `prepare.kind: cells`, default shard size.
 A and B alternate, `--repeat` times (default 3); medians and ranges are printed.
 
     python bench/scale.py [--crops 13600] [--sizes 10000,31623,100000] [--repeat 3] [--model deep]
+                          [--plan-cells 1000000] [--plan-fields 100000] [--skip prepare,planning,...]
 """
 
 import argparse
@@ -139,6 +144,35 @@ def planning(tmp, sizes):
           f"{n1 / n0:.1f}x); at {n1}: {t1:.1f} s (target < 60 s)")
 
 
+def empty_dataset(folder, n, suffix, n_classes=6):
+    """n empty image files in class folders, classes dealt in turn: enough for planning, which never reads pixels."""
+    for k in range(n_classes):
+        (folder / f"class{k}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"class{i % n_classes}" / f"img_{i:07d}{suffix}").touch()
+
+
+def planning_at_scale(tmp, cells, fields):
+    """`snakemake -n` of the whole workflow on `cells` single-cell images and `fields` fields (empty files)."""
+    import resource
+
+    print("(3b) dry run of the whole workflow on generated (empty) files, default shard size")
+    for n, kind, suffix in ((cells, "cells", ".png"), (fields, "fields", ".tif")):
+        if not n:
+            continue
+        folder = tmp / f"dry_{kind}"
+        folder.mkdir()
+        empty_dataset(folder / "data", n, suffix)
+        write_config(folder, folder / "data", 78 if kind == "cells" else 256, kind=kind)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        seconds, plan = snakemake(folder, "-n")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        jobs = job_counts(plan)
+        memory = f"{peak / 1024:.0f} MB" if peak > before else f"<= {peak / 1024:.0f} MB"  # the children's peak so far
+        print(f"    {n:>9} {kind:6s}: {sum(jobs.values())} jobs ({jobs.get('tile', 0)} tile), {seconds:.0f} s, "
+              f"peak memory of snakemake {memory}")
+
+
 def training(tiles_dir, args):
     spec = importlib.util.spec_from_file_location("train_bench", REPO / "bench/train.py")
     train_bench = importlib.util.module_from_spec(spec)
@@ -170,8 +204,10 @@ def main():
     parser.add_argument("--sizes", default="10000,31623,100000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default="deep")
+    parser.add_argument("--plan-cells", type=int, default=1_000_000, help="single-cell images of the dry run (0: skip)")
+    parser.add_argument("--plan-fields", type=int, default=100_000, help="fields of the dry run (0: skip)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
-                        "prepare,planning,training,workflow")
+                        "prepare,planning,scale,training,workflow")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,6 +215,8 @@ def main():
         prepared = prepare_stage(tmp, args.crops, args.repeat) if not {"prepare", "training"} <= skip else None
         if "planning" not in skip:
             planning(tmp, [int(n) for n in args.sizes.split(",")])
+        if "scale" not in skip:
+            planning_at_scale(tmp, args.plan_cells, args.plan_fields)
         if "training" not in skip:
             training(prepared / "results/crops/tiles", args)
         if "workflow" not in skip and prepared is not None:

@@ -65,8 +65,7 @@ def baseline(image):
 def unsplit(image):
     """Ours with connected components where the watershed would split touching nuclei."""
     mask = segment.fill_holes(foreground_mask(image, **NUCLEI))
-    labels = clear_border(ndi.label(mask)[0])
-    return segment.filter_area(labels, min_area=NUCLEI["min_area"], max_area=NUCLEI["max_area"])
+    return segment.keep_objects(ndi.label(mask)[0], min_area=NUCLEI["min_area"], max_area=NUCLEI["max_area"])
 
 
 def cells(image, nuclei):

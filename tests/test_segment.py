@@ -5,6 +5,7 @@ from functools import cache
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from skimage import filters
 from skimage.segmentation import clear_border
 
 from cellclass.demo import synthetic as demo
@@ -12,6 +13,7 @@ from cellclass.prepare import segment
 from cellclass.config import validate
 from cellclass.prepare.crops import segment_options
 from cellclass.io.errors import InputError
+from cellclass.prepare.foreground import foreground_mask, smooth, threshold_otsu
 from cellclass.prepare.normalise import normalise
 
 # The workflow's defaults (config schema), with cells grown in the demo's protein channel.
@@ -139,6 +141,22 @@ def test_touching_nuclei_are_split_by_the_watershed():
     yy, xx = np.indices((128, 128))
     ellipse = ((yy - 64) / 10) ** 2 + ((xx - 61) / 26) ** 2 <= 1
     assert segment.segment_nuclei(one_channel_field(ellipse), **NUCLEI).max() == 1
+
+
+def test_nuclei_needing_no_split_are_their_connected_components():
+    # Only components with two distance peaks go through the watershed; the demo's nuclei touch none,
+    # so every nucleus found is a connected component of the filled foreground, border and area filtered.
+    for pattern in demo.PATTERNS:
+        image, _ = demo_field(pattern, "control")
+        mask = segment.fill_holes(foreground_mask(image, **NUCLEI))
+        plain = segment.keep_objects(ndi.label(mask)[0], min_area=NUCLEI["min_area"], max_area=NUCLEI["max_area"])
+        assert np.array_equal(segment.segment_nuclei(image, **NUCLEI), plain)
+
+
+def test_fast_smoothing_and_otsu_agree_with_scipy_and_skimage():
+    image = np.random.default_rng(3).random((97, 131), np.float32) ** 3
+    assert np.allclose(smooth(image, 1.5).T, ndi.gaussian_filter(image, 1.5), atol=1e-6)
+    assert abs(threshold_otsu(image) - filters.threshold_otsu(image)) < 1e-6
 
 
 def test_a_nucleus_with_a_dark_nucleolus_is_one_solid_object():

@@ -6,6 +6,7 @@ outputs, so a dataset's job list is known before any image is read.
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class Sample:
 
 
 def is_phantom(path):
-    name = Path(path).name
+    name = os.path.basename(path)
     return name in PHANTOM_NAMES or name.startswith("._")
 
 
@@ -53,7 +54,7 @@ def sample_id(relative_path):
     Characters outside [A-Za-z0-9._-] become '_' and a short hash of the original
     keeps ids of e.g. 'a b.tif' and 'a_b.tif' distinct.
     """
-    stem = Path(relative_path).with_suffix("").as_posix()
+    stem = os.path.splitext(Path(relative_path).as_posix())[0]
     safe = re.sub(r"[^A-Za-z0-9._/-]", "_", stem)
     safe = "/".join(part.lstrip(".") or "_" for part in safe.split("/"))
     if safe != stem:
@@ -71,24 +72,31 @@ def _check_classes(samples, where, test_only):
 
 
 def from_folder(root, test_only=False):
-    """Samples from `root/<class>/<image>`; phantom and non-image files are skipped with a log line."""
+    """Samples from `root/<class>/<image>`; phantom and non-image files are skipped with a log line.
+
+    Plain strings and os.scandir, not a Path per file: at 13,600 images pathlib took a second of every
+    Snakemake start (planning a million images, over a minute).
+    """
     root = Path(root)
     samples = []
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_phantom(p) and not p.name.startswith("."))
     for class_dir in class_dirs:
+        with os.scandir(class_dir) as entries:
+            listing = sorted((entry.name, entry.is_file()) for entry in entries)
         images = []
-        for path in sorted(class_dir.iterdir()):
-            if is_phantom(path):
+        for name, is_file in listing:
+            path = f"{class_dir}/{name}"
+            if is_phantom(name):
                 log.warning("skipping phantom file %s", path)
-            elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(path)
+            elif is_file and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                images.append(name)
             else:
                 log.warning("skipping %s: not an image file (%s)", path, ", ".join(sorted(IMAGE_SUFFIXES)))
         if not images:
             raise InputError(f"class folder {class_dir} has no images")
-        for path in images:
-            sid = sample_id(path.relative_to(root))
-            samples.append(Sample(sid, (str(path),), class_dir.name, sid))
+        for name in images:
+            sid = sample_id(f"{class_dir.name}/{name}")
+            samples.append(Sample(sid, (f"{class_dir}/{name}",), class_dir.name, sid))
     return _check_classes(samples, f"dataset folder {root}", test_only)
 
 

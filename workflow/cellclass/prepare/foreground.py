@@ -6,7 +6,29 @@ from skimage import filters
 
 from cellclass.io.errors import InputError
 
-THRESHOLDS = {"otsu": filters.threshold_otsu, "li": filters.threshold_li, "triangle": filters.threshold_triangle}
+
+
+def smooth(image, sigma):
+    """Gaussian smoothing of a 2-D image, as ndi.gaussian_filter gives up to float rounding, transposed.
+
+    Both passes run along rows, and the result is left transposed (C-ordered): a pass down the columns
+    of a C-ordered field reads memory with a stride and took five times longer than one along rows.
+    """
+    rows = ndi.gaussian_filter1d(image, sigma, axis=1)
+    return ndi.gaussian_filter1d(np.ascontiguousarray(rows.T), sigma, axis=1)
+
+
+def threshold_otsu(image, nbins=256):
+    """skimage's Otsu threshold from a histogram counted with np.bincount (np.histogram took 3/4 of the time)."""
+    lo, hi = float(image.min()), float(image.max())
+    index = ((image - np.float32(lo)) * np.float32(nbins / (hi - lo))).astype(np.intp)
+    counts = np.bincount(index.ravel(), minlength=nbins + 1)
+    counts[nbins - 1] += counts[nbins]  # the maximum belongs to the last bin, as in np.histogram
+    centres = lo + (hi - lo) / nbins * (np.arange(nbins) + 0.5)
+    return filters.threshold_otsu(hist=(counts[:nbins], centres))
+
+
+THRESHOLDS = {"otsu": threshold_otsu, "li": filters.threshold_li, "triangle": filters.threshold_triangle}
 
 
 # Medians over every 7th pixel: robust statistics need far fewer than a field's
@@ -32,14 +54,15 @@ def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
     if channel >= field.shape[-1]:
         raise InputError(f"foreground channel {channel} does not exist; the image has {field.shape[-1]} channel(s)")
     image = field[..., channel]
-    smooth = ndi.gaussian_filter(image, smooth_sigma) if smooth_sigma > 0 else image
-    if smooth.max() <= smooth.min():
+    # Transposed from here on (as smooth gives it); the mask is transposed back at the end.
+    smoothed = smooth(image, smooth_sigma) if smooth_sigma > 0 else np.ascontiguousarray(image.T)
+    if smoothed.max() <= smoothed.min():
         return np.zeros(image.shape, dtype=bool)
-    mask = smooth > THRESHOLDS[method](smooth)
+    mask = smoothed > THRESHOLDS[method](smoothed)
     if mask.all() or not mask.any():
-        return mask
-    sample, inside = smooth.ravel()[::SUBSAMPLE], mask.ravel()[::SUBSAMPLE]
+        return np.ascontiguousarray(mask.T)
+    sample, inside = smoothed.ravel()[::SUBSAMPLE], mask.ravel()[::SUBSAMPLE]
     contrast = float(np.median(sample[inside]) - np.median(sample[~inside])) if inside.any() and not inside.all() else 0.0
     if contrast < min_contrast * max(noise_sigma(image), 1e-6):
         return np.zeros(image.shape, dtype=bool)
-    return mask
+    return np.ascontiguousarray(mask.T)
