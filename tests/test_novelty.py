@@ -59,8 +59,10 @@ def test_the_probed_layers_are_the_middle_and_last_feature_maps_and_the_penultim
         model = models.build_model(name, (32, 32, 2), 2, **({"shared_weights": True} if shared else {}))
         layers = novelty.probed_layers(model)
         assert len(layers) == 3 and layers[-1] == "logits"
-        outputs = novelty.feature_model(model).predict_on_batch(np.zeros((2, 32, 32, 2), np.float32))
-        assert [o.shape[0] for o in outputs] == [2, 2, 2] and all(o.ndim == 2 for o in outputs)
+        step = novelty.feature_step([novelty.feature_model(model)] * 2)
+        [first, second] = novelty.features(step, np.zeros((3, 32, 32, 2), np.float32), batch_size=2)
+        assert [f.shape[0] for f in first] == [3, 3, 3] and all(f.ndim == 2 for f in first)
+        assert all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def test_unlike_the_training_data_wins_over_uncertain_and_either_can_be_off():

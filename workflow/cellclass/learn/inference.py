@@ -117,11 +117,11 @@ def per_image_novelty(models, references, tilesets, *, quantile, channels=None, 
     tile as given, whatever the test-time augmentation (distances are to the training tiles as stored)."""
     from cellclass.learn import novelty
 
-    extractors = [novelty.feature_model(model) for model in models]
+    step = novelty.feature_step([novelty.feature_model(model) for model in models])
     for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
         scores = np.zeros((len(models), 0))
         if tiles is not None:
-            scores = np.stack([reference.novelty(novelty.features(extractor, tiles, batch_size), quantile)
-                               for extractor, reference in zip(extractors, references)])
+            scores = np.stack([reference.novelty(feature_sets, quantile)
+                               for reference, feature_sets in zip(references, novelty.features(step, tiles, batch_size))])
         for i, _ in enumerate(chunk):
             yield scores[:, bounds[i] : bounds[i + 1]]

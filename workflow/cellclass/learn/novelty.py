@@ -57,13 +57,27 @@ def feature_model(model):
     return keras.Model(model.inputs, outputs)
 
 
-def features(extractor, tiles, batch_size=256):
-    """Per probed layer, the (n, d) float64 features of `tiles` under a feature_model (inference mode)."""
-    parts = [[np.asarray(f, np.float64) for f in extractor.predict_on_batch(tiles[i : i + batch_size])]
+def feature_step(extractors):
+    """One compiled step giving, for a batch, each extractor's (feature_model's) outputs: traced once per batch
+    shape for all of them, as inference.ensemble_step, where predict_on_batch per model makes TensorFlow retrace
+    and warn."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        return [extractor(batch, training=False) for extractor in extractors]
+
+    step.extractors = extractors
+    return step
+
+
+def features(step, tiles, batch_size=256):
+    """Per extractor of a feature_step, per probed layer, the (n, d) float64 features of `tiles`."""
+    parts = [[[np.asarray(f, np.float64) for f in outputs] for outputs in step(tiles[i : i + batch_size])]
              for i in range(0, len(tiles), batch_size)]
     if not parts:
-        return [np.empty((0, output.shape[-1])) for output in extractor.outputs]
-    return [np.concatenate(layer) for layer in zip(*parts)]
+        return [[np.empty((0, output.shape[-1])) for output in extractor.outputs] for extractor in step.extractors]
+    return [[np.concatenate(layer) for layer in zip(*per_extractor)] for per_extractor in zip(*parts)]
 
 
 class Space:

@@ -119,14 +119,14 @@ def novelty_reference(model, train_eval, eval_labels, validation, classes, *, ch
     and how far out the validation side's tiles lie: the run's novelty.Reference. Without a validation side
     the threshold comes from the training sample itself, which is closer than new tiles would be, so more
     new tiles exceed it."""
-    extractor = novelty.feature_model(model)
+    step = novelty.feature_step([novelty.feature_model(model)])
     train_x, train_y = training_sample(train_eval, eval_labels, per_class=per_class, seed=seed, channels=channels)
-    train_features = novelty.features(extractor, train_x)
+    [train_features] = novelty.features(step, train_x)
     held_out, where = train_features, "training sample (no validation side)"
     if validation:
         valid_x, _ = training_sample(validation, labelled(validation, classes, "validation data"),
                                      per_class=per_class, seed=seed, channels=channels)
-        held_out, where = novelty.features(extractor, valid_x), "validation side"
+        [held_out], where = novelty.features(step, valid_x), "validation side"
     return novelty.fit(train_features, train_y, held_out, held_out=where, layers=novelty.probed_layers(model))
 
 
