@@ -25,10 +25,17 @@ folders), `prepare.kind: cells`, default shard size.
     augmented on the fly, for one epoch of 20,000 tiles, evaluate, figures): wall time and
     the balanced accuracy it reports, to show the whole chain runs at full size.
 
+(6) prediction at scale: --predict-cells new single-cell images (default 100,000) called by the run of (5):
+    the whole predict stage (`snakemake predict`: the predict_tile jobs that tile the PNGs, and predict_set,
+    which scores, judges novelty, writes the Parquet cell table and the image and group tables) against the
+    bare model's inference over the same tiles (Keras predict_on_batch in batches of 256, read from the
+    stage's own tile shards). Target: <= 1.5x.
+
 A and B alternate, `--repeat` times (default 3); medians and ranges are printed.
 
     python bench/scale.py [--crops 13600] [--sizes 10000,31623,100000] [--repeat 3] [--model deep]
-                          [--plan-cells 1000000] [--plan-fields 100000] [--skip prepare,planning,...]
+                          [--plan-cells 1000000] [--plan-fields 100000] [--predict-cells 100000]
+                          [--skip prepare,planning,...]
 """
 
 import argparse
@@ -198,6 +205,39 @@ def whole_workflow(folder):
           f"image (cell) {row['mean']:.2f} over {int(row['n_units'])} test cells (chance {1 / 6:.2f})")
 
 
+def bare_inference(folder):
+    """Seconds the run's model takes over the prediction set's tiles alone, and how many tiles."""
+    import keras
+
+    from cellclass.io import tilestore
+    from cellclass.learn import inference
+
+    model = keras.models.load_model(next(folder.glob("results/train/crops/small/*/seed0/model.keras")), compile=False)
+    tiles = np.concatenate([np.asarray(t.tiles, np.float32) for t in
+                            tilestore.load_all(sorted(folder.glob("results/predict/new/tiles/*.npz"))) if len(t)])
+    start = time.perf_counter()
+    inference.probabilities(model, tiles)
+    return time.perf_counter() - start, len(tiles)
+
+
+def prediction_at_scale(folder, n, repeat):
+    """(6): the predict stage on n new crops against the bare model's inference, alternated."""
+    data = folder.parent / "new_crops"
+    synthetic.write_single_cells(data, n, size=78, seed=11)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["predict"] = {"new": {"path": str(data), "experiment": "crops"}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    stage, bare = [], []
+    for r in range(repeat):
+        stage.append(snakemake(folder, "predict", *(["--forcerun", "predict_tile"] if r else []))[0])
+        seconds, count = bare_inference(folder)
+        bare.append(seconds)
+    print(f"(6) predict {n} new crops of 78x78 ({count} tiles) with the `small` run, {repeat} runs each")
+    print(f"    predict stage (tile, score, novelty, tables): {spread(stage)} s")
+    print(f"    bare model inference over the same tiles:     {spread(bare)} s")
+    print(f"    ratio {np.median(stage) / np.median(bare):.2f}x (target <= 1.5x)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crops", type=int, default=13600)
@@ -206,6 +246,7 @@ def main():
     parser.add_argument("--model", default="deep")
     parser.add_argument("--plan-cells", type=int, default=1_000_000, help="single-cell images of the dry run (0: skip)")
     parser.add_argument("--plan-fields", type=int, default=100_000, help="fields of the dry run (0: skip)")
+    parser.add_argument("--predict-cells", type=int, default=100_000, help="new crops of part (6) (0: skip)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
                         "prepare,planning,scale,training,workflow")
     args = parser.parse_args()
@@ -221,6 +262,8 @@ def main():
             training(prepared / "results/crops/tiles", args)
         if "workflow" not in skip and prepared is not None:
             whole_workflow(prepared)
+            if args.predict_cells:
+                prediction_at_scale(prepared, args.predict_cells, args.repeat)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,12 @@ DEFAULT_QUANTILE = 0.99
 
 def probed_layers(model):
     """The names of the layers whose outputs are compared: the middle and the last of the model's own
-    layers giving feature maps (4-D outputs; a nested backbone counts as one), and `logits`, whose input is
-    the penultimate features."""
-    maps = [layer.name for layer in model.layers[1:] if _rank(layer) == 4]
+    layers giving feature maps (4-D outputs), and `logits`, whose input is the penultimate features. A nested
+    backbone's own output is a tensor of its inner graph, not of the model's, so it is passed over: the map
+    that follows it (`feature_map`) is its output."""
+    import keras
+
+    maps = [layer.name for layer in model.layers[1:] if _rank(layer) == 4 and not isinstance(layer, keras.Model)]
     picked = [maps[len(maps) // 2], maps[-1]] if len(maps) > 1 else maps
     return [*dict.fromkeys(picked), "logits"]
 
