@@ -77,7 +77,7 @@ def test_the_backbone_trains_from_the_offline_file_frozen_then_fine_tuned(finish
 
 def test_test_predictions_average_the_eight_dihedral_views(finished):
     from cellclass.io import tilestore
-    from cellclass.learn import inference
+    from cellclass.learn import calibration, inference
 
     folder, _, _ = finished
     metrics = json.loads((folder / RUN / "metrics.json").read_text())
@@ -89,8 +89,12 @@ def test_test_predictions_average_the_eight_dihedral_views(finished):
     x = np.stack([by_id[tid] for tid in own["tile"]]).astype(np.float32)
     model = keras.models.load_model(folder / RUN / "model.keras", compile=False)
     recorded = own[["p_aggregates", "p_control"]].to_numpy()
-    np.testing.assert_allclose(recorded, inference.probabilities(model, x, tta="dihedral"), atol=1e-5)
-    assert np.abs(recorded - inference.probabilities(model, x)).max() > 1e-6  # one view alone gives other numbers
+    # Recorded calibrated: the run's temperature applied to the mean over the views.
+    temperature = metrics["calibration"]["temperature"]
+    tta = calibration.apply(inference.probabilities(model, x, tta="dihedral"), temperature)
+    np.testing.assert_allclose(recorded, tta, atol=1e-5)
+    one_view = calibration.apply(inference.probabilities(model, x), temperature)
+    assert np.abs(recorded - one_view).max() > 1e-6  # one view alone gives other numbers
 
 
 def test_every_table_says_tta_was_used(finished):
