@@ -139,3 +139,42 @@ def test_embedding_is_seeded(method):
     features = np.random.default_rng(3).normal(size=(40, 6))
     assert np.array_equal(cell_map.embed(features, method, 1), cell_map.embed(features, method, 1))
     assert cell_map.embed(features[:2], method).shape == (2, 2)
+
+
+def test_a_browser_labels_cells_and_saves_the_sheet(tmp_path):
+    """Headless Chromium opens the page, cells are labelled with buttons and number keys, Save downloads the
+    sheet: label_next.tsv's columns and values, with `class` filled where a cell was labelled."""
+    from browser import label_cells
+
+    written = tmp_path / "label_next.tsv"
+    label_next.write_sheet(sheet_of(), written)
+    rows = pd.read_csv(written, sep="\t", dtype=str, keep_default_na=False)
+    field = np.random.default_rng(0).random((120, 120, 2), dtype=np.float32)
+    crops = [label_page.data_uri(label_page.field_crop(field, int(r), int(c), 16, 8)) for r, c in zip(rows["row"], rows["col"])]
+    page = tmp_path / "label_next.html"
+    page.write_text(label_page.page(rows, crops, CLASSES, title="Label next: test"))
+    saved, labelled = label_cells(page, tmp_path / "downloads", CLASSES)
+    filled = pd.read_csv(saved, sep="\t", dtype=str, keep_default_na=False)
+    assert list(filled.columns) == list(rows.columns)
+    pd.testing.assert_frame_equal(filled.drop(columns="class"), rows.drop(columns="class"))
+    assert filled["class"].tolist() == [labelled.get(i, "") for i in range(len(rows))]
+
+
+def test_the_plan_profiles_each_run_on_its_own_test_side():
+    from cellclass.io.errors import InputError
+    from cellclass.plan import make_plan
+    from conftest import TINY
+
+    config = {**TINY, "datasets": {"tiny": {**TINY["datasets"]["tiny"], "split": {"folds": 3}}},
+              "experiments": {"tiny": {"dataset": "tiny"}},
+              "predict": {"new": {"demo": TINY["datasets"]["tiny"]["demo"], "experiment": "tiny"}},
+              "profiles": {"experiments": ["tiny"], "predictions": ["new"]}}
+    plan = make_plan(config)
+    runs = plan.profiled_runs("tiny", "small")
+    assert list(runs) == [f"results/train/tiny/small/fold{f}/seed0" for f in range(3)]
+    tested = [sid for ids in runs.values() for sid in ids]
+    assert sorted(tested) == sorted(plan.datasets["tiny"].samples)  # every image tested once, by its fold's run
+    assert "results/profiles/tiny/small/map.png" in plan.all_outputs()
+    assert "results/predict/new/label_next.html" in plan.predicted_outputs()
+    with pytest.raises(InputError, match="profiles.predictions: no prediction set 'old'"):
+        make_plan({**config, "profiles": {"predictions": ["old"]}})

@@ -2,27 +2,6 @@
 prediction sets the cells to label next with a labelling page."""
 
 
-def profile_outputs(folder, subcategory):
-    """A profile job's outputs under `folder`, the map and its gallery as report items."""
-
-    def item(path, caption):
-        return report(
-            f"{folder}/{path}",
-            caption=f"../report/{caption}",
-            category="Profiles",
-            subcategory=subcategory,
-        )
-
-    return {
-        "profiles": f"{folder}/profiles.parquet",
-        "wells": f"{folder}/wells_profiles.parquet",
-        "map_table": f"{folder}/map.tsv",
-        "map": item("map.png", "profile_map.rst"),
-        "map_svg": f"{folder}/map.svg",
-        "gallery": item("map_gallery.png", "profile_gallery.rst"),
-    }
-
-
 rule profile_experiment:
     input:
         tiles=lambda w: PLAN.tile_files(dataset_of(w.experiment)),
