@@ -22,6 +22,7 @@ from cellclass.predict.profiles import feature_columns
 
 METHODS = ("auto", "umap", "pca")
 GALLERY_CELLS = 8  # cells per axis in the gallery
+UNKNOWN = "unknown"
 
 
 def method_of(method):
@@ -106,10 +107,14 @@ def _scatter(ax, table, column):
         points = ax.scatter(dosed["x"], dosed["y"], s=size, c=np.log10(dosed["dose"]), cmap="viridis", linewidths=0)
         ax.figure.colorbar(points, ax=ax, label="log10 dose")
         return
-    values = table[column].fillna("unknown").astype(str)
-    palette = colours(sorted(values.unique()))
+    values = table[column].fillna(UNKNOWN).astype(str)
+    # A class keeps its colour in every panel (known class and call); unknown is gray.
+    named = set(values) | (set(table["call"].astype(str)) if column in ("true_class", "call") else set())
+    palette = {**colours(sorted(named - {UNKNOWN})), UNKNOWN: "lightgray"}
     for value, colour in palette.items():
         part = table[values == value]
+        if part.empty:
+            continue
         ax.scatter(part["x"], part["y"], s=size, color=colour, linewidths=0, label=value)
     ax.legend(fontsize=7, markerscale=2, frameon=False)
 

@@ -17,6 +17,13 @@ from cellclass.io.contact_sheet import OUTLINE, to_rgb
 SHOWN_SIDE = 192  # display pixels of a crop's longer side
 
 
+def display_field(field):
+    """The field stretched per channel between its 1st and 99.8th percentiles, for eyes only: a field scaled by
+    its bit depth (as a plate's) is otherwise near black."""
+    low, high = np.percentile(field, [1, 99.8], axis=(0, 1))
+    return np.clip((field - low) / np.maximum(high - low, 1e-6), 0, 1)
+
+
 def field_crop(field, row, col, size, margin, whole=False):
     """uint8 RGB of the field around the tile at (row, col) of side `size`, `margin` pixels beyond it on every
     side (black beyond the field's edge), with the tile outlined; the `whole` image for a single-cell image."""
@@ -147,7 +154,7 @@ def page(rows, crops, classes, *, title, filename="label_next.tsv"):
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
         f"<style>{STYLE}</style></head><body>\n"
         f'<div id="bar"><b>{e(title)}</b> &mdash; click a cell, then a class button or a key ({e(keys)}; '
-        f"0 clears; arrows move). The yellow box is the tile the network saw. "
+        f"0 clears; arrows move). The yellow box is the tile the network saw; contrast is stretched per field. "
         f'<button id="save">Save</button> <span id="count"></span></div>\n'
         f'<div id="cells">\n' + "\n".join(cards) + "\n</div>\n"
         f'<script id="sheet" type="application/json">{sheet}</script>\n<script>{SCRIPT}</script>\n</body></html>\n'

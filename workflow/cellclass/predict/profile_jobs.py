@@ -105,6 +105,7 @@ def write_label_next(*, tiles_tsv, profiles_path, tile_files, run_path, layout, 
         meta = metas[image]
         field, _ = tiling.load_field(Sample(image, tuple(meta["files"]), meta["class"], meta["group"]),
                                      meta["settings"])
+        field = label_page.display_field(field)
         size, whole = meta["settings"]["tile_size"], meta["settings"]["kind"] == "cells"
         for index, row in rows.iterrows():
             crop = label_page.field_crop(field, int(row["row"]), int(row["col"]), size, margin=size // 2, whole=whole)

@@ -57,7 +57,7 @@ def tile_table(tileset, run, probabilities, features, classes):
                           "row": tileset.rows, "col": tileset.cols})
     if "label" in tileset.extra:
         table["label"] = tileset.extra["label"]
-    table["true_class"] = meta["class"]
+    table["true_class"] = meta["class"] or None  # an unlabelled image has class ""
     for i, cls in enumerate(classes):
         table[f"p_{cls}"] = probabilities[:, i]
     table["call"] = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
