@@ -30,6 +30,7 @@ include: "workflow/rules/leakage.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/assay.smk"
+include: "workflow/rules/profile.smk"
 include: "workflow/rules/export.smk"
 
 
@@ -51,6 +52,7 @@ localrules:
     assay,
     assay_test,
     plate_heatmap,
+    label_next,
 
 
 rule all:

@@ -23,7 +23,9 @@ NEW = {"demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 5, "size
 # costs one more training job (and augmented copies of the images no real run trains on).
 CONFIG = {**TINY, "predict": {"tiny_new": {**NEW, "experiment": "tiny"},
                              "unfamiliar": {"path": "data/unfamiliar", "experiment": "tiny"}},
-          "evaluation": {"leakage_check": True}}
+          "evaluation": {"leakage_check": True},
+          # Profiles, maps and a label-next sheet of 8 cells: one job per experiment model and prediction set.
+          "profiles": {"experiments": ["tiny"], "predictions": ["tiny_new"], "label_next": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +207,44 @@ def test_predicting_new_images_reruns_no_training(finished):
     assert jobs == {"demo_field": 2, "predict_tile": 1, "predict_set": 1, "predict_tiles_tsv": 1, "predict": 1}
 
 
+def test_profiles_maps_and_what_to_label_next(finished):
+    """The test side is profiled by the run that never trained on it, the new images by the ensemble's members,
+    each row with the run's own call; a map and its gallery; 8 cells to label next, in the shared format."""
+    run = finished / "results/train/tiny/small/fold0/seed0"
+    predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
+    tested = predictions[predictions["test_set"] == "tiny"].set_index("tile")
+    profiled = pd.read_parquet(finished / "results/profiles/tiny/small/profiles.parquet").set_index("tile")
+    assert set(profiled.index) == set(tested.index) and set(profiled["run"]) == {"fold0/seed0"}
+    assert (profiled["call"] == tested.loc[profiled.index, "predicted"]).mean() > 0.95
+    assert profiled.filter(like="feature_").shape[1] >= 16
+    new = pd.read_parquet(finished / "results/predict/tiny_new/profiles.parquet")
+    calls = pd.read_csv(finished / "results/predict/tiny_new/tiles.tsv", sep="\t")
+    assert sorted(new["tile"]) == sorted(calls["tile"])
+    wells = pd.read_parquet(finished / "results/predict/tiny_new/wells_profiles.parquet")
+    assert wells["cells"].sum() == len(new) and set(wells["group"]) == set(calls["group"])
+    for folder in ("results/profiles/tiny/small", "results/predict/tiny_new"):
+        for figure in ("map.png", "map.svg", "map_gallery.png"):
+            assert (finished / folder / figure).stat().st_size > 1000, (folder, figure)
+    sheet = pd.read_csv(finished / "results/predict/tiny_new/label_next.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert list(sheet.columns) == ["tile", "image", "files", "row", "col", "label", "group", "plate", "well",
+                                   "p_aggregates", "p_control", "call", "novelty", "rank", "reason", "class"]
+    assert len(sheet) == 8 and set(sheet["tile"]) <= set(calls["tile"]) and (sheet["class"] == "").all()
+    assert all((finished / path).is_file() for files in sheet["files"] for path in files.split(";"))
+    page = (finished / "results/predict/tiny_new/label_next.html").read_text()
+    assert all(f'data-tile="{tile}"' in page for tile in sheet["tile"]) and "http" not in page
+
+
+def test_a_browser_labels_the_cells_to_label_next(finished, tmp_path):
+    """The demo's own page, in headless Chromium: labelled cells come back in the saved sheet, the rest as written."""
+    from browser import label_cells
+
+    sheet = pd.read_csv(finished / "results/predict/tiny_new/label_next.tsv", sep="\t", dtype=str, keep_default_na=False)
+    saved, labelled = label_cells(finished / "results/predict/tiny_new/label_next.html", tmp_path, ["aggregates", "control"])
+    filled = pd.read_csv(saved, sep="\t", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(filled.drop(columns="class"), sheet.drop(columns="class"))
+    assert filled["class"].tolist() == [labelled.get(i, "") for i in range(len(sheet))]
+
+
 def test_report_builds(finished):
     snakemake(finished, "--report", "report.zip")
     assert (finished / "report.zip").stat().st_size > 10000
@@ -212,6 +252,8 @@ def test_report_builds(finished):
     figures = {f"results/figures/{name}.png" for name in ("test_accuracy", "training_curves", "overfitting")}
     figures |= {f"results/figures/tiny/small/{name}.png" for name in ("gallery", "confusion", "confidence")}
     figures |= {"results/figures/leakage.png", "results/leakage/leakage.tsv"}
+    figures |= {f"{folder}/{name}" for folder in ("results/profiles/tiny/small", "results/predict/tiny_new")
+                for name in ("map.png", "map_gallery.png")} | {"results/predict/tiny_new/label_next.tsv"}
     assert figures <= set(results), sorted(results)
     assert results["results/figures/tiny/small/gallery.png"]["job_properties"]["rule"] == "run_figures"
     # Every caption rendered: no Jinja tag left over, no empty **{{ wildcard }}**.

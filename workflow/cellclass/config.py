@@ -5,6 +5,7 @@ stops the run at once with a message that names it.
 """
 
 import copy
+import importlib.util
 import re
 from pathlib import Path
 
@@ -96,7 +97,20 @@ def validate(config, base_dir="."):
     _check_predictions(config, base_dir)
     _check_exports(config)
     _check_attribution(config)
+    _check_profiles(config)
     return config
+
+
+def _check_profiles(config):
+    """Profiles name experiments and prediction sets of this config; a UMAP map needs umap-learn."""
+    for key, known in (("experiments", config["experiments"]), ("predictions", config["predict"])):
+        missing = [name for name in config["profiles"][key] if name not in known]
+        if missing:
+            kind = "experiment" if key == "experiments" else "prediction set"
+            raise InputError(f"invalid configuration:\n  profiles.{key}: no {kind} '{missing[0]}'")
+    if config["profiles"]["map"] == "umap" and importlib.util.find_spec("umap") is None:
+        raise InputError("invalid configuration:\n  profiles.map: umap needs umap-learn (pip install umap-learn); "
+                         "or choose pca, or auto (umap where installed)")
 
 
 def _check_attribution(config):

@@ -273,6 +273,26 @@ class Plan:
         names = sorted({row["plate"] for row in self.image_set(plate_set).layout})
         return [f"results/assay/{where}/wells.tsv"] + [f"results/assay/{where}/heatmap_{p}.png" for p in names]
 
+    # --- profiles, maps and label-next (profiles) --------------------------------------------------------------
+
+    def profiled_runs(self, experiment, model):
+        """Run folder -> the sample ids of its fold's test side, which alone it profiles."""
+        data = self.datasets[self.experiments[experiment]["dataset"]]
+        return {
+            run_dir(experiment, model, fold, seed): [sid for sid in data.samples if data.side(sid, fold) == "test"]
+            for fold in range(data.folds) for seed in range(self.experiments[experiment]["train"]["runs"])
+        }
+
+    def profiled_outputs(self):
+        """Profiles and maps of the experiments (each model) and prediction sets that profiles names; a
+        prediction set's label-next sheet and page."""
+        chosen = self.config["profiles"]
+        outputs = [f"results/profiles/{name}/{model}/{file}"
+                   for name in chosen["experiments"] for model in self.experiments[name]["train"]["models"]
+                   for file in ("profiles.parquet", "map.png")]
+        return outputs + [f"results/predict/{name}/{file}" for name in chosen["predictions"]
+                          for file in ("profiles.parquet", "map.png", "label_next.tsv", "label_next.html")]
+
     # --- the leakage check (evaluation.leakage_check) ---------------------------------------------------------
 
     def leakage_runs(self):
@@ -350,7 +370,8 @@ class Plan:
     def predicted_outputs(self):
         outputs = [f"results/predict/{name}/images.tsv" for name in self.predictions]
         outputs += [f"results/predict/{name}/tiles.tsv" for name, p in self.predictions.items() if p.tiles_tsv]
-        return outputs + [f for name, p in self.predictions.items() if p.layout for f in self.assay_files(name, name)]
+        outputs += [f for name, p in self.predictions.items() if p.layout for f in self.assay_files(name, name)]
+        return outputs + [f for f in self.profiled_outputs() if f.startswith("results/predict/")]
 
     def assayed_outputs(self):
         """Plate assays of every plate test set (a plate dataset's own test side, or a plate test_only dataset)."""
@@ -368,7 +389,8 @@ class Plan:
 
     def all_outputs(self):
         return (self.prepared_outputs() + self.evaluated_outputs() + self.attributed_outputs()
-                + self.predicted_outputs() + self.assayed_outputs() + self.exported_outputs())
+                + self.predicted_outputs() + self.assayed_outputs() + self.exported_outputs()
+                + [f for f in self.profiled_outputs() if f.startswith("results/profiles/")])
 
 
 def make_plan(config, base_dir="."):

@@ -113,3 +113,24 @@ def assay_outputs(where, caption_name):
         "dose": item("dose_response.png", "assay_dose_response.rst"),
         "dose_svg": f"results/assay/{where}/dose_response.svg",
     }
+
+
+def profile_outputs(folder, subcategory):
+    """A profile job's outputs under `folder`, the map and its gallery as report items."""
+
+    def item(path, caption):
+        return report(
+            f"{folder}/{path}",
+            caption=f"../report/{caption}",
+            category="Profiles",
+            subcategory=subcategory,
+        )
+
+    return {
+        "profiles": f"{folder}/profiles.parquet",
+        "wells": f"{folder}/wells_profiles.parquet",
+        "map_table": f"{folder}/map.tsv",
+        "map": item("map.png", "profile_map.rst"),
+        "map_svg": f"{folder}/map.svg",
+        "gallery": item("map_gallery.png", "profile_gallery.rst"),
+    }
