@@ -77,6 +77,9 @@ def validate(config, base_dir="."):
             _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
             dataset[section] = merged
         _resolve_paths(dataset, base_dir, where)
+        if dataset["test_only"] and dataset["extra_labels"]:
+            raise InputError(f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
+                             "name the sheet under the dataset an experiment trains on")
         if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
             raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
                              f"set kind: cells, not {dataset['prepare']['kind']}")
@@ -136,11 +139,12 @@ def _resolve_paths(entry, base_dir, where):
     """Make `path` and `sheet` (and a plate's path, zarr and map) absolute and check that they exist."""
     if "plate" in entry:
         _resolve_paths(entry["plate"], base_dir, f"{where}.plate")
-    for key in ("path", "sheet", "zarr", "map"):
-        if key in entry:
+    for key in ("path", "sheet", "zarr", "map", "extra_labels"):
+        if entry.get(key) is not None:
             resolved = (base_dir / entry[key]).resolve()
             if not resolved.exists():
-                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map"}[key]
+                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map",
+                        "extra_labels": "label-next sheet"}[key]
                 raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
             entry[key] = str(resolved)
     if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
