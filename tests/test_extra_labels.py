@@ -89,5 +89,10 @@ def test_extra_labels_name_an_existing_sheet_of_a_trained_dataset(tmp_path):
     with pytest.raises(InputError, match=r"datasets\.t\.extra_labels: a test_only dataset trains nothing"):
         make_plan({"datasets": {"d": demo, "t": {**demo, "test_only": True, "extra_labels": "s.tsv"}}},
                   base_dir=tmp_path)
+    (tmp_path / "results/predict/new").mkdir(parents=True)
+    write_sheet(tmp_path / "results/predict/new/label_next.tsv", [])
+    with pytest.raises(InputError, match=r"label_next\.tsv is in results/, which the next run rewrites; copy"):
+        make_plan({"datasets": {"d": {**demo, "extra_labels": "results/predict/new/label_next.tsv"}}},
+                  base_dir=tmp_path)
     plan = make_plan({"datasets": {"d": {**demo, "extra_labels": "s.tsv"}}}, base_dir=tmp_path)
     assert plan.extra_tile_files("d") == []  # nothing filled in: nothing extra to make

@@ -77,9 +77,8 @@ def validate(config, base_dir="."):
             _check(merged, {"$defs": schema["$defs"], **schema["$defs"][section]}, f"{where}.{section}")
             dataset[section] = merged
         _resolve_paths(dataset, base_dir, where)
-        if dataset["test_only"] and dataset["extra_labels"]:
-            raise InputError(f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
-                             "name the sheet under the dataset an experiment trains on")
+        if dataset["extra_labels"]:
+            _check_extra_labels(dataset, base_dir, where)
         if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
             raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
                              f"set kind: cells, not {dataset['prepare']['kind']}")
@@ -153,6 +152,17 @@ def _resolve_paths(entry, base_dir, where):
     if len(sources) > 1 and set(sources) != {"sheet", "path"}:
         raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, demo_cells, plate or "
                          f"path/sheet, not {' and '.join(sources)}")
+
+
+def _check_extra_labels(dataset, base_dir, where):
+    """A filled label-next sheet: of a dataset that trains, and a copy outside results/, which the next run
+    rewrites (training on it makes the sheet anew, and its own output would be its input)."""
+    if dataset["test_only"]:
+        raise InputError(f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
+                         "name the sheet under the dataset an experiment trains on")
+    if Path(dataset["extra_labels"]).is_relative_to((base_dir / "results").resolve()):
+        raise InputError(f"invalid configuration:\n  {where}.extra_labels: {dataset['extra_labels']} is in results/, "
+                         "which the next run rewrites; copy the filled sheet elsewhere (e.g. labels/) and name the copy")
 
 
 def _check_predictions(config, base_dir):
