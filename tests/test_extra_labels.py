@@ -96,3 +96,18 @@ def test_extra_labels_name_an_existing_sheet_of_a_trained_dataset(tmp_path):
                   base_dir=tmp_path)
     plan = make_plan({"datasets": {"d": {**demo, "extra_labels": "s.tsv"}}}, base_dir=tmp_path)
     assert plan.extra_tile_files("d") == []  # nothing filled in: nothing extra to make
+
+
+def test_the_findings_count_the_extra_cells_and_check_no_test_side_holds_one():
+    from cellclass.evaluate.findings import extra_labelled
+
+    runs = pd.DataFrame({"experiment": ["e", "e", "plain"],
+                         "extra_tiles": [{"aggregates": 4, "control": 2}] * 2 + [{"aggregates": 0, "control": 0}],
+                         "extra_labels": [["labels/round1.tsv"]] * 2 + [[]]})
+    predictions = pd.DataFrame({"experiment": ["e"] * 3 + ["plain"], "sample": ["a/1", "c/2", "c/3", "a/1"]})
+    assert extra_labelled(runs, predictions) == [
+        "e: 6 extra labelled tiles (aggregates 4, control 2; sheet labels/round1.tsv) trained in every one of its "
+        "2 run(s); none is in any test side (3 test tiles checked)"]
+    leaked = predictions.assign(sample=["a/1", "extra:c/2", "c/3", "a/1"])
+    assert "1 of the test sides' tiles are extra ones" in extra_labelled(runs, leaked)[0]
+    assert extra_labelled(runs.drop(columns=["extra_tiles", "extra_labels"]), predictions) == []

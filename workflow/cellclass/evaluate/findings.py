@@ -329,9 +329,9 @@ def extra_labelled(runs, predictions):
         if not any(per_run):
             continue
         unit = metrics.unit_of("tile", kinds.get(experiment, "fields"))
-        first = rows["extra_tiles"].iloc[per_run.index(max(per_run))]
-        classes = ", ".join(f"{cls} {n}" for cls, n in first.items())
-        sheets = ", ".join(sorted({s for listed in rows["extra_labels"] for s in listed}))
+        largest = rows["extra_tiles"].iloc[per_run.index(max(per_run))]
+        classes = ", ".join(f"{cls} {n}" for cls, n in largest.items())
+        sheets = ", ".join(sorted({s for listed in rows["extra_labels"] if isinstance(listed, list) for s in listed}))
         trained = (f"trained in every one of its {len(rows)} run(s)" if min(per_run) == max(per_run)
                    else f"trained in {sum(n > 0 for n in per_run)} of {len(rows)} runs, {_span(per_run)} a run")
         tested = predictions[predictions["experiment"].eq(experiment)]
