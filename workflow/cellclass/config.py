@@ -84,6 +84,8 @@ def validate(config, base_dir="."):
             except InputError as error:
                 raise InputError(f"invalid configuration:\n  {error}") from None
         _resolve_paths(dataset, base_dir, where)
+        if dataset["extra_labels"]:
+            _check_extra_labels(dataset, base_dir, where)
         if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
             raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
                              f"set kind: cells, not {dataset['prepare']['kind']}")
@@ -156,11 +158,12 @@ def _resolve_paths(entry, base_dir, where):
     """Make `path` and `sheet` (and a plate's path, zarr and map) absolute and check that they exist."""
     if "plate" in entry:
         _resolve_paths(entry["plate"], base_dir, f"{where}.plate")
-    for key in ("path", "sheet", "zarr", "map"):
-        if key in entry:
+    for key in ("path", "sheet", "zarr", "map", "extra_labels"):
+        if entry.get(key) is not None:
             resolved = (base_dir / entry[key]).resolve()
             if not resolved.exists():
-                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map"}[key]
+                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map",
+                        "extra_labels": "label-next sheet"}[key]
                 raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
             entry[key] = str(resolved)
     if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
@@ -169,6 +172,17 @@ def _resolve_paths(entry, base_dir, where):
     if len(sources) > 1 and set(sources) != {"sheet", "path"}:
         raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, demo_cells, plate or "
                          f"path/sheet, not {' and '.join(sources)}")
+
+
+def _check_extra_labels(dataset, base_dir, where):
+    """A filled label-next sheet: of a dataset that trains, and a copy outside results/, which the next run
+    rewrites (training on it makes the sheet anew, and its own output would be its input)."""
+    if dataset["test_only"]:
+        raise InputError(f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
+                         "name the sheet under the dataset an experiment trains on")
+    if Path(dataset["extra_labels"]).is_relative_to((base_dir / "results").resolve()):
+        raise InputError(f"invalid configuration:\n  {where}.extra_labels: {dataset['extra_labels']} is in results/, "
+                         "which the next run rewrites; copy the filled sheet elsewhere (e.g. labels/) and name the copy")
 
 
 def _check_predictions(config, base_dir):

@@ -11,7 +11,7 @@ from pathlib import Path
 from cellclass.demo import patterns, synthetic
 from cellclass.io import datasets, plates
 from cellclass.predict import out_of_fold
-from cellclass.prepare import shards, split
+from cellclass.prepare import extra_labels, shards, split
 from cellclass.share import package
 
 DEMO_ROOT = "results/demo"
@@ -42,6 +42,8 @@ class Dataset(ImageSet):
 
     sides: list = field(default_factory=list)
     split_notes: list = field(default_factory=list)  # what the split had to force; the split job reports it
+    # Images of a filled label-next sheet (datasets.<name>.extra_labels) whose cells every run trains on too.
+    extra: list = field(default_factory=list)
 
     @property
     def folds(self):
@@ -132,7 +134,18 @@ def plan_dataset(name, entry):
                              test_only=entry["test_only"], notes=notes)
     by_id = {s.id: s for s in samples}
     return Dataset(name, entry, by_id, shards.assign(by_id, shards.images_per_job(entry["prepare"])), layout,
-                   sides=sides, split_notes=notes)
+                   sides=sides, split_notes=notes, extra=extra_images(name, entry, samples))
+
+
+def extra_images(name, entry, samples):
+    """The labelled images of the dataset's extra_labels sheet (none without one), read now so its raw files
+    are the extra_tiles job's inputs and a bad class stops the run before any job."""
+    sheet = entry.get("extra_labels")
+    if sheet is None:
+        return []
+    images = extra_labels.read_sheet(sheet, datasets.class_names(samples))
+    extra_labels.refuse_dataset_images(images, samples, sheet, name)
+    return images
 
 
 def run_dir(experiment, model, fold, seed):
@@ -213,6 +226,13 @@ class Plan:
         data = self.datasets[dataset]
         return [f"results/{dataset}/augmented/{shard}.npz" for shard, ids in data.shards.items()
                 if any(data.trains_in_some_fold(sid) for sid in ids)]
+
+    def extra_tile_files(self, dataset):
+        """The extra labelled cells every run of `dataset` trains on (none without datasets.<name>.extra_labels)."""
+        return [f"results/{dataset}/extra/tiles.npz"] if self.datasets[dataset].extra else []
+
+    def extra_raw_files(self, dataset):
+        return [f for image in self.datasets[dataset].extra for f in image.files]
 
     def train_files(self, experiment):
         """The shard files a run trains from: the augmented copies where its experiment reads them, else the tiles."""

@@ -61,6 +61,8 @@ def train_inputs(wildcards):
         "manifest": f"results/{dataset}/split.tsv",
         "shards": PLAN.tile_files(dataset),
         "train_shards": PLAN.train_files(wildcards.experiment),
+        # Extra labelled cells (datasets.<name>.extra_labels): the training side only, in every fold.
+        "extra": PLAN.extra_tile_files(dataset),
     }
     for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
         inputs[f"test_{name}"] = PLAN.tile_files(name)

@@ -96,3 +96,27 @@ rule segmentation_check:
         truth=lambda w: PLAN.demo_truth(w.dataset),
     script:
         "../scripts/segmentation_check.py"
+
+
+rule extra_tiles:
+    input:
+        # The filled label-next sheet, and the raw files of the images it names (read when the plan is made).
+        sheet=lambda w: PLAN.datasets[w.dataset].entry["extra_labels"],
+        raw=lambda w: PLAN.extra_raw_files(w.dataset),
+    output:
+        tiles="results/{dataset}/extra/tiles.npz",
+        sheet="results/{dataset}/extra/tiles.png",
+    log:
+        "logs/extra_tiles/{dataset}.log",
+    benchmark:
+        "benchmarks/extra_tiles/{dataset}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        classes=lambda w: PLAN.datasets[w.dataset].classes(),
+        settings=lambda w: PLAN.datasets[w.dataset].entry["prepare"],
+    script:
+        "../scripts/extra_tiles.py"

@@ -9,6 +9,7 @@ inputs = training.run_inputs(
     fold=snakemake.params.identity["fold"],
     shards=list(snakemake.input.shards),
     train_shards=list(snakemake.input.train_shards),
+    extra=list(snakemake.input.extra),
     manifest=snakemake.input.manifest,
     other_test_sets={name: list(snakemake.input[f"test_{name}"]) for name in snakemake.params.other_test_sets},
 )

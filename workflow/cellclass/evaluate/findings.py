@@ -9,10 +9,12 @@ import html
 import numpy as np
 import pandas as pd
 
+from cellclass.evaluate import metrics
 from cellclass.evaluate.degenerate import TOLERANCE
 from cellclass.evaluate.runs import RUN, run_name
 from cellclass.learn import recipe
 from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
+from cellclass.prepare.extra_labels import PREFIX as EXTRA
 
 # A test side needs this many groups of every class before image- or group-level numbers mean much.
 MIN_TEST_GROUPS = 3
@@ -314,6 +316,33 @@ def leakage(table):
     ]
 
 
+def extra_labelled(runs, predictions):
+    """Per experiment that trained on extra labelled cells (datasets.<name>.extra_labels): how many, of which
+    class, from which sheet, in how many of its runs; and how many of them a test side holds, counted in the
+    runs' predictions (none: they sit outside the split)."""
+    lines = []
+    if "extra_tiles" not in runs:
+        return lines  # runs from before extra labels
+    kinds = metrics.kinds_of(runs)
+    for experiment, rows in runs.groupby("experiment", sort=False):
+        per_run = [sum(c.values()) if isinstance(c, dict) else 0 for c in rows["extra_tiles"]]
+        if not any(per_run):
+            continue
+        unit = metrics.unit_of("tile", kinds.get(experiment, "fields"))
+        largest = rows["extra_tiles"].iloc[per_run.index(max(per_run))]
+        classes = ", ".join(f"{cls} {n}" for cls, n in largest.items())
+        sheets = ", ".join(sorted({s for listed in rows["extra_labels"] if isinstance(listed, list) for s in listed}))
+        trained = (f"trained in every one of its {len(rows)} run(s)" if min(per_run) == max(per_run)
+                   else f"trained in {sum(n > 0 for n in per_run)} of {len(rows)} runs, {_span(per_run)} a run")
+        tested = predictions[predictions["experiment"].eq(experiment)]
+        leaked = tested["sample"].astype(str).str.startswith(EXTRA).sum()
+        on_test = ("none is in any test side" if not leaked else
+                   f"{leaked} of the test sides' {unit}s are extra ones: their numbers are not honest")
+        lines.append(f"{experiment}: {max(per_run)} extra labelled {unit}s ({classes}; sheet {sheets}) {trained}; "
+                     f"{on_test} ({len(tested)} test {unit}s checked)")
+    return lines
+
+
 def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None):
     """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran."""
     warnings = (
@@ -326,7 +355,7 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions, leak
         + no_validation(runs)
     )
     results = (headline(summary) + test_time_augmentation(table) + calibration(table) + overfitting(table)
-               + training_recipe(runs))
+               + training_recipe(runs) + extra_labelled(runs, predictions))
     if len(compared):
         results += list(compared["text"])
     else:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.learn import calibration, inference, novelty, pipeline, recipe, runtime
-from cellclass.prepare import split
+from cellclass.prepare import extra_labels, split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
@@ -235,12 +235,13 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
         chooser.on_train_end()
 
 
-def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets):
+def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets, extra=()):
     """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
 
     `train_shards` are the precomputed copies resampled from the raw field
     (augment.angles, augment.translations), or `shards` when there are none;
-    the other test sets (name -> shard files) are tested whole.
+    the other test sets (name -> shard files) are tested whole. `extra`: the
+    extra labelled cells' file (datasets.<name>.extra_labels), outside the split: they only train.
     """
     sides = split.sides_in_fold(manifest, fold)
     own = tilestore.load_all(shards)
@@ -250,6 +251,7 @@ def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets
         "validation": on_side(own, sides, "validation"),
         "test_sets": {dataset: on_side(own, sides, "test")}
         | {name: tilestore.load_all(files) for name, files in other_test_sets.items()},
+        "extra": tilestore.load_all(extra),
     }
 
 
@@ -292,6 +294,7 @@ def train_run(
     options,
     threads=1,
     tta="none",
+    extra=(),
 ):
     """Train, save and evaluate one run; returns its metrics dict.
 
@@ -303,6 +306,8 @@ def train_run(
     scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
     predictions (cellclass.learn.inference.TTA); the curves never use it. The test sides' probabilities are
     temperature-scaled by the temperature fitted on the validation side (1, uncalibrated, without one).
+    `extra` (TileSets of extra labelled cells, cellclass.prepare.extra_labels) join `train` and `train_eval`;
+    they are never validated or tested on.
     """
 
     from cellclass.learn import callbacks, models
@@ -314,6 +319,8 @@ def train_run(
         threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
     )
     channels = options["channels"]
+    extra = list(extra)
+    train, train_eval = [*train, *extra], [*train_eval, *extra]
     shape = tile_shape(train, channels)
     train_labels = labelled(train, classes, "training data")
     if sorted(set(train_labels)) != list(range(len(classes))):
@@ -441,6 +448,9 @@ def train_run(
         "device": device,
         "train_tiles": n_train,
         "train_tiles_per_class": dict(zip(classes, per_class.tolist())),
+        # Extra labelled cells trained on (in train_tiles_per_class too), and the sheets they came from.
+        "extra_tiles": extra_labels.counts(extra, classes),
+        "extra_labels": sorted({t.meta["extra_labels"] for t in extra}),
         "imbalance_ratio": round(float(ratio), 3),
         "class_balance": balance,
         "augmented_on_the_fly": on_the_fly(options.get("augment")),

@@ -1,0 +1,187 @@
+"""Which cells to label next: N cells chosen by label-next against N chosen at random (and by uncertainty alone),
+each added to a small labelled set, side by side in one run over several seeds.
+
+On generated data (cellclass.demo.patterns: six nuclear staining patterns, 72 px single cells, the golgi class a
+third as common in the pool as the others), through the package's own functions, not the workflow: cells are
+prepared as `prepare.kind: cells` does (tiling.tile_sample), and every model is a real cellclass training run
+(training.train_run, model `small`, no validation side so each keeps its last epoch). Per seed:
+
+    1. a labelled set of --labelled cells a class and a pool (the rest of the candidates) are drawn;
+    2. a model trains on the labelled set and scores the pool: its probabilities and penultimate features
+       (the input of the `logits` layer);
+    3. N = --add pool cells are chosen (a) at random, (b) by uncertainty (1 - the largest probability),
+       (c) by label-next (`label_next` below: uncertainty spread over clusters of the features);
+    4. a model trains on labelled + those N (their true classes, as a user would fill them in), same seed;
+    5. each is scored on the same held-out side (--test cells a class, never in any pool), balanced accuracy per
+       cell from its predictions.tsv with scikit-learn.
+
+The table gives, per variant, the mean and range over seeds and the difference to random paired by seed.
+
+    python bench/label_next.py [--seeds 3] [--labelled 5] [--add 30] [--pool 100] [--test 50] [--epochs 12]
+    python bench/label_next.py --seeds 1 --pool 20 --test 10 --add 6 --epochs 1     # a check that it runs
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from sklearn.cluster import KMeans
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.preprocessing import StandardScaler
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+from cellclass import config as cc_config  # noqa: E402
+from cellclass.demo import patterns  # noqa: E402
+from cellclass.io.datasets import Sample  # noqa: E402
+from cellclass.io.tilestore import TileSet  # noqa: E402
+from cellclass.learn import inference, training  # noqa: E402
+from cellclass.prepare import tiling  # noqa: E402
+
+CLASSES = list(patterns.CLASSES)
+DATA_SEED = 0  # the generator's seed: the same cells for every bench seed; the seeds draw labelled set and pool
+UNCERTAIN_SHARE = 0.3  # label-next clusters the most uncertain 30% of the pool
+
+
+def label_next(probabilities, features, n, *, seed):
+    """Indices of `n` pool cells to label next: the most uncertain share (1 - largest probability), clustered by
+    their features into `n` clusters (k-means on standardised features), the most uncertain cell of each: cells
+    the model doubts, unlike one another. (The merge may swap this for cellclass.predict.label_next.)"""
+    uncertainty = 1 - probabilities.max(axis=1)
+    doubtful = np.argsort(-uncertainty, kind="stable")[: max(n, int(round(UNCERTAIN_SHARE * len(uncertainty))))]
+    scaled = StandardScaler().fit_transform(features[doubtful])
+    clusters = KMeans(n_clusters=n, n_init=4, random_state=seed).fit_predict(scaled)
+    return np.array([doubtful[clusters == k][np.argmax(uncertainty[doubtful][clusters == k])] for k in range(n)])
+
+
+def by_uncertainty(probabilities, n):
+    return np.argsort(probabilities.max(axis=1), kind="stable")[:n]
+
+
+def at_random(n_pool, n, *, seed):
+    return np.random.default_rng([seed, 1]).choice(n_pool, n, replace=False)
+
+
+def prepared_cells(folder, cls, indices, settings):
+    """(indices, tiles) of cells of `cls`, written as 16-bit TIFFs and prepared as the workflow's kind cells."""
+    tiles = []
+    for index in indices:
+        path = folder / cls / f"{patterns.stem(index)}.tif"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(path, patterns.render_cell(cls, seed=DATA_SEED, index=index).image)
+        tiles.append(tiling.tile_sample(Sample(f"{cls}/{path.stem}", (str(path),), cls, cls), settings).tiles[0])
+    return np.stack(tiles)
+
+
+def tileset(tiles, cls, name):
+    """One TileSet of single-cell tiles of one class (a group of their own)."""
+    return TileSet(tiles, np.full(len(tiles), -1), np.arange(len(tiles)),
+                   {"sample": f"{name}/{cls}", "class": cls, "group": f"{name}/{cls}", "files": [name]})
+
+
+def train_and_score(train, test, out_dir, options, seed):
+    """A cellclass training run on `train` (TileSets); its balanced accuracy per cell on `test` and its model."""
+    import keras
+
+    identity = {"experiment": "label_next", "dataset": "patterns", "model": "small", "fold": 0, "seed": seed}
+    training.train_run(identity=identity, classes=CLASSES, train=train, train_eval=train, validation=[],
+                       test_sets={"held_out": test}, out_dir=out_dir, options=options, threads=2)
+    scored = pd.read_csv(Path(out_dir) / "predictions.tsv", sep="\t")
+    return balanced_accuracy_score(scored["true"], scored["predicted"]), keras.models.load_model(
+        Path(out_dir) / "model.keras", compile=False)
+
+
+def pool_view(model, pool_tiles):
+    """The model's probabilities of the pool's cells and their penultimate features."""
+    import keras
+
+    [probabilities] = list(inference.per_image([model], [tileset(pool_tiles, CLASSES[0], "pool")],
+                                               n_classes=len(CLASSES)))
+    penultimate = keras.Model(model.inputs, model.get_layer("logits").input)
+    return probabilities[0], np.asarray(penultimate.predict(pool_tiles, batch_size=256, verbose=0), np.float64)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--labelled", type=int, default=5, help="cells a class in the first labelled set")
+    parser.add_argument("--add", type=int, default=30, help="N: cells added to it by each variant")
+    parser.add_argument("--pool", type=int, default=100, help="candidate cells a class (golgi a third)")
+    parser.add_argument("--test", type=int, default=50, help="held-out cells a class")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epoch-tiles", type=int, default=1024)
+    args = parser.parse_args()
+
+    settings = cc_config.validate({"prepare": {"kind": "cells", "tile_size": patterns.SIZE, "resize_to": 48},
+                                   "datasets": {"p": {"demo": {"pattern": "aggregates"}}}})["datasets"]["p"]["prepare"]
+    options = cc_config.validate({"train": {"models": ["small"], "epochs": args.epochs, "batch_size": 32,
+                                            "epoch_tiles": args.epoch_tiles, "threads": 2},
+                                  "datasets": {"p": {"demo": {"pattern": "aggregates"}}}})["experiments"]["p"]["train"]
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench_label_next_"))
+    counts = patterns.class_counts(args.pool + args.labelled)
+    counts[patterns.RARE_CLASS] = max(counts[patterns.RARE_CLASS], args.labelled + 1)
+    # Held out: indices 0..test-1 of every class; candidates (labelled set and pool) after them.
+    test = [tileset(prepared_cells(work / "cells", cls, range(args.test), settings), cls, "test") for cls in CLASSES]
+    candidates = {cls: prepared_cells(work / "cells", cls, range(args.test, args.test + counts[cls]), settings)
+                  for cls in CLASSES}
+    print(f"prepared {sum(len(t) for t in test)} held-out and {sum(map(len, candidates.values()))} candidate "
+          f"cells in {time.perf_counter() - started:.0f} s ({work})", flush=True)
+
+    rows = []
+    for seed in range(args.seeds):
+        rng = np.random.default_rng([seed, 0])
+        labelled, pool_tiles, pool_classes = [], [], []
+        for cls in CLASSES:
+            order = rng.permutation(len(candidates[cls]))
+            labelled.append(tileset(candidates[cls][order[: args.labelled]], cls, "labelled"))
+            pool_tiles.append(candidates[cls][order[args.labelled :]])
+            pool_classes += [cls] * (len(order) - args.labelled)
+        pool_tiles, pool_classes = np.concatenate(pool_tiles), np.array(pool_classes)
+        score, model = train_and_score(labelled, test, work / f"seed{seed}/labelled", options, seed)
+        rows.append({"seed": seed, "variant": "labelled only", "cells": 6 * args.labelled, "balanced_accuracy": score})
+        probabilities, features = pool_view(model, pool_tiles)
+        chosen = {
+            "random": at_random(len(pool_tiles), args.add, seed=seed),
+            "uncertainty": by_uncertainty(probabilities, args.add),
+            "label-next": label_next(probabilities, features, args.add, seed=seed),
+        }
+        for variant, picked in chosen.items():
+            added = [tileset(pool_tiles[picked[pool_classes[picked] == cls]], cls, variant) for cls in CLASSES]
+            score, _ = train_and_score(labelled + [t for t in added if len(t)], test,
+                                       work / f"seed{seed}/{variant}", options, seed)
+            rows.append({"seed": seed, "variant": variant, "cells": 6 * args.labelled + args.add,
+                         "balanced_accuracy": score, "classes_added": len(set(pool_classes[picked])),
+                         "golgi_added": int((pool_classes[picked] == patterns.RARE_CLASS).sum())})
+        print(pd.DataFrame(rows[-4:]).to_string(index=False), flush=True)
+
+    table = pd.DataFrame(rows)
+    random = table[table["variant"] == "random"].set_index("seed")["balanced_accuracy"]
+    summary = []
+    for variant, runs in table.groupby("variant", sort=False):
+        score = runs.set_index("seed")["balanced_accuracy"]
+        gain = score - random
+        summary.append({"variant": variant, "labelled cells": runs["cells"].iloc[0],
+                        "balanced accuracy per cell (mean)": score.mean(),
+                        "range over seeds": f"{score.min():.3f}-{score.max():.3f}",
+                        "minus random (mean)": gain.mean(), "minus random (range)": f"{gain.min():+.3f} to {gain.max():+.3f}",
+                        "golgi added (mean)": runs.get("golgi_added", pd.Series(dtype=float)).mean()})
+    print(f"\n{args.seeds} seed(s); held-out side: {len(test) * args.test} cells ({args.test} a class); pool "
+          f"{len(pool_tiles)} cells; N = {args.add}; chance 1/6")
+    print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    gain = table[table["variant"] == "label-next"].set_index("seed")["balanced_accuracy"] - random
+    spread = random.max() - random.min()
+    print(f"label-next minus random: {gain.mean():+.3f} (per seed {', '.join(f'{g:+.3f}' for g in gain)}); random's "
+          f"seed spread {spread:.3f}; target (every seed's gain above random's seed spread) "
+          f"{'met' if (gain > spread).all() else 'NOT met'}")
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
