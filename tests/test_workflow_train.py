@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import stat
 
 import pandas as pd
@@ -234,8 +235,9 @@ def test_profiles_maps_and_what_to_label_next(finished):
     assert all(f'data-tile="{tile}"' in page for tile in sheet["tile"]) and "http" not in page
 
 
-def test_a_browser_labels_the_cells_to_label_next(finished, tmp_path):
-    """The demo's own page, in headless Chromium: labelled cells come back in the saved sheet, the rest as written."""
+def test_a_browser_labels_the_cells_to_label_next_and_the_saved_sheet_trains(finished, tmp_path):
+    """The demo's own page, in headless Chromium: labelled cells come back in the saved sheet, the rest as written;
+    named as the dataset's extra labels (in a copy of the finished folder), the sheet's cells train the run."""
     from browser import label_cells
 
     sheet = pd.read_csv(finished / "results/predict/tiny_new/label_next.tsv", sep="\t", dtype=str, keep_default_na=False)
@@ -243,6 +245,17 @@ def test_a_browser_labels_the_cells_to_label_next(finished, tmp_path):
     filled = pd.read_csv(saved, sep="\t", dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(filled.drop(columns="class"), sheet.drop(columns="class"))
     assert filled["class"].tolist() == [labelled.get(i, "") for i in range(len(sheet))]
+
+    copy_dir = tmp_path / "again"
+    shutil.copytree(finished, copy_dir, symlinks=True)
+    shutil.copy(saved, copy_dir / "labelled.tsv")
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["tiny"]["extra_labels"] = "labelled.tsv"
+    write_config(copy_dir, config)
+    run = "results/train/tiny/small/fold0/seed0"
+    snakemake(copy_dir, f"{run}/metrics.json")
+    metrics = json.loads((copy_dir / run / "metrics.json").read_text())
+    assert metrics["extra_tiles"] == pd.Series(list(labelled.values())).value_counts().to_dict()
 
 
 def test_report_builds(finished):
