@@ -30,9 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tifffile
-from sklearn.cluster import KMeans
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.preprocessing import StandardScaler
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
@@ -41,22 +39,20 @@ from cellclass.demo import patterns  # noqa: E402
 from cellclass.io.datasets import Sample  # noqa: E402
 from cellclass.io.tilestore import TileSet  # noqa: E402
 from cellclass.learn import inference, training  # noqa: E402
+from cellclass.predict import label_next as label_next_module  # noqa: E402
 from cellclass.prepare import tiling  # noqa: E402
 
 CLASSES = list(patterns.CLASSES)
 DATA_SEED = 0  # the generator's seed: the same cells for every bench seed; the seeds draw labelled set and pool
-UNCERTAIN_SHARE = 0.3  # label-next clusters the most uncertain 30% of the pool
 
 
 def label_next(probabilities, features, n, *, seed):
-    """Indices of `n` pool cells to label next: the most uncertain share (1 - largest probability), clustered by
-    their features into `n` clusters (k-means on standardised features), the most uncertain cell of each: cells
-    the model doubts, unlike one another. (The merge may swap this for cellclass.predict.label_next.)"""
-    uncertainty = 1 - probabilities.max(axis=1)
-    doubtful = np.argsort(-uncertainty, kind="stable")[: max(n, int(round(UNCERTAIN_SHARE * len(uncertainty))))]
-    scaled = StandardScaler().fit_transform(features[doubtful])
-    clusters = KMeans(n_clusters=n, n_init=4, random_state=seed).fit_predict(scaled)
-    return np.array([doubtful[clusters == k][np.argmax(uncertainty[doubtful][clusters == k])] for k in range(n)])
+    """Indices of `n` pool cells to label next, as the workflow's label_next job picks them
+    (cellclass.predict.label_next.choose): the most uncertain fifth by margin, clustered by their penultimate
+    features into `n` k-means clusters, the most uncertain cell of each."""
+    uncertainty = label_next_module.margin_uncertainty(probabilities)
+    chosen, _, _ = label_next_module.choose(uncertainty, features, np.zeros(len(uncertainty), bool), n, seed=seed)
+    return chosen
 
 
 def by_uncertainty(probabilities, n):
