@@ -59,7 +59,7 @@ def test_the_probed_layers_are_the_middle_and_last_feature_maps_and_the_penultim
         model = models.build_model(name, (32, 32, 2), 2, **({"shared_weights": True} if shared else {}))
         layers = novelty.probed_layers(model)
         assert len(layers) == (2 if name == "mobilenetv3small" else 3) and layers[-1] == "logits"
-        step = novelty.feature_step([novelty.feature_model(model)] * 2)
+        step = novelty.feature_step((model, model))
         [first, second] = novelty.features(step, np.zeros((3, 32, 32, 2), np.float32), batch_size=2)
         assert [f.shape[0] for f in first] == [3] * len(layers) and all(f.ndim == 2 for f in first)
         assert all(np.array_equal(a, b) for a, b in zip(first, second))

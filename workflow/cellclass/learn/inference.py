@@ -6,6 +6,8 @@ no up or left, so every view is as valid as the original; the average does not d
 of a tile is given, and it costs 8 network passes per tile.
 """
 
+import functools
+
 import numpy as np
 
 from cellclass.io.errors import InputError
@@ -49,6 +51,7 @@ def probabilities(model, tiles, batch_size=256, tta="none"):
     return np.concatenate(parts).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def ensemble_step(models):
     """One compiled step that scores a batch with every member: (members, batch, classes) probabilities.
 
@@ -56,7 +59,9 @@ def ensemble_step(models):
     batch is a second one), and TensorFlow counts the traces of all Keras models' steps together: five
     in ten calls, as the demo's 3-member prediction jobs made, and it warned of "excessive retracing".
     The ensemble's one step is traced once, or twice with a ragged last batch (reduce_retracing then
-    leaves the batch size free), however many members it has.
+    leaves the batch size free), however many members it has; and it is made once per ensemble (`models`, a
+    tuple) in a process: a training job scores its validation side and each test set, and a new step for each
+    would be traced anew until TensorFlow warns.
     """
     import keras
     import tensorflow as tf
@@ -103,7 +108,7 @@ def chunks(tilesets, *, channels=None, chunk_tiles=8192):
 
 def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chunk_tiles=8192, tta="none"):
     """Per TileSet, the (models, tiles, classes) probabilities of its tiles (`tta`: see probabilities)."""
-    step = ensemble_step(models)
+    step = ensemble_step(tuple(models))
     for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
         scores = np.zeros((len(models), 0, n_classes), np.float32)
         if tiles is not None:
@@ -117,7 +122,7 @@ def per_image_novelty(models, references, tilesets, *, quantile, channels=None, 
     tile as given, whatever the test-time augmentation (distances are to the training tiles as stored)."""
     from cellclass.learn import novelty
 
-    step = novelty.feature_step([novelty.feature_model(model) for model in models])
+    step = novelty.feature_step(tuple(models))
     for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
         scores = np.zeros((len(models), 0))
         if tiles is not None:

@@ -16,6 +16,7 @@ The reference is a run's file (novelty.npz), fitted once after training; predict
 """
 
 import ast
+import functools
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -60,11 +61,14 @@ def feature_model(model):
     return keras.Model(model.inputs, outputs)
 
 
-def feature_step(extractors):
-    """One compiled step giving, for a batch, each extractor's (feature_model's) outputs: traced once per batch
-    shape for all of them, as inference.ensemble_step, where predict_on_batch per model makes TensorFlow retrace
-    and warn."""
+@functools.lru_cache(maxsize=8)
+def feature_step(models):
+    """One compiled step giving, for a batch, each model's feature_model outputs: traced once per batch shape
+    for all of them and made once per tuple of `models` in a process, as inference.ensemble_step, where
+    predict_on_batch per model, or a new step per call, makes TensorFlow retrace and warn."""
     import tensorflow as tf
+
+    extractors = [feature_model(model) for model in models]
 
     @tf.function(reduce_retracing=True)
     def step(batch):

@@ -119,7 +119,7 @@ def novelty_reference(model, train_eval, eval_labels, validation, classes, *, ch
     and how far out the validation side's tiles lie: the run's novelty.Reference. Without a validation side
     the threshold comes from the training sample itself, which is closer than new tiles would be, so more
     new tiles exceed it."""
-    step = novelty.feature_step([novelty.feature_model(model)])
+    step = novelty.feature_step((model,))
     train_x, train_y = training_sample(train_eval, eval_labels, per_class=per_class, seed=seed, channels=channels)
     [train_features] = novelty.features(step, train_x)
     held_out, where = train_features, "training sample (no validation side)"
