@@ -259,3 +259,20 @@ def test_tables_are_written_as_their_suffix_says(tmp_path):
     predict.write_table(table, tmp_path / "t.tsv")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), table)
     assert pd.read_csv(tmp_path / "t.tsv", sep="\t")["p_control"].tolist() == [0.25, 0.5]
+
+
+def test_a_large_set_gets_one_bar_per_call_not_per_image(tmp_path):
+    import pandas as pd
+
+    from cellclass.predict import call_figures
+
+    n = call_figures.MAX_IMAGE_BARS * 50  # 10,000 images: one bar each would be a 3,000-inch-wide figure
+    calls = np.array(["control", "aggregates", predict.UNLIKE])[np.arange(n) % 3]
+    images = pd.DataFrame({"image": [f"i{k}" for k in range(n)], "call": calls,
+                           "p_control": 0.5, "p_aggregates": 0.5, "spread": 0.0})
+    paths = [tmp_path / "calls.png", tmp_path / "calls.svg"]
+    call_figures.calls_plot(images, CLASSES, paths)
+    from PIL import Image
+
+    width, height = Image.open(paths[0]).size
+    assert width < 2000 and height < 1000 and paths[1].stat().st_size > 1000

@@ -44,8 +44,14 @@ def call_overlay(field, tiles, image_row, classes, tile_size, paths):
     return save(fig, paths)
 
 
+MAX_IMAGE_BARS = 200  # above this, a bar per image is unreadable (and 10^5 of them would not fit in memory)
+
+
 def calls_plot(images, classes, paths):
-    """One bar per image: the ensemble's probability of its call, with the members' spread, in the call's colour."""
+    """One bar per image: the ensemble's probability of its call, with the members' spread, in the call's colour;
+    for a set of more than MAX_IMAGE_BARS images, how many images got each call instead."""
+    if len(images) > MAX_IMAGE_BARS:
+        return calls_count_plot(images, classes, paths)
     class_colours = colours(classes)
     fig = Figure(figsize=(max(4.0, 0.3 * len(images) + 2), 4), layout="constrained")
     ax = fig.add_subplot()
@@ -62,4 +68,19 @@ def calls_plot(images, classes, paths):
     ax.set_ylabel("probability of the call\n(mean ± spread over seeds)")
     handles = [Rectangle((0, 0), 1, 1, color=class_colours[c], label=c) for c in classes]
     ax.legend(handles=handles, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes))
+    return save(fig, paths)
+
+
+def calls_count_plot(images, classes, paths):
+    """One bar per call (each class, then any other call: abstained, no cells found, not scored): the images
+    that got it."""
+    counts = images["call"].value_counts()
+    calls = [c for c in classes if c in counts] + sorted(c for c in counts.index if c not in classes)
+    class_colours = colours(classes)
+    fig = Figure(figsize=(max(4.0, 0.6 * len(calls) + 2), 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(range(len(calls)), [counts[c] for c in calls], color=[class_colours.get(c, "lightgray") for c in calls])
+    ax.set_xticks(range(len(calls)), calls, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("images")
+    ax.set_title(f"calls of {len(images)} images (one bar per image up to {MAX_IMAGE_BARS})", fontsize=9)
     return save(fig, paths)
