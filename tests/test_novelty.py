@@ -74,7 +74,7 @@ def test_unlike_the_training_data_wins_over_uncertain_and_either_can_be_off():
     assert list(calls.abstentions(mean, far, calls.ABSTAIN_DEFAULTS)) == ["", "", calls.UNLIKE, calls.UNLIKE]
 
 
-class FakeTiles:  # a TileSet's meta and length are all image_row reads
+class FakeTiles:  # a TileSet's meta and length are all image_table reads
     def __init__(self, n, sample="a"):
         self.meta = {"sample": sample, "group": "w1", "files": [f"{sample}.tif"], "class": "x",
                      "settings": {"kind": "fields"}}
@@ -86,10 +86,10 @@ class FakeTiles:  # a TileSet's meta and length are all image_row reads
 
 def test_an_image_leaves_its_abstained_tiles_out_and_one_all_abstained_makes_no_call():
     scores = np.array([[[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]]])  # 1 member, 3 tiles
-    row = calls.image_row(FakeTiles(3), scores, ["x", "y"], ["", calls.UNLIKE, calls.UNLIKE])
+    row = calls.image_table([FakeTiles(3)], scores, ["x", "y"], ["", calls.UNLIKE, calls.UNLIKE]).iloc[0]
     assert row["call"] == "x" and row["p_x"] == 0.9 and row["unlike_training"] == 2
     assert row["abstained_share"] == 2 / 3 and row["called_y"] == 0 and row["correct"]
-    row = calls.image_row(FakeTiles(3), scores, ["x", "y"], [calls.UNLIKE] * 3)
+    row = calls.image_table([FakeTiles(3)], scores, ["x", "y"], [calls.UNLIKE] * 3).iloc[0]
     assert row["call"] == calls.UNLIKE and np.isnan(row["p_x"]) and row["correct"] is None
 
 

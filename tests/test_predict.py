@@ -20,6 +20,16 @@ def run_record(**prepare):
             "prepare": {"settings": settings(**prepare), "channels": [1], "bit_depths": [16]}}
 
 
+def image_row(tiles, scores, classes, abstain=None):
+    """The image table's one row of a single image, as a dict."""
+    return predict.image_table([tiles], scores, classes, abstain).iloc[0].to_dict()
+
+
+def scored_rows(tiles, scores, novelty, classes, allowed):
+    table, images = predict.scored_tables([tiles], scores, novelty, classes, allowed)
+    return table, images.iloc[0].to_dict()
+
+
 def tileset(n, sample="a", skipped=None):
     meta = {"sample": sample, "files": [f"{sample}.tif"], "class": "", "group": sample, "skipped": skipped,
             "settings": {"kind": "fields", "tile_size": 4}}
@@ -76,20 +86,20 @@ def test_image_unlike_the_training_images_is_refused_by_name(tmp_path, image, pr
 def test_image_row_rolls_up_tiles_then_members():
     # Two members, two tiles: member 0 says aggregates, member 1 leans control on one tile.
     scores = np.array([[[0.9, 0.1], [0.7, 0.3]], [[0.6, 0.4], [0.2, 0.8]]])
-    row = predict.image_row(tileset(2), scores, CLASSES)
+    row = image_row(tileset(2), scores, CLASSES)
     assert row["p_aggregates"] == pytest.approx(0.6) and row["call"] == "aggregates"
     assert row["spread"] == pytest.approx(0.2)  # members' image means: 0.8 and 0.4
     assert row["agreement"] == 0.5 and row["correct"] is None
-    tiles = predict.tile_rows(tileset(2), scores, CLASSES)
+    tiles = predict.tile_table([tileset(2)], scores, CLASSES)
     assert list(tiles["call"]) == ["aggregates", "control"]
     assert tiles["spread"].to_numpy() == pytest.approx([0.15, 0.25])
     assert list(tiles["row"]) == [0, 4]
 
 
 def test_image_without_cells_is_reported_not_dropped():
-    row = predict.image_row(tileset(0), np.zeros((2, 0, 2)), CLASSES)
+    row = image_row(tileset(0), np.zeros((2, 0, 2)), CLASSES)
     assert row["call"] == "no cells found" and row["tiles"] == 0 and np.isnan(row["p_control"])
-    skipped = predict.image_row(tileset(0, skipped="unreadable"), np.zeros((2, 0, 2)), CLASSES)
+    skipped = image_row(tileset(0, skipped="unreadable"), np.zeros((2, 0, 2)), CLASSES)
     assert skipped["call"] == "skipped: unreadable"
 
 
@@ -98,15 +108,15 @@ def test_an_image_the_runs_trained_on_is_scored_by_the_others_or_not_at_all():
     scores = np.array([[[1.0, 0.0], [1.0, 0.0]], [[0.6, 0.4], [0.2, 0.8]], [[0.4, 0.6], [0.2, 0.8]]])
     out = {"members": [1, 2], "scored_by": "out of fold (fold 1, 2 runs)"}
     novelty = np.array([[9.0, 9.0], [0.5, 1.5], [0.5, 0.7]])  # member 0 would call both tiles unfamiliar
-    tiles, row = predict.scored_rows(tileset(2), scores, novelty, CLASSES, out)
+    tiles, row = scored_rows(tileset(2), scores, novelty, CLASSES, out)
     assert tiles["novelty"].to_numpy() == pytest.approx([0.5, 1.1]) and list(tiles["abstain"]) == ["", predict.UNLIKE]
-    tiles, row = predict.scored_rows(tileset(2), scores, None, CLASSES, out)
-    alone_tiles, alone = predict.tile_rows(tileset(2), scores[1:], CLASSES), predict.image_row(tileset(2), scores[1:], CLASSES)
+    tiles, row = scored_rows(tileset(2), scores, None, CLASSES, out)
+    alone_tiles, alone = predict.tile_table([tileset(2)], scores[1:], CLASSES), image_row(tileset(2), scores[1:], CLASSES)
     assert row["p_aggregates"] == pytest.approx(alone["p_aggregates"]) == pytest.approx(0.35)
     assert tiles["p_aggregates"].to_numpy() == pytest.approx(alone_tiles["p_aggregates"].to_numpy())
     assert row["scored_by"] == "out of fold (fold 1, 2 runs)" and set(tiles["scored_by"]) == {out["scored_by"]}
     none = {"members": [], "scored_by": "not scored: every run trained on it"}
-    tiles, row = predict.scored_rows(tileset(2, sample="b"), scores, None, CLASSES, none)
+    tiles, row = scored_rows(tileset(2, sample="b"), scores, None, CLASSES, none)
     assert row["call"] == none["scored_by"] and np.isnan(row["p_control"]) and row["called_control"] == 0
     assert tiles["p_control"].isna().all() and set(tiles["call"]) == {none["scored_by"]}
     # The group of an unscored image says why it has no probability.
@@ -161,18 +171,21 @@ def test_prediction_set_may_not_shadow_a_dataset():
 def test_an_image_of_a_class_the_model_lacks_is_neither_right_nor_wrong(known, correct):
     images = tileset(1)
     images.meta["class"] = known
-    row = predict.image_row(images, np.array([[[0.9, 0.1]]]), CLASSES)
+    row = image_row(images, np.array([[[0.9, 0.1]]]), CLASSES)
     assert row["call"] == "aggregates" and row["correct"] is correct
 
 
-def test_an_ensemble_scores_each_member_as_alone_without_tensorflow_retracing_warnings(caplog):
+@pytest.mark.parametrize("judged", [False, True])
+def test_an_ensemble_scores_each_member_as_alone_without_tensorflow_retracing_warnings(caplog, judged):
     """Six members over images of ragged tile counts (batches of 8, the last one short): the probabilities are each
-    member's own, and TensorFlow does not warn of retracing (member by member, it did from the first prediction set)."""
+    member's own, and TensorFlow does not warn of retracing (member by member, it did from the first prediction set).
+    Judged for novelty, one pass gives probabilities and features: the probabilities are the same, and the novelty
+    that of the features' own pass."""
     import logging
 
     import keras
 
-    from cellclass.learn import inference
+    from cellclass.learn import inference, novelty
     from cellclass.learn.models import build_model
 
     keras.utils.set_random_seed(0)
@@ -180,13 +193,22 @@ def test_an_ensemble_scores_each_member_as_alone_without_tensorflow_retracing_wa
     rng = np.random.default_rng(0)
     tilesets = [TileSet(rng.random((n, 16, 16, 1), dtype=np.float32), np.arange(n), np.zeros(n, int), {"sample": str(n)})
                 for n in (5, 0, 9, 3)]
+    every_tile = np.concatenate([t.tiles for t in tilesets])
+    references, features = None, None
+    if judged:  # each member's reference made of these very tiles, in two made-up classes
+        features = novelty.features(novelty.feature_step(tuple(members)), every_tile)
+        references = [novelty.fit(f, np.arange(len(every_tile)) % 2, f) for f in features]
     with caplog.at_level(logging.WARNING):
-        scores = list(predict.score(members, tilesets, run_record() | {"input_shape": [16, 16, 1]}, batch_size=8))
+        [(chunk, scores, novelties)] = list(predict.scored_chunks(members, references, tilesets, run_record() | {
+            "input_shape": [16, 16, 1]}, predict.ABSTAIN_DEFAULTS, batch_size=8))
     assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
-    assert [s.shape for s in scores] == [(6, n, 2) for n in (5, 0, 9, 3)]
-    for tileset, score in zip(tilesets, scores):
-        alone = np.stack([inference.probabilities(m, tileset.tiles) for m in members]) if len(tileset) else score
-        assert np.allclose(score, alone, atol=1e-6)
+    assert chunk == tilesets and scores.shape == (6, 17, 2)
+    alone = np.stack([inference.probabilities(m, every_tile) for m in members])
+    assert np.allclose(scores, alone, atol=1e-6)
+    if judged:
+        assert np.allclose(novelties, [r.novelty(f, 0.99) for r, f in zip(references, features)], rtol=1e-5)
+    else:
+        assert novelties is None
 
 
 def test_each_run_calibrates_its_own_probabilities(tmp_path):
@@ -209,7 +231,8 @@ def test_each_run_calibrates_its_own_probabilities(tmp_path):
     members = [build_model("small", (16, 16, 1), 2) for _ in range(2)]
     tiles = TileSet(np.random.default_rng(0).random((5, 16, 16, 1), dtype=np.float32), np.arange(5), np.zeros(5, int),
                     {"sample": "a"})
-    [scores] = predict.score(members, [tiles], run_record() | {"input_shape": [16, 16, 1]}, temperatures=[2.0, 1.0])
+    [(_, scores, _)] = predict.scored_chunks(members, None, [tiles], run_record() | {"input_shape": [16, 16, 1]},
+                                             predict.ABSTAIN_DEFAULTS, temperatures=[2.0, 1.0])
     raw = np.stack([inference.probabilities(m, tiles.tiles) for m in members])
     np.testing.assert_allclose(scores[0], calibration.apply(raw[0], 2.0), atol=1e-6)
     np.testing.assert_allclose(scores[1], raw[1], atol=1e-6)
@@ -241,13 +264,13 @@ def test_overlays_are_capped_and_drawn_only_on_fields(tmp_path):
                         {"sample": name, "files": [str(field)], "class": "", "group": name, "skipped": None,
                          "settings": {**record, "kind": kind}})
         metas.append(tiles.meta)
-        tables.append(predict.tile_rows(tiles, np.array([[[0.7, 0.3]]]), CLASSES))
-        rows.append(predict.image_row(tiles, np.array([[[0.7, 0.3]]]), CLASSES))
+        tables.append(predict.tile_table([tiles], np.array([[[0.7, 0.3]]]), CLASSES))
+        rows.append(image_row(tiles, np.array([[[0.7, 0.3]]]), CLASSES))
     images = pd.DataFrame(rows)
-    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "all", None) == 2
+    assert predict.draw_overlays(metas, pd.concat(tables, ignore_index=True), images, CLASSES, tmp_path / "all", None) == 2
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["f1.png", "f2.png"]  # no single-cell image
-    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "one", 1) == 1
-    assert predict.draw_overlays(metas, tables, images, CLASSES, tmp_path / "none", 0) == 0
+    assert predict.draw_overlays(metas, pd.concat(tables, ignore_index=True), images, CLASSES, tmp_path / "one", 1) == 1
+    assert predict.draw_overlays(metas, pd.concat(tables, ignore_index=True), images, CLASSES, tmp_path / "none", 0) == 0
     assert list((tmp_path / "none").iterdir()) == []  # the declared directory exists, empty
 
 
@@ -276,3 +299,16 @@ def test_a_large_set_gets_one_bar_per_call_not_per_image(tmp_path):
 
     width, height = Image.open(paths[0]).size
     assert width < 2000 and height < 1000 and paths[1].stat().st_size > 1000
+
+
+def test_images_scored_by_different_members_keep_their_order_in_the_tables():
+    scores = np.array([[[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]],
+                       [[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]]])  # 2 members; images a, b (2 tiles), c
+    chunk = [tileset(1, "a"), tileset(2, "b"), tileset(1, "c")]
+    everyone = {"members": [0, 1], "scored_by": "all runs"}
+    alone = {"members": [1], "scored_by": "out of fold"}
+    tiles, images = predict.chunk_tables(chunk, scores, None, CLASSES, {"b": alone}, everyone)
+    assert list(images["image"]) == ["a", "b", "c"] and list(tiles["image"]) == ["a", "b", "b", "c"]
+    assert list(images["scored_by"]) == ["all runs", "out of fold", "all runs"]
+    assert images["p_aggregates"].to_numpy() == pytest.approx([0.5, 0.25, 0.5])
+    assert tiles["p_aggregates"].to_numpy() == pytest.approx([0.5, 0.2, 0.3, 0.5])

@@ -86,3 +86,16 @@ def test_a_subset_keeps_its_rows_and_reads_stored_tiles_on_demand(tmp_path):
     np.testing.assert_array_equal(out, np.asarray(stored.tiles)[[4, 1]])
     in_memory = image("b", 4).subset([0, 2])
     assert isinstance(in_memory.tiles, np.ndarray) and list(in_memory.rows) == [0, 2]
+
+
+def test_read_tiles_joins_consecutive_stored_views_and_keeps_the_order(tmp_path):
+    tilestore.save(tmp_path / "a.npz", [image(f"a{n}", n) for n in (2, 0, 3, 1)])
+    tilestore.save(tmp_path / "b.npz", [image("b", 2)])
+    loaded = tilestore.load(tmp_path / "a.npz") + tilestore.load(tmp_path / "b.npz")
+    in_memory = TileSet(np.ones((2, 8, 8, 2), np.float16), np.zeros(2, int), np.zeros(2, int), {"sample": "m"})
+    # Views of a.npz out of order, one of b.npz, one in memory: each run of neighbours is read once.
+    order = [loaded[2], loaded[3], loaded[0], in_memory, loaded[4]]
+    expected = np.concatenate([np.asarray(t.tiles) for t in order])
+    np.testing.assert_array_equal(tilestore.read_tiles(order), expected)
+    assert loaded[0].tiles.follows(loaded[2].tiles) and not loaded[2].tiles.follows(loaded[0].tiles)
+    assert not loaded[3].tiles.follows(loaded[4].tiles)  # another file

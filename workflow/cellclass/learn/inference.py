@@ -89,20 +89,20 @@ def chunks(tilesets, *, channels=None, chunk_tiles=8192):
     """(chunk, its tiles as one float32 array or None, bounds) for runs of consecutive TileSets of about
     `chunk_tiles` tiles: one network call per chunk, not per image (10^4 single-cell images would otherwise
     cost 10^4 calls), and memory bounded by the chunk. Tiles of chunk[i] are tiles[bounds[i]:bounds[i + 1]]."""
+    from cellclass.io.tilestore import read_tiles
     from cellclass.learn.pipeline import select_channels
 
-    groups, current = [], []
+    groups, current, count = [], [], 0
     for tileset in tilesets:
         current.append(tileset)
-        if sum(len(t) for t in current) >= chunk_tiles:
+        count += len(tileset)
+        if count >= chunk_tiles:
             groups.append(current)
-            current = []
+            current, count = [], 0
     groups.append(current)
     for chunk in groups:
         filled = [t for t in chunk if len(t)]
-        tiles = None
-        if filled:
-            tiles = np.concatenate([select_channels(np.asarray(t.tiles), channels) for t in filled]).astype(np.float32)
+        tiles = select_channels(read_tiles(filled), channels).astype(np.float32) if filled else None
         yield chunk, tiles, np.cumsum([0] + [len(t) for t in chunk])
 
 
@@ -117,16 +117,19 @@ def per_image(models, tilesets, *, channels=None, n_classes, batch_size=256, chu
             yield scores[:, bounds[i] : bounds[i + 1]]
 
 
-def per_image_novelty(models, references, tilesets, *, quantile, channels=None, batch_size=256, chunk_tiles=8192):
-    """Per TileSet, the (models, tiles) novelty of its tiles under each model and its novelty.Reference: the
-    tile as given, whatever the test-time augmentation (distances are to the training tiles as stored)."""
+def scores_and_novelty(models, references, tiles, *, quantile, batch_size=256, tta="none"):
+    """(models, tiles, classes) probabilities of `tiles` (`tta`: see probabilities) and their (models, tiles)
+    novelty under each model's novelty.Reference (None without references): the tile as given, whatever the
+    test-time augmentation, as distances are to the training tiles as stored. Without test-time augmentation
+    one pass of the network gives both."""
     from cellclass.learn import novelty
 
-    step = novelty.feature_step(tuple(models))
-    for chunk, tiles, bounds in chunks(tilesets, channels=channels, chunk_tiles=chunk_tiles):
-        scores = np.zeros((len(models), 0))
-        if tiles is not None:
-            scores = np.stack([reference.novelty(feature_sets, quantile)
-                               for reference, feature_sets in zip(references, novelty.features(step, tiles, batch_size))])
-        for i, _ in enumerate(chunk):
-            yield scores[:, bounds[i] : bounds[i + 1]]
+    if references is None:
+        return ensemble_scores(ensemble_step(tuple(models)), tiles, batch_size, tta), None
+    step = novelty.scoring_step(tuple(models))
+    per_model = novelty.features(step, tiles, batch_size)  # per model: its probed layers' features, then probabilities
+    scores = np.stack([outputs[-1] for outputs in per_model]).astype(np.float32)
+    if tta != "none":
+        scores = ensemble_scores(ensemble_step(tuple(models)), tiles, batch_size, tta)
+    return scores, np.stack([reference.novelty(outputs[:-1], quantile)
+                             for reference, outputs in zip(references, per_model)])

@@ -78,6 +78,23 @@ def feature_step(models):
     return step
 
 
+@functools.lru_cache(maxsize=8)
+def scoring_step(models):
+    """As feature_step, with each model's probabilities after its features: prediction needs both, and one
+    pass of the network gives them (two passes, one for each, took twice the time)."""
+    import keras
+    import tensorflow as tf
+
+    extractors = [keras.Model(model.inputs, [*feature_model(model).outputs, *model.outputs]) for model in models]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        return [extractor(batch, training=False) for extractor in extractors]
+
+    step.extractors = extractors
+    return step
+
+
 def features(step, tiles, batch_size=256):
     """Per extractor of a feature_step, per probed layer, the (n, d) float64 features of `tiles`."""
     parts = [[[np.asarray(f, np.float64) for f in outputs] for outputs in step(tiles[i : i + batch_size])]

@@ -90,21 +90,31 @@ def member_temperatures(model_paths):
                                                 [calibration.temperature_of(runs.read_metrics(Path(path).parent))])]
 
 
-def score(members, tilesets, run, batch_size=256, tta="none", temperatures=None):
-    """Per TileSet, the (members, tiles, classes) probabilities of its tiles under each member (`tta`: the
-    test-time augmentation, cellclass.learn.inference.TTA), each calibrated by its member's temperature.
-
-    The TileSets of one shard file share a tile shape (tilestore.save checks it), so the first decides.
-    """
+def check_input_shape(tilesets, run):
+    """Refuse tiles the model cannot take, naming the image. The TileSets of one shard file share a tile shape
+    (tilestore.save checks it), so the first decides."""
     first = next((t for t in tilesets if len(t)), None)
     if first is not None:
         shape = select_channels(first.tiles[:1], run["channels"]).shape[1:]
         if shape != tuple(run["input_shape"]):
             raise InputError(f"{', '.join(first.meta['files'])}: tiles of shape {shape} do not fit the input "
                              f"{tuple(run['input_shape'])} of {run.get('source', 'the model')}")
-    scored = inference.per_image(members, tilesets, channels=run["channels"], n_classes=len(run["classes"]),
-                                 batch_size=batch_size, tta=tta)
-    return (calibration.per_member(s, temperatures or [1.0] * len(members)) for s in scored)
+
+
+def scored_chunks(members, references, tilesets, run, options, tta="none", temperatures=None, batch_size=256):
+    """Per chunk of consecutive TileSets (inference.chunks): the chunk, its tiles' (members, tiles, classes)
+    probabilities, each calibrated by its member's temperature (`tta`: cellclass.learn.inference.TTA), and their
+    (members, tiles) novelty, None where the runs carry no reference or it is off."""
+    check_input_shape(tilesets, run)
+    judged = None if options["novelty_quantile"] is None else references
+    n_members, n_classes = len(members), len(run["classes"])
+    for chunk, tiles, _ in inference.chunks(tilesets, channels=run["channels"]):
+        if tiles is None:
+            scores, novelty = np.zeros((n_members, 0, n_classes), np.float32), None if judged is None else np.zeros((n_members, 0))
+        else:
+            scores, novelty = inference.scores_and_novelty(members, judged, tiles, quantile=options["novelty_quantile"],
+                                                           batch_size=batch_size, tta=tta)
+        yield chunk, calibration.per_member(scores, temperatures or [1.0] * n_members), novelty
 
 
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
@@ -126,19 +136,35 @@ def abstentions(mean, novelty, options):
     return reasons
 
 
-def tile_rows(tileset, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS):
-    """Per tile (or cell crop) of one image: where it is, the members' mean probability per class, the call and
-    the spread, its novelty (members' mean; above 1 is unlike the training data) and why it abstains, if it does."""
+def _owners(tilesets):
+    """Per tile of `tilesets` (their tiles in order), the index of its TileSet."""
+    return np.repeat(np.arange(len(tilesets)), [len(t) for t in tilesets])
+
+
+def _per_tile(tilesets, values):
+    return np.concatenate([np.asarray(values(t)) for t in tilesets] or [np.empty(0, int)])
+
+
+def tile_table(tilesets, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS):
+    """Per tile (or cell crop) of `tilesets`: where it is, the members' mean probability per class, the call and
+    the spread, its novelty (members' mean; above 1 is unlike the training data) and why it abstains, if it does.
+    `scores`: (members, tiles, classes), the TileSets' tiles one after another; `novelty`: (members, tiles)."""
+    owner = _owners(tilesets)
     mean = scores.mean(axis=0)
     call = mean.argmax(axis=1)
-    table = pd.DataFrame({"image": tileset.meta["sample"], "group": tileset.meta["group"], "tile": tileset.tile_ids(),
-                          "row": tileset.rows, "col": tileset.cols})
+    table = pd.DataFrame({
+        "image": np.array([t.meta["sample"] for t in tilesets], dtype=object)[owner],
+        "group": np.array([t.meta["group"] for t in tilesets], dtype=object)[owner],
+        "tile": [tile for t in tilesets for tile in t.tile_ids()],
+        "row": _per_tile(tilesets, lambda t: t.rows), "col": _per_tile(tilesets, lambda t: t.cols),
+    })
+    filled = [t for t in tilesets if len(t)]
     for key in OBJECT_COLUMNS:  # a cell crop's object: label id, centroid and area in its field
-        if key in tileset.extra:
-            table[key] = tileset.extra[key]
+        if filled and all(key in t.extra for t in filled):
+            table[key] = _per_tile(filled, lambda t: t.extra[key])
     for i, cls in enumerate(classes):
         table[f"p_{cls}"] = mean[:, i]
-    table["call"] = [classes[i] for i in call]
+    table["call"] = np.array(classes, dtype=object)[call] if len(call) else []
     # Spread: standard deviation across members of the called class's probability.
     table["spread"] = scores[:, np.arange(len(call)), call].std(axis=0)
     ensemble_novelty = None if novelty is None else novelty.mean(axis=0)
@@ -147,71 +173,103 @@ def tile_rows(tileset, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS):
     return table
 
 
-def image_row(tileset, scores, classes, abstain=None):
-    """One image's call: its tiles' mean probability per member, then the mean over members, over the tiles
-    that do not abstain (`abstain`: per tile, the reason or '').
+def image_table(tilesets, scores, classes, abstain=None):
+    """One row per image (TileSet): its tiles' mean probability per member, then the mean over members, over the
+    tiles that do not abstain (`abstain`: per tile, the reason or '').
 
     The spread is the members' standard deviation for the called class and the
     agreement the share of members making the same call. An image without a
     foreground tile is reported as 'no cells found' rather than dropped; one all
     of whose tiles abstain takes the commoner reason as its call.
     """
-    meta = tileset.meta
-    abstain = np.full(len(tileset), "", dtype=object) if abstain is None else np.asarray(abstain, dtype=object)
-    row = {"image": meta["sample"], "group": meta["group"], "files": ";".join(meta["files"]),
-           "known_class": meta["class"], "unit": metrics.unit_of("tile", meta["settings"]["kind"]), "tiles": len(tileset),
-           "unlike_training": int((abstain == UNLIKE).sum()), "uncertain": int((abstain == UNCERTAIN).sum())}
-    row["abstained_share"] = (row["unlike_training"] + row["uncertain"]) / len(tileset) if len(tileset) else np.nan
+    owner, n, k = _owners(tilesets), len(tilesets), len(classes)
+    abstain = np.full(len(owner), "", dtype=object) if abstain is None else np.asarray(abstain, dtype=object)
+    metas = [t.meta for t in tilesets]
+    table = pd.DataFrame({
+        "image": [m["sample"] for m in metas], "group": [m["group"] for m in metas],
+        "files": [";".join(m["files"]) for m in metas], "known_class": [m["class"] for m in metas],
+        "unit": [metrics.unit_of("tile", m["settings"]["kind"]) for m in metas],
+        "tiles": np.bincount(owner, minlength=n),
+        "unlike_training": np.bincount(owner[abstain == UNLIKE], minlength=n),
+        "uncertain": np.bincount(owner[abstain == UNCERTAIN], minlength=n),
+    })
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["abstained_share"] = (table["unlike_training"] + table["uncertain"]) / table["tiles"].where(table["tiles"] > 0)
     kept = abstain == ""
-    scores = scores[:, kept]
+    kept_owner, kept_scores = owner[kept], scores[:, kept]
     # How many of the image's tiles (cells) each class is called for: the per-cell count a screen reads.
-    calls = scores.mean(axis=0).argmax(axis=1) if kept.any() else np.empty(0, int)
-    row.update({f"called_{c}": int((calls == i).sum()) for i, c in enumerate(classes)})
-    if not len(tileset) or not kept.any():
-        row.update({f"p_{c}": np.nan for c in classes})
-        reason = tilestore.empty_reason(tileset) if not len(tileset) else pd.Series(abstain).mode()[0]
-        row.update(call=reason, spread=np.nan, agreement=np.nan)
-    else:
-        per_member = scores.mean(axis=1)  # (members, classes)
-        mean = per_member.mean(axis=0)
-        best = int(mean.argmax())
-        row.update({f"p_{c}": float(p) for c, p in zip(classes, mean)})
-        row.update(
-            call=classes[best],
-            spread=float(per_member[:, best].std()),
-            agreement=float((per_member.argmax(axis=1) == best).mean()),
-        )
+    calls = kept_scores.mean(axis=0).argmax(axis=1) if kept_scores.shape[0] else np.zeros(len(kept_owner), int)
+    called = np.bincount(kept_owner * k + calls, minlength=n * k).reshape(n, k)
+    for i, c in enumerate(classes):
+        table[f"called_{c}"] = called[:, i]
+    kept_count = np.bincount(kept_owner, minlength=n)
+    sums = np.array([[np.bincount(kept_owner, weights=member[:, i], minlength=n) for i in range(k)]
+                     for member in kept_scores]).reshape(len(scores), k, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_member = np.moveaxis(sums, 2, 1) / np.where(kept_count > 0, kept_count, np.nan)[None, :, None]
+    scorable = kept_count > 0
+    mean = per_member.mean(axis=0) if len(scores) else np.full((n, k), np.nan)
+    best = np.where(scorable, np.nan_to_num(mean, nan=-1.0).argmax(axis=1), 0)
+    for i, c in enumerate(classes):
+        table[f"p_{c}"] = np.where(scorable, mean[:, i], np.nan)
+    call = np.array(classes, dtype=object)[best]
+    for i in np.flatnonzero(~scorable):  # no tile, or every tile abstained: the reason is the call
+        call[i] = tilestore.empty_reason(tilesets[i]) if not len(tilesets[i]) else pd.Series(abstain[owner == i]).mode()[0]
+    table["call"] = call
+    chosen = per_member[:, np.arange(n), best] if len(scores) else np.full((0, n), np.nan)
+    table["spread"] = np.where(scorable, chosen.std(axis=0) if len(scores) else np.nan, np.nan)
+    table["agreement"] = np.where(scorable, (per_member.argmax(axis=2) == best).mean(axis=0) if len(scores) else np.nan,
+                                  np.nan)
     # Right or wrong only for a class the model has: an image of another known class has no correct call.
-    row["correct"] = (row["call"] == row["known_class"]) if row["known_class"] in classes and kept.any() else None
-    return row
+    table["correct"] = [bool(c == known) if known in classes and ok else None
+                        for c, known, ok in zip(call, table["known_class"], scorable)]
+    return table
 
 
-def scored_rows(tileset, scores, novelty, classes, allowed, options=ABSTAIN_DEFAULTS):
-    """The tile table and image row of one image, scored by the `allowed` members only (out_of_fold.scorers),
-    with their novelty (None: not judged) and abstentions, and blanked when none may score it; each says how
+def scored_tables(tilesets, scores, novelty, classes, allowed, options=ABSTAIN_DEFAULTS):
+    """The tile and image tables of `tilesets`, scored by the `allowed` members only (out_of_fold.scorers), with
+    their novelty (None: not judged) and abstentions, and blanked when none may score them; each row says how
     it was scored."""
     scores = scores[allowed["members"]]
     if allowed["members"]:
         novelty = None if novelty is None else novelty[allowed["members"]]
-        tiles = tile_rows(tileset, scores, classes, novelty, options)
-        image = image_row(tileset, scores, classes, tiles["abstain"])
+        tiles = tile_table(tilesets, scores, classes, novelty, options)
+        images = image_table(tilesets, scores, classes, tiles["abstain"].to_numpy())
     else:
         with warnings.catch_warnings():  # means over no member; withhold blanks them all
             warnings.simplefilter("ignore", RuntimeWarning)
-            tiles = withhold(tile_rows(tileset, scores, classes), classes, allowed["scored_by"])
-            image = withhold(image_row(tileset, scores, classes), classes, allowed["scored_by"])
-    return tiles.assign(scored_by=allowed["scored_by"]), {**image, "scored_by": allowed["scored_by"]}
+            tiles = withhold(tile_table(tilesets, scores, classes), classes, allowed["scored_by"])
+            images = withhold(image_table(tilesets, scores, classes), classes, allowed["scored_by"], images=True)
+    return tiles.assign(scored_by=allowed["scored_by"]), images.assign(scored_by=allowed["scored_by"])
 
 
-def withhold(rows, classes, scored_by):
-    """Blank the probabilities and call of an image no run may score (every run trained on it); the reason
-    becomes its call. `rows`: its tile table, or its image row."""
-    for c in classes:
-        rows[f"p_{c}"] = np.nan
-    rows["call"], rows["spread"] = scored_by, np.nan
-    if isinstance(rows, dict):  # the image row also counts calls and says how the members agree
-        rows.update({f"called_{c}": 0 for c in classes}, agreement=np.nan, correct=None)
-    return rows
+def withhold(table, classes, scored_by, images=False):
+    """Blank the probabilities and calls of images no run may score (every run trained on them); the reason
+    becomes the call. `table`: their tile table, or (images=True) their image table."""
+    table = table.assign(**{f"p_{c}": np.nan for c in classes}, call=scored_by, spread=np.nan)
+    if images:  # the image table also counts calls and says how the members agree
+        table = table.assign(**{f"called_{c}": 0 for c in classes}, agreement=np.nan, correct=None)
+    return table
+
+
+def chunk_tables(chunk, scores, novelty, classes, scoring, everyone, options=ABSTAIN_DEFAULTS):
+    """The tile and image tables of a chunk of TileSets, in their order, each image scored by the members
+    `scoring` allows it (`everyone` unless it names the image): the images of one set of members at a time."""
+    allowed = [scoring.get(t.meta["sample"], everyone) for t in chunk]
+    keys = [(tuple(a["members"]), a["scored_by"]) for a in allowed]
+    if len(set(keys)) <= 1:
+        return scored_tables(chunk, scores, novelty, classes, allowed[0] if chunk else everyone, options)
+    bounds = np.cumsum([0] + [len(t) for t in chunk])
+    tile_parts, image_parts = [], []
+    for key in dict.fromkeys(keys):
+        mine = [i for i, k in enumerate(keys) if k == key]
+        at = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in mine])
+        tiles, images = scored_tables([chunk[i] for i in mine], scores[:, at], None if novelty is None else novelty[:, at],
+                                      classes, allowed[mine[0]], options)
+        tile_parts.append(tiles.assign(_order=at))
+        image_parts.append(images.assign(_order=mine))
+    return tuple(pd.concat(parts).sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+                 for parts in (tile_parts, image_parts))
 
 
 def group_table(tiles, images, classes):
@@ -252,14 +310,16 @@ def overlay_order(images):
     return list(turn.sort_values(kind="stable").index)
 
 
-def draw_overlays(metas, tile_tables, images, classes, overlay_dir, limit):
+def draw_overlays(metas, tiles, images, classes, overlay_dir, limit):
     """Overlays of at most `limit` (None: every) images, in overlay_order; only of fields: a single-cell image's
-    overlay would be the cell with one frame, and skipped images have no field to draw on."""
+    overlay would be the cell with one frame, and skipped images have no field to draw on. `tiles`: the set's
+    tile table; `metas`: each image row's TileSet meta."""
     Path(overlay_dir).mkdir(parents=True, exist_ok=True)
     drawable = images[[not m["skipped"] and m["settings"]["kind"] != "cells" for m in metas]]
     chosen = overlay_order(drawable)[:limit]
     for index in chosen:
-        overlay(metas[index], tile_tables[index], images.loc[index], classes, overlay_dir)
+        overlay(metas[index], tiles[tiles["image"] == images.loc[index, "image"]], images.loc[index], classes,
+                overlay_dir)
     return len(chosen)
 
 
@@ -304,28 +364,23 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_table, images_tsv, g
     references = read_references(model_paths, novelty_paths)
     options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
     classes = run["classes"]
-    tile_tables, image_rows, metas = [], [], []
+    tile_tables, image_tables, metas = [], [], []
     everyone = {"members": list(range(len(members))),
                 "scored_by": out_of_fold.UNCHECKED if package.is_package(run_path) else out_of_fold.ALL_RUNS}
-    scoring = scoring or {}
     for path in tile_files:
-        tilesets = tilestore.load(path)
-        novelties = novelty_scores(members, references, tilesets, run, options)
-        scored = score(members, tilesets, run, tta=tta, temperatures=temperatures)
-        for tileset, scores, novelty in zip(tilesets, scored, novelties):
-            allowed = scoring.get(tileset.meta["sample"], everyone)
-            tiles, image = scored_rows(tileset, scores, novelty, classes, allowed, options)
+        for chunk, scores, novelty in scored_chunks(members, references, tilestore.load(path), run, options, tta=tta,
+                                                    temperatures=temperatures):
+            tiles, images = chunk_tables(chunk, scores, novelty, classes, scoring or {}, everyone, options)
             tile_tables.append(tiles)
-            image_rows.append(image)
-            metas.append(tileset.meta)
-            log.debug("%s: %s (%d tiles)", image_rows[-1]["image"], image_rows[-1]["call"], len(tileset))
-    images = pd.DataFrame(image_rows)
+            image_tables.append(images)
+            metas += [t.meta for t in chunk]
+    images = pd.concat(image_tables, ignore_index=True)
     tiles = pd.concat(tile_tables, ignore_index=True)
     log.info("%d image(s); test-time augmentation: %s; calls: %s", len(images), tta, images["call"].value_counts().to_dict())
     if scoring:
         log.warning("%d image(s) are also images of the runs' training dataset; scored: %s", len(scoring),
                     images.loc[images["image"].isin(scoring), "scored_by"].value_counts().to_dict())
-    drawn = draw_overlays(metas, tile_tables, images, classes, overlay_dir, overlays)
+    drawn = draw_overlays(metas, tiles, images, classes, overlay_dir, overlays)
     log.info("overlays of %d of %d image(s) (predict.<set>.overlays: %s)", drawn, len(images), overlays)
     for frame, path in ((tiles, tiles_table), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
         write_table(frame.assign(tta=tta), path)
@@ -345,14 +400,6 @@ def write_table(frame, path):
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, sep="\t", index=False)
-
-
-def novelty_scores(members, references, tilesets, run, options):
-    """Per TileSet, the (members, tiles) novelty, or None each when there are no references or it is off."""
-    if references is None or options["novelty_quantile"] is None:
-        return [None] * len(tilesets)
-    return inference.per_image_novelty(members, references, tilesets, quantile=options["novelty_quantile"],
-                                       channels=run["channels"])
 
 
 MOSTLY = 0.5  # a set, group or image with more of its tiles (cells) unlike the training data is warned of
