@@ -59,19 +59,17 @@ def threshold_otsu(image, nbins=256):
 THRESHOLDS = {"otsu": threshold_otsu, "li": filters.threshold_li, "triangle": filters.threshold_triangle}
 
 
-# Medians over every 7th pixel, and over about SAMPLES pixels of a larger field: robust
-# statistics need far fewer than a field's million pixels, and the full medians dominated
-# tiling time, then a third of segmentation time.
+# The threshold and medians from every 7th pixel (or row), and from about SAMPLES pixels
+# of a larger field: robust statistics need far fewer than a field's million pixels, and
+# over all of them they took a third of segmentation time.
 SUBSAMPLE = 7
 SAMPLES = 50_000
 
 
 def noise_sigma(image):
     """Robust per-pixel noise level from differences of horizontal neighbours."""
-    rows, cols = image.shape
-    # The differences at every step-th position of np.diff(image, axis=1), without computing the others.
-    row, col = np.divmod(np.arange(0, rows * (cols - 1), _step(image)), cols - 1)
-    diff = image[row, col + 1] - image[row, col]
+    # Whole rows, every step-th: read in order, where scattered pixels of a large field missed the cache.
+    diff = np.diff(image[:: _step(image)], axis=1).ravel()
     return 1.4826 * _median(np.abs(diff - _median(diff))) / np.sqrt(2)
 
 
