@@ -166,6 +166,14 @@ def test_a_nucleus_with_a_dark_nucleolus_is_one_solid_object():
     assert labels.max() == 1 and labels[48, 48] == 1
 
 
+def test_a_blob_inside_a_ring_nucleus_is_part_of_it():
+    # Holes are filled in each component's own window; what lies in a hole still joins the nucleus around it.
+    shape = (96, 96)
+    ring = discs(shape, (48, 48, 18)) & ~discs(shape, (48, 48, 10))
+    labels = segment.segment_nuclei(one_channel_field(ring | discs(shape, (48, 48, 4))), **NUCLEI)
+    assert labels.max() == 1 and labels[48, 48] == labels[48, 55] == labels[48, 62] == 1
+
+
 def test_fill_holes_agrees_with_scipy():
     rng = np.random.default_rng(2)
     for fraction in (0.3, 0.5, 0.7):
