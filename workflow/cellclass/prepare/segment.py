@@ -95,7 +95,9 @@ def _fill_holes(sheet, components, boxes, windows):
 
     A hole is background on the sheet that the margins around the windows do not reach. A component
     lying inside another's hole (a blob within a ring) is absorbed into it, as fill_holes and a
-    labelling would merge them; the ids of the absorbed are returned and their windows cleared.
+    labelling would merge them; the ids of the absorbed are returned and their windows cleared. A pocket
+    closed only by two components meeting at a corner is a hole of neither and stays background (fill_holes
+    would fill it and merge them: 1-2 px in 5 of 160 dense test fields, none on the demo).
     """
     background, _ = ndi.label(sheet == 0)
     outside = background[0, 0]  # a corner of the sheet is margin
