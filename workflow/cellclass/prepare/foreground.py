@@ -1,7 +1,6 @@
 """Where the cells are: a thresholded foreground mask that is empty for a field without cells."""
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage import filters
 
 from cellclass.io.errors import InputError
