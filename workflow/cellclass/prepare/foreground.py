@@ -1,21 +1,48 @@
 """Where the cells are: a thresholded foreground mask that is empty for a field without cells."""
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage import filters
 
 from cellclass.io.errors import InputError
 
+# Rows per band of a smoothing pass: a band's shifted copies stay in the CPU cache.
+BAND = 64
 
 
 def smooth(image, sigma):
-    """Gaussian smoothing of a 2-D image, as ndi.gaussian_filter gives up to float rounding, transposed.
+    """Gaussian smoothing of a 2-D image as float32, as ndi.gaussian_filter gives up to float rounding.
 
-    Both passes run along rows, and the result is left transposed (C-ordered): a pass down the columns
-    of a C-ordered field reads memory with a stride and took five times longer than one along rows.
+    Each pass is a weighted sum of shifted views, a band of rows at a time. scipy's pass down the
+    columns of a C-ordered field read memory with a stride and took five times longer than one along
+    rows; transposing to avoid it took as long again.
     """
-    rows = ndi.gaussian_filter1d(image, sigma, axis=1)
-    return ndi.gaussian_filter1d(np.ascontiguousarray(rows.T), sigma, axis=1)
+    radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = (weights / weights.sum()).astype(np.float32)
+    rows, cols = image.shape
+    out = np.empty((rows, cols), np.float32)
+    scratch = np.empty((min(BAND, rows), cols), np.float32)
+    # scipy's "reflect" is numpy's "symmetric": the edge pixel is repeated.
+    down = np.pad(image.astype(np.float32, copy=False), ((radius, radius), (0, 0)), mode="symmetric")
+    for start in range(0, rows, BAND):
+        band = down[start : start + min(BAND, rows - start) + 2 * radius]
+        _weighted_sum(lambda k: band[radius + k : len(band) - radius + k], weights, radius, out[start : start + BAND], scratch)
+    across = np.pad(out, ((0, 0), (radius, radius)), mode="symmetric")
+    for start in range(0, rows, BAND):
+        band = across[start : start + BAND]
+        _weighted_sum(lambda k: band[:, radius + k : radius + k + cols], weights, radius, out[start : start + BAND], scratch)
+    return out
+
+
+def _weighted_sum(shifted, weights, radius, out, scratch):
+    """out = sum over k of weights[radius + k] * shifted(k), pairing the symmetric weights."""
+    scratch = scratch[: len(out)]
+    np.multiply(shifted(0), weights[radius], out=out)
+    for k in range(1, radius + 1):
+        np.add(shifted(-k), shifted(k), out=scratch)
+        scratch *= weights[radius + k]
+        out += scratch
 
 
 def threshold_otsu(image, nbins=256):
@@ -31,15 +58,18 @@ def threshold_otsu(image, nbins=256):
 THRESHOLDS = {"otsu": threshold_otsu, "li": filters.threshold_li, "triangle": filters.threshold_triangle}
 
 
-# Medians over every 7th pixel: robust statistics need far fewer than a field's
-# million pixels, and the full medians dominated tiling time.
+# The threshold and medians from every 7th pixel (or row), and from about SAMPLES pixels
+# of a larger field: robust statistics need far fewer than a field's million pixels, and
+# over all of them they took a third of segmentation time.
 SUBSAMPLE = 7
+SAMPLES = 50_000
 
 
 def noise_sigma(image):
     """Robust per-pixel noise level from differences of horizontal neighbours."""
-    diff = np.diff(image, axis=1).ravel()[::SUBSAMPLE]
-    return 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
+    # Whole rows, every step-th: read in order, where scattered pixels of a large field missed the cache.
+    diff = np.diff(image[:: _step(image)], axis=1).ravel()
+    return 1.4826 * _median(np.abs(diff - _median(diff))) / np.sqrt(2)
 
 
 def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
@@ -54,15 +84,31 @@ def foreground_mask(field, *, method, channel, smooth_sigma, min_contrast, **_):
     if channel >= field.shape[-1]:
         raise InputError(f"foreground channel {channel} does not exist; the image has {field.shape[-1]} channel(s)")
     image = field[..., channel]
-    # Transposed from here on (as smooth gives it); the mask is transposed back at the end.
-    smoothed = smooth(image, smooth_sigma) if smooth_sigma > 0 else np.ascontiguousarray(image.T)
+    smoothed = smooth(image, smooth_sigma) if smooth_sigma > 0 else image
     if smoothed.max() <= smoothed.min():
         return np.zeros(image.shape, dtype=bool)
-    mask = smoothed > THRESHOLDS[method](smoothed)
+    step = _step(image)
+    sample = smoothed.ravel()[::step]
+    # The threshold is a statistic too; a sample without spread (a few small bright spots) leaves it to all pixels.
+    mask = smoothed > THRESHOLDS[method](sample if sample.max() > sample.min() else smoothed)
     if mask.all() or not mask.any():
-        return np.ascontiguousarray(mask.T)
-    sample, inside = smoothed.ravel()[::SUBSAMPLE], mask.ravel()[::SUBSAMPLE]
-    contrast = float(np.median(sample[inside]) - np.median(sample[~inside])) if inside.any() and not inside.all() else 0.0
+        return mask
+    inside = mask.ravel()[::step]
+    contrast = _median(sample[inside]) - _median(sample[~inside]) if inside.any() and not inside.all() else 0.0
     if contrast < min_contrast * max(noise_sigma(image), 1e-6):
         return np.zeros(image.shape, dtype=bool)
-    return np.ascontiguousarray(mask.T)
+    return mask
+
+
+def _median(values):
+    """np.median of a 1-D array by one np.partition at the middle: here ten times faster than np.median's."""
+    if not len(values):
+        return float("nan")
+    middle = len(values) // 2
+    part = np.partition(values, middle)
+    return float(part[middle]) if len(values) % 2 else (float(part[:middle].max()) + float(part[middle])) / 2
+
+
+def _step(image):
+    """Sample every step-th pixel: SUBSAMPLE, or more widely spaced to leave about SAMPLES pixels."""
+    return max(SUBSAMPLE, image.size // SAMPLES)
