@@ -236,6 +236,23 @@ def prediction_at_scale(folder, n, repeat):
     print(f"    predict stage (tile, score, novelty, tables): {spread(stage)} s")
     print(f"    bare model inference over the same tiles:     {spread(bare)} s")
     print(f"    ratio {np.median(stage) / np.median(bare):.2f}x (target <= 1.5x)")
+    storage_and_memory(folder, n)
+
+
+def storage_and_memory(folder, n):
+    """Per cell of the prediction set: the bytes of each output kind, and the jobs' peak memory (Snakemake's
+    benchmark files) of the last run."""
+    import pandas as pd
+
+    outputs = {"tile shards (results/predict/new/tiles/*.npz)": folder.glob("results/predict/new/tiles/*.npz"),
+               "tiles.parquet": [folder / "results/predict/new/tiles.parquet"],
+               "images.tsv": [folder / "results/predict/new/images.tsv"]}
+    for name, paths in outputs.items():
+        size = sum(path.stat().st_size for path in paths)
+        print(f"    {name}: {size / 1e6:.1f} MB, {size / n:.0f} B per cell")
+    for rule in ("predict_tile", "predict"):
+        peaks = [pd.read_csv(path, sep="\t")["max_rss"].iloc[-1] for path in folder.glob(f"benchmarks/{rule}/**/*.tsv")]
+        print(f"    {rule} jobs: {len(peaks)}, peak memory (max_rss) {max(peaks):.0f} MB")
 
 
 def main():
