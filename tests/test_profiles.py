@@ -97,7 +97,7 @@ def test_unfamiliar_cells_compete_and_few_cells_are_all_taken():
     assert np.allclose(label_next.margin_uncertainty([[0.5, 0.5], [1.0, 0.0], [0.2, 0.7]]), [1, 0, 0.5])
 
 
-def sheet_of(n=30, wanted=6):
+def sheet_of(n=30, wanted=6, labelled=frozenset()):
     rng = np.random.default_rng(2)
     p = rng.uniform(0, 1, n)
     tiles = pd.DataFrame({"image": "p/A01", "group": "p/A01", "tile": [f"p/A01@cell{i}" for i in range(n)],
@@ -108,7 +108,7 @@ def sheet_of(n=30, wanted=6):
     profile = pd.concat([pd.DataFrame({"run": "fold0/seed0", "tile": tiles["tile"]}), features], axis=1)
     layout = [{"sample": "p/A01", "plate": "p", "well": "A01"}]
     return label_next.sheet(tiles, profile, CLASSES, files={"p/A01": "raw/a_w1.tif;raw/a_w2.tif"}, layout=layout,
-                            wanted=wanted)
+                            wanted=wanted, labelled=labelled)
 
 
 def test_the_sheet_has_the_shared_format():
@@ -118,6 +118,15 @@ def test_the_sheet_has_the_shared_format():
     assert len(table) == 6 and list(table["rank"]) == [1, 2, 3, 4, 5, 6]
     assert (table["class"] == "").all() and (table["files"] == "raw/a_w1.tif;raw/a_w2.tif").all()
     assert table["reason"].str.contains("margin .* between").all()
+
+
+def test_cells_labelled_already_are_never_asked_for_again():
+    first = sheet_of()
+    labelled = {(files, tile) for files, tile in zip(first["files"], first["tile"])}
+    again = sheet_of(labelled=labelled)
+    assert len(again) == 6 and not set(again["tile"]) & set(first["tile"])
+    # The same tile id of other files (another image of that name) is not labelled.
+    assert list(sheet_of(labelled={("other.tif", t) for t in first["tile"]})["tile"]) == list(first["tile"])
 
 
 def test_the_page_holds_every_chosen_cell_and_no_external_url():

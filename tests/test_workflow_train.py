@@ -256,6 +256,10 @@ def test_a_browser_labels_the_cells_to_label_next_and_the_saved_sheet_trains(fin
     snakemake(copy_dir, f"{run}/metrics.json")
     metrics = json.loads((copy_dir / run / "metrics.json").read_text())
     assert metrics["extra_tiles"] == pd.Series(list(labelled.values())).value_counts().to_dict()
+    # The next sheet, from the runs that trained on them, asks for none of the labelled cells again.
+    snakemake(copy_dir, "results/predict/tiny_new/label_next.tsv")
+    again = pd.read_csv(copy_dir / "results/predict/tiny_new/label_next.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert len(again) and not set(again["tile"]) & set(filled.loc[filled["class"] != "", "tile"])
 
 
 def test_report_builds(finished):

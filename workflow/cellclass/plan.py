@@ -65,6 +65,9 @@ class PredictionSet(ImageSet):
     package: str | None = None
     # Images it shares with the runs' training dataset: sample id -> the runs that may score them (out_of_fold).
     scoring: dict = field(default_factory=dict)
+    # The runs' training dataset's filled label-next sheet (datasets.<name>.extra_labels), if any: its cells are
+    # labelled already, so label-next never asks for them again.
+    labelled: list = field(default_factory=list)
 
     @property
     def tiles_tsv(self):
@@ -171,7 +174,7 @@ class Plan:
         if "package" in entry:
             # New images are sharded as the training images were: the package records their settings.
             prepare = package.read_record(entry["package"])["prepare"]["settings"]
-            runs, scoring = [], {}
+            runs, scoring, labelled = [], {}, []
         else:
             experiment = self.experiments[entry["experiment"]]
             prepare = self.config["datasets"][experiment["dataset"]]["prepare"]
@@ -180,8 +183,9 @@ class Plan:
             runs = [run_dir(entry["experiment"], entry["model"], fold, seed)
                     for fold in range(trained_on.folds) for seed in entry["seeds"]]
             scoring = out_of_fold.scorers(out_of_fold.shared_images(by_id, layout, trained_on), trained_on, folds)
+            labelled = [trained_on.entry["extra_labels"]] if trained_on.entry.get("extra_labels") else []
         return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
-                             runs=runs, package=entry.get("package"), scoring=scoring)
+                             runs=runs, package=entry.get("package"), scoring=scoring, labelled=labelled)
 
     def image_set(self, name):
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""

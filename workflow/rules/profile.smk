@@ -72,6 +72,8 @@ rule label_next:
         run=lambda w: PLAN.predictions[w.name].record,
         # The page shows each chosen cell in a little of its field.
         raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
+        # Cells labelled already (the training dataset's extra_labels sheet) are not asked for again.
+        labelled=lambda w: PLAN.predictions[w.name].labelled,
     output:
         sheet=report(
             "results/predict/{name}/label_next.tsv",

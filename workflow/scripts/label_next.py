@@ -9,6 +9,7 @@ profile_jobs.write_label_next(
     profiles_path=snakemake.input.profiles,
     tile_files=list(snakemake.input.shards),
     run_path=snakemake.input.run,
+    labelled_sheets=list(snakemake.input.labelled),
     layout=snakemake.params.layout,
     outputs=dict(snakemake.output.items()),
     title=f"Label next: {snakemake.wildcards.name}",

@@ -8,7 +8,8 @@ wanted) and every cell unlike the training data (whose confidence means nothing,
 network has never been shown) form a pool; k-means cuts the pool, in the first member's penultimate features
 (the map's run), into as many clusters as cells are wanted, and each cluster gives its most uncertain cell.
 
-Candidates are the cells the map's run scored: an image the runs trained on is left out (its label is known).
+Candidates are the cells the map's run scored: an image the runs trained on is left out (its label is known), and so
+is a cell of a filled sheet the runs trained on (datasets.<name>.extra_labels).
 The sheet follows the shared format of the label-next round trip: tile, image, files, row, col, label, group,
 plate, well, p_<class>, call, novelty, rank, reason and an empty class column to fill.
 """
@@ -75,14 +76,16 @@ def reason(probabilities, classes, novelty, cluster, clusters):
     return "; ".join(words)
 
 
-def sheet(tiles, profiles, classes, *, files, layout=None, wanted=DEFAULT_CELLS, seed=0):
+def sheet(tiles, profiles, classes, *, files, layout=None, wanted=DEFAULT_CELLS, seed=0, labelled=frozenset()):
     """The label-next sheet: the chosen cells of `tiles` (a prediction set's tiles.parquet) with where they are and
     why they were chosen. `profiles`: the set's profiles (the first member's features place the cells);
-    `files`: image id -> its raw files; `layout`: the plate map's rows, or None."""
+    `files`: image id -> its raw files (';'-joined); `layout`: the plate map's rows, or None; `labelled`: (files,
+    tile id) of the cells labelled already, left out."""
     run = profiles["run"].iloc[0]
     mine = profiles[profiles["run"] == run].set_index("tile")
     probability_columns = [f"p_{c}" for c in classes]
-    scored = tiles[tiles["tile"].isin(mine.index) & tiles[probability_columns].notna().all(axis=1)]
+    known = [(files.get(image), tile) in labelled for image, tile in zip(tiles["image"], tiles["tile"])]
+    scored = tiles[tiles["tile"].isin(mine.index) & tiles[probability_columns].notna().all(axis=1) & ~np.array(known, bool)]
     scored = scored.reset_index(drop=True)
     probabilities = scored[probability_columns].to_numpy(np.float64)
     novelty = scored["novelty"].to_numpy(np.float64)

@@ -80,11 +80,13 @@ def profile_prediction_set(*, tile_files, model_paths, run_path, run_dirs, scori
              method, seed, per_fold=False)
 
 
-def write_label_next(*, tiles_table, profiles_path, tile_files, run_path, layout, outputs, title, wanted, seed=0):
-    """label_next.tsv, its contact sheet (the chosen tiles in rank order) and the labelling page."""
+def write_label_next(*, tiles_table, profiles_path, tile_files, run_path, layout, outputs, title, wanted, seed=0,
+                     labelled_sheets=()):
+    """label_next.tsv, its contact sheet (the chosen tiles in rank order) and the labelling page. The cells of
+    `labelled_sheets` (filled label-next sheets the runs trained on) are labelled already and never chosen."""
     from cellclass.io import contact_sheet
     from cellclass.io.datasets import Sample
-    from cellclass.prepare import tiling
+    from cellclass.prepare import extra_labels, tiling
 
     classes = calls.read_run(run_path)["classes"]
     tiles = pd.read_parquet(tiles_table)
@@ -92,7 +94,10 @@ def write_label_next(*, tiles_table, profiles_path, tile_files, run_path, layout
     tilesets = tilestore.load_all(tile_files)
     metas = {t.meta["sample"]: t.meta for t in tilesets}
     files = {sample: ";".join(meta["files"]) for sample, meta in metas.items()}
-    chosen = label_next.sheet(tiles, table, classes, files=files, layout=layout, wanted=wanted, seed=seed)
+    labelled = {(";".join(image.files), tile) for sheet in labelled_sheets
+                for image in extra_labels.read_sheet(sheet, classes) for tile in image.labels}
+    chosen = label_next.sheet(tiles, table, classes, files=files, layout=layout, wanted=wanted, seed=seed,
+                              labelled=labelled)
     label_next.write_sheet(chosen, outputs["sheet"])
     log.info("%d cell(s) to label next of %d scored", len(chosen), len(tiles))
     pixels = tile_lookup(tilesets)
