@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from scipy import ndimage as ndi
 
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
@@ -93,10 +92,10 @@ def render_cell(cls: str, *, seed: int, index: int, size: int = SIZE, channels: 
     blur = rng.uniform(0.6, 1.7)
     gain = rng.uniform(1.5, 3.0)  # ADU per photo-electron
     dna_brightness = _SIGNAL_E * rng.lognormal(0, 0.3)
-    image = _camera(rng, ndi.gaussian_filter(brightness * (signal + cytoplasm), blur) + background, gain)
+    image = _camera(rng, _blur(brightness * (signal + cytoplasm), blur) + background, gain)
     if channels == 2:  # DAPI-like: the whole nucleus, chromatin texture, nucleoli dark; channel 0 stays as with 1
         dna = inside * (0.85 + 0.15 * chromatin) * (1 - 0.5 * nucleoli)
-        image = np.stack([image, _camera(rng, ndi.gaussian_filter(dna_brightness * dna, blur) + background, gain)])
+        image = np.stack([image, _camera(rng, _blur(dna_brightness * dna, blur) + background, gain)])
     return PatternCell(image, g["rho"].astype(np.float32), weight)
 
 
@@ -315,8 +314,16 @@ def _soft_inside(rho, radius_px):
     return 1 / (1 + np.exp(np.clip((rho - 1) * radius_px / 0.6, -50, 50)))
 
 
+def _blur(field, sigma, **options):
+    # scipy.ndimage is imported here: every Snakemake start imports this module (to name the demo's files)
+    # and only the demo jobs draw images.
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(field, sigma, **options)
+
+
 def _texture(rng, size, sigma):
-    field = ndi.gaussian_filter(rng.standard_normal((size, size)), sigma)
+    field = _blur(rng.standard_normal((size, size)), sigma)
     return field / field.std()
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
-from scipy import ndimage as ndi
 
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
@@ -98,8 +97,8 @@ def render_field(
     cyto *= np.clip(1 + 0.12 * smooth + 0.1 * grain, 0.2, None)
     # The grain doubles as chromatin; where they share pixels the protein channel is dim.
     nuclear *= np.clip(1 + 0.15 * grain, 0.2, None)
-    cyto = ndi.gaussian_filter(cyto, _PSF_SIGMA, truncate=3)
-    nuclear = ndi.gaussian_filter(nuclear, _PSF_SIGMA, truncate=3)
+    cyto = _blur(cyto, _PSF_SIGMA, truncate=3)
+    nuclear = _blur(nuclear, _PSF_SIGMA, truncate=3)
 
     mask = np.zeros((size, size), np.uint8)
     if cls == "aggregates":
@@ -215,9 +214,17 @@ def _place_cells(rng, size, count):
     return cells
 
 
+def _blur(field, sigma, **options):
+    # scipy.ndimage is imported here: every Snakemake start imports this module (to name the demo's files)
+    # and only the demo jobs draw images.
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(field, sigma, **options)
+
+
 def _texture(rng, size, sigma):
     """Smooth random field with zero mean and unit standard deviation."""
-    field = ndi.gaussian_filter(rng.standard_normal((size, size), np.float32), sigma, truncate=3)
+    field = _blur(rng.standard_normal((size, size), np.float32), sigma, truncate=3)
     return field / field.std()
 
 

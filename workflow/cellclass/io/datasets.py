@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
-import pandas as pd
 import yaml
 
 from cellclass.io.errors import InputError
@@ -114,6 +113,8 @@ def read_sheet(sheet, required=("path",)):
 
     Errors name the sheet and the line (the header is line 1).
     """
+    import pandas as pd  # here: a tile job imports this module for Sample and reads no sheet
+
     try:
         table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -8,14 +8,14 @@ when enough of it is foreground.
 import logging
 
 import numpy as np
-from skimage import transform
-from skimage.util import view_as_windows
 
 from cellclass.io import contact_sheet, imageio, tilestore
-from cellclass.prepare import crops, normalise, segment
+from cellclass.prepare import normalise
 from cellclass.io.errors import InputError
-from cellclass.prepare.foreground import foreground_mask
 from cellclass.io.tilestore import TileSet
+
+# scikit-image, scipy and the nuclei segmentation are imported where a kind needs them: a tile job of
+# single cells, and every Snakemake start (plan.py imports this module), skip their half second.
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,15 @@ def resize_tiles(tiles, out_size):
     n, _, _, channels = tiles.shape
     if n == 0:
         return np.empty((0, out_size, out_size, channels), np.float32)
+    from skimage import transform
+
     return transform.resize(tiles, (n, out_size, out_size, channels), order=1, anti_aliasing=True).astype(np.float32)
 
 
 def tile_field(field, mask, *, size, stride, min_fraction, out_size, source="image"):
     """Tiles of `field` whose foreground fraction reaches `min_fraction`, with their positions."""
+    from skimage.util import view_as_windows
+
     height, width, channels = field.shape
     if height < size or width < size:
         raise InputError(f"{source}: image is {height}x{width} px, smaller than one tile ({size} px)")
@@ -118,6 +122,8 @@ def tile_sample(sample, settings, dataset=""):
             return TileSet(tiles, np.array([-1]), np.array([-1]), meta)
         if settings["kind"] == "nuclei":
             return crop_sample(sample, field, settings, meta)
+        from cellclass.prepare.foreground import foreground_mask
+
         mask = foreground_mask(field, **settings["foreground"])
         tiles, rows, cols = tile_field(
             field,
@@ -142,6 +148,8 @@ def tile_sample(sample, settings, dataset=""):
 
 def crop_sample(sample, field, settings, meta):
     """A TileSet of one crop per nucleus of a field (kind nuclei), with each crop's object and masks."""
+    from cellclass.prepare import crops
+
     nuclei, cells, objects = crops.find_objects(sample, field, settings["nuclei"])
     tiles, rows, cols, extra = crops.crop_objects(field, nuclei, cells, size=settings["tile_size"])
     out = output_size(settings)
@@ -170,6 +178,8 @@ def sheet_tiles(tilesets, max_tiles=100):
     if not all("compartments" in t.extra for t in filled):
         return tiles, None
     codes = np.concatenate([np.asarray(t.extra["compartments"][:each]) for t in filled])[:max_tiles]
+    from cellclass.prepare import segment
+
     return tiles, np.stack([segment.outlines(c) for c in codes])
 
 
