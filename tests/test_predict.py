@@ -312,3 +312,15 @@ def test_images_scored_by_different_members_keep_their_order_in_the_tables():
     assert list(images["scored_by"]) == ["all runs", "out of fold", "all runs"]
     assert images["p_aggregates"].to_numpy() == pytest.approx([0.5, 0.25, 0.5])
     assert tiles["p_aggregates"].to_numpy() == pytest.approx([0.5, 0.2, 0.3, 0.5])
+
+
+def test_a_group_of_images_scored_in_different_ways_names_each_way():
+    images = pd.DataFrame({"image": ["a", "b", "c"], "group": ["w1", "w1", "w2"], "unit": "cell", "tiles": 1,
+                           "unlike_training": 0, "uncertain": 0, "called_aggregates": [1, 0, 1], "called_control": [0, 1, 0],
+                           "call": ["aggregates", "control", "aggregates"],
+                           "scored_by": ["all runs", "out of fold", "all runs"]})
+    tiles = pd.DataFrame({"image": ["a", "b", "c"], "group": ["w1", "w1", "w2"], "abstain": "",
+                          "p_aggregates": [0.8, 0.4, 0.9], "p_control": [0.2, 0.6, 0.1]})
+    groups = predict.group_table(tiles, images, CLASSES).set_index("group")
+    assert groups.loc["w1", "scored_by"] == "all runs; out of fold" and groups.loc["w2", "scored_by"] == "all runs"
+    assert groups.loc["w1", "p_aggregates"] == pytest.approx(0.6)
