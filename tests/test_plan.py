@@ -148,6 +148,15 @@ def test_images_are_shared_by_resolved_file_or_by_plate_well(tmp_path):
     assert out_of_fold.shared_images(samples, layout, trained) == {"x": ["P1/A01/s1"]}
 
 
+@pytest.mark.parametrize("kind, overlays, draws", [("fields", 50, True), ("fields", 0, False), ("cells", 50, False)])
+def test_only_a_set_of_fields_with_overlays_reads_its_raw_images_to_draw_them(tmp_path, kind, overlays, draws):
+    write_class_folder(tmp_path / "data")
+    config = {"train": TRAIN, "prepare": {"kind": kind}, "datasets": {"mine": {"path": "data"}},
+              "predict": {"new": {"path": str(write_class_folder(tmp_path / "new")), "experiment": "mine",
+                                  "overlays": overlays}}}
+    assert make_plan(config, base_dir=tmp_path).predictions["new"].draws_overlays is draws
+
+
 DEMO = {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 128}
 
 

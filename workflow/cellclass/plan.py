@@ -68,6 +68,14 @@ class PredictionSet(ImageSet):
     # The runs' training dataset's filled label-next sheet (datasets.<name>.extra_labels), if any: its cells are
     # labelled already, so label-next never asks for them again.
     labelled: list = field(default_factory=list)
+    # How its images are tiled (the runs' or the package's prepare settings).
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def draws_overlays(self):
+        """Whether predict_set draws overlays, and so reads raw fields: single-cell images get none, nor does a set
+        with predict.<set>.overlays 0."""
+        return self.settings.get("kind") != "cells" and self.entry.get("overlays") != 0
 
     @property
     def tiles_tsv(self):
@@ -185,7 +193,8 @@ class Plan:
             scoring = out_of_fold.scorers(out_of_fold.shared_images(by_id, layout, trained_on), trained_on, folds)
             labelled = [trained_on.entry["extra_labels"]] if trained_on.entry.get("extra_labels") else []
         return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
-                             runs=runs, package=entry.get("package"), scoring=scoring, labelled=labelled)
+                             runs=runs, package=entry.get("package"), scoring=scoring, labelled=labelled,
+                             settings=prepare)
 
     def image_set(self, name):
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""

@@ -38,8 +38,13 @@ rule predict_set:
         run=lambda w: PLAN.predictions[w.name].record,
         # Each run's metrics.json: its temperature calibrates its probabilities.
         calibrations=lambda w: PLAN.predictions[w.name].calibrations,
-        # The overlays draw the calls over each image's field.
-        raw=lambda w: raw_files(PLAN.predictions[w.name].samples.values()),
+        # The overlays draw the calls over each image's field. Single-cell images get none: their raw files are
+        # left out, as Snakemake hashes every small input once per output after the job (23 s at 10^5 images).
+        raw=lambda w: (
+            raw_files(PLAN.predictions[w.name].samples.values())
+            if PLAN.predictions[w.name].draws_overlays
+            else []
+        ),
     output:
         # Per tile (cell): Parquet, as a plate may have millions; predict_tiles_tsv copies small sets' to TSV.
         tiles="results/predict/{name}/tiles.parquet",
