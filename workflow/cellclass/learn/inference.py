@@ -126,7 +126,7 @@ def scores_and_novelty(models, references, tiles, *, quantile, batch_size=256, t
 
     if references is None:
         return ensemble_scores(ensemble_step(tuple(models)), tiles, batch_size, tta), None
-    step = novelty.scoring_step(tuple(models))
+    step = novelty.feature_step(tuple(models), with_probabilities=True)
     per_model = novelty.features(step, tiles, batch_size)  # per model: its probed layers' features, then probabilities
     scores = np.stack([outputs[-1] for outputs in per_model]).astype(np.float32)
     if tta != "none":

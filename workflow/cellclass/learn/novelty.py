@@ -46,9 +46,10 @@ def _rank(layer):
         return 0
 
 
-def feature_model(model):
+def feature_model(model, with_probabilities=False):
     """A model that gives, per probed layer, its features: feature maps averaged over the tile, and the
-    input of `logits`."""
+    input of `logits`; with_probabilities, the model's own output after them (prediction needs both, and one
+    pass of the network gives them: two passes took twice the time)."""
     import keras
 
     outputs = []
@@ -58,34 +59,17 @@ def feature_model(model):
             outputs.append(layer.input)
         else:
             outputs.append(keras.layers.GlobalAveragePooling2D(name=f"novelty_{name}")(layer.output))
-    return keras.Model(model.inputs, outputs)
+    return keras.Model(model.inputs, outputs + (list(model.outputs) if with_probabilities else []))
 
 
 @functools.lru_cache(maxsize=8)
-def feature_step(models):
+def feature_step(models, with_probabilities=False):
     """One compiled step giving, for a batch, each model's feature_model outputs: traced once per batch shape
     for all of them and made once per tuple of `models` in a process, as inference.ensemble_step, where
     predict_on_batch per model, or a new step per call, makes TensorFlow retrace and warn."""
     import tensorflow as tf
 
-    extractors = [feature_model(model) for model in models]
-
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        return [extractor(batch, training=False) for extractor in extractors]
-
-    step.extractors = extractors
-    return step
-
-
-@functools.lru_cache(maxsize=8)
-def scoring_step(models):
-    """As feature_step, with each model's probabilities after its features: prediction needs both, and one
-    pass of the network gives them (two passes, one for each, took twice the time)."""
-    import keras
-    import tensorflow as tf
-
-    extractors = [keras.Model(model.inputs, [*feature_model(model).outputs, *model.outputs]) for model in models]
+    extractors = [feature_model(model, with_probabilities) for model in models]
 
     @tf.function(reduce_retracing=True)
     def step(batch):
