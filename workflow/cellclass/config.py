@@ -285,6 +285,17 @@ def _check_backbone(options, model, base_dir, where):
         options["weights"] = str(resolved)
 
 
+def _check_work(train, where):
+    """A run's work is defined: a budget, or epochs; and a budget in tile-steps holds at least one batch."""
+    budget = train["budget"] or {}
+    if not budget and not train["epochs"]:
+        raise InputError(f"invalid configuration:\n  {where}.budget: null with no epochs; give a budget "
+                         "(e.g. {passes: 30}) or epochs")
+    if budget.get("tile_steps", train["batch_size"]) < train["batch_size"]:
+        raise InputError(f"invalid configuration:\n  {where}.budget.tile_steps: {budget['tile_steps']} is less than "
+                         f"one batch (batch_size {train['batch_size']})")
+
+
 def _check_experiments(config, schema, base_dir):
     """Fill in experiments (default: one per trainable dataset) and their train settings, the recipe's keys
     that the config leaves out taken from its preset (train.recipe)."""
@@ -311,6 +322,7 @@ def _check_experiments(config, schema, base_dir):
         merged.update(augmentation(augment, merged["augmented"]))
         # After both levels merge, so a key set at either level overrides the recipe chosen at either.
         experiment["train"] = recipe.resolve(merged)
+        _check_work(experiment["train"], f"{where}.train")
         side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
         for model in merged["models"]:
             if model not in MODELS:

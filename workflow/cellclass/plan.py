@@ -420,6 +420,30 @@ class Plan:
         """Every package and its bioimage.io validation (nothing without an export section)."""
         return [f"results/export/{name}.{suffix}" for name in self.exports for suffix in ("zip", "validation.tsv")]
 
+    def training_work(self):
+        """Per experiment, a sentence of what its training will cost, stated before any job runs (the Snakefile
+        prints it): runs, training images per run, and each run's work (budget or epochs)."""
+        from cellclass.learn import budget
+
+        lines = []
+        for name, experiment in self.experiments.items():
+            train, dataset = experiment["train"], self.datasets[experiment["dataset"]]
+            trained = [sum(dataset.side(s, fold) == "train" for s in dataset.samples) for fold in range(dataset.folds)]
+            images = f"{min(trained)}" if min(trained) == max(trained) else f"{min(trained)}-{max(trained)}"
+            runs = len(train["models"]) * dataset.folds * train["runs"]
+            if train["epochs"] and budget.epoch_length(train):
+                length = (f"{train['epoch_tiles']:,} tiles" if train["epoch_tiles"]
+                          else f"{train['epoch_passes']} pass(es) over its training tiles")
+                work = f"{train['epochs']} epochs of {length}"
+            elif train["budget"]:
+                work = budget.describe(train["budget"])
+                work += f" in {train['epochs']} epochs" if train["epochs"] else ", cut into 10-30 epochs"
+            else:
+                work = f"{train['epochs']} epochs of {budget.recipe.epoch_passes(train)} pass(es)"
+            lines.append(f"{name}: {runs} run(s) ({', '.join(train['models'])} x {dataset.folds} fold(s) x "
+                         f"{train['runs']} seed(s)), each on {images} training image(s); each run trains {work}")
+        return lines
+
     def all_outputs(self):
         return (self.prepared_outputs() + self.evaluated_outputs() + self.attributed_outputs()
                 + self.predicted_outputs() + self.assayed_outputs() + self.exported_outputs()

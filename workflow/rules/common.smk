@@ -1,5 +1,7 @@
 """The plan of this config (cellclass.plan, unit-tested) turned into rule inputs and outputs."""
 
+import sys
+
 from cellclass import config as cc_config
 from cellclass.learn import model_specs
 from cellclass.plan import Plan, run_dir
@@ -136,3 +138,13 @@ def profile_outputs(folder, subcategory):
         "map_svg": f"{folder}/map.svg",
         "gallery": item("map_gallery.png", "profile_gallery.rst"),
     }
+
+
+# What training will cost, before any job runs (a dry run too); jobs re-reading the Snakefile stay quiet.
+if workflow.is_main_process and PLAN.experiments:
+    print(
+        "Training plan (train.budget; the README's Training budget says what each costs):",
+        file=sys.stderr,
+    )
+    for line in PLAN.training_work():
+        print(f"  {line}", file=sys.stderr)

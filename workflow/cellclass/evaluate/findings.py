@@ -178,8 +178,24 @@ def training_recipe(runs):
         if len(stopped):
             parts.append(f"{len(stopped)} of {n} stopped early (after epoch {_span(stopped)} of at most "
                          f"{used['epochs']})")
-        lines.append(f"{_label(experiment, model)}: trained with {recipe.describe(used)}. " + "; ".join(parts) + ".")
+        lines.append(f"{_label(experiment, model)}: trained with {recipe.describe(used)}. " + "; ".join(parts) + "."
+                     + training_work(rows))
     return lines
+
+
+def training_work(rows):
+    """' Each run's planned work: ...' — the tile-steps its runs were set to train, what set them, and what they cost."""
+    if "work" not in rows or not all(isinstance(w, dict) for w in rows["work"]):
+        return ""  # runs from before budgets were recorded
+    steps = [w["tile_steps"] for w in rows["work"]]
+    passes = [w["passes"] for w in rows["work"]]
+    rate = [w["tile_steps"] / s for w, s in zip(rows["work"], rows["train_seconds"]) if s]
+    text = (f" Each run's planned work: {_span(steps)} tile-steps ({min(passes):.3g}–{max(passes):.3g} passes over its "
+            f"training tiles), set by {rows['work'].iloc[0]['set_by']}; training took {_span(rows['train_seconds'])} s"
+            f" per run")
+    if rate:
+        text += f" (up to {_span(rate)} tile-steps a second, scoring after each epoch included)"
+    return text + "."
 
 
 def seeds_disagree(summary):

@@ -3,6 +3,7 @@ choice of the epoch a run keeps (early stopping)."""
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -157,3 +158,45 @@ class BestEpoch(keras.callbacks.EarlyStopping):
     def on_train_end(self, logs=None):
         if self.final:  # not between the two fits of a warm-up: the fine-tuning goes on from the last epoch
             super().on_train_end(logs)
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress(keras.callbacks.Callback):
+    """A log line each `every` share of a run's training steps: how far, how fast, and the time left.
+
+    The rate is wall time since this fit began, so the validation side's scoring after each epoch is in it and
+    in the estimate. Early stopping can end a run before the estimate says. It reads no logs, so Keras may call
+    it asynchronously (async_safe) without waiting on each step's metrics.
+    """
+
+    async_safe = True
+
+    def __init__(self, total_steps, batch_size, *, done=0, every=0.05):
+        super().__init__()
+        self.total, self.batch_size, self.done = int(total_steps), int(batch_size), int(done)
+        self.step = max(1, math.ceil(self.total * every))
+        self.started = None
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:  # two fits (a frozen backbone's warm-up) are one run
+            self.started, self.first = time.perf_counter(), self.done
+            log.info("training %s steps of %d tiles (%s tile-steps)%s", f"{self.total:,}", self.batch_size,
+                     f"{self.total * self.batch_size:,}", f", from step {self.done:,}" if self.done else "")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        if self.done % self.step and self.done != self.total:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = (self.done - self.first) / max(elapsed, 1e-9)
+        left = (self.total - self.done) / rate if rate else math.inf
+        log.info("training %3.0f%%: step %s of %s, %.0f tiles/s, %s so far, about %s to go", 100 * self.done / self.total,
+                 f"{self.done:,}", f"{self.total:,}", rate * self.batch_size, _duration(elapsed), _duration(left))

@@ -33,6 +33,21 @@ def _head(features, n_classes, **dense_kwargs):
     return layers.Activation("softmax", name="predictions", dtype="float32")(logits)
 
 
+def _tiles(input_shape, standardise):
+    """The model's input "tiles" and what its first layer reads: the tiles themselves, or each channel
+    standardised (a Keras Normalization "standardise" holding the training tiles' channel means and variances).
+
+    Standardising inside the model makes a network's start independent of how bright its data are (bit-depth
+    scaling leaves 14-bit fields near 0.01), and the statistics travel wherever the model goes: prediction,
+    attribution and the exported package read raw tiles as training did.
+    """
+    inputs = keras.Input(input_shape, name="tiles")
+    if standardise is None:
+        return inputs, inputs
+    mean, variance = (np.asarray(v, dtype="float32") for v in standardise)
+    return inputs, layers.Normalization(mean=mean, variance=variance, name="standardise")(inputs)
+
+
 def _scaled(count, width):
     return max(1, round(count * width))
 
@@ -42,7 +57,7 @@ def _check_number(model, option, value, ok, wanted):
         raise InputError(f"model '{model}': option {option} must be {wanted}; got {value!r}")
 
 
-def _deep(input_shape, n_classes, *, shared_weights=False):
+def _deep(input_shape, n_classes, *, shared_weights=False, standardise=None):
     """The article's DeepNetwork: 9 conv applications of 3x3, four 2x2 max-pools, Dense 512.
 
     In the article's code the repeated convolutions (conv16, conv32_2, conv64_2) are
@@ -53,15 +68,15 @@ def _deep(input_shape, n_classes, *, shared_weights=False):
     loop, and separate layers give each depth its own filters.
     `shared_weights=True` reproduces the article's code exactly.
     """
-    return _deep_network(input_shape, n_classes, shared_weights, (512,), "deep")
+    return _deep_network(input_shape, n_classes, shared_weights, (512,), "deep", standardise)
 
 
-def _deep50(input_shape, n_classes, *, shared_weights=False):
+def _deep50(input_shape, n_classes, *, shared_weights=False, standardise=None):
     """The article's best variant: DeepNetwork with an extra Dense(50, relu) before the output."""
-    return _deep_network(input_shape, n_classes, shared_weights, (512, 50), "deep50")
+    return _deep_network(input_shape, n_classes, shared_weights, (512, 50), "deep50", standardise)
 
 
-def _deep_network(input_shape, n_classes, shared_weights, hidden, name):
+def _deep_network(input_shape, n_classes, shared_weights, hidden, name, standardise):
     if not isinstance(shared_weights, bool):
         raise InputError(f"model '{name}': option shared_weights must be true or false; got {shared_weights!r}")
 
@@ -74,8 +89,8 @@ def _deep_network(input_shape, n_classes, shared_weights, hidden, name):
             return shared(shared(x))
         return conv(filters, f"{layer_name}_b")(conv(filters, f"{layer_name}_a")(x))
 
-    inputs = keras.Input(input_shape, name="tiles")
-    x = conv(16, "entry_conv")(inputs)
+    inputs, x = _tiles(input_shape, standardise)
+    x = conv(16, "entry_conv")(x)
     x = twice(x, 16, "conv16")
     x = layers.MaxPooling2D(name="pool1")(x)
     x = conv(32, "conv32")(x)
@@ -93,7 +108,7 @@ def _deep_network(input_shape, n_classes, shared_weights, hidden, name):
     return keras.Model(inputs, _head(x, n_classes), name=name)
 
 
-def _alexnet(input_shape, n_classes, *, width=1.0):
+def _alexnet(input_shape, n_classes, *, width=1.0, standardise=None):
     """The article's AlexNet clone, L2 5e-4 on every kernel; `width` scales filters and units.
 
     Pooling keeps the clone's "valid" padding, so the network matches the
@@ -110,8 +125,8 @@ def _alexnet(input_shape, n_classes, *, width=1.0):
     def pool(layer_name):
         return layers.MaxPooling2D(3, strides=2, name=layer_name)
 
-    inputs = keras.Input(input_shape, name="tiles")
-    x = conv(96, 11, "conv1", strides=4)(inputs)
+    inputs, x = _tiles(input_shape, standardise)
+    x = conv(96, 11, "conv1", strides=4)(x)
     # Keras' default BatchNorm momentum, as in the article.
     x = layers.BatchNormalization(name="bn1")(pool("pool1")(x))
     x = conv(256, 5, "conv2", padding="same")(x)
@@ -126,16 +141,19 @@ def _alexnet(input_shape, n_classes, *, width=1.0):
     return keras.Model(inputs, _head(x, n_classes, kernel_regularizer=l2), name="alexnet")
 
 
-def _resnet(input_shape, n_classes, *, width=1.0, blocks_per_stage=2, dropout=0.2):
+def _resnet(input_shape, n_classes, *, width=1.0, blocks_per_stage=2, dropout=0.2, stem_stride=1, standardise=None):
     """A small pre-activation ResNet (He et al. 2016) for training from scratch.
 
     Stem 3x3 conv, then three stages of basic residual blocks (32, 64, 128 filters
     times `width`), stride 2 and a 1x1 projection shortcut where a stage starts,
     a final BN-ReLU ("final_relu"), global average pooling and dropout. About 0.7 M
     parameters at the defaults: enough capacity for cell images, few enough for
-    small data sets.
+    small data sets. `stem_stride` 2 makes the stem a stride-2 convolution: every stage then works on maps of
+    half the side, a quarter of the arithmetic, for large tiles (96 px and up) whose detail is coarser than a pixel.
     """
     _check_number("resnet", "width", width, lambda v: v > 0, "a number > 0")
+    if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
+        raise InputError(f"model 'resnet': option stem_stride must be 1 or 2; got {stem_stride!r}")
     if not isinstance(blocks_per_stage, int) or isinstance(blocks_per_stage, bool) or blocks_per_stage < 1:
         raise InputError(f"model 'resnet': option blocks_per_stage must be an integer >= 1; got {blocks_per_stage!r}")
     _check_number("resnet", "dropout", dropout, lambda v: 0 <= v < 1, "a number in [0, 1)")
@@ -159,8 +177,8 @@ def _resnet(input_shape, n_classes, *, width=1.0, blocks_per_stage=2, dropout=0.
         r = conv(filters, 3, f"{prefix}_conv2")(r)
         return layers.Add(name=f"{prefix}_add")([shortcut, r])
 
-    inputs = keras.Input(input_shape, name="tiles")
-    x = conv(_scaled(32, width), 3, "stem_conv")(inputs)
+    inputs, x = _tiles(input_shape, standardise)
+    x = conv(_scaled(32, width), 3, "stem_conv", stem_stride)(x)
     for stage, filters in enumerate((32, 64, 128), start=1):
         for b in range(1, blocks_per_stage + 1):
             strides = 2 if stage > 1 and b == 1 else 1
@@ -172,13 +190,12 @@ def _resnet(input_shape, n_classes, *, width=1.0, blocks_per_stage=2, dropout=0.
     return keras.Model(inputs, _head(x, n_classes), name="resnet")
 
 
-def _small(input_shape, n_classes):
+def _small(input_shape, n_classes, *, standardise=None):
     """Three 3x3 conv-BN-ReLU blocks (16, 32, 64) with two max-pools, then global average pooling.
 
     BatchNorm is what lets it fit within a few epochs (without it, it needs tens).
     """
-    inputs = keras.Input(input_shape, name="tiles")
-    x = inputs
+    inputs, x = _tiles(input_shape, standardise)
     for i, filters in enumerate((16, 32, 64), start=1):
         if i > 1:
             x = layers.MaxPooling2D(name=f"pool{i - 1}")(x)
@@ -261,11 +278,13 @@ def pretrained_backbone(name, input_shape, weights):
     return backbone
 
 
-def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dropout):
+def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dropout, standardise):
     """Preprocess, the application (a nested model named "backbone"), then "feature_map", average pooling, dropout and the head.
 
     The backbone's output is its last feature map; the Identity layer "feature_map" names it in the outer
     model, where Grad-CAM can differentiate it (a nested model's inner layers are not outer tensors).
+    With `standardise` the tiles' channels are standardised (mean 0, sd 1) instead of mapped from [0, 1] onto
+    the ImageNet range: about the scale that ImageNet networks see after their own standardisation.
     """
     spec = MODELS[name]
     if not (weights is None or isinstance(weights, str)):
@@ -287,9 +306,9 @@ def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dro
         # a short run. While the backbone is frozen its BatchNorm layers run in inference mode and keep them.
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = _BN_MOMENTUM
-    scale, offset = _PREPROCESS[spec.application]
-    inputs = keras.Input(input_shape, name="tiles")
-    x = layers.Rescaling(scale, offset, name="preprocess")(inputs)
+    inputs, x = _tiles(input_shape, standardise)
+    if standardise is None:
+        x = layers.Rescaling(*_PREPROCESS[spec.application], name="preprocess")(x)
     x = layers.Identity(name="feature_map")(backbone(x))
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
@@ -297,26 +316,26 @@ def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dro
     return keras.Model(inputs, _head(x, n_classes), name=name)
 
 
-def _mobilenetv3small(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+def _mobilenetv3small(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2, standardise=None):
     """MobileNetV3Small (Howard et al. 2019) as the backbone: 0.9 M parameters, the fastest on a CPU.
 
     `weights`: null (from scratch), imagenet (downloaded by Keras), or the path of Keras' weights file.
     `freeze_epochs`: warm-up epochs that train only the head, with the backbone frozen (see cellclass.learn.training).
     """
     return _backbone_model("mobilenetv3small", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout)
+                           dropout=dropout, standardise=standardise)
 
 
-def _efficientnetv2b0(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+def _efficientnetv2b0(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2, standardise=None):
     """EfficientNetV2-B0 (Tan & Le 2021) as the backbone: 5.9 M parameters. Options as mobilenetv3small."""
     return _backbone_model("efficientnetv2b0", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout)
+                           dropout=dropout, standardise=standardise)
 
 
-def _resnet50v2(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2):
+def _resnet50v2(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2, standardise=None):
     """ResNet50V2 (He et al. 2016) as the backbone: 23.6 M parameters. Options as mobilenetv3small."""
     return _backbone_model("resnet50v2", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout)
+                           dropout=dropout, standardise=standardise)
 
 
 def backbone(model):
@@ -337,8 +356,12 @@ BUILDERS = {"deep": _deep, "deep50": _deep50, "alexnet": _alexnet, "resnet": _re
             "mobilenetv3small": _mobilenetv3small, "efficientnetv2b0": _efficientnetv2b0, "resnet50v2": _resnet50v2}
 
 
-def build_model(name, input_shape, n_classes, **options):
-    """Build registry model `name` for (H, W, C) tiles and `n_classes` classes; bad input raises InputError."""
+def build_model(name, input_shape, n_classes, *, standardise=None, **options):
+    """Build registry model `name` for (H, W, C) tiles and `n_classes` classes; bad input raises InputError.
+
+    `options` are the model's own (train.model_options); `standardise`, (mean, variance) per channel of the
+    training tiles, puts a Normalization layer first (see _tiles).
+    """
     spec = MODELS.get(name)
     if spec is None:
         raise InputError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
@@ -350,11 +373,12 @@ def build_model(name, input_shape, n_classes, **options):
     if n_classes < 2:
         raise InputError(f"model '{name}' needs at least 2 classes; got {n_classes}")
     build = BUILDERS[name]
-    known = [p.name for p in inspect.signature(build).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    known = [p.name for p in inspect.signature(build).parameters.values()
+             if p.kind is p.KEYWORD_ONLY and p.name != "standardise"]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InputError(f"model '{name}' has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}")
-    return build(tuple(input_shape), n_classes, **options)
+    return build(tuple(input_shape), n_classes, standardise=standardise, **options)
 
 
 # The optimizers' default learning rates: Keras' for Adam and AdamW, the article's AlexNet rate for SGD.

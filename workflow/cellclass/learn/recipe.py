@@ -1,10 +1,12 @@
-"""The training recipe: optimizer, learning-rate schedule, loss and which epoch a run keeps, named by a preset.
+"""The training recipe: optimizer, learning-rate schedule, loss, how much a run trains and which epoch it keeps,
+named by a preset.
 
 `train.recipe: article` is the set-up cellclass trained with before recipes existed, the article's: the
 model's own optimizer (Adam; SGD with momentum for alexnet) at its default rate held constant, plain
-cross-entropy, 9 epochs, the last one kept. `modern` (the default) is AdamW with decoupled weight decay,
-a linear warm-up into a cosine decay, label smoothing, at most 30 epochs and the epoch with the lowest
-validation loss kept, stopping once it has not improved for 5 epochs. Every key of a preset can be set
+cross-entropy, 9 epochs, the last one kept, tiles fed as prepared. `modern` (the default) standardises each
+input channel inside the model, trains AdamW with decoupled weight decay, a linear warm-up into a cosine decay
+and label smoothing, for a budget of work (cellclass.learn.budget) cut into 10 to 30 epochs, keeping the epoch
+with the lowest validation loss and stopping once it has not improved for 5 epochs. Every key of a preset can be set
 on its own (train.learning_rate, train.patience, ...), and a key set overrides the preset's value.
 
 Pure Python at import (the config check uses it while Snakemake parses); Keras is imported where it is used.
@@ -25,6 +27,8 @@ PRESETS = {
         # Every tile in each of its 8 rotations and flips once an epoch, shuffled, in the order the stored copies
         # had: the article's epochs, batch for batch.
         "views": "all",
+        "budget": None,  # epochs x epoch length is the work
+        "standardise": False,
     },
     "modern": {
         "optimizer": "adamw",
@@ -36,13 +40,19 @@ PRESETS = {
         # and DeiT's 4e-3 x 0.05). An SGD-style L2 coefficient such as 1e-4 would shrink by 1e-7: nothing.
         "weight_decay": 0.05,
         "label_smoothing": 0.1,
-        "epochs": 30,  # a cap: early stopping usually ends a run sooner
+        "epochs": None,  # from the budget (cellclass.learn.budget); early stopping may end a run sooner
         "patience": 5,
         "keep_epoch": "best",
         # One pass an epoch trained deep50 to 0.81 on the six-pattern bench, 8 to 0.88 (bench/learn.py): an
         # epoch that shows each tile in its 8 views on average, as the article's did, with early stopping.
         "epoch_passes": None,
         "views": "random",
+        # Chosen by bench/learn.py's accuracy per CPU-second (README, Training budget): 30 passes learn a set
+        # of hundreds of cells; the tile-step cap keeps a set of 10^4 cells within an hour on 2 cores.
+        "budget": {"passes": 30, "tile_steps": 100_000},
+        # Each channel standardised on the training tiles, inside the model: dim bit-depth-scaled fields
+        # (values near 0.01) otherwise kill the article's ReLU networks under AdamW.
+        "standardise": True,
     },
 }
 KEYS = tuple(PRESETS["article"])
@@ -147,6 +157,8 @@ def describe(used):
     keep = (f"the epoch of best {used['monitor'].replace('_', ' ')} kept" if used["keep_epoch"] == "best"
             else "the last epoch kept")
     parts.append(f"at most {used['epochs']} epochs{stop}, {keep}")
+    if used.get("standardise"):
+        parts.append("each input channel standardised inside the model on the training tiles' statistics")
     text = f"the {used['name']} recipe: " + ", ".join(parts)
     if used.get("overrides"):
         text += " (set in the config: " + ", ".join(f"{k} {v}" for k, v in used["overrides"].items()) + ")"

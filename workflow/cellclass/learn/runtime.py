@@ -30,3 +30,24 @@ def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False)
     device = f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})" if gpus else f"CPU ({threads} threads)"
     log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
     return device
+
+
+def precision():
+    """The compute precision Keras trains in now: 'float32', or 'mixed_float16' (float16 maths, float32 weights)."""
+    import keras
+
+    return keras.mixed_precision.global_policy().name
+
+
+def xla_failure(model, compile_model, batch):
+    """Why XLA cannot compile `model`'s training step here (None where it can): one step on a copy of the
+    model, compiled by `compile_model(copy)` with jit_compile, on `batch` (tiles, one-hot labels)."""
+    import keras
+
+    probe = keras.models.clone_model(model)
+    compile_model(probe)
+    try:
+        probe.train_on_batch(*batch)
+    except Exception as error:  # XLA refuses in many types (InvalidArgument, Unimplemented, NotFound, ...)
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+    return None

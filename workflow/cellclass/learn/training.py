@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import calibration, inference, novelty, pipeline, recipe, runtime
+from cellclass.learn import budget, calibration, inference, novelty, pipeline, recipe, runtime
 from cellclass.prepare import extra_labels, split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -94,6 +94,49 @@ def training_sample(tilesets, labels, *, per_class, seed, channels):
     return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
 
 
+def channel_statistics(tilesets, labels, *, seed, channels, per_class=500):
+    """(mean, variance) of each input channel over a seeded sample of up to `per_class` training tiles a class,
+    as stored: what the model's "standardise" layer subtracts and divides by. A constant channel gets variance 1,
+    so standardising it gives zeros rather than its rounding noise blown up."""
+    x, _ = training_sample(tilesets, labels, per_class=per_class, seed=seed, channels=channels)
+    pixels = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    variance = pixels.var(axis=0)
+    return pixels.mean(axis=0), np.where(variance > 1e-12, variance, 1.0)
+
+
+def resolve_work(options, stream, *, model, optimizer, scored_tiles, record):
+    """How much this run trains (cellclass.learn.budget.resolve), written to `record` (in the run's backup
+    folder) before the first step. A killed run that resumes with the same settings reads it back, so a budget
+    in minutes keeps the steps it resolved the first time. A budget in minutes first measures this machine's
+    training throughput on a copy of the model."""
+    asked = {key: options[key] for key in ("budget", "epochs", "epoch_tiles", "epoch_passes", "batch_size")}
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept["asked"] == asked:
+            log.info("resuming with the work resolved at the start: %s tile-steps", f"{kept['tile_steps']:,}")
+            return kept
+    rate = scoring = None
+    if "minutes" in (options["budget"] or {}) and not (options["epochs"] and budget.epoch_length(options)):
+        rate, scoring = budget.measure(
+            model, lambda probe: compile_for(probe, {**options, "epochs": 1}, optimizer=optimizer, steps=1),
+            stream.at, scored_tiles=scored_tiles)
+        log.info("measured %.1f training tiles/s; scoring %d tiles after each epoch takes %.1f s", rate,
+                 scored_tiles, scoring)
+    try:
+        work = budget.resolve(options, stream.tiles_per_pass, tiles_per_second=rate, fixed_cost=scoring or 0.0)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    work = {**work, "measured_tiles_per_second": None if rate is None else round(rate, 2), "asked": asked}
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(work, indent=2))
+    length = (f"{work['epoch_passes']} pass(es)" if work["epoch_passes"] is not None
+              else f"{work['epoch_tiles']:,} tiles")
+    log.info("work set by %s (%s): %d epochs of %s, %s tile-steps, %.3g passes over %s training tiles",
+             work["set_by"], budget.describe(options["budget"]), work["epochs"], length, f"{work['tile_steps']:,}",
+             work["passes"], f"{stream.tiles_per_pass:,}")
+    return work
+
+
 def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, tta="none"):
     """Per-tile predictions of the images `tilesets` as a tidy table (`tta`: see cellclass.learn.inference.TTA)."""
     rows = []
@@ -151,6 +194,28 @@ def calibrated(raw, classes, temperature):
     return raw.assign(**dict(zip(p, scaled.T))), effects
 
 
+def speed_settings(options, model, batches, optimizer):
+    """What a run trains with of what `train.xla` and `train.mixed_precision` ask: {xla, precision, notes}.
+    XLA that fails to compile this model here is dropped, with the reason in the notes (the log and
+    metrics.json say it); mixed precision needs a GPU (runtime.configure_tensorflow)."""
+    notes = []
+    xla = bool(options["xla"])
+    if xla:
+        failure = runtime.xla_failure(model, lambda copy: compile_for(copy, {**options, "epochs": 1, "xla": True},
+                                                                      optimizer=optimizer, steps=1),
+                                      batches.at(0))
+        if failure:
+            xla = False
+            notes.append(f"train.xla asked for, but XLA could not compile this model here ({failure}): trained "
+                         "without it")
+    precision = runtime.precision()
+    if options["mixed_precision"] and precision == "float32":
+        notes.append("train.mixed_precision asked for, but there is no GPU: trained in float32")
+    for note in notes:
+        log.warning(note)
+    return {"xla": xla, "precision": precision, "notes": notes}
+
+
 def compile_for(model, options, *, optimizer, steps):
     """Compile a new model with the recipe's optimizer, learning rate (schedule) and loss."""
     from cellclass.learn import models
@@ -176,15 +241,17 @@ def epoch_chooser(options, selection):
     return None
 
 
-def recipe_record(options, optimizer):
-    """What a run trained with, for metrics.json: the recipe's keys as used, and those the config set."""
+def recipe_record(options, optimizer, *, asked):
+    """What a run trained with, for metrics.json: the recipe's keys as used (`options`, the epochs resolved from
+    its budget), and those the config set (the keys in `asked` as the config gave them)."""
     from cellclass.learn import models
 
     used = {key: options[key] for key in recipe.KEYS}
     used["optimizer"] = optimizer
     if used["learning_rate"] is None:
         used["learning_rate"] = models.DEFAULT_LEARNING_RATES[optimizer]
-    return {"name": options["recipe"], **used, "monitor": options["monitor"], "overrides": recipe.overrides(options)}
+    return {"name": options["recipe"], **used, "monitor": options["monitor"],
+            "overrides": recipe.overrides({**options, **asked})}
 
 
 def choice_record(chooser, selection, history, monitor):
@@ -334,12 +401,14 @@ def train_run(
     model, epochs_done = checkpoint.restore()
     optimizer = options["optimizer"] or models.MODELS[model_name].optimizer
     model_options = options["model_options"].get(model_name, {})
+    eval_labels = labelled(train_eval, classes, "training data")
     fresh = model is None
     if fresh:
-        model = models.build_model(model_name, shape, len(classes), **model_options)
+        standardise = (channel_statistics(train_eval, eval_labels, seed=seed, channels=channels)
+                       if options["standardise"] else None)
+        model = models.build_model(model_name, shape, len(classes), standardise=standardise, **model_options)
 
     # Class balance is judged on the original tiles: augmentation multiplies every class alike.
-    eval_labels = labelled(train_eval, classes, "training data")
     counts = [len(t) for t in train_eval]
     per_class = np.bincount(eval_labels, weights=counts, minlength=len(classes)).astype(int)
     balance, ratio = class_balance(per_class, options["class_balance"])
@@ -350,21 +419,28 @@ def train_run(
              dict(zip(classes, per_class.tolist())), ratio, balance)
 
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
-    # An epoch is `epoch_passes` passes over the training tiles, or `epoch_tiles` drawn from an endless stream (the
-    # article's epochs were 400 images). Each batch is augmented on the fly as a pure function of (seed, pass,
-    # batch), so a resumed run sees what an uninterrupted one would have seen.
-    train_data, steps, n_train = pipeline.training_stream(
-        train, train_labels, epoch_tiles=options["epoch_tiles"], passes=recipe.epoch_passes(options),
-        epochs_done=epochs_done, seed=seed,
-        balance=balance == "sampling", augment=options.get("augment"), views=recipe.views(options), workers=threads,
-        **common
-    )
+    stream = dict(seed=seed, balance=balance == "sampling", augment=options.get("augment"),
+                  views=recipe.views(options))
     validation_data, validation_stream = pipeline.make_dataset(
         validation, labelled(validation, classes, "validation data"), **common
     )
     n_validation = validation_stream.tiles_per_pass
     train_x, train_y = training_sample(
         train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
+    )
+    batches = pipeline.Batches(train, train_labels, shuffle=True, n_classes=len(classes),
+                               batch_size=options["batch_size"], channels=channels, **stream)
+    work = resolve_work(options, batches,
+                        model=model, optimizer=optimizer, scored_tiles=n_validation + len(train_y),
+                        record=backup_dir / "work.json")
+    speed = speed_settings(options, model, batches, optimizer)
+    options = {**options, "epochs": work["epochs"], "xla": speed["xla"]}
+    # An epoch is `epoch_passes` passes over the training tiles, or `epoch_tiles` drawn from an endless stream (the
+    # article's epochs were 400 images). Each batch is augmented on the fly as a pure function of (seed, pass,
+    # batch), so a resumed run sees what an uninterrupted one would have seen.
+    train_data, steps, n_train = pipeline.training_stream(
+        train, train_labels, epoch_tiles=work["epoch_tiles"], passes=work["epoch_passes"] or 1,
+        epochs_done=epochs_done, workers=threads, **stream, **common
     )
 
     def compile_model(model):  # a new optimizer with the recipe's schedule (fresh model, or fine-tuning starts)
@@ -406,7 +482,8 @@ def train_run(
             verbose=2,
             # Scored, then logged, then judged, then saved: a kill between log and save
             # repeats the epoch on resume, and the log keeps the repeat's record.
-            callbacks=[callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
+            callbacks=[callbacks.Progress(options["epochs"] * steps, options["batch_size"], done=epochs_done * steps),
+                       callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
             + ([chooser] if chooser is not None else []) + [checkpoint],
         )
     seconds = time.perf_counter() - started
@@ -458,7 +535,10 @@ def train_run(
         "test_sets": list(test_sets),
         "tta": tta,
         "epochs": int(history["epoch"].max()),
-        "recipe": recipe_record(options, optimizer),
+        "recipe": recipe_record(options, optimizer, asked=work["asked"]),
+        "work": {key: value for key, value in work.items() if key != "asked"},
+        "standardised": any(layer.name == "standardise" for layer in model.layers),
+        **speed,
         **chosen,
         "calibration": {**(fitted or calibration.record(1.0, None)), "test_sets": effects},
         "train_seconds": round(seconds, 2),
