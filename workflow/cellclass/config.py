@@ -318,6 +318,8 @@ def _check_experiments(config, schema, base_dir):
             if test_set not in datasets or not datasets[test_set]["test_only"]:
                 raise InputError(f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset")
         merged = deep_merge(config["train"], experiment["train"])
+        if "budget" in experiment["train"]:  # an experiment's budget replaces the top level's, limit by limit too
+            merged["budget"] = copy.deepcopy(experiment["train"]["budget"])
         _check(merged, train_schema, f"{where}.train")
         merged.update(augmentation(augment, merged["augmented"]))
         # After both levels merge, so a key set at either level overrides the recipe chosen at either.
