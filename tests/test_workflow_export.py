@@ -47,6 +47,24 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+def check_standardised(*, archive_path, folder, seeds):
+    """Each member of the package's Keras weights standardises its input as its run did (train.standardise)."""
+    import keras
+
+    with zipfile.ZipFile(archive_path) as archive, archive.open("weights.keras") as handle:
+        weights = folder / "package_weights.keras"
+        weights.write_bytes(handle.read())
+    network = keras.saving.load_model(weights)
+    members = [layer for layer in network.layers if isinstance(layer, keras.Model)] or [network]
+    assert len(members) == len(seeds)
+    for member, seed in zip(members, seeds):
+        run = json.loads((folder / RUN.format(seed) / "metrics.json").read_text())
+        layer = member.get_layer("standardise")
+        np.testing.assert_allclose(np.asarray(layer.scale), 1 / np.asarray(run["standardise"]["sd"]), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(layer.offset),
+                                   -np.asarray(run["standardise"]["mean"]) / run["standardise"]["sd"], rtol=1e-6)
+
+
 def test_packages_are_written_and_pass_bioimageio_validation(exported):
     for name, members in (("tiny_ensemble", [0, 1]), ("tiny_seed1", [1])):
         checks = pd.read_csv(exported / f"results/export/{name}.validation.tsv", sep="\t")
@@ -58,6 +76,7 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
             readme = archive.read("README.md").decode()
             test_input = np.load(archive.open("test_input.npy"))
         assert [m["seed"] for m in record["members"]] == members
+        check_standardised(archive_path=exported / f"results/export/{name}.zip", folder=exported, seeds=members)
         for member in record["members"]:
             run = json.loads((exported / RUN.format(member["seed"]) / "metrics.json").read_text())
             assert member["temperature"] == run["calibration"]["temperature"] > 0

@@ -35,17 +35,22 @@ def _head(features, n_classes, **dense_kwargs):
 
 def _tiles(input_shape, standardise):
     """The model's input "tiles" and what its first layer reads: the tiles themselves, or each channel
-    standardised (a Keras Normalization "standardise" holding the training tiles' channel means and variances).
+    standardised, (x - mean) / sd with the training tiles' channel means and variances.
 
     Standardising inside the model makes a network's start independent of how bright its data are (bit-depth
     scaling leaves 14-bit fields near 0.01), and the statistics travel wherever the model goes: prediction,
-    attribution and the exported package read raw tiles as training did.
+    attribution and the exported package read raw tiles as training did. The layer is a per-channel Rescaling
+    (x * 1/sd + -mean/sd), what keras.layers.Normalization computes: Normalization holds its statistics as
+    eager tensors, which the ONNX export of a package leaves as unfed inputs, where Rescaling's numbers become
+    constants of the graph (and any Keras loads it, bioimage.io's tools too).
     """
     inputs = keras.Input(input_shape, name="tiles")
     if standardise is None:
         return inputs, inputs
-    mean, variance = (np.asarray(v, dtype="float32") for v in standardise)
-    return inputs, layers.Normalization(mean=mean, variance=variance, name="standardise")(inputs)
+    mean, variance = (np.asarray(v, dtype="float64") for v in standardise)
+    sd = np.sqrt(variance)
+    scale, offset = (1 / sd).tolist(), (-mean / sd).tolist()
+    return inputs, layers.Rescaling(scale, offset, name="standardise")(inputs)
 
 
 def _scaled(count, width):

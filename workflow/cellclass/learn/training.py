@@ -104,6 +104,16 @@ def channel_statistics(tilesets, labels, *, seed, channels, per_class=500):
     return pixels.mean(axis=0), np.where(variance > 1e-12, variance, 1.0)
 
 
+def standardisation(model):
+    """{mean, sd} per channel that `model`'s "standardise" layer applies (models._tiles), or None without one."""
+    try:
+        layer = model.get_layer("standardise")
+    except ValueError:
+        return None
+    scale, offset = np.asarray(layer.scale, np.float64), np.asarray(layer.offset, np.float64)
+    return {"mean": (-offset / scale).tolist(), "sd": (1 / scale).tolist()}
+
+
 def resolve_work(options, stream, *, model, optimizer, scored_tiles, record):
     """How much this run trains (cellclass.learn.budget.resolve), written to `record` (in the run's backup
     folder) before the first step. A killed run that resumes with the same settings reads it back, so a budget
@@ -537,7 +547,7 @@ def train_run(
         "epochs": int(history["epoch"].max()),
         "recipe": recipe_record(options, optimizer, asked=work["asked"]),
         "work": {key: value for key, value in work.items() if key != "asked"},
-        "standardised": any(layer.name == "standardise" for layer in model.layers),
+        "standardise": standardisation(model),
         **speed,
         **chosen,
         "calibration": {**(fitted or calibration.record(1.0, None)), "test_sets": effects},
