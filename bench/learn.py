@@ -16,6 +16,14 @@ reaches 1.0 and a decent one about 0.85-0.95.
     python bench/learn.py [--cells 200] [--rare-fraction 0.33] [--seeds 3] [--epochs N] [--variants a,b]
                           [--folder DIR]
     python bench/learn.py --cells 30 --epochs 1 --seeds 1      # a check that it runs (minutes on 2 cores)
+
+Accuracy per CPU-second (`--front`): each model of FRONT_MODELS at each budget of FRONT_BUDGETS (the modern
+recipe, `--seeds` seeds), all in one Snakemake run, two one-thread jobs at a time. It prints balanced accuracy
+per cell against the training CPU-seconds of a run (metrics.json's train_cpu_seconds: every thread of the job
+while it trained, the scoring after each epoch included), and names the front: the variants that no other beats
+in both (mean) accuracy and (median) CPU time. The default model and budget are marked.
+
+    python bench/learn.py --front [--cells 200] [--seeds 3]
 """
 
 import argparse
@@ -60,6 +68,12 @@ VARIANTS = [
 BASELINE = "deep50 article"  # the ratios are against it
 # Run unless --variants names others: about half an hour on 2 cores at 200 cells a class (resnet is the slow one).
 DEFAULT = ("deep50 article", "deep50 modern", "resnet modern", "mobilenetv3small modern")
+
+# The accuracy-per-CPU-second front: models x budgets. `resnet` with a stride-2 stem is the strided-stem variant.
+FRONT_MODELS = {"small": {}, "deep": {}, "deep50": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2},
+                "mobilenetv3small": {}}
+FRONT_BUDGETS = {"10 passes": {"passes": 10}, "30 passes": {"passes": 30}}
+DEFAULT_VARIANT = ("deep", "30 passes")  # train.models' and the modern recipe's defaults on a set this size
 
 BASE = {
     # 72 px cells seen at 48 px: a third of the pixels, so three seeds of four networks fit in about half an hour.
@@ -173,7 +187,13 @@ def main():
     parser.add_argument("--variants", help="comma-separated names to run (default: DEFAULT)")
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--folder", help="work folder, kept (default: a temporary one)")
+    parser.add_argument("--front", action="store_true", help="accuracy against training CPU-seconds (see above)")
     args = parser.parse_args()
+    if args.front:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(args.folder or tmp).resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            return front(folder, args)
     chosen = [v for v in VARIANTS if v["name"] in DEFAULT]
     if args.variants:
         wanted = set(args.variants.split(","))
@@ -237,6 +257,57 @@ def run(folder, chosen, args):
               flush=True)
     pd.DataFrame(rows).to_csv(folder / "bench_learn.tsv", sep="\t", index=False)
     print_table(rows, n_cells, count_test_cells(folder), storage, args)
+
+
+def front_config(data, seeds):
+    """One config whose experiments are the front's variants, each a model at a budget."""
+    config = copy.deepcopy(BASE)
+    config["datasets"] = {DATASET: {"path": str(data)}}
+    config["experiments"] = {}
+    for model, options in FRONT_MODELS.items():
+        network = model.split("_")[0]
+        for label, budget in FRONT_BUDGETS.items():
+            train = {"models": [network], "runs": seeds, "recipe": "modern", "budget": budget}
+            if options:
+                train["model_options"] = {network: options}
+            config["experiments"][slug(f"{model} {label}")] = {"dataset": DATASET, "train": train}
+    return config
+
+
+def front(folder, args):
+    """Balanced accuracy per cell against training CPU-seconds for every model x budget; the front named."""
+    data = folder / "data"
+    if not data.exists():
+        patterns.write_dataset(data, args.cells, args.rare_fraction, seed=args.data_seed)
+    config = front_config(data, args.seeds)
+    seconds = snakemake(folder, config, "results/evaluation/runs.tsv")
+    rows = []
+    for model in FRONT_MODELS:
+        for label in FRONT_BUDGETS:
+            name = slug(f"{model} {label}")
+            table = scores(folder, name)
+            cpu = [json.loads(p.read_text())["train_cpu_seconds"]
+                   for p in sorted((folder / "results/train" / name).glob("*/fold0/seed*/metrics.json"))]
+            acc = table["balanced_accuracy"]
+            rows.append({"model": model, "budget": label, "mean": acc.mean(), "low": acc.min(), "high": acc.max(),
+                         "cpu_s": float(pd.Series(cpu).median()), "cpu_low": min(cpu), "cpu_high": max(cpu),
+                         "collapsed": int(table["collapsed"].sum()), "runs": len(table)})
+    table = pd.DataFrame(rows)
+    table["front"] = [not ((table["mean"] >= r.mean) & (table["cpu_s"] <= r.cpu_s)
+                           & ((table["mean"] > r.mean) | (table["cpu_s"] < r.cpu_s))).any() for r in table.itertuples()]
+    table.to_csv(folder / "bench_front.tsv", sep="\t", index=False)
+    print(f"\nAccuracy per training CPU-second: {count_test_cells(folder)} test cells (chance {1 / 6:.2f}), "
+          f"{args.seeds} seeds a variant, the modern recipe; {seconds_text(seconds)} for the whole Snakemake run")
+    print(f"{'model':<18} {'budget':<10} {'bal. acc.':>9} {'range':>13} {'CPU s':>7} {'range':>11} {'collapsed':>9}"
+          f"  front")
+    for r in table.sort_values("cpu_s").itertuples():
+        mark = "front" if r.front else ""
+        if (r.model, r.budget) == DEFAULT_VARIANT:
+            mark += " (default)"
+        print(f"{r.model:<18} {r.budget:<10} {r.mean:>9.3f} {f'{r.low:.3f}-{r.high:.3f}':>13} {r.cpu_s:>7.0f} "
+              f"{f'{r.cpu_low:.0f}-{r.cpu_high:.0f}':>11} {r.collapsed:>5} / {r.runs}  {mark}")
+    names = [f"{r.model} at {r.budget}" for r in table[table["front"]].sort_values("cpu_s").itertuples()]
+    print("front (no other variant is both more accurate and cheaper): " + ", ".join(names))
 
 
 def seconds_text(seconds, unit=" s"):

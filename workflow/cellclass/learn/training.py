@@ -473,7 +473,7 @@ def train_run(
         done = callbacks.read_epoch_log(log_path)
         done = done[done["epoch"] <= epochs_done][options["monitor"]]  # a logged but unsaved epoch is redone
         stopped = chooser.resume(model, done, checkpoint.weights)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if stopped:  # killed after early stopping, before the outputs were written
         chooser.on_train_end()
     else:
@@ -496,7 +496,7 @@ def train_run(
                        callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
             + ([chooser] if chooser is not None else []) + [checkpoint],
         )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)  # with the kept epoch's weights
@@ -552,6 +552,7 @@ def train_run(
         **chosen,
         "calibration": {**(fitted or calibration.record(1.0, None)), "test_sets": effects},
         "train_seconds": round(seconds, 2),
+        "train_cpu_seconds": round(cpu_seconds, 2),  # every thread of the job, scoring after each epoch included
         "novelty": reference.meta | {"threshold_0.99": reference.threshold()},
     }
     with atomic_path(out_dir / "metrics.json") as tmp:
