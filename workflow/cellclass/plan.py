@@ -200,6 +200,15 @@ class Plan:
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""
         return self.datasets.get(name) or self.predictions[name]
 
+    def demo_plates(self):
+        """Datasets and prediction sets that are generated demo plates (one demo_plate job each)."""
+        sets = {**self.config["datasets"], **self.config["predict"]}
+        return [name for name, entry in sets.items() if "demo_plate" in entry]
+
+    def demo_plate_files(self, name):
+        """Every file a demo plate's job writes: each well's channel files, in plate-map order."""
+        return [path for f in demo_plate_fields(name, self.image_set(name).entry["demo_plate"]) for path in f.files]
+
     def demo_settings(self, name):
         """How a demo field of `name` looks; the number of fields is left out, so adding fields never
         regenerates the existing ones."""

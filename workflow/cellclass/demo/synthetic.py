@@ -364,6 +364,15 @@ def write_plate_field(paths, *, well, spec):
             tifffile.imwrite(tmp, plane, imagej=True, metadata={"axes": "YX"})
 
 
+def write_plate(paths, *, spec):
+    """Render every well of a demo plate: `paths` holds each well's channel files in plate-map order."""
+    wells = plate_map(spec)["well"].tolist()
+    if len(paths) != 2 * len(wells):
+        raise InputError(f"demo plate {spec['name']}: {len(paths)} files for {len(wells)} wells of 2 channels")
+    for i, well in enumerate(wells):
+        write_plate_field(paths[2 * i : 2 * i + 2], well=well, spec=spec)
+
+
 UNFAMILIAR = ("stripes", "noise")
 
 
