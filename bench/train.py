@@ -8,6 +8,14 @@
 On a GPU machine it also reports tiles/second with mixed precision.
 
     python bench/train.py [--model deep] [--size 64] [--tiles 2000]
+
+`--shares` measures instead each model's training throughput as a share of the machine's GEMM rate (2 threads,
+streamed tiles, 64 px), with the threading cellclass used before (two inter-op threads, tf.data's machine-wide
+pool) and now (one inter-op thread, a pool of the job's own threads), alternated over `--rounds` rounds;
+it prints the median and range of each and their ratio. The strided stem (resnet, stem_stride 2) is a model
+of its own there: the same network at a quarter of the arithmetic.
+
+    python bench/train.py --shares [--rounds 3] [--steps 40]
 """
 
 import argparse
@@ -89,25 +97,35 @@ def _epoch_timer():
     return EpochTimer
 
 
-def child(mode, folder, model_name, batch, steps, mixed):
+# Threading before this was measured (runtime.configure_tensorflow's inter-op threads, as_dataset's own pool).
+THREADING = {"before": {"inter_op_threads": 2, "own_threads": False}, "now": {"inter_op_threads": 1, "own_threads": True}}
+SHARE_MODELS = {"small": {}, "deep": {}, "deep50": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2},
+                "mobilenetv3small": {}}
+
+
+def child(mode, folder, model_name, batch, steps, mixed, threading="now"):
     """One measurement in this process: tiles/s (mode speed-*) or a pass for peak memory (mem-*)."""
     import keras
 
     from cellclass.learn import models, pipeline, runtime
 
     EpochTimer = _epoch_timer()
-    runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed)
+    setting = THREADING[threading]
+    runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed,
+                                 inter_op_threads=setting["inter_op_threads"])
     tilesets = [t for t in tilestore.load_all(sorted(Path(folder).glob("*.npz"))) if len(t)]
     classes = sorted({t.meta["class"] for t in tilesets})
     labels = [classes.index(t.meta["class"]) for t in tilesets]
     shape = tilesets[0].tiles.shape[1:]
-    model = models.build_model(model_name, shape, len(classes))
+    network = model_name.split("_")[0]
+    model = models.build_model(network, shape, len(classes), **SHARE_MODELS.get(model_name, {}))
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     if mode.endswith("stream"):
         # As in training: an endless stream cut into epochs of `steps` batches.
         data, steps, _ = pipeline.training_stream(tilesets, labels, n_classes=len(classes), tile_shape=shape,
-                                                  batch_size=batch, epoch_tiles=steps * batch)
+                                                  batch_size=batch, epoch_tiles=steps * batch, workers=2,
+                                                  own_threads=setting["own_threads"])
         model.fit(data, epochs=1 + REPEATS, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     else:
         # The article's way: every tile in one array in memory, labels one-hot.
@@ -123,9 +141,10 @@ def child(mode, folder, model_name, batch, steps, mixed):
     print(json.dumps(result))
 
 
-def measure(mode, folder, args, mixed=False):
-    command = [sys.executable, __file__, "--child", mode, folder, "--model", args.model, "--size", str(args.size),
-               "--batch", str(args.batch), "--steps", str(args.steps)] + (["--mixed"] if mixed else [])
+def measure(mode, folder, args, mixed=False, model=None, threading="now"):
+    command = [sys.executable, __file__, "--child", mode, folder, "--model", model or args.model, "--size",
+               str(args.size), "--batch", str(args.batch), "--steps", str(args.steps), "--threading", threading]
+    command += ["--mixed"] if mixed else []
     code = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); " \
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True).stdout
@@ -144,9 +163,14 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--child", nargs=2)
     parser.add_argument("--mixed", action="store_true")
+    parser.add_argument("--threading", choices=sorted(THREADING), default="now")
+    parser.add_argument("--shares", action="store_true", help="each model's share of the GEMM rate, before and now")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.model, args.batch, args.steps, args.mixed)
+        return child(*args.child, args.model, args.batch, args.steps, args.mixed, args.threading)
+    if args.shares:
+        return shares(args)
 
     import tensorflow as tf
 
@@ -172,6 +196,31 @@ def main():
         if tf.config.list_physical_devices("GPU"):
             mixed = measure("speed-stream", small, args, mixed=True)
             print(f"GPU: float32 {stream['tiles_per_s']:.0f} tiles/s, mixed precision {mixed['tiles_per_s']:.0f} tiles/s")
+
+
+def shares(args):
+    """Each model's training FLOP/s as a share of the matmul rate, with the threading of before and of now."""
+    peak = matmul_flops()
+    print(f"matmul (GEMM) rate: {peak / 1e9:.0f} GFLOP/s on this machine; {args.size} px tiles, 2 channels, batch "
+          f"{args.batch}, 2 threads, {args.steps} steps an epoch, median (range) over {args.rounds} alternated rounds")
+    print(f"{'model':<18} {'GFLOP/tile':>10} {'before: tiles/s':>16} {'share':>6} {'now: tiles/s':>14} {'share':>6} "
+          f"{'ratio':>6}")
+    with tempfile.TemporaryDirectory() as folder:
+        write_dataset(folder, args.tiles, args.size)
+        for model in SHARE_MODELS:
+            runs = {"before": [], "now": []}
+            for _ in range(args.rounds):
+                for threading in runs:
+                    runs[threading].append(measure("speed-stream", folder, args, model=model, threading=threading))
+            flops = runs["now"][0]["flops_per_tile"]
+            text = {}
+            for threading, results in runs.items():
+                rates = sorted(r["tiles_per_s"] for r in results)
+                median = float(np.median(rates))
+                text[threading] = (median, f"{median:>7.1f} ({rates[0]:.0f}-{rates[-1]:.0f})",
+                                   f"{median * flops / peak:>6.0%}")
+            print(f"{model:<18} {flops / 1e9:>10.2f} {text['before'][1]:>16} {text['before'][2]} "
+                  f"{text['now'][1]:>14} {text['now'][2]} {text['now'][0] / text['before'][0]:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

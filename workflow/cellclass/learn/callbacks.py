@@ -198,5 +198,5 @@ class Progress(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self.started
         rate = (self.done - self.first) / max(elapsed, 1e-9)
         left = (self.total - self.done) / rate if rate else math.inf
-        log.info("training %3.0f%%: step %s of %s, %.0f tiles/s, %s so far, about %s to go", 100 * self.done / self.total,
+        log.info("training %3d%%: step %s of %s, %.0f tiles/s, %s so far, about %s to go", 100 * self.done // self.total,
                  f"{self.done:,}", f"{self.total:,}", rate * self.batch_size, _duration(elapsed), _duration(left))

@@ -303,14 +303,15 @@ def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channel
     return as_dataset(stream, tile_shape, endless=endless, first_batch=first_batch, workers=workers), stream
 
 
-def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1):
+def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1, own_threads=True):
     """The batches of `stream` (a Batches) as a tf.data pipeline.
 
     `workers` batches are made at once, by a deterministic parallel map over
     batch indices: they come out in order and, each being a pure function of
     its index, the same as made one by one. The batches come through `map` of
     a NumPy function rather than `Dataset.from_generator`, which halved
-    training speed on 2 CPU cores (bench/train.py).
+    training speed on 2 CPU cores (bench/train.py). `own_threads`: the pipeline runs on a pool of `workers`
+    threads, not tf.data's machine-wide one.
     """
     import tensorflow as tf  # here, so the NumPy helpers above serve jobs that never load TensorFlow
 
@@ -321,12 +322,18 @@ def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1):
         return tf.ensure_shape(x, (None, *tile_shape)), tf.ensure_shape(y, (None, n_classes))
 
     indices = tf.data.Dataset.range(first_batch, ENDLESS) if endless else tf.data.Dataset.range(stream.per_pass)
-    data = indices.map(load, num_parallel_calls=max(1, workers), deterministic=True)
-    return data.prefetch(max(2, workers))
+    data = indices.map(load, num_parallel_calls=max(1, workers), deterministic=True).prefetch(max(2, workers))
+    if own_threads:
+        # tf.data's own pool is as large as the machine; a job gets `workers` cores' worth (its `threads`).
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = max(1, workers)
+        options.threading.max_intra_op_parallelism = 1
+        data = data.with_options(options)
+    return data
 
 
 def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, passes=1, epochs_done=0,
-                    seed=0, channels=None, balance=False, augment=None, views="random", workers=1):
+                    seed=0, channels=None, balance=False, augment=None, views="random", workers=1, own_threads=True):
     """The endless, shuffled training stream a run fits on: (dataset, steps per epoch, tiles per pass).
 
     An epoch is `passes` passes (epoch_tiles None) or `epoch_tiles` tiles of the
@@ -336,5 +343,6 @@ def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoc
     stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels, shuffle=True,
                      seed=seed, balance=balance, augment=augment, views=views)
     steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass * passes
-    data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers)
+    data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers,
+                      own_threads=own_threads)
     return data, steps, stream.tiles_per_pass

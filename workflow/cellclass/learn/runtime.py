@@ -6,14 +6,18 @@ import os
 log = logging.getLogger(__name__)
 
 
-def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False):
-    """Seed everything, pin CPU threads, pick the device; returns 'GPU' or 'CPU' for the log."""
+def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False, inter_op_threads=1):
+    """Seed everything, pin CPU threads, pick the device; returns 'GPU' or 'CPU' for the log.
+
+    `threads` run each op (intra-op); one op at a time (inter-op 1) by default: a CNN's ops depend on each other
+    in turn, and a second inter-op thread only competed with the first for a job's cores (bench/train.py).
+    """
     import keras
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     except RuntimeError:  # TensorFlow already ran in this process (a notebook, a test session)
         log.info("TensorFlow is already initialised; keeping its thread settings")
     keras.utils.set_random_seed(seed)
