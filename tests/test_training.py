@@ -203,3 +203,49 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path):
     assert "Epoch 1/6" not in second.stdout + second.stderr
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_minutes_budget_is_resolved_once_recorded_and_rerun_exactly_as_tile_steps(tmp_path):
+    """The run measures its speed, turns the minutes into tile-steps and records them; a run given those
+    tile-steps trains the same model."""
+    timed = run(tmp_path, "timed", epochs=None, budget={"minutes": 0.1})
+    work = timed["work"]
+    assert work["set_by"] == "budget (minutes)" and work["measured_tiles_per_second"] > 0
+    assert work["tile_steps"] <= 6 * work["measured_tiles_per_second"]  # 0.1 minutes, scoring time taken out
+    again = run(tmp_path, "again", epochs=None, budget={"tile_steps": work["tile_steps"]})
+    assert again["work"]["tile_steps"] == work["tile_steps"] and again["epochs"] == timed["epochs"]
+    a = pd.read_csv(tmp_path / "timed" / "predictions.tsv", sep="\t")
+    b = pd.read_csv(tmp_path / "again" / "predictions.tsv", sep="\t")
+    np.testing.assert_array_equal(a["p_control"].to_numpy(), b["p_control"].to_numpy())
+
+
+def test_a_resumed_run_keeps_the_work_it_resolved_first(tmp_path):
+    """A killed run's backup holds the work resolved at its start; the resumed run trains that, not what a new
+    measurement of a minutes budget would give."""
+    opts = options(models=["small"], epochs=None, budget={"minutes": 30}, batch_size=16)
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir(parents=True)
+    asked = {key: opts[key] for key in ("budget", "epochs", "epoch_tiles", "epoch_passes", "batch_size")}
+    first = {"epochs": 10, "epoch_tiles": 48, "epoch_passes": None, "tile_steps": 480, "passes": 2.5,
+             "set_by": "budget (minutes)", "measured_tiles_per_second": 123.0, "asked": asked}
+    (backup / "work.json").write_text(json.dumps(first))
+    metrics = run(tmp_path, epochs=None, budget={"minutes": 30})
+    assert metrics["work"]["tile_steps"] == 480 and metrics["work"]["measured_tiles_per_second"] == 123.0
+    assert metrics["epochs"] == 10
+
+
+def test_a_budget_smaller_than_a_batch_of_this_runs_tiles_fails_clearly(tmp_path):
+    with pytest.raises(InputError, match="less than one batch"):
+        run(tmp_path, epochs=None, budget={"passes": 0.05}, batch_size=16)
+
+
+def test_xla_and_mixed_precision_say_what_was_used(tmp_path):
+    metrics = run(tmp_path, xla=True, mixed_precision=True)
+    assert metrics["precision"] == "float32"
+    assert any("mixed_precision asked for, but there is no GPU" in note for note in metrics["notes"])
+    # Keras leaves XLA out under op determinism (train.deterministic, on here); the run says so.
+    assert metrics["xla"] is False
+    assert any("train.xla asked for, but XLA was not used (Keras does not use XLA while TensorFlow's op "
+               "determinism is on" in note for note in metrics["notes"])
+    free = run(tmp_path, "free", xla=True, deterministic=False)
+    assert free["xla"] is True or any("train.xla asked for" in note for note in free["notes"])

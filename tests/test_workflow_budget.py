@@ -30,7 +30,7 @@ def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("budget")
     write_config(folder, CONFIG)
     dry = snakemake(folder, "-n", *(f"{RUN.format(e)}/metrics.json" for e in CONFIG["experiments"]))
-    snakemake(folder, *(f"{RUN.format(e)}/metrics.json" for e in CONFIG["experiments"]))
+    snakemake(folder, "results/evaluation/findings.html")
     return folder, dry.stdout + dry.stderr
 
 
@@ -66,3 +66,13 @@ def test_the_log_gives_progress_with_an_eta(finished):
     assert 15 <= len(progress) <= 22
     assert "training 100%" in progress[-1] and "about 0 s to go" in progress[-1]
     assert all("tiles/s" in line and "so far, about" in line for line in progress)
+
+
+def test_the_findings_state_each_runs_work(finished):
+    folder, _ = finished
+    findings = (folder / "results/evaluation/findings.html").read_text()
+    metrics = json.loads((folder / RUN.format("by_budget") / "metrics.json").read_text())
+    steps = metrics["work"]["tile_steps"]
+    assert (f"Each run&#x27;s planned work: {steps} tile-steps (10 passes over its training tiles), set by budget "
+            "(passes); training took" in findings)
+    assert "epochs x epoch length (the budget is not used)" in findings

@@ -190,7 +190,8 @@ def training_work(rows):
     steps = [w["tile_steps"] for w in rows["work"]]
     passes = [w["passes"] for w in rows["work"]]
     rate = [w["tile_steps"] / s for w, s in zip(rows["work"], rows["train_seconds"]) if s]
-    text = (f" Each run's planned work: {_span(steps)} tile-steps ({min(passes):.3g}–{max(passes):.3g} passes over its "
+    passes = f"{min(passes):.3g}" if min(passes) == max(passes) else f"{min(passes):.3g}–{max(passes):.3g}"
+    text = (f" Each run's planned work: {_span(steps)} tile-steps ({passes} passes over its "
             f"training tiles), set by {rows['work'].iloc[0]['set_by']}; training took {_span(rows['train_seconds'])} s"
             f" per run")
     if rate:

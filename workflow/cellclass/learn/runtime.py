@@ -50,6 +50,12 @@ def xla_failure(model, compile_model, batch):
 
     probe = keras.models.clone_model(model)
     compile_model(probe)
+    if not probe.jit_compile:  # Keras turns it off, with a warning, where it knows XLA would not do
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+
+        if is_op_determinism_enabled():
+            return "Keras does not use XLA while TensorFlow's op determinism is on (train.deterministic: true)"
+        return "Keras does not use XLA for this model here"
     try:
         probe.train_on_batch(*batch)
     except Exception as error:  # XLA refuses in many types (InvalidArgument, Unimplemented, NotFound, ...)

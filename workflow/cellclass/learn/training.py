@@ -83,6 +83,19 @@ def class_balance(tiles_per_class, method, *, limit=3.0):
     return used, ratio
 
 
+def balancing(train_eval, labels, classes, method):
+    """(tiles per class, balance used, largest/smallest ratio, Keras class weights or None) of a run's training
+    tiles. Class balance is judged on the original tiles: augmentation multiplies every class alike."""
+    per_class = np.bincount(labels, weights=[len(t) for t in train_eval], minlength=len(classes)).astype(int)
+    balance, ratio = class_balance(per_class, method)
+    class_weight = None
+    if balance == "weights":
+        class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
+    log.info("training tiles per class: %s (largest/smallest %.1f); class balance: %s",
+             dict(zip(classes, per_class.tolist())), ratio, balance)
+    return per_class, balance, ratio, class_weight
+
+
 def training_sample(tilesets, labels, *, per_class, seed, channels):
     """A fixed, seeded sample of up to `per_class` tiles of each class (inference-mode scoring)."""
     owner, row, tile_labels = pipeline.tile_index(tilesets, labels)
@@ -216,8 +229,7 @@ def speed_settings(options, model, batches, optimizer):
                                       batches.at(0))
         if failure:
             xla = False
-            notes.append(f"train.xla asked for, but XLA could not compile this model here ({failure}): trained "
-                         "without it")
+            notes.append(f"train.xla asked for, but XLA was not used ({failure}): trained without it")
     precision = runtime.precision()
     if options["mixed_precision"] and precision == "float32":
         notes.append("train.mixed_precision asked for, but there is no GPU: trained in float32")
@@ -418,15 +430,7 @@ def train_run(
                        if options["standardise"] else None)
         model = models.build_model(model_name, shape, len(classes), standardise=standardise, **model_options)
 
-    # Class balance is judged on the original tiles: augmentation multiplies every class alike.
-    counts = [len(t) for t in train_eval]
-    per_class = np.bincount(eval_labels, weights=counts, minlength=len(classes)).astype(int)
-    balance, ratio = class_balance(per_class, options["class_balance"])
-    class_weight = None
-    if balance == "weights":
-        class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
-    log.info("training tiles per class: %s (largest/smallest %.1f); class balance: %s",
-             dict(zip(classes, per_class.tolist())), ratio, balance)
+    per_class, balance, ratio, class_weight = balancing(train_eval, eval_labels, classes, options["class_balance"])
 
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
     stream = dict(seed=seed, balance=balance == "sampling", augment=options.get("augment"),
