@@ -11,8 +11,9 @@ On a GPU machine it also reports tiles/second with mixed precision.
 
 `--shares` measures instead each model's training throughput as a share of the machine's GEMM rate (2 threads,
 streamed tiles, 64 px), with the threading cellclass used before (two inter-op threads, tf.data's machine-wide
-pool) and now (one inter-op thread, a pool of the job's own threads), alternated over `--rounds` rounds;
-it prints the median and range of each and their ratio. The strided stem (resnet, stem_stride 2) is a model
+pool), now (one inter-op thread, a pool of the job's own threads) and now with XLA (jit_compile; op
+determinism off, as Keras needs), alternated over `--rounds` rounds; it prints the median and range of each and
+the ratios to before. The strided stem (resnet, stem_stride 2) is a model
 of its own there: the same network at a quarter of the arithmetic.
 
     python bench/train.py --shares [--rounds 3] [--steps 40]
@@ -50,14 +51,21 @@ def write_dataset(folder, n_tiles, size, channels=2, seed=0):
 
 
 def training_flops_per_tile(model):
-    """Forward multiply-adds of convs and dense layers ×2 (FLOPs) ×3 (forward + backward)."""
+    """Forward multiply-adds of convolutions (depthwise too) and dense layers x2 (FLOPs) x3 (forward + backward),
+    nested models (a keras.applications backbone) included."""
     import keras
 
     total = 0
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += training_flops_per_tile(layer) // 3
+            continue
         for node_index in range(len(layer._inbound_nodes)):  # a shared layer counts once per call
-            if isinstance(layer, keras.layers.Conv2D):
-                out = layer._inbound_nodes[node_index].output_tensors[0].shape
+            out = layer._inbound_nodes[node_index].output_tensors[0].shape
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                kh, kw = layer.kernel_size
+                total += 2 * out[1] * out[2] * kh * kw * out[3]
+            elif isinstance(layer, keras.layers.Conv2D):
                 kh, kw = layer.kernel_size
                 total += 2 * out[1] * out[2] * kh * kw * layer.kernel.shape[2] * layer.filters
             elif isinstance(layer, keras.layers.Dense):
@@ -98,9 +106,9 @@ def _epoch_timer():
 
 
 # Threading before this was measured (runtime.configure_tensorflow's inter-op threads, as_dataset's own pool).
-THREADING = {"before": {"inter_op_threads": 2, "own_threads": False}, "now": {"inter_op_threads": 1, "own_threads": True}}
-SHARE_MODELS = {"small": {}, "deep": {}, "deep50": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2},
-                "mobilenetv3small": {}}
+THREADING = {"before": {"inter_op_threads": 2, "own_threads": False}, "now": {"inter_op_threads": 1, "own_threads": True},
+             "now+xla": {"inter_op_threads": 1, "own_threads": True, "xla": True}}
+SHARE_MODELS = {"small": {}, "deep": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2}, "mobilenetv3small": {}}
 
 
 def child(mode, folder, model_name, batch, steps, mixed, threading="now"):
@@ -119,7 +127,10 @@ def child(mode, folder, model_name, batch, steps, mixed, threading="now"):
     shape = tilesets[0].tiles.shape[1:]
     network = model_name.split("_")[0]
     model = models.build_model(network, shape, len(classes), **SHARE_MODELS.get(model_name, {}))
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=setting.get("xla", False))
+    if setting.get("xla") and not model.jit_compile:
+        raise SystemExit("Keras did not compile this model with XLA")
     timer = EpochTimer()
     if mode.endswith("stream"):
         # As in training: an endless stream cut into epochs of `steps` batches.
@@ -203,12 +214,12 @@ def shares(args):
     peak = matmul_flops()
     print(f"matmul (GEMM) rate: {peak / 1e9:.0f} GFLOP/s on this machine; {args.size} px tiles, 2 channels, batch "
           f"{args.batch}, 2 threads, {args.steps} steps an epoch, median (range) over {args.rounds} alternated rounds")
-    print(f"{'model':<18} {'GFLOP/tile':>10} {'before: tiles/s':>16} {'share':>6} {'now: tiles/s':>14} {'share':>6} "
-          f"{'ratio':>6}")
+    print(f"{'model':<18} {'GFLOP/tile':>10}" + "".join(f" {name + ': tiles/s':>19} {'share':>6}" for name in THREADING)
+          + "  ratios to before")
     with tempfile.TemporaryDirectory() as folder:
         write_dataset(folder, args.tiles, args.size)
         for model in SHARE_MODELS:
-            runs = {"before": [], "now": []}
+            runs = {name: [] for name in THREADING}
             for _ in range(args.rounds):
                 for threading in runs:
                     runs[threading].append(measure("speed-stream", folder, args, model=model, threading=threading))
@@ -219,8 +230,9 @@ def shares(args):
                 median = float(np.median(rates))
                 text[threading] = (median, f"{median:>7.1f} ({rates[0]:.0f}-{rates[-1]:.0f})",
                                    f"{median * flops / peak:>6.0%}")
-            print(f"{model:<18} {flops / 1e9:>10.2f} {text['before'][1]:>16} {text['before'][2]} "
-                  f"{text['now'][1]:>14} {text['now'][2]} {text['now'][0] / text['before'][0]:>5.2f}x", flush=True)
+            ratios = ", ".join(f"{text[name][0] / text['before'][0]:.2f}x" for name in THREADING if name != "before")
+            print(f"{model:<18} {flops / 1e9:>10.2f}" + "".join(f" {text[name][1]:>19} {text[name][2]}" for name in THREADING)
+                  + f"  {ratios}", flush=True)
 
 
 if __name__ == "__main__":
