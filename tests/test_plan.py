@@ -4,11 +4,13 @@ demo fields, demo plate, demo cells, model package) gives samples, shards, sides
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 from cellclass.io.errors import InputError
 from cellclass.io.datasets import Sample
 from cellclass.plan import DEMO_ROOT, make_plan, run_dir
 from cellclass.predict import out_of_fold
+from conftest import REPO
 from test_package import make_package
 from test_plates import PATTERN, write_map, write_plate, write_zarr_plate
 
@@ -261,3 +263,15 @@ def test_the_leakage_check_plans_one_control_per_experiment_apart_from_the_runs(
     folds = make_plan({**config, "evaluation": {"leakage_check": True},
                        "datasets": {"toy": {"demo": DEMO, "split": {"folds": 3}}}}, base_dir=tmp_path)
     assert folds.leakage_split("toy")["test_fraction"] == pytest.approx(1 / 3)
+
+
+def test_sets_of_the_same_demo_fields_share_one_folder(tmp_path):
+    """The demo's per-cell sets are its per-tile sets' fields: rendered once, read by both."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    plan = make_plan(config, tmp_path)
+    assert plan.demo_roots["aggregates_cells"] == plan.demo_roots["aggregates"] == "results/demo/aggregates"
+    assert plan.demo_roots["new_aggregates_cells"] == "results/demo/new_aggregates"
+    assert plan.demo_roots["aggregates_holdout"] == "results/demo/aggregates_holdout"  # another seed
+    cells, tiles = (plan.datasets[name].samples for name in ("aggregates_cells", "aggregates"))
+    assert [s.files for s in cells.values()] == [s.files for s in tiles.values()]
+    assert plan.demo_truth("aggregates_cells") == plan.demo_truth("aggregates")

@@ -5,6 +5,7 @@ globals. The rules' common.smk only turns a Plan into inputs and outputs, so eve
 runs is unit-tested here (tests/test_plan.py).
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,10 +105,21 @@ class PredictionSet(ImageSet):
         return [] if self.package else [f"{run}/metrics.json" for run in self.runs]
 
 
-def images_of(name, entry, *, labelled):
+def demo_roots(config):
+    """Each demo-field set's folder: the first set (datasets, then prediction sets) with the same `demo`
+    settings writes the fields and later ones read them, so the demo's per-cell sets reuse the per-tile sets'
+    fields instead of rendering them again."""
+    roots, first = {}, {}
+    for name, entry in [*config["datasets"].items(), *config["predict"].items()]:
+        if "demo" in entry:
+            roots[name] = f"{DEMO_ROOT}/{first.setdefault(json.dumps(entry['demo'], sort_keys=True), name)}"
+    return roots
+
+
+def images_of(name, entry, *, labelled, demo_root=None):
     """(samples, layout) of a dataset (`labelled`) or prediction set: the one dispatch over where images come
     from (a plate folder or OME-Zarr plate, the demo's plate, fields or single cells, a sample sheet, a class
-    folder)."""
+    folder). `demo_root`: where demo fields are (demo_roots)."""
     if "demo_plate" in entry:
         spec = entry["demo_plate"]
         return plates.join(demo_plate_fields(name, spec), synthetic.plate_map(spec), f"the demo plate {name}",
@@ -118,7 +130,7 @@ def images_of(name, entry, *, labelled):
         return patterns.samples(f"{DEMO_ROOT}/{name}", entry["demo_cells"]), None
     if "demo" in entry:
         names = synthetic.field_names(entry["demo"]["fields_per_class"])
-        return datasets.from_demo(f"{DEMO_ROOT}/{name}", names), None
+        return datasets.from_demo(demo_root or f"{DEMO_ROOT}/{name}", names), None
     if labelled:
         if "sheet" in entry:
             return datasets.from_sheet(entry["sheet"], entry.get("path"), entry["test_only"]), None
@@ -136,8 +148,8 @@ def demo_plate_fields(name, spec):
     ]
 
 
-def plan_dataset(name, entry):
-    samples, layout = images_of(name, entry, labelled=True)
+def plan_dataset(name, entry, demo_root=None):
+    samples, layout = images_of(name, entry, labelled=True, demo_root=demo_root)
     notes = []
     sides = split.fold_sides(samples, seed=entry["split"]["seed"], folds=entry["split"]["folds"],
                              test_fraction=entry["split"]["test_fraction"],
@@ -171,13 +183,15 @@ class Plan:
         self.experiments = config["experiments"]
         self.attribution = config["attribution"]
         self.exports = config["export"]
-        self.datasets = {name: plan_dataset(name, entry) for name, entry in config["datasets"].items()}
+        self.demo_roots = demo_roots(config)
+        self.datasets = {name: plan_dataset(name, entry, self.demo_roots.get(name))
+                         for name, entry in config["datasets"].items()}
         self.predictions = {name: self._plan_prediction(name, entry) for name, entry in config["predict"].items()}
 
     # --- prediction sets -------------------------------------------------------------------------------------
 
     def _plan_prediction(self, name, entry):
-        samples, layout = images_of(name, entry, labelled=False)
+        samples, layout = images_of(name, entry, labelled=False, demo_root=self.demo_roots.get(name))
         by_id = {s.id: s for s in samples}
         if "package" in entry:
             # New images are sharded as the training images were: the package records their settings.
@@ -216,7 +230,8 @@ class Plan:
 
     def demo_truth(self, dataset):
         """Sample id -> the demo's (nuclei, cells) ground-truth label files."""
-        return {sid: (f"{DEMO_ROOT}/{dataset}/nuclei/{sid}.tif", f"{DEMO_ROOT}/{dataset}/cells/{sid}.tif")
+        root = self.demo_roots[dataset]
+        return {sid: (f"{root}/nuclei/{sid}.tif", f"{root}/cells/{sid}.tif")
                 for sid in self.datasets[dataset].samples}
 
     def ground_truth_masks(self, dataset, side, fold=0):
@@ -224,7 +239,8 @@ class Plan:
         data = self.datasets[dataset]
         if "demo" not in data.entry:
             return {}
-        return {sid: f"{DEMO_ROOT}/{dataset}/masks/{sid}.tif" for sid in data.samples if data.side(sid, fold) == side}
+        root = self.demo_roots[dataset]
+        return {sid: f"{root}/masks/{sid}.tif" for sid in data.samples if data.side(sid, fold) == side}
 
     # --- files -----------------------------------------------------------------------------------------------
 
