@@ -161,5 +161,8 @@ def describe(used):
         parts.append("each input channel standardised inside the model on the training tiles' statistics")
     text = f"the {used['name']} recipe: " + ", ".join(parts)
     if used.get("overrides"):
-        text += " (set in the config: " + ", ".join(f"{k} {v}" for k, v in used["overrides"].items()) + ")"
+        from cellclass.learn import budget  # it imports this module
+
+        text += " (set in the config: " + ", ".join(
+            f"budget {budget.describe(v)}" if k == "budget" else f"{k} {v}" for k, v in used["overrides"].items()) + ")"
     return text
