@@ -9,8 +9,9 @@ log = logging.getLogger(__name__)
 def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False, inter_op_threads=1):
     """Seed everything, pin CPU threads, pick the device; returns 'GPU' or 'CPU' for the log.
 
-    `threads` run each op (intra-op); one op at a time (inter-op 1) by default: a CNN's ops depend on each other
-    in turn, and a second inter-op thread only competed with the first for a job's cores (bench/train.py).
+    `threads` run each op (intra-op); one op at a time (inter-op 1) by default, so a job stays within the cores
+    it was given (a CNN's ops mostly wait on each other; bench/train.py --shares found no throughput difference
+    either way on 2 cores).
     """
     import keras
     import tensorflow as tf
