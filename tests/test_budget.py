@@ -4,7 +4,7 @@ import pytest
 
 from cellclass.config import validate
 from cellclass.io.errors import InputError
-from cellclass.learn import budget
+from cellclass.learn import budget, recipe
 from cellclass.plan import Plan
 
 DATASETS = {"d": {"demo": {"pattern": "aggregates", "fields_per_class": 3}}}
@@ -93,5 +93,5 @@ def test_the_plan_states_each_experiments_work():
 
 
 def test_describe():
-    assert budget.describe(None) == "no budget"
-    assert budget.describe({"minutes": 20, "passes": 8}) == "8 passes over the training tiles, at most 20 minutes"
+    assert recipe.budget_words(None) == "no budget"
+    assert recipe.budget_words({"minutes": 20, "passes": 8}) == "8 passes over the training tiles, at most 20 minutes"

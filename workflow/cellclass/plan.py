@@ -448,7 +448,7 @@ class Plan:
     def training_work(self):
         """Per experiment, a sentence of what its training will cost, stated before any job runs (the Snakefile
         prints it): runs, training images per run, and each run's work (budget or epochs)."""
-        from cellclass.learn import budget
+        from cellclass.learn import budget, recipe
 
         lines = []
         for name, experiment in self.experiments.items():
@@ -461,10 +461,10 @@ class Plan:
                           else f"{train['epoch_passes']} pass(es) over its training tiles")
                 work = f"{train['epochs']} epochs of {length}"
             elif train["budget"]:
-                work = budget.describe(train["budget"])
+                work = recipe.budget_words(train["budget"])
                 work += f" in {train['epochs']} epochs" if train["epochs"] else ", cut into 10-30 epochs"
             else:
-                work = f"{train['epochs']} epochs of {budget.recipe.epoch_passes(train)} pass(es)"
+                work = f"{train['epochs']} epochs of {recipe.epoch_passes(train)} pass(es)"
             lines.append(f"{name}: {runs} run(s) ({', '.join(train['models'])} x {dataset.folds} fold(s) x "
                          f"{train['runs']} seed(s)), each on {images} training image(s); each run trains {work}")
         return lines

@@ -22,20 +22,6 @@ MIN_EPOCHS, MAX_EPOCHS = 10, 30
 UNITS = ("passes", "tile_steps", "minutes")
 
 
-def describe(budget):
-    """A budget in words: '30 passes, at most 100,000 tile-steps'."""
-    if not budget:
-        return "no budget"
-    parts = []
-    if "passes" in budget:
-        parts.append(f"{budget['passes']:g} passes over the training tiles")
-    if "tile_steps" in budget:
-        parts.append(f"{budget['tile_steps']:,} tile-steps")
-    if "minutes" in budget:
-        parts.append(f"{budget['minutes']:g} minutes")
-    return parts[0] if len(parts) == 1 else parts[0] + ", at most " + " and ".join(parts[1:])
-
-
 def epoch_length(options):
     """An epoch's length as the config sets it explicitly: ('tiles', epoch_tiles), ('passes', epoch_passes) or
     None."""
@@ -78,7 +64,7 @@ def resolve(options, tiles_per_pass, *, tiles_per_second=None, fixed_cost=0.0):
     unit = min(each, key=each.get)
     total = each[unit]
     if total < batch:
-        raise ValueError(f"train.budget {describe(budget)} is {total} tile-steps here, less than one batch "
+        raise ValueError(f"train.budget {recipe.budget_words(budget)} is {total} tile-steps here, less than one batch "
                          f"({batch} tiles) of {tiles_per_pass} training tiles per pass")
     set_by = f"budget ({unit.replace('_', '-')})"
     if epochs:

@@ -139,6 +139,20 @@ def loss(label_smoothing):
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
+def budget_words(budget):
+    """A budget (train.budget) in words: '30 passes, at most 100,000 tile-steps'."""
+    if not budget:
+        return "no budget"
+    parts = []
+    if "passes" in budget:
+        parts.append(f"{budget['passes']:g} passes over the training tiles")
+    if "tile_steps" in budget:
+        parts.append(f"{budget['tile_steps']:,} tile-steps")
+    if "minutes" in budget:
+        parts.append(f"{budget['minutes']:g} minutes")
+    return parts[0] if len(parts) == 1 else parts[0] + ", at most " + " and ".join(parts[1:])
+
+
 def describe(used):
     """A run's recipe in words, from the `recipe` record of its metrics.json."""
     parts = [OPTIMIZER_NAMES.get(used["optimizer"], used["optimizer"])]
@@ -161,8 +175,6 @@ def describe(used):
         parts.append("each input channel standardised inside the model on the training tiles' statistics")
     text = f"the {used['name']} recipe: " + ", ".join(parts)
     if used.get("overrides"):
-        from cellclass.learn import budget  # it imports this module
-
         text += " (set in the config: " + ", ".join(
-            f"budget {budget.describe(v)}" if k == "budget" else f"{k} {v}" for k, v in used["overrides"].items()) + ")"
+            f"budget {budget_words(v)}" if k == "budget" else f"{k} {v}" for k, v in used["overrides"].items()) + ")"
     return text

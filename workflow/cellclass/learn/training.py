@@ -155,7 +155,7 @@ def resolve_work(options, stream, *, model, optimizer, scored_tiles, record):
     length = (f"{work['epoch_passes']} pass(es)" if work["epoch_passes"] is not None
               else f"{work['epoch_tiles']:,} tiles")
     log.info("work set by %s (%s): %d epochs of %s, %s tile-steps, %.3g passes over %s training tiles",
-             work["set_by"], budget.describe(options["budget"]), work["epochs"], length, f"{work['tile_steps']:,}",
+             work["set_by"], recipe.budget_words(options["budget"]), work["epochs"], length, f"{work['tile_steps']:,}",
              work["passes"], f"{stream.tiles_per_pass:,}")
     return work
 
