@@ -7,6 +7,7 @@ is read here from the file rather than guessed from the values.
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -319,3 +320,31 @@ def _check_values(path, pixels, depth, bit_depth):
             )
         depth = bit_depth
     return pixels, depth
+
+
+def pixel_size(path):
+    """µm per pixel from a TIFF's own metadata (OME PhysicalSizeX in µm, ImageJ's micron unit, or a resolution in
+    pixels per centimetre); None for other files or where the file does not say (a resolution in inches is a
+    print setting, not a microscope's)."""
+    if not str(path).lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.ome_metadata:
+                found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+                if found and (not unit or unit.group(1) in ("µm", "um", "micron")):
+                    return float(found.group(1))
+            page = tif.pages.first
+            resolution, unit = page.tags.get("XResolution"), page.tags.get("ResolutionUnit")
+            if resolution is None:
+                return None
+            numerator, denominator = resolution.value
+            if not numerator:
+                return None
+            per_unit = denominator / numerator
+            if tif.is_imagej and (tif.imagej_metadata or {}).get("unit") in ("micron", "um", "µm"):
+                return per_unit
+            return per_unit * 1e4 if unit is not None and int(unit.value) == 3 else None
+    except Exception:  # noqa: BLE001 - metadata is optional; the pixels were read already
+        return None

@@ -22,6 +22,7 @@ import yaml
 from cellclass.io.errors import InputError
 
 RECORD = "cellclass.json"  # the attachment cellclass reads; a package without it is another tool's
+QUALITY = "quality.parquet"  # the training images' quality measures (cellclass.prepare.qc), one row per image
 NOVELTY = "novelty.npz"  # each member's novelty reference (cellclass.learn.novelty), its arrays prefixed by member
 WEIGHTS = "weights.keras"
 ONNX_WEIGHTS = "weights.onnx"
@@ -113,6 +114,17 @@ def read_references(path):
     with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read(record["novelty"]))) as data:
         return [Reference.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
                                        if key.startswith(f"{m['name']}/")}) for m in record["members"]]
+
+
+def read_quality(path):
+    """The training images' quality table (cellclass.prepare.qc) a package carries; None for one exported without."""
+    import pandas as pd
+
+    _, record = open_package(path)
+    if not record.get("quality"):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        return pd.read_parquet(io.BytesIO(archive.read(record["quality"])))
 
 
 def temperatures(path):
