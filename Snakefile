@@ -42,6 +42,8 @@ localrules:
     export_package,
     validate_package,
     split,
+    quality,
+    predict_quality,
     segmentation_check,
     evaluate,
     overview_figures,

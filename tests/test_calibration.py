@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.special import softmax
+from sklearn.metrics import log_loss
 
 from cellclass.learn import calibration
 
@@ -54,11 +55,40 @@ def test_each_member_gets_its_own_temperature():
 
 
 def test_the_record_says_what_the_temperature_was_fitted_on():
-    assert calibration.record(1.7, 48) == {"temperature": 1.7, "fitted_on": "validation side, 48 tiles"}
+    assert calibration.record(1.7, 48) == {"temperature": 1.7,
+                                           "fitted_on": "validation side's calibration part, 48 tiles"}
     assert calibration.record(1.0, None)["note"] == "no validation side: uncalibrated"
-    assert calibration.record(1.2, 53, ["b", "c"])["fitted_on"] == "validation side, 53 tiles (none of b, c)"
+    assert (calibration.record(1.2, 53, ["b", "c"])["fitted_on"]
+            == "validation side's calibration part, 53 tiles (none of b, c)")
     # A validation side called right throughout only ever asks for sharper probabilities: the fit ends at its bound.
     right = np.array([[0.8, 0.2], [0.3, 0.7], [0.9, 0.1]], np.float32)
     temperature = calibration.fit(right, [0, 1, 0])
     assert temperature == pytest.approx(np.exp(calibration.LOG_BOUNDS[0]), rel=0.02)
     assert "lower bound" in calibration.record(temperature, 3)["note"]
+
+
+def test_an_under_confident_ensemble_gets_a_temperature_below_one_and_a_confident_one_none():
+    """Two members that lean opposite ways on every tile: their mean gives the call 0.55 while 90% of the calls
+    are right, so mean confidence falls below accuracy and a sharper temperature fits; a mean that is already
+    sure keeps temperature 1."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 2000)
+    right = np.where(rng.random(2000) < 0.9, labels, 1 - labels)  # 90% called right
+    sure = np.eye(2)[right] * 0.5 + 0.25  # 0.75 on the call
+    members = np.stack([sure, 1 - sure * 0.6 - 0.2])  # the second: 0.35 on the call
+    mean = calibration.ensemble(members)
+    np.testing.assert_allclose(mean, members.mean(axis=0))
+    fitted = calibration.ensemble_fit(mean, labels)
+    assert fitted["under_confident"] and fitted["mean_confidence"] < fitted["accuracy"] == pytest.approx(0.9, abs=0.03)
+    assert fitted["temperature"] < 1 and fitted["tiles"] == 2000 and "fitted" in fitted["note"]
+    sharpened = calibration.apply(mean, fitted["temperature"])
+    assert log_loss(labels, sharpened) < log_loss(labels, mean)
+    assert calibration.ensemble_temperature(mean, labels) == fitted["temperature"]
+    np.testing.assert_allclose(calibration.ensemble(members, fitted["temperature"]), sharpened)
+    confident = calibration.ensemble_fit(np.eye(2)[right] * 0.98 + 0.01, labels)
+    assert confident["temperature"] == 1.0 and not confident["under_confident"]
+    assert calibration.ensemble_fit(np.empty((0, 2)), [])["temperature"] == 1.0
+    # Every held-out tile right: any mean confidence is "below" accuracy 1, and the fit runs to its bound.
+    all_right = calibration.ensemble_fit(np.eye(2)[labels] * 0.4 + 0.3, labels)
+    assert all_right["temperature"] == 1.0 and "2000 held-out tiles" in all_right["note"]
+    assert "ran to its lower bound" in all_right["note"]

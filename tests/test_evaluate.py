@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
-from cellclass.evaluate import tables as evaluate, findings, metrics, runs, stats
+from cellclass.evaluate import tables as evaluate, ensemble, findings, metrics, runs, stats
+from cellclass.learn import calibration
 from cellclass.io.errors import InputError
 
 THRESHOLDS = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
@@ -255,6 +256,9 @@ def write_run(folder, seed, right):
     history([0.6, 1.0], seed=seed).drop(columns=runs.RUN).to_csv(folder / "history.csv", index=False)
     two_class_run(seed, [right]).drop(columns=runs.RUN).to_csv(folder / "predictions.tsv", sep="\t", index=False)
     identity = {"experiment": "e", "dataset": "d", "model": "deep", "fold": 0, "seed": seed}
+    # The run's calibration part: 4 validation tiles, one called wrong.
+    member_rows(0, seed, [0.7, 0.6, 0.4, 0.45], ["a", "a", "b", "a"], prefix="v").drop(
+        columns=[*runs.RUN, "test_set"]).to_csv(folder / "calibration.tsv", sep="\t", index=False)
     (folder / "metrics.json").write_text(json.dumps({**identity, "classes": ["a", "b"], "validation_tiles": 0,
                                                       "class_balance": "none", "imbalance_ratio": 1.0,
                                                       "train_tiles_per_class": {"a": 5, "b": 5}}))
@@ -279,7 +283,8 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
     empty = tmp_path / "images_without_tiles.tsv"
     pd.DataFrame([{"dataset": "d", "fold": 0, "sample": "a/blank", "group": "a/blank", "class": "a", "split": "test",
                    "reason": "no cells found"}]).to_csv(empty, sep="\t", index=False)
-    names = ["runs", "classes", "history", "images", "groups", "summary", "comparisons", "findings"]
+    names = ["runs", "classes", "history", "images", "groups", "summary", "comparisons", "ensemble_calibration",
+             "findings"]
     outputs = {name: tmp_path / "out" / f"{name}.{'html' if name == 'findings' else 'tsv'}" for name in names}
     evaluate.evaluate(dirs, human={}, thresholds=THRESHOLDS, resamples=199, images_without_tiles=[empty],
                       outputs=outputs)
@@ -288,6 +293,15 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
     assert "balanced accuracy per image" in page
     runs_table = pd.read_csv(outputs["runs"], sep="\t")
     assert len(runs_table) == 2 * 3  # two runs x three levels
+    [ensembled] = pd.read_csv(outputs["ensemble_calibration"], sep="\t").to_dict("records")
+    assert (ensembled["members"], ensembled["test_tiles"], ensembled["calibration_tiles"]) == (2, 80, 4)
+    assert "the ensemble (the mean of the calibrated probabilities of 2 seed(s)" in page
+    # What prediction applies to these runs' mean: fitted on their shared calibration part, where the calls
+    # (3 of 4 right) are surer than their mean confidence (0.61).
+    fitted = ensemble.temperature_for(dirs)
+    expected = calibration.ensemble_fit(np.array([[0.7, 0.3], [0.6, 0.4], [0.4, 0.6], [0.45, 0.55]]), [0, 0, 1, 0])
+    assert fitted == pytest.approx(expected) and fitted["under_confident"] and fitted["temperature"] < 1
+    assert ensembled["ensemble_temperature"] == pytest.approx(fitted["temperature"])
 
 
 def test_seeds_near_chance_a_little_apart_do_not_disagree():
@@ -386,3 +400,90 @@ def test_runs_tsv_shows_each_runs_calibration_per_tile():
     [line] = findings.calibration(table)
     assert "median temperature 2.00 over 1 run(s)" in line and "per tile before → after: on d 0.200 → 0.050" in line
     assert "1 run(s) uncalibrated" in line
+
+
+def ece_by_hand(probabilities, labels, bins=10):
+    """ECE with a loop over 10 equal bins of top-class confidence: sum of |hit rate - mean confidence| x share."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    total = 0.0
+    for low in np.arange(bins) / bins:
+        inside = (confidence > low) & (confidence <= low + 1 / bins)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return total
+
+
+def member_rows(fold, seed, p_a, true, prefix="t", test_set="d"):
+    """One run's tiles: tile i has true class true[i] and p_a[i] on class a."""
+    return pd.DataFrame({"experiment": "e", "dataset": "d", "model": "deep", "fold": fold, "seed": seed,
+                         "test_set": test_set, "tile": [f"{prefix}{fold}_{i}" for i in range(len(p_a))],
+                         "sample": [f"img{fold}_{i % 3}" for i in range(len(p_a))], "group": "g", "true": true,
+                         "predicted": np.where(np.asarray(p_a) > 0.5, "a", "b"), "p_a": p_a,
+                         "p_b": 1 - np.asarray(p_a)})
+
+
+def test_the_ensembles_calibration_is_the_mean_of_its_members_scored_with_sklearn():
+    """Two folds of two seeds: each fold's seeds are averaged tile by tile (only they share a test side), scored
+    per tile against sklearn's log loss and a hand-made ECE, beside the mean member's; fold 'all' pools the
+    folds. An under-confident calibration part gets an ensemble temperature; a sure one none."""
+    rng = np.random.default_rng(0)
+    true = np.array(["a", "b"] * 10)
+    near = np.where(true == "a", 0.58, 0.42)  # right, but hedged
+    predictions, parts = [], []
+    for fold in range(2):
+        for seed in range(2):
+            p_a = np.clip(near + rng.normal(0, 0.03, 20), 0.01, 0.99)
+            predictions.append(member_rows(fold, seed, p_a, true))
+            # Validation: 2 of 20 calls wrong; fold 0's as hedged as its test side, fold 1's sure of every call.
+            held_out = np.where(true == "a", 0.97, 0.03) if fold == 1 else p_a.copy()
+            held_out[:2] = 1 - held_out[:2]
+            parts.append(member_rows(fold, seed, held_out, true, prefix="v").drop(columns="test_set"))
+    predictions, parts = pd.concat(predictions, ignore_index=True), pd.concat(parts, ignore_index=True)
+    table = ensemble.ensemble_table(predictions, parts).set_index("fold")
+    assert list(table.index) == [0, 1, "all"] and table["members"].tolist() == [2, 2, 2]
+    labels = (true == "b").astype(int)
+    pooled_p, pooled_y = [], []
+    for fold in range(2):
+        runs_of = predictions[predictions["fold"] == fold]
+        mean = runs_of.groupby("tile", sort=False)[["p_a", "p_b"]].mean().to_numpy()
+        row = table.loc[fold]
+        assert row["test_tiles"] == 20 and row["test_images"] == 3 and row["calibration_tiles"] == 20
+        assert row["log_loss"] == pytest.approx(log_loss(labels, mean, labels=[0, 1]))
+        assert row["ece"] == pytest.approx(ece_by_hand(mean, labels))
+        members = [r[["p_a", "p_b"]].to_numpy() for _, r in runs_of.groupby("seed")]
+        assert row["member_log_loss"] == pytest.approx(np.mean([log_loss(labels, m) for m in members]))
+        assert row["member_ece"] == pytest.approx(np.mean([ece_by_hand(m, labels) for m in members]))
+        assert row["accuracy"] == 1.0 and row["mean_confidence"] < 0.65 and row["under_confident"]
+        pooled_p.append(mean)
+        pooled_y.append(labels)
+    assert table.loc["all", "log_loss"] == pytest.approx(log_loss(np.concatenate(pooled_y), np.concatenate(pooled_p)))
+    # Fold 0's calibration part is under-confident: a temperature below 1 sharpens, and the test side's log loss
+    # falls with it. Fold 1's part is sure: no temperature.
+    hedged, sure = table.loc[0], table.loc[1]
+    assert hedged["ensemble_temperature"] < 1 and hedged["tempered_log_loss"] < hedged["log_loss"]
+    sharpened = calibration.apply(pooled_p[0], hedged["ensemble_temperature"])
+    assert hedged["tempered_log_loss"] == pytest.approx(log_loss(labels, sharpened))
+    assert sure["ensemble_temperature"] == 1.0 and "not under-confident" in sure["ensemble_temperature_note"]
+    [line] = findings.ensemble_calibration(table.reset_index())
+    assert "pooled over 2 folds" in line and "Under-confident" in line and "per tile" in line
+    # Runs from before calibration.tsv: the ensemble is still scored, with no temperature to fit.
+    bare = ensemble.ensemble_table(predictions, pd.DataFrame(columns=runs.RUN))
+    assert (bare["ensemble_temperature"] == 1.0).all() and (bare["calibration_tiles"] == 0).all()
+
+
+def test_findings_name_a_small_novelty_sample_and_validation_cells_used_twice():
+    keys = {"experiment": "e", "dataset": "d", "model": "deep", "fold": 0}
+    small = {"threshold_quantile": 0.99, "threshold_tiles": 120, "threshold_tiles_needed": 1000,
+             "threshold_note": "the novelty threshold rests on 120 held-out tiles"}
+    shared = {"epoch": {"tiles": 60, "images": 2, "groups": 2}, "calibration": {"tiles": 60, "images": 2, "groups": 2},
+              "shared": {"tiles": 30, "images": 1, "groups": 1}, "notes": []}
+    apart = {**shared, "shared": {"tiles": 0, "images": 0, "groups": 0}}
+    table = pd.DataFrame([{**keys, "seed": 0, "novelty": small, "validation_uses": shared},
+                          {**keys, "seed": 1, "novelty": {**small, "threshold_tiles": 1500, "threshold_note": None},
+                           "validation_uses": apart}])
+    [line] = findings.novelty_samples(table)
+    assert "in 1 of 2 run(s) the novelty threshold (the 0.99 quantile) rests on 120 held-out tiles" in line
+    assert "fewer than the 1000 that leave 10 beyond it" in line
+    [line] = findings.shared_validation(table)
+    assert "in 1 of 2 run(s)" in line and "1 image(s) (30 tiles) both chose the epoch" in line
+    assert findings.novelty_samples(table.drop(columns="novelty")) == []

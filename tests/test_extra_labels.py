@@ -111,3 +111,24 @@ def test_the_findings_count_the_extra_cells_and_check_no_test_side_holds_one():
     leaked = predictions.assign(sample=["a/1", "extra:c/2", "c/3", "a/1"])
     assert "1 of the test sides' tiles are extra ones" in extra_labelled(runs, leaked)[0]
     assert extra_labelled(runs.drop(columns=["extra_tiles", "extra_labels"]), predictions) == []
+
+
+def test_a_predicted_image_with_extra_labelled_cells_is_scored_by_no_run_that_trained_on_them(tmp_path):
+    """Every run trains on the extra cells (no fold tests them), so like a training image of the dataset their
+    image is not scored when a prediction set holds it again; the set's other images are scored by every run."""
+    from test_plan import TRAIN, write_class_folder
+
+    write_class_folder(tmp_path / "data")
+    new = write_class_folder(tmp_path / "new", per_class=2)
+    labelled = new / "control" / "control_0.tif"
+    write_sheet(tmp_path / "sheet.tsv", [{"tile": "x@0,0", "image": "control/control_0", "files": str(labelled),
+                                          "class": "control"}])
+    config = {"train": TRAIN, "split": {"folds": 2},
+              "datasets": {"mine": {"path": "data", "extra_labels": "sheet.tsv"}},
+              "predict": {"again": {"path": str(new), "experiment": "mine"}}}
+    again = make_plan(config, base_dir=tmp_path).predictions["again"]
+    sid = next(s.id for s in again.samples.values() if os.path.samefile(s.files[0], labelled))
+    assert list(again.scoring) == [sid]  # the other three images no run has seen: every run scores them
+    assert again.scoring[sid]["members"] == []
+    assert again.scoring[sid]["scored_by"].startswith("not scored: every run trained on ")
+    assert "extra_labels" in again.scoring[sid]["scored_by"]

@@ -101,3 +101,19 @@ def test_wells_count_abstained_cells_and_score_only_the_others():
     wells = well_table(tiles, layout, ["x", "y"], "x", resamples=99).set_index("well")
     assert wells.loc["A01", "abstained"] == 1 and wells.loc["A01", "cells"] == 2
     assert np.isclose(wells.loc["A01", "score"], 0.3) and wells.loc["A02", "abstained"] == 0
+
+
+def test_the_thresholds_sample_size_is_recorded_and_a_small_one_is_named():
+    """A quantile q wants 10 held-out tiles beyond it: 1000 for the 99th percentile, 100 for the 90th."""
+    assert novelty.tiles_needed(0.99) == 1000 and novelty.tiles_needed(0.9) == 100
+    enough = novelty.sample_size(1200)
+    assert enough == {"threshold_quantile": 0.99, "threshold_tiles": 1200, "threshold_tiles_needed": 1000,
+                      "threshold_note": None}
+    few = novelty.sample_size(300)
+    assert few["threshold_tiles"] == 300
+    assert "rests on 300 held-out tiles, about 3.0 of them beyond it" in few["threshold_note"]
+    assert novelty.sample_size(300, 0.9)["threshold_note"] is None
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0, 5, (2, 10))
+    train, labels = two_spaces(rng, 100, centres)
+    assert novelty.fit(train, labels, two_spaces(rng, 70, centres)[0]).meta["held_out_tiles"] == 70

@@ -145,7 +145,8 @@ def test_images_are_shared_by_resolved_file_or_by_plate_well(tmp_path):
     assert plan.predictions["other"].scoring == {}  # copies are other files, and no plate says they are one well
     # A plate well is the same image whatever file holds it.
     layout = [{"sample": "x", "plate": "P1", "well": "A01"}, {"sample": "y", "plate": "P2", "well": "A01"}]
-    trained = type("Trained", (), {"samples": {}, "layout": [{"sample": "P1/A01/s1", "plate": "P1", "well": "A01"}]})
+    trained = type("Trained", (), {"samples": {}, "extra": [],
+                                   "layout": [{"sample": "P1/A01/s1", "plate": "P1", "well": "A01"}]})
     samples = {sid: Sample(sid, (f"{sid}.tif",), "", sid) for sid in ("x", "y")}
     assert out_of_fold.shared_images(samples, layout, trained) == {"x": ["P1/A01/s1"]}
 

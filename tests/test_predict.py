@@ -316,7 +316,7 @@ def test_images_scored_by_different_members_keep_their_order_in_the_tables():
 
 def test_a_group_of_images_scored_in_different_ways_names_each_way():
     images = pd.DataFrame({"image": ["a", "b", "c"], "group": ["w1", "w1", "w2"], "unit": "cell", "tiles": 1,
-                           "unlike_training": 0, "uncertain": 0, "called_aggregates": [1, 0, 1], "called_control": [0, 1, 0],
+                           "unlike_training": 0, "uncertain": 0, "image_shift": 0, "called_aggregates": [1, 0, 1], "called_control": [0, 1, 0],
                            "call": ["aggregates", "control", "aggregates"],
                            "scored_by": ["all runs", "out of fold", "all runs"]})
     tiles = pd.DataFrame({"image": ["a", "b", "c"], "group": ["w1", "w1", "w2"], "abstain": "",
@@ -324,3 +324,36 @@ def test_a_group_of_images_scored_in_different_ways_names_each_way():
     groups = predict.group_table(tiles, images, CLASSES).set_index("group")
     assert groups.loc["w1", "scored_by"] == "all runs; out of fold" and groups.loc["w2", "scored_by"] == "all runs"
     assert groups.loc["w1", "p_aggregates"] == pytest.approx(0.6)
+
+
+def test_an_image_or_group_whose_tiles_mostly_abstain_gets_no_call_and_says_why():
+    """Two of three tiles unlike the training data: the one left would call the image; above max_share it may not."""
+    scores = np.array([[[0.9, 0.1], [0.5, 0.5], [0.5, 0.5]]])
+    abstain = np.array(["", predict.UNLIKE, predict.UNLIKE], dtype=object)
+    options = {**predict.ABSTAIN_DEFAULTS, "max_share": 0.5}
+    called = predict.image_table([tileset(3)], scores, CLASSES, abstain, max_share=None).iloc[0]
+    assert called["call"] == "aggregates" and called["abstained_share"] == pytest.approx(2 / 3)
+    images = predict.image_table([tileset(3)], scores, CLASSES, abstain, max_share=0.5)
+    images = predict.why_no_call(images.assign(unlike_training_images=""), CLASSES, options)
+    assert images.loc[0, "call"] == predict.MOSTLY_ABSTAINED and images.loc[0, "correct"] is None
+    assert images.loc[0, "no_call"].startswith("67% of its tiles (cells) abstained, above abstain.max_share 0.5")
+    # Its probabilities stay, for whoever wants them; only the call is withheld.
+    assert images.loc[0, "p_aggregates"] == pytest.approx(0.9)
+    tiles = predict.tile_table([tileset(3)], scores, CLASSES).assign(abstain=abstain)
+    groups = predict.group_table(tiles, images.assign(unit="tile", scored_by="all runs"), CLASSES, max_share=0.5)
+    assert groups.loc[0, "call"] == predict.MOSTLY_ABSTAINED
+    assert predict.group_table(tiles, images.assign(unit="tile", scored_by="all runs"), CLASSES,
+                               max_share=0.7).loc[0, "call"] == "aggregates"
+
+
+def test_every_tile_of_an_image_unlike_the_training_images_abstains_and_is_counted():
+    from cellclass.predict import image_shift
+
+    scores = np.array([[[0.9, 0.1], [0.8, 0.2]]])
+    tiles = predict.tile_table([tileset(2, "a"), tileset(2, "b")], np.concatenate([scores, scores], axis=1), CLASSES,
+                               shifted={"b"})
+    assert tiles["abstain"].tolist() == ["", "", image_shift.SHIFTED, image_shift.SHIFTED]
+    images = predict.image_table([tileset(2, "a"), tileset(2, "b")], np.concatenate([scores, scores], axis=1), CLASSES,
+                                 tiles["abstain"].to_numpy(), max_share=0.5)
+    assert images["call"].tolist() == ["aggregates", image_shift.SHIFTED]
+    assert images["image_shift"].tolist() == [0, 2] and images["abstained_share"].tolist() == [0, 1]

@@ -2,7 +2,8 @@
 
 Cases: groups (smears) that hold images of every class, images that hold tiles of every class, a few mixed
 groups among many, a constant output over many tiles or over a group, outputs that are nearly constant but vary,
-saturated outputs, a dense cloud of scores on a big test side, and a plate well whose cells all got one score.
+saturated outputs (a sure network's, and a dead network's constant), outputs calibration squeezed together,
+a dense cloud of scores on a big test side, and a plate well whose cells all got one score.
 """
 
 import numpy as np
@@ -13,6 +14,7 @@ from test_evaluate import THRESHOLDS, history, run_rows, tiles
 from cellclass.assay import wells as assay
 from cellclass.evaluate import degenerate, findings, metrics
 from cellclass.evaluate import tables as evaluate
+from cellclass.learn import calibration
 
 
 def evaluated(predictions):
@@ -142,12 +144,59 @@ def test_outputs_that_are_nearly_constant_but_vary_are_not_flagged(spread):
     assert not flags["constant_output"] and flags["constant_tiles"] == 0 and flags["constant_value"] == ""
 
 
+def sure_network(n, rng):
+    """A sure network's float32 softmax: the minority class 1e-9 to 1e-4, different for every tile, so that p of
+    the call often rounds to exactly 1.0; the first half called a, the rest b."""
+    minority = (10.0 ** rng.uniform(-9, -4, n)).astype(np.float32)
+    p_a = np.where(np.arange(n) < n // 2, np.float32(1) - minority, minority)
+    table = two_class(p_a)
+    table["p_b"] = np.where(np.arange(n) < n // 2, minority, np.float32(1) - minority)
+    return table
+
+
 def test_sure_calls_and_a_dense_cloud_of_scores_are_not_flagged():
-    sure = np.r_[np.full(100, 0.99995), np.full(100, 0.00002)]  # a sure network: 1.000 and 0.000 for many cells
-    assert not degenerate.run_flags(two_class(sure)).loc[0, "constant_output"]
+    rng = np.random.default_rng(4)
+    sure = sure_network(200, rng)
+    assert (sure[["p_a", "p_b"]].max(axis=1) >= degenerate.SATURATED).all() and (sure["p_a"] == 1).any()
+    assert not degenerate.run_flags(sure).loc[0, "constant_output"]
+    # Sharpened by a small temperature its calibrated outputs underflow to 0 and 1: nothing tells them apart there.
+    key = tuple(sure.loc[0, metrics.SCORE])
+    scaled = sure.assign(**dict(zip(["p_a", "p_b"], calibration.apply(sure[["p_a", "p_b"]].to_numpy(), 0.05).T)))
+    assert (scaled[["p_a", "p_b"]].min(axis=1) == 0).mean() > 0.5
+    assert not degenerate.run_flags(scaled, {key: 0.05}).loc[0, "constant_output"]
     # 300 000 cells spread over 0.45-0.55: every 1e-4 bin holds ~300, yet none is a spike above its neighbours.
     cloud = np.random.default_rng(2).uniform(0.45, 0.55, 300_000)
     assert degenerate.constant_cluster(np.c_[cloud, 1 - cloud]) == (0, None)
+
+
+def test_a_saturated_constant_output_is_flagged():
+    """A dead network whose one output is sure: every cell 1.000, bit for bit the same, whatever it shows."""
+    rng = np.random.default_rng(5)
+    dead = np.float32(1) - np.float32(2e-6)
+    predictions = two_class(np.r_[np.full(30, dead, np.float32), varied(170, rng)])
+    [flags] = degenerate.run_flags(predictions).to_dict("records")
+    assert flags["constant_output"] and flags["constant_tiles"] == 30
+    assert flags["constant_value"] == "p_a 1.0000, p_b 0.0000"
+    # Every tile on it (its test groups too), and seen through a temperature that softened it.
+    whole = two_class(np.full(200, dead, np.float32))
+    whole[["p_a", "p_b"]] = calibration.apply(whole[["p_a", "p_b"]].to_numpy(), 20.0)
+    [flags] = degenerate.run_flags(whole, {tuple(whole.loc[0, metrics.SCORE]): 20.0}).to_dict("records")
+    assert flags["constant_tiles"] == 200 and flags["constant_groups"] == 20
+    assert flags["constant_value"] == "p_a 1.0000, p_b 0.0000"
+
+
+def test_the_check_reads_the_networks_own_probabilities_not_the_calibrated_ones():
+    """A temperature of 20 squeezes 40 tiles spread over 0.004 into 0.0003: a spike it would flag. run_table
+    undoes each run's temperature (from metrics.json's calibration) first."""
+    rng = np.random.default_rng(6)
+    own = two_class(np.r_[np.linspace(0.700, 0.704, 40), varied(160, rng, high=0.4)])
+    scaled = own.assign(**dict(zip(["p_a", "p_b"], calibration.apply(own[["p_a", "p_b"]].to_numpy(), 20.0).T)))
+    assert degenerate.run_flags(scaled).loc[0, "constant_output"]  # read as they are, they look constant
+    assert not degenerate.run_flags(own).loc[0, "constant_output"]
+    runs = run_rows(scaled).assign(calibration=[{"temperature": 20.0, "fitted_on": "100 validation tiles",
+                                                "test_sets": {"d": dict.fromkeys(evaluate.CALIBRATION, 0.1)}}])
+    table = evaluate.run_table(scaled, history([1.0]), runs, thresholds=THRESHOLDS, resamples=99)
+    assert not table["constant_output"].any() and (table.loc[table["level"] == "tile", "temperature"] == 20).all()
 
 
 def plate(scores):
@@ -167,7 +216,8 @@ def test_a_well_whose_cells_all_got_one_score_is_left_out_of_z_prime():
     cells, layout = plate({
         ("A01", "positive_control"): rng.uniform(0.8, 0.95, 20), ("A02", "positive_control"): rng.uniform(0.8, 0.95, 20),
         ("A03", "positive_control"): np.full(179, 0.541981), ("B01", "negative_control"): rng.uniform(0.05, 0.2, 20),
-        ("B02", "negative_control"): np.full(20, 1e-5),  # sure negatives: saturated, not constant output
+        # Sure negatives: saturated, each cell its own, not a constant output.
+        ("B02", "negative_control"): 10.0 ** rng.uniform(-8, -5, 20),
     })
     wells = assay.well_table(cells, layout, ["aggregates", "control"], "aggregates", resamples=99)
     assert wells.set_index("well")["constant_score"].to_dict() == {

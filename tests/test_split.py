@@ -133,8 +133,35 @@ def test_cross_validation_tests_every_group_exactly_once_stratified_by_class():
     assert split.cross_validation(data, seed=2, folds=3) != folds
 
 
+def test_a_class_of_one_image_stops_the_plan_saying_what_the_split_needs_and_what_to_do():
+    """Its one group trains (no error: it is only untested) or goes to test or validation, where no run learns it."""
+    data = [*samples(6, classes=("control",)), Sample("snap29/f0", ("snap29/f0.tif",), "snap29", "snap29/f0")]
+    stopped = []
+    for seed in range(12):
+        try:
+            sides = split.fold_sides(data, seed=seed, folds=1, test_fraction=0.25, validation_fraction=0.2,
+                                     dataset="mine")
+            assert sides[0]["snap29/f0"] == "train"
+        except InputError as error:
+            stopped.append(str(error))
+    assert stopped
+    assert all(m.startswith("dataset mine: class 'snap29' has 1 image (group), and the split sent it to the ")
+               for m in stopped)
+    assert ("The split needs at least 2 groups of each class: 1 to train, 1 to test (3 with a validation group, "
+            "split.validation_fraction 0.2). Add images of 'snap29'; or list the images in a sample sheet "
+            "(datasets.<name>.sheet: path, class, group, split) whose `split` column fixes") in stopped[0]
+    assert "leave 'snap29' out of the dataset" in stopped[0] and "lower split.folds" not in stopped[0]
+    # Three wells of two images each: the message counts both.
+    wells = [Sample(f"c/f{i}", ("x",), "c", f"well{i // 2}") for i in range(6)] + data[:6]
+    with pytest.raises(InputError, match=r"dataset d: class 'c' has 6 images in 3 groups, and split.folds 4 tests a "
+                                         r"group of it in each fold\. The split needs at least 4 groups of each class: "
+                                         r"one tested in each fold while the others train.* or lower split.folds"):
+        split.fold_sides(wells, seed=0, folds=4, test_fraction=0.2, validation_fraction=0.2, dataset="d")
+
+
 def test_cross_validation_needs_a_group_per_fold_and_no_fixed_split():
-    with pytest.raises(InputError, match="class control has 2 group\\(s\\); split.folds 3 needs at least 3"):
+    with pytest.raises(InputError, match="class 'control' has 2 images \\(groups\\), and split.folds 3 tests a group "
+                                         "of it in each fold. The split needs at least 3 groups of each class"):
         split.cross_validation(samples(2), seed=0, folds=3)
     fixed = [Sample("c/f0", ("x",), "c", "c0", "test"), *samples(3)]
     with pytest.raises(InputError, match="c/f0: the sample sheet fixes its split \\(test\\), but split.folds is 2"):

@@ -49,11 +49,11 @@ def identity(seed=0, model="small"):
     return {"experiment": "e", "dataset": "d", "model": model, "seed": seed}
 
 
-def run(tmp_path, name="run", seed=0, validation=True, **overrides):
+def run(tmp_path, name="run", seed=0, validation=True, validation_images=2, **overrides):
     from cellclass.learn import training
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
-    val = write_images(tmp_path, 2, seed=3, prefix="val") if validation else []
+    val = write_images(tmp_path, validation_images, seed=3, prefix="val") if validation else []
     test = write_images(tmp_path, 4, seed=2, prefix="test")
     opts = options(**{"models": ["small"], "epochs": 3, "batch_size": 16, "threads": 1, **overrides})
     return training.train_run(
@@ -69,7 +69,7 @@ def run(tmp_path, name="run", seed=0, validation=True, **overrides):
 
 
 def test_a_run_learns_and_writes_its_outputs(tmp_path):
-    run(tmp_path)
+    run(tmp_path, validation_images=4)  # 2 images (groups) a class: one chooses the epoch, the other calibrates
     out = tmp_path / "run"
     scored = pd.read_csv(out / "predictions.tsv", sep="\t")
     # Chance is 0.5; the margin below this machine's 1.0 holds for other CPUs' float order.
@@ -83,7 +83,10 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     assert history[["train_eval_accuracy", "validation_accuracy"]].notna().all().all()
     written = json.loads((out / "metrics.json").read_text())
     assert {k: written[k] for k in ("experiment", "dataset", "model", "seed")} == identity()
-    assert written["validation_tiles"] == 2 * 24 and written["class_balance"] == "none"
+    assert written["validation_tiles"] == 4 * 24 and written["class_balance"] == "none"
+    uses = written["validation_uses"]
+    assert uses["epoch"] == {"tiles": 48, "images": 2, "groups": 2} and uses["calibration"] == uses["epoch"]
+    assert uses["shared"]["images"] == 0 and uses["notes"] == []
     assert written["train_tiles_per_class"] == {"aggregates": 96, "control": 96}
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(predictions) == 4 * 24
@@ -92,7 +95,14 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["classes"] == CLASSES
     # Temperature-scaled on the validation side; the test side says what that did, per tile.
     calibrated = written["calibration"]
-    assert calibrated["temperature"] > 0 and calibrated["fitted_on"] == "validation side, 48 tiles"
+    assert calibrated["temperature"] > 0 and calibrated["fitted_on"] == "validation side's calibration part, 48 tiles"
+    # Its tiles, calibrated, for the ensemble's temperature: none of them chose the epoch.
+    part = pd.read_csv(out / "calibration.tsv", sep="\t")
+    assert len(part) == 48 and part["sample"].nunique() == 2 and set(part["true"]) == set(CLASSES)
+    np.testing.assert_allclose(part[["p_aggregates", "p_control"]].sum(axis=1), 1, atol=1e-4)
+    # The novelty threshold's sample: the same 48 tiles, far fewer than a 99th percentile needs.
+    assert written["novelty"]["threshold_tiles"] == 48 and written["novelty"]["threshold_tiles_needed"] == 1000
+    assert "rests on 48 held-out tiles" in written["novelty"]["threshold_note"]
     effect = calibrated["test_sets"]["d"]
     assert effect["tiles"] == 4 * 24 and all(np.isfinite(v) for v in effect.values())
     assert effect["log_loss_after"] == pytest.approx(

@@ -18,7 +18,8 @@ CONFIG = {
     "prepare": {"kind": "cells", "tile_size": 32, "images_per_job": PER_JOB, "on_bad_image": "skip"},
     "split": {"seed": 0, "test_fraction": 0.25},
     "augment": {"dihedral": True},
-    "train": {"models": ["small"], "runs": 1, "epochs": 4, "batch_size": 32, "threads": 2},
+    # 8 passes in 4 epochs: the tests check the jobs, tables and calls, not accuracy (the default is 30 passes).
+    "train": {"models": ["small"], "runs": 1, "epochs": 4, "budget": {"passes": 8}, "batch_size": 32, "threads": 2},
     "datasets": {"crops": {"path": "data/cells"}},
     "attribution": {"experiments": []},
     "predict": {"new": {"path": "data/new", "experiment": "crops"}},

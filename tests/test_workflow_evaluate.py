@@ -34,6 +34,7 @@ def evaluated(tmp_path_factory):
             rows.append({"path": f"{pattern}/images/{demo_class}/field_{i:03d}.tif", "class": cls, "split": side,
                          "group": SMEARS.get((cls, i), "")})
     pd.DataFrame(rows).to_csv(folder / "sheet.tsv", sep="\t", index=False)
+    write_new_images(folder)
     write_config(
         folder,
         {
@@ -41,12 +42,33 @@ def evaluated(tmp_path_factory):
             "train": {"models": ["small"], "runs": 2, "epochs": 3, "epoch_tiles": 320, "batch_size": 16,
                       "threads": 1},
             "datasets": {"three": {"sheet": "sheet.tsv"}},
+            "predict": {"new": {"sheet": "new.tsv", "experiment": "three"}},
             "attribution": {"experiments": []},
             "evaluation": {"bootstrap_resamples": 199},
         },
     )
-    snakemake(folder)
+    snakemake(folder, "all", "predict")
     return folder
+
+
+# New images: fields of the training kind the runs never saw, and copies of two of them as another microscope
+# might record them (cellclass.demo.shifts).
+SAME_KIND = ["aggregates/images/aggregates/field_003.tif", "aggregates/images/aggregates/field_004.tif",
+             "subtle/images/control/field_003.tif"]
+SHIFTED = {"blurred": ("aggregates/images/aggregates/field_005.tif", "blur_4px"),
+           "weak": ("aggregates/images/aggregates/field_006.tif", "stain_5x_weaker")}
+
+
+def write_new_images(folder):
+    import tifffile
+
+    from cellclass.demo import shifts
+
+    for name, (source, kind) in SHIFTED.items():
+        tifffile.imwrite(folder / f"{name}.tif", shifts.shift(tifffile.imread(folder / source), kind), imagej=True,
+                         metadata={"axes": "CYX"})
+    paths = SAME_KIND + [f"{name}.tif" for name in SHIFTED]
+    pd.DataFrame({"path": paths}).to_csv(folder / "new.tsv", sep="\t", index=False)
 
 
 def test_published_split_is_kept(evaluated):
@@ -95,3 +117,55 @@ def test_imbalance_is_remedied_recorded_and_warned(evaluated):
     assert "few independent groups" in page  # 1 test image of each small class
     assert "balanced accuracy per image" in page and "Chance 0.33" in page
     assert "The headline is per image because 1 of 2 test groups hold several classes" in page
+
+
+def test_images_unlike_the_training_images_get_no_call_and_the_measure_is_named(evaluated):
+    from cellclass.predict import image_shift
+
+    training = pd.read_parquet(evaluated / "results/three/qc.parquet")
+    assert len(training) == 13 and training["focus_c0"].notna().all() and (training["qc_note"] == "").all()
+    new = pd.read_parquet(evaluated / "results/predict/new/qc.parquet").set_index("image")
+    images = pd.read_csv(evaluated / "results/predict/new/images.tsv", sep="\t", keep_default_na=False).set_index("image")
+    assert "focus" in new.loc["blurred", "unlike"] and "99th percentile" in new.loc["weak", "unlike"]
+    for name in SHIFTED:
+        assert images.loc[name, "call"] == image_shift.SHIFTED, images.loc[name].to_dict()
+        assert images.loc[name, "no_call"].startswith("unlike the training images: ")
+        assert images.loc[name, "image_shift"] == images.loc[name, "tiles"] > 0
+    same = [path.removesuffix(".tif") for path in SAME_KIND]
+    assert (new.loc[same, "unlike"] == "").all(), new.loc[same, "unlike"].to_dict()
+    assert images.loc[same, "call"].isin(["control", "bright", "faint"]).all()
+    for path in ("results/three/qc.png", "results/predict/new/qc.png"):
+        assert (evaluated / path).stat().st_size > 1000
+    page = (evaluated / "results/predict/new/findings.html").read_text()
+    assert "2 of 5 image(s) are unlike the training images" in page and "blurred" in page
+
+
+def test_the_ensembles_calibration_and_the_validation_sides_uses_are_recorded(evaluated):
+    """The two seeds' calibrated probabilities averaged tile by tile, scored with scikit-learn; each run records
+    what its validation side was used for (one validation image, control's: it serves both uses) and how many
+    tiles its novelty threshold rests on."""
+    import json
+
+    from sklearn.metrics import log_loss
+
+    runs = [f"results/train/three/small/fold0/seed{seed}" for seed in (0, 1)]
+    tiles = pd.concat([pd.read_csv(evaluated / run / "predictions.tsv", sep="\t") for run in runs])
+    table = pd.read_csv(evaluated / "results/evaluation/ensemble_calibration.tsv", sep="\t")
+    [row] = table.to_dict("records")
+    p = [f"p_{c}" for c in sorted(CLASSES)]  # scikit-learn reads the columns in the labels' sorted order
+    mean = tiles.groupby("tile")[p].mean()
+    mean = mean.div(mean.sum(axis=1), axis=0)  # float32 sums stray from 1
+    true = tiles.groupby("tile")["true"].first().loc[mean.index]
+    assert (row["test_set"], row["fold"], row["members"], row["test_tiles"]) == ("three", 0, 2, len(mean))
+    assert row["log_loss"] == pytest.approx(log_loss(true, mean.to_numpy(), labels=sorted(CLASSES)), rel=1e-4)
+    assert 0 <= row["ece"] <= 1 and 0 <= row["member_ece"] <= 1 and row["ensemble_temperature"] > 0
+    assert row["mean_confidence"] == pytest.approx(mean.max(axis=1).mean(), rel=1e-4)
+    for run in runs:
+        metrics = json.loads((evaluated / run / "metrics.json").read_text())
+        uses, part = metrics["validation_uses"], pd.read_csv(evaluated / run / "calibration.tsv", sep="\t")
+        assert uses["shared"]["images"] == 1 and uses["calibration"]["tiles"] == uses["epoch"]["tiles"] == len(part)
+        assert metrics["novelty"]["threshold_tiles"] == len(part) < 1000 and metrics["novelty"]["threshold_note"]
+    assert row["calibration_tiles"] == len(part) and row["calibration_images"] == 1
+    page = (evaluated / "results/evaluation/findings.html").read_text()
+    assert "the ensemble (the mean of the calibrated probabilities of 2 seed(s), as prediction calls)" in page
+    assert f"rests on {len(part)} held-out tiles" in page and "both chose the epoch and fitted" in page

@@ -100,6 +100,8 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
 
 def test_prediction_from_packages_in_a_fresh_folder_reproduces_the_runs(exported, tmp_path):
     """No results/train here: the package alone tiles the run's own test images and calls them."""
+    from cellclass.share import package
+
     split = pd.read_csv(exported / "results/tiny/split.tsv", sep="\t")
     for source in split.loc[split["split"] == "test", "source"].unique():
         relative = source.split("/images/", 1)[1]  # aggregates/field_001.tif: the image ids of the run
@@ -124,7 +126,11 @@ def test_prediction_from_packages_in_a_fresh_folder_reproduces_the_runs(exported
         assert np.abs(tiles["spread"].to_numpy() - spread).max() < 1e-5
         # The package carries each member's novelty reference: the test images are judged familiar.
         assert tiles["novelty"].notna().all() and (tiles["novelty"] > 1).mean() < 0.2
-        assert "no novelty reference" not in (tmp_path / f"results/predict/{name}/findings.html").read_text()
+        page = (tmp_path / f"results/predict/{name}/findings.html").read_text()
+        assert "no novelty reference" not in page
+        # It carries its training images' quality too; 6 images are too few to fit ranges, and the page says so.
+        assert len(package.read_quality(tmp_path / f"{name}.zip")) == 6
+        assert "Image quality was not compared: the training set has 6 image(s), too few" in page
     images = pd.read_csv(tmp_path / "results/predict/tiny_ensemble/images.tsv", sep="\t")
     assert (images["call"] == images["known_class"]).all()
 

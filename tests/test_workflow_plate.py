@@ -2,8 +2,11 @@
 channel and site, named as an Opera/Operetta names them, with two z planes) and a plate map train a classifier on
 control wells; a second plate (named as a public plate export names it, well `A-01`; and the same plate as
 OME-Zarr) is called per cell and per well, with Z', SSMD, the dose-response fit and the plate heatmap, all in
-the report. Not a file is renamed. The training plate predicted again is scored out of fold (2 folds), or,
-under a single split, only on its test wells, the others listed and left out of Z'."""
+the report. Not a file is renamed. Two of the screen's sample wells hold cells of a phenotype no run saw
+(striped): they are flagged by their share of abstained cells, and no control well is. The training plate
+(its control wells trained on, its sample wells not) predicted again is scored out of fold (2 folds) with every
+well scored by one fold's run (assay.scoring: out_of_fold_all), or, under a single split, only on its test
+wells and its sample wells, the others listed and left out of Z'."""
 
 import html
 
@@ -21,10 +24,13 @@ pytestmark = pytest.mark.slow
 OPERA = r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff"
 # Channel1-01-A-01.tif: channel, site, well with a dash.
 EXPORT = r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif"
-TRAINING = {"name": "T1", "rows": 4, "columns": 4, "controls": 8, "doses": [], "replicates": 1, "ec50": 3.0,
-            "hill": 1.0, "unit": "uM", "seed": 1, "size": 256, "cells_per_field": 20}
+# 16 control wells to train on (A01-C04), then 8 sample wells (C05-D06) that are only predicted.
+TRAINING = {"name": "T1", "rows": 4, "columns": 6, "controls": 8, "doses": [0.3, 3, 30, 300], "replicates": 2,
+            "ec50": 3.0, "hill": 1.0, "unit": "uM", "seed": 1, "size": 256, "cells_per_field": 20}
+# Sample wells C02 (dose 1) and D03 (dose 100) hold striped cells: a phenotype the model has not seen.
+UNFAMILIAR = {"C02", "D03"}
 SCREEN = {**TRAINING, "name": "S1", "rows": 4, "columns": 6, "controls": 4, "doses": [0.1, 0.3, 1, 3, 10, 30, 100, 300],
-          "replicates": 2, "seed": 2}
+          "replicates": 2, "seed": 2, "unfamiliar_wells": sorted(UNFAMILIAR)}
 CONFIG = {
     # Every field scaled alike (14-bit camera data), so a cell's brightness means the same in every well.
     "prepare": {"kind": "nuclei", "tile_size": 48, "resize_to": 32, "bit_depth": 14, "normalise": {"method": "bit_depth"}},
@@ -36,7 +42,8 @@ CONFIG = {
         "training_cv": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "split": {"folds": 2}},
     },
     "attribution": {"experiments": []},
-    "assay": {"bootstrap_resamples": 199},
+    # Every well of a plate the runs partly trained on is scored by one fold's runs, samples as controls.
+    "assay": {"bootstrap_resamples": 199, "scoring": "out_of_fold_all"},
     "predict": {
         "screen": {"plate": {"path": "S1", "pattern": EXPORT, "map": "S1_map.tsv"}, "experiment": "training",
                    "overlays": 3},
@@ -110,7 +117,7 @@ def run(tmp_path_factory):
 
 def test_control_wells_train_grouped_by_well(run):
     split = pd.read_csv(run / "results/training/split.tsv", sep="\t")
-    assert split["group"].str.fullmatch(r"T1/[A-D]0[1-4]").all()
+    assert split["group"].str.fullmatch(r"T1/(A0[1-6]|B0[1-6]|C0[1-4])").all()  # the control wells alone
     assert set(split.groupby("group")["split"].nunique()) == {1}  # a well stays on one side
 
 
@@ -118,7 +125,8 @@ def test_wells_table_has_every_well_of_the_screen(run):
     wells = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t")
     assert len(wells) == 24 and wells["plate"].eq("S1").all()
     assert {"cells", "p_aggregates", "fraction_aggregates", "score", "score_low", "score_high", "dose"} <= set(wells)
-    assert (wells["cells"] > 0).all() and (wells["score_low"] <= wells["score_high"]).all()
+    scored = wells.dropna(subset=["score"])  # a well where most cells abstained has no score
+    assert (wells["cells_found"] > 0).all() and (scored["score_low"] <= scored["score_high"]).all()
     controls = wells.groupby("role")["score"].mean()
     assert controls["positive_control"] > controls["negative_control"] + 0.3
 
@@ -147,7 +155,8 @@ def test_a_plate_the_runs_trained_on_is_scored_out_of_fold(run):
     images = pd.read_csv(run / "results/predict/again/images.tsv", sep="\t").set_index("image")
     split = pd.read_csv(run / "results/training_cv/split.tsv", sep="\t")
     tested_in = split[split["split"] == "test"].drop_duplicates("sample").set_index("sample")["fold"]  # a row per tile
-    assert len(images) == 16 and set(images.index) == set(tested_in.index)
+    controls = images[images.index.isin(tested_in.index)]
+    assert len(images) == 24 and len(controls) == 16 and set(controls.index) == set(tested_in.index)
     tiles = pd.read_csv(run / "results/predict/again/tiles.tsv", sep="\t").set_index("tile")
     for fold in (0, 1):
         own = pd.read_csv(run / f"results/train/training_cv/small/fold{fold}/seed0/predictions.tsv", sep="\t")
@@ -158,9 +167,27 @@ def test_a_plate_the_runs_trained_on_is_scored_out_of_fold(run):
         called = tiles[tiles["image"].isin(mine.index)]
         assert len(called) == len(own) and np.allclose(called["p_aggregates"], own.reindex(called.index), atol=1e-4)
     wells = pd.read_csv(run / "results/assay/again/wells.tsv", sep="\t")
-    assert wells["scored_by"].str.startswith("out of fold").all() and (wells["cells"] > 0).all()
+    assert (wells["cells"] > 0).all()
+    assert wells.loc[wells["role"] != "sample", "scored_by"].str.startswith("out of fold").all()
     findings = html.unescape((run / "results/assay/again/findings.html").read_text())
     assert "16 well(s) share images with the runs' training dataset and were scored out of fold" in findings
+
+
+def test_every_well_of_a_plate_is_scored_by_one_folds_runs_under_out_of_fold_all(run):
+    """assay.scoring: out_of_fold_all: the training plate's sample wells (never trained on) are dealt to the 2 folds
+    and scored by that fold's run alone, as its held-out control wells are; Z' is given per fold's run."""
+    wells = pd.read_csv(run / "results/assay/again/wells.tsv", sep="\t")
+    samples = wells[wells["role"] == "sample"]
+    assert len(samples) == 8 and samples["scored_by"].str.fullmatch(
+        r"held out with its plate's controls \(fold [01], 1 run\)").all()
+    assert samples["scored_by"].nunique() == 2 and samples["score"].notna().all()  # both folds score some
+    scorers = pd.read_csv(run / "results/assay/again/scorers.tsv", sep="\t").set_index("scorer")
+    assert list(scorers.index) == ["all wells (pooled)", "fold 0, 1 run", "fold 1, 1 run"]
+    assert (scorers["positive_wells"] == [8, 4, 4]).all() and (scorers["negative_wells"] == [8, 4, 4]).all()
+    assert (scorers["sample_wells"] == [8, *scorers["sample_wells"][1:]]).all() and scorers["sample_wells"][1:].sum() == 8
+    assert np.isfinite(scorers["z_prime"]).all()
+    findings = html.unescape((run / "results/assay/again/findings.html").read_text())
+    assert "its wells were scored by 2 ensembles" in findings and "8 other well(s)" in findings
 
 
 def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
@@ -168,7 +195,9 @@ def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
     split = pd.read_csv(run / "results/training/split.tsv", sep="\t").drop_duplicates("sample").set_index("sample")["split"]
     tested = split[split == "test"].index
     assert set(images.loc[tested, "scored_by"]) == {"out of fold (test side of the split, 1 run)"}
-    seen = images.drop(tested)
+    samples = images.index.str.match(r"T1/(C0[56]|D0[1-6])/")  # never trained on: scored by the run
+    assert set(images.loc[samples, "scored_by"]) == {"held out with its plate's controls (test side of the split, 1 run)"}
+    seen = images.drop(tested)[~images.drop(tested).index.str.match(r"T1/(C0[56]|D0[1-6])/")]
     assert len(seen) and seen["scored_by"].str.startswith("not scored").all() and seen["p_aggregates"].isna().all()
     assert (seen["call"] == seen["scored_by"]).all()
     wells = pd.read_csv(run / "results/assay/again_single/wells.tsv", sep="\t").set_index("well")
@@ -176,8 +205,30 @@ def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
     assert len(left_out) == len(seen) and left_out["score"].isna().all()
     plates = pd.read_csv(run / "results/assay/again_single/plates.tsv", sep="\t").iloc[0]
     assert plates["positive_wells"] + plates["negative_wells"] == len(tested)  # Z' rests on the test wells alone
+    assert plates["n_wells"] == 8  # the sample wells are scored by the one run, as the test wells are
     findings = html.unescape((run / "results/assay/again_single/findings.html").read_text())
     assert f"{len(seen)} well(s) were left out of Z', SSMD and the dose-response" in findings
+
+
+def test_wells_of_a_phenotype_the_model_has_not_seen_are_flagged(run):
+    """The striped sample wells abstain on more of their cells than the control wells, beyond the controls'
+    well-to-well spread (beta-binomial test, Benjamini-Hochberg), and are flagged; no control well is."""
+    wells = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t", keep_default_na=False,
+                        na_values=[""]).set_index("well")
+    flagged = set(wells.index[wells["unfamiliar"]])
+    assert UNFAMILIAR <= flagged and len(flagged - UNFAMILIAR) <= 1  # one chance flag among 14 others at most
+    assert not wells.loc[wells["role"] != "sample", "unfamiliar"].any()
+    controls = wells[wells["role"] != "sample"]
+    assert wells.loc[sorted(UNFAMILIAR), "abstained_share"].min() > controls["abstained_share"].max() + 0.1
+    # A well where more than max_share (0.5) of the cells abstained has no score and says why.
+    over = wells[wells["abstained_share"] > 0.5]
+    assert over["score"].isna().all() and over["no_call"].str.startswith("no call:").all()
+    plates = pd.read_csv(run / "results/assay/screen/plates.tsv", sep="\t").iloc[0]
+    assert plates["unfamiliar_wells"] == len(flagged) and plates["no_call_wells"] == len(over)
+    assert 0 <= plates["controls_abstained_share"] < 0.1 and np.isfinite(plates["samples_abstained_share"])
+    findings = html.unescape((run / "results/assay/screen/findings.html").read_text())
+    assert "beta-binomial test" in findings and "show a phenotype the model has not seen" in findings
+    assert "in these control wells" in findings and "of cells abstained" in findings
 
 
 def test_fields_of_both_imagers_are_read_without_renaming(run):
@@ -206,7 +257,8 @@ def test_the_ome_zarr_plate_gives_the_same_calls(run):
     files = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t").set_index("well")
     zarr = pd.read_csv(run / "results/assay/screen_zarr/wells.tsv", sep="\t").set_index("well")
     assert list(zarr.index) == list(files.index)
-    assert np.allclose(zarr["score"], files["score"], atol=1e-5) and (zarr["cells"] == files["cells"]).all()
+    assert np.allclose(zarr["score"], files["score"], atol=1e-5, equal_nan=True) and (zarr["cells"] == files["cells"]).all()
+    assert (zarr["unfamiliar"] == files["unfamiliar"]).all()
 
 
 def test_the_report_carries_the_plate_results_with_captions(run):

@@ -1,5 +1,5 @@
 """The labelling round trip on a tiny demo: a filled label-next sheet adds cells to training, never to a test side,
-and reruns only what it must."""
+leaves their images unscored by the runs that trained on them, and reruns only what it must."""
 
 import copy
 import json
@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cellclass.io import tilestore
+from cellclass.predict import out_of_fold
 from cellclass.prepare.extra_labels import PREFIX
 from conftest import TINY, job_counts, nothing_to_do, snakemake, write_config
 
@@ -88,6 +89,15 @@ def test_the_labelled_cells_train_and_are_never_tested(round_trip):
     assert not predictions["sample"].str.startswith(PREFIX).any() and not predictions["tile"].isin(stored).any()
     findings = (folder / "results/evaluation/findings.html").read_text()
     assert f"{len(filled)} extra labelled tiles" in findings and "none is in any test side" in findings
+
+
+def test_a_predicted_image_with_labelled_cells_is_scored_by_no_run_that_trained_on_them(round_trip):
+    folder, sheet, _, _ = round_trip
+    images = pd.read_csv(folder / "results/predict/tiny_new/images.tsv", sep="\t").set_index("image")
+    labelled = set(sheet.loc[sheet["class"].astype(str).str.len() > 0, "image"])
+    # Every image of the set had labelled cells here, and every run trained on them: none is scored.
+    assert labelled and (images.loc[sorted(labelled), "scored_by"] == out_of_fold.EVERY_RUN_SAW_ITS_CELLS).all()
+    assert (images.loc[sorted(labelled), "call"] == out_of_fold.EVERY_RUN_SAW_ITS_CELLS).all()
 
 
 def test_a_class_the_experiment_lacks_stops_the_run_naming_sheet_line_and_classes(round_trip):

@@ -203,9 +203,10 @@ def test_predicting_new_images_reruns_no_training(finished):
         jobs = job_counts(snakemake(finished, "-n", "predict"))
     finally:
         write_config(finished, CONFIG)
-    # The two new fields are one shard (prepare.images_per_job 2): one predict_tile job; a small set's per-tile
-    # table is copied to TSV.
-    assert jobs == {"demo_field": 2, "predict_tile": 1, "predict_set": 1, "predict_tiles_tsv": 1, "predict": 1}
+    # The two new fields are one shard (prepare.images_per_job 2): one predict_tile job, their quality against the
+    # training images'; a small set's per-tile table is copied to TSV.
+    assert jobs == {"demo_field": 2, "predict_tile": 1, "predict_quality": 1, "predict_set": 1, "predict_tiles_tsv": 1,
+                    "predict": 1}
 
 
 def test_profiles_maps_and_what_to_label_next(finished):

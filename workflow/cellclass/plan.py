@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellclass.assay import held_out
 from cellclass.demo import patterns, synthetic
 from cellclass.io import datasets, plates
 from cellclass.predict import out_of_fold
@@ -51,6 +52,10 @@ class Dataset(ImageSet):
         return len(self.sides)
 
     def side(self, sample_id, fold=0):
+        """A sample's side in `fold`; an extra image (`extra:<image>`) is outside the split, on every fold's
+        training side, since every run trains on its labelled cells."""
+        if sample_id not in self.samples and sample_id.startswith(extra_labels.PREFIX):
+            return "train"
         return self.sides[fold][self.samples[sample_id].group]
 
     def trains_in_some_fold(self, sample_id):
@@ -71,6 +76,14 @@ class PredictionSet(ImageSet):
     labelled: list = field(default_factory=list)
     # How its images are tiled (the runs' or the package's prepare settings).
     settings: dict = field(default_factory=dict)
+    # The runs' training dataset (None for a package): its images' quality measures are the yardstick of new ones.
+    trained_on: str | None = None
+
+    @property
+    def quality_reference(self):
+        """What holds the training images' quality table new images are compared with: the runs' dataset's
+        qc.parquet, or the package, which carries its own."""
+        return self.package or f"results/{self.trained_on}/qc.parquet"
 
     @property
     def draws_overlays(self):
@@ -98,6 +111,11 @@ class PredictionSet(ImageSet):
     def novelty(self):
         """Each run's novelty reference (cellclass.learn.novelty); a package carries its members' inside."""
         return [] if self.package else [f"{run}/novelty.npz" for run in self.runs]
+
+    @property
+    def calibration_parts(self):
+        """Each run's calibration part (calibration.tsv), on which the ensemble's own temperature is fitted."""
+        return [] if self.package else [f"{run}/calibration.tsv" for run in self.runs]
 
     @property
     def calibrations(self):
@@ -151,7 +169,7 @@ def demo_plate_fields(name, spec):
 def plan_dataset(name, entry, demo_root=None):
     samples, layout = images_of(name, entry, labelled=True, demo_root=demo_root)
     notes = []
-    sides = split.fold_sides(samples, seed=entry["split"]["seed"], folds=entry["split"]["folds"],
+    sides = split.fold_sides(samples, seed=entry["split"]["seed"], folds=entry["split"]["folds"], dataset=name,
                              test_fraction=entry["split"]["test_fraction"],
                              validation_fraction=entry["split"]["validation_fraction"],
                              test_only=entry["test_only"], notes=notes)
@@ -205,10 +223,13 @@ class Plan:
             runs = [run_dir(entry["experiment"], entry["model"], fold, seed)
                     for fold in range(trained_on.folds) for seed in entry["seeds"]]
             scoring = out_of_fold.scorers(out_of_fold.shared_images(by_id, layout, trained_on), trained_on, folds)
+            if self.config["assay"]["scoring"] == "out_of_fold_all":  # a plate's samples scored as its controls
+                scoring = held_out.score_every_well(scoring, layout, folds, folds=trained_on.folds,
+                                                    seed=trained_on.entry["split"]["seed"])
             labelled = [trained_on.entry["extra_labels"]] if trained_on.entry.get("extra_labels") else []
         return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
                              runs=runs, package=entry.get("package"), scoring=scoring, labelled=labelled,
-                             settings=prepare)
+                             settings=prepare, trained_on=None if "package" in entry else experiment["dataset"])
 
     def image_set(self, name):
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""
@@ -403,7 +424,7 @@ class Plan:
             outputs += self.tile_files(name)
             if name in self.augmented_datasets():
                 outputs += self.augmented_files(name)
-            outputs.append(f"results/{name}/split.tsv")
+            outputs += [f"results/{name}/split.tsv", f"results/{name}/qc.parquet"]
             if "demo" in data.entry and data.entry["prepare"]["kind"] == "nuclei":
                 outputs.append(f"results/{name}/segmentation.tsv")
         return outputs

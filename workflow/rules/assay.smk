@@ -17,6 +17,10 @@ rule assay:
         layout=lambda w: PLAN.image_set(w.name).layout,
         positive=CONFIG["assay"]["positive_class"],
         resamples=CONFIG["assay"]["bootstrap_resamples"],
+        # A well that abstained on more of its cells gets no score, as the set's images and groups get no call.
+        max_share=lambda w: CONFIG["predict"][w.name]["abstain"]["max_share"],
+        fdr=CONFIG["assay"]["unfamiliar_fdr"],
+        min_excess=CONFIG["assay"]["unfamiliar_min_excess"],
     script:
         "../scripts/assay.py"
 
@@ -41,6 +45,8 @@ rule assay_test:
         layout=lambda w: PLAN.datasets[w.test_set].layout,
         positive=CONFIG["assay"]["positive_class"],
         resamples=CONFIG["assay"]["bootstrap_resamples"],
+        fdr=CONFIG["assay"]["unfamiliar_fdr"],
+        min_excess=CONFIG["assay"]["unfamiliar_min_excess"],
     script:
         "../scripts/assay_test.py"
 

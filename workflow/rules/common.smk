@@ -113,6 +113,7 @@ def assay_outputs(where, caption_name):
     return {
         "wells": item("wells.tsv", "assay_wells.rst"),
         "statistics": item("plates.tsv", "assay_plates.rst"),
+        "scorers": item("scorers.tsv", "assay_scorers.rst"),
         "findings": item("findings.html", "assay_findings.rst", "Findings"),
         "dose": item("dose_response.png", "assay_dose_response.rst"),
         "dose_svg": f"results/assay/{where}/dose_response.svg",

@@ -6,10 +6,14 @@ rule evaluate:
         metrics=lambda w: [f"{run}/metrics.json" for run in PLAN.run_dirs()],
         history=lambda w: [f"{run}/history.csv" for run in PLAN.run_dirs()],
         predictions=lambda w: [f"{run}/predictions.tsv" for run in PLAN.run_dirs()],
+        # Each run's validation calibration part: the ensemble's temperature is fitted on it.
+        calibration=lambda w: [f"{run}/calibration.tsv" for run in PLAN.run_dirs()],
         images_without_tiles=[
             f"results/{name}/images_without_tiles.tsv"
             for name in PLAN.scored_datasets()
         ],
+        # Each image's quality: the findings name images unlike the rest of their set.
+        quality=[f"results/{name}/qc.parquet" for name in PLAN.scored_datasets()],
         # The leakage check's control runs (evaluation.leakage_check), for the findings' sentence.
         leakage=PLAN.leakage_run_files(),
     output:
@@ -34,6 +38,11 @@ rule evaluate:
         comparisons=report(
             "results/evaluation/comparisons.tsv",
             caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+        ensemble_calibration=report(
+            "results/evaluation/ensemble_calibration.tsv",
+            caption="../report/ensemble_calibration.rst",
             category="Tables",
         ),
         findings=report(

@@ -24,6 +24,8 @@ rule export_package:
         ),
         # A package of raw tiles takes its test tensors from these images' pixels.
         raw=export_raw_files,
+        # The training images' quality measures: new images are checked against them (predict_quality).
+        quality=lambda w: f"results/{dataset_of(CONFIG['export'][w.name]['experiment'])}/qc.parquet",
         summary="results/evaluation/summary.tsv",
         classes="results/evaluation/classes.tsv",
     output:

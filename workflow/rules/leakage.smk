@@ -38,6 +38,7 @@ rule leakage_train:
         metrics="results/leakage/{experiment}/{model}/metrics.json",
         # Every run writes its novelty reference; the control's is not used.
         novelty="results/leakage/{experiment}/{model}/novelty.npz",
+        calibration="results/leakage/{experiment}/{model}/calibration.tsv",
     log:
         "logs/leakage_train/{experiment}/{model}.log",
     benchmark:

@@ -38,6 +38,10 @@ rule predict_set:
         run=lambda w: PLAN.predictions[w.name].record,
         # Each run's metrics.json: its temperature calibrates its probabilities.
         calibrations=lambda w: PLAN.predictions[w.name].calibrations,
+        # The runs' calibration parts: one ensemble temperature where their mean is under-confident.
+        calibration_parts=lambda w: PLAN.predictions[w.name].calibration_parts,
+        # Each image's quality against the training images': those unlike them get no call (abstain.image_shift).
+        quality="results/predict/{name}/qc.parquet",
         # The overlays draw the calls over each image's field. Single-cell images get none: their raw files are
         # left out, as Snakemake hashes every small input once per output after the job (23 s at 10^5 images).
         raw=lambda w: (
@@ -105,3 +109,25 @@ rule predict_tiles_tsv:
         "../../envs/cellclass.yaml"
     script:
         "../scripts/predict_tiles_tsv.py"
+
+
+rule predict_quality:
+    input:
+        tiles=lambda w: PLAN.new_tile_files(w.name),
+        # The training images' measures: the dataset's table, or the package, which carries it.
+        reference=lambda w: PLAN.predictions[w.name].quality_reference,
+    output:
+        table="results/predict/{name}/qc.parquet",
+        figure=report(
+            "results/predict/{name}/qc.png",
+            caption="../report/predict_quality.rst",
+            category="Predictions",
+            subcategory="{name}",
+        ),
+        figure_svg="results/predict/{name}/qc.svg",
+    log:
+        "logs/predict_quality/{name}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    script:
+        "../scripts/predict_quality.py"

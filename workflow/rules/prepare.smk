@@ -120,3 +120,23 @@ rule extra_tiles:
         settings=lambda w: PLAN.datasets[w.dataset].entry["prepare"],
     script:
         "../scripts/extra_tiles.py"
+
+
+rule quality:
+    input:
+        lambda w: PLAN.tile_files(w.dataset),
+    output:
+        # Per image: focus, intensity, saturation, background, objects (measured as each shard was tiled).
+        table="results/{dataset}/qc.parquet",
+        figure=report(
+            "results/{dataset}/qc.png",
+            caption="../report/quality.rst",
+            category="Data",
+        ),
+        figure_svg="results/{dataset}/qc.svg",
+    log:
+        "logs/quality/{dataset}.log",
+    conda:
+        "../../envs/cellclass.yaml"
+    script:
+        "../scripts/quality.py"

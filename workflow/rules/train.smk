@@ -13,6 +13,8 @@ rule train:
         metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
         # Where the training tiles lie in the network's features: prediction's yardstick of the unfamiliar.
         novelty="results/train/{experiment}/{model}/fold{fold}/seed{seed}/novelty.npz",
+        # The validation side's calibration part, calibrated: the ensemble's temperature is fitted on it.
+        calibration="results/train/{experiment}/{model}/fold{fold}/seed{seed}/calibration.tsv",
     log:
         "logs/train/{experiment}/{model}/fold{fold}/seed{seed}.log",
     benchmark:

@@ -12,6 +12,9 @@ wells.write_assay(
     layout=snakemake.params.layout,
     positive=snakemake.params.positive,
     resamples=snakemake.params.resamples,
+    max_share=snakemake.params.max_share,
+    fdr=snakemake.params.fdr,
+    min_excess=snakemake.params.min_excess,
     outputs=snakemake.output,
     source=f"the ensemble's calls on prediction set {snakemake.wildcards.name}",
 )

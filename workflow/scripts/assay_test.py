@@ -12,6 +12,8 @@ wells.write_assay(
     layout=wells.tested(snakemake.params.layout, tiles),
     positive=snakemake.params.positive,
     resamples=snakemake.params.resamples,
+    fdr=snakemake.params.fdr,
+    min_excess=snakemake.params.min_excess,
     outputs=snakemake.output,
     source=f"the test calls of {w.experiment}/{w.model} on {w.test_set}, averaged over its runs",
 )

@@ -10,6 +10,7 @@ tables.evaluate(
     thresholds=snakemake.params.thresholds,
     resamples=snakemake.params.resamples,
     images_without_tiles=list(snakemake.input.images_without_tiles),
+    quality=list(snakemake.input.quality),
     outputs=snakemake.output,
     leakage_runs=snakemake.params.leakage_runs,
 )

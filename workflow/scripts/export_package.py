@@ -13,4 +13,5 @@ export.export_package(
     options=snakemake.params.options,
     out_zip=snakemake.output[0],
     threads=snakemake.threads,
+    quality=snakemake.input.quality,
 )

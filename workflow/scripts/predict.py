@@ -20,4 +20,6 @@ calls.predict_set(
     tta=snakemake.params.tta,
     scoring=snakemake.params.scoring,
     overlays=snakemake.params.overlays,
+    quality=snakemake.input.quality,
+    calibration_parts=list(snakemake.input.calibration_parts),
 )

@@ -345,7 +345,8 @@ def plate_map(spec):
 
 
 def write_plate_field(paths, *, well, spec):
-    """Render well `well` of a demo plate and write one single-channel TIFF per channel (as plate imagers do)."""
+    """Render well `well` of a demo plate and write one single-channel TIFF per channel (as plate imagers do).
+    A well in the spec's `unfamiliar_wells` gets striped cells (striped_cells): a phenotype no network saw."""
     table = plate_map(spec).set_index("well")
     if well not in table.index:
         raise InputError(f"demo plate {spec['name']}: no well {well}")
@@ -359,7 +360,10 @@ def write_plate_field(paths, *, well, spec):
         cells_per_field=spec["cells_per_field"],
         puncta_fraction=float(row["puncta_fraction"]),
     )
-    for path, plane in zip(paths, field.image):
+    image = field.image
+    if well in spec.get("unfamiliar_wells", ()):
+        image = striped_cells(field, seed=spec["seed"] + int(row["line"]))
+    for path, plane in zip(paths, image):
         with atomic_path(path) as tmp:
             tifffile.imwrite(tmp, plane, imagej=True, metadata={"axes": "YX"})
 
@@ -367,6 +371,9 @@ def write_plate_field(paths, *, well, spec):
 def write_plate(paths, *, spec):
     """Render every well of a demo plate: `paths` holds each well's channel files in plate-map order."""
     wells = plate_map(spec)["well"].tolist()
+    unknown = sorted(set(spec.get("unfamiliar_wells", ())) - set(wells))
+    if unknown:
+        raise InputError(f"demo plate {spec['name']}: unfamiliar_wells {', '.join(unknown)} are not wells of the plate")
     if len(paths) != 2 * len(wells):
         raise InputError(f"demo plate {spec['name']}: {len(paths)} files for {len(wells)} wells of 2 channels")
     for i, well in enumerate(wells):
@@ -384,13 +391,29 @@ def render_unfamiliar(kind, *, seed, size=512, channels=2):
     rng = np.random.default_rng(np.random.SeedSequence([seed, UNFAMILIAR.index(kind), 17]))
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
     if kind == "stripes":
-        angle, period = rng.uniform(0, np.pi), rng.uniform(12, 30)
-        bars = (np.sin(2 * np.pi * (yy * np.cos(angle) + xx * np.sin(angle)) / period) > 0).astype(float)
+        bars = _bars(rng, size)
         planes = [bars * _CYTO_E, bars * _NUCLEUS_E][:channels]
     else:
         glow = 1 + 0.5 * np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 3) ** 2))
         planes = [glow * 3 * _BACKGROUND_E] * channels
     return np.stack([_camera(rng, plane + _BACKGROUND_E) for plane in planes])
+
+
+def _bars(rng, size):
+    """Bars (1) and gaps (0) at a random angle and period, (size, size)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(12, 30)
+    return (np.sin(2 * np.pi * (yy * np.cos(angle) + xx * np.sin(angle)) / period) > 0).astype(float)
+
+
+def striped_cells(field, *, seed):
+    """A demo field whose cells show a phenotype the demo networks never saw: bright bars across each cell's
+    protein channel (about 3x its cytoplasm), nuclei untouched so they are still found. uint16 (C, Y, X)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 23]))
+    bars = _bars(rng, field.image.shape[-1]) * (field.cell_labels > 0)
+    image = field.image.astype(np.float64)
+    image[0] += bars * 3 * _CYTO_E * _GAIN
+    return np.clip(np.rint(image), 0, 65535).astype(np.uint16)
 
 
 def write_unfamiliar(path, kind, *, seed, size=512, channels=2):

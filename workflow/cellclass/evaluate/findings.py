@@ -11,8 +11,10 @@ import pandas as pd
 
 from cellclass.evaluate import metrics
 from cellclass.evaluate.degenerate import TOLERANCE
+from cellclass.evaluate.ensemble import pooled_rows
 from cellclass.evaluate.runs import RUN, run_name
 from cellclass.learn import recipe
+from cellclass.learn.novelty import MIN_BEYOND
 from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
 from cellclass.prepare.extra_labels import PREFIX as EXTRA
 
@@ -282,6 +284,66 @@ def calibration(table):
     return lines
 
 
+def ensemble_calibration(table):
+    """Per experiment and model: the ensemble's ECE and log loss per tile on each test set against the mean
+    member's, whether it is under-confident, and the ensemble temperature (`table`: ensemble.ensemble_table)."""
+    lines = []
+    for (experiment, model), rows in pooled_rows(table).groupby(["experiment", "model"], sort=False):
+        first = rows.iloc[0]
+        who = f"{first.members} seed(s)" + (f" per fold, pooled over {first.folds} folds" if first.folds > 1 else "")
+        per_set = "; ".join(f"on {r.test_set} ECE {r.ece:.3f}, log loss {r.log_loss:.3f} (mean member "
+                            f"{r.member_ece:.3f}, {r.member_log_loss:.3f})" for r in rows.itertuples())
+        text = (f"{_label(experiment, model)}: the ensemble (the mean of the calibrated probabilities of {who}, "
+                f"as prediction calls), per {first.unit}: {per_set}.")
+        under = [f"{r.test_set} ({r.mean_confidence:.2f} < {r.accuracy:.2f})" for r in rows.itertuples()
+                 if r.under_confident]
+        if under:
+            text += f" Under-confident (mean confidence below accuracy) on {', '.join(under)}."
+        if first.ensemble_temperature != 1:
+            text += (f" An ensemble temperature of {first.ensemble_temperature:.2f}, fitted on the "
+                     f"{first.calibration_tiles} {first.unit}s of the validation side's calibration part, gives ECE "
+                     + "; ".join(f"{r.tempered_ece:.3f} on {r.test_set}" for r in rows.itertuples()) + ".")
+        else:
+            text += f" No ensemble temperature: {first.ensemble_temperature_note}."
+        lines.append(text)
+    return lines
+
+
+def novelty_samples(runs):
+    """Per experiment and model whose runs set the novelty threshold on too few held-out tiles for its quantile
+    (metrics.json's novelty.threshold_note): how few, and how many it needs."""
+    lines = []
+    if "novelty" not in runs:
+        return lines
+    for (experiment, model), rows in runs.groupby(["experiment", "model"], sort=False):
+        records = [r for r in rows["novelty"] if isinstance(r, dict) and r.get("threshold_note")]
+        if records:
+            tiles = [r["threshold_tiles"] for r in records]
+            lines.append(
+                f"{_label(experiment, model)}: in {len(records)} of {len(rows)} run(s) the novelty threshold (the "
+                f"{records[0]['threshold_quantile']:g} quantile) rests on {_span(tiles)} held-out tiles, fewer than "
+                f"the {records[0]['threshold_tiles_needed']} that leave {MIN_BEYOND} beyond it: which new tiles "
+                "prediction calls unlike the training data is decided by a handful. Add validation images.")
+    return lines
+
+
+def shared_validation(runs):
+    """Per experiment and model whose validation side was too small to give the epoch choice and the
+    calibration cells of their own (metrics.json's validation_uses.shared)."""
+    lines = []
+    if "validation_uses" not in runs:
+        return lines
+    for (experiment, model), rows in runs.groupby(["experiment", "model"], sort=False):
+        shared = [u for u in rows["validation_uses"] if isinstance(u, dict) and u["shared"]["images"]]
+        if shared:
+            lines.append(
+                f"{_label(experiment, model)}: in {len(shared)} of {len(rows)} run(s) the validation side was too "
+                f"small to split by image: {_span([u['shared']['images'] for u in shared])} image(s) "
+                f"({_span([u['shared']['tiles'] for u in shared])} tiles) both chose the epoch and fitted the "
+                "temperature and novelty threshold, which are then a little optimistic")
+    return lines
+
+
 def overfitting(table):
     lines = []
     own = table[(table["level"] == "tile") & (table["test_set"] == table["dataset"])]
@@ -360,18 +422,42 @@ def extra_labelled(runs, predictions):
     return lines
 
 
-def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None):
-    """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran."""
+def quality_outliers(table):
+    """One warning per dataset naming the images unlike the rest of their set in quality (prepare.qc), and one
+    naming images some measure could not be computed for; `table`: the datasets' qc.parquet rows."""
+    lines = []
+    for dataset, rows in (table.groupby("dataset", sort=False) if len(table) else []):
+        odd = rows[rows["unlike"] != ""]
+        if len(odd):
+            named = "; ".join(f"{r.image} ({r.unlike})" for r in odd.head(10).itertuples())
+            lines.append(f"dataset {dataset}: {len(odd)} of {len(rows)} image(s) are unlike the rest of their set in "
+                         f"quality (results/{dataset}/qc.png): {named}{' ...' if len(odd) > 10 else ''}. Check them: "
+                         "a blurred, saturated or mislabelled field trains and tests like any other.")
+        unmeasured = rows[(rows["qc_note"] != "") & rows["qc_note"].str.startswith("cannot be computed")]
+        if len(unmeasured):
+            lines.append(f"dataset {dataset}: quality measures of {len(unmeasured)} image(s) "
+                         f"{unmeasured['qc_note'].iloc[0]} (e.g. {unmeasured['image'].iloc[0]}: a constant image).")
+    return lines
+
+
+def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None, ensembles=None,
+                        quality=None):
+    """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran;
+    `ensembles`: the ensembles' calibration (ensemble.ensemble_table); `quality`: the datasets' qc.parquet."""
     warnings = (
         collapsed_runs(table)
         + constant_outputs(table)
         + small_test_sides(predictions)
         + imbalance(runs)
         + images_without_tiles(empty)
+        + quality_outliers(quality if quality is not None else pd.DataFrame())
         + seeds_disagree(summary)
         + no_validation(runs)
+        + shared_validation(runs)
+        + novelty_samples(runs)
     )
-    results = (headline(summary) + test_time_augmentation(table) + calibration(table) + overfitting(table)
+    results = (headline(summary) + test_time_augmentation(table) + calibration(table)
+               + (ensemble_calibration(ensembles) if ensembles is not None else []) + overfitting(table)
                + training_recipe(runs) + extra_labelled(runs, predictions))
     if len(compared):
         results += list(compared["text"])

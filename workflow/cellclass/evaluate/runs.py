@@ -54,6 +54,22 @@ def read_runs(run_dirs):
     return pd.DataFrame(runs), history, predictions
 
 
+def read_calibration_parts(run_dirs):
+    """Every run's calibration.tsv, keyed by RUN: per tile of its validation side's calibration part, its
+    probabilities with the run's temperature applied. Runs from before the file have no rows."""
+    parts = []
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / "calibration.tsv"
+        if not path.exists():
+            continue
+        metrics = read_metrics(run_dir)
+        table = read_predictions(path)
+        p_columns = [f"p_{c}" for c in metrics["classes"]]
+        other = [c for c in table.columns if not c.startswith("p_")]
+        parts.append(table[other + p_columns].assign(**{k: metrics[k] for k in IDENTITY})[[*RUN, *other, *p_columns]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RUN)
+
+
 def kept_epochs(history):
     """The rows of `history` (epochs of runs keyed by RUN) of the epoch each run kept: the model it saved and
     tested. A run's `kept` column marks it; a run from before that column kept its last epoch."""

@@ -10,9 +10,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from cellclass.evaluate import degenerate, findings, leakage, metrics, stats
+from cellclass.evaluate import degenerate, ensemble, findings, leakage, metrics, stats
 from cellclass.io.atomic import atomic_path
-from cellclass.evaluate.runs import RUN, kept_epochs, read_runs
+from cellclass.evaluate.runs import RUN, kept_epochs, read_calibration_parts, read_runs
 
 SCORE = metrics.SCORE
 GROUP = ["experiment", "dataset", "model", "test_set"]
@@ -96,7 +96,9 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     # Without an interval (too few test groups), "at chance" means within CHANCE_MARGIN of it.
     low = table["balanced_accuracy_low"].fillna(table["balanced_accuracy"] - CHANCE_MARGIN)
     table["at_chance"] = tile_rows & (low <= table["chance"])
-    table = table.merge(degenerate.run_flags(predictions), on=SCORE, how="left")
+    # On each run's own probabilities: its temperature would squeeze or saturate the differences between tiles.
+    temperatures = calibration_table(runs).set_index(SCORE)["temperature"].to_dict()
+    table = table.merge(degenerate.run_flags(predictions, temperatures), on=SCORE, how="left")
     table["constant_output"] &= tile_rows
     return metrics.with_units(table, metrics.kinds_of(runs))
 
@@ -200,13 +202,14 @@ def comparisons(predictions, *, kinds=None, resamples=999):
     return result
 
 
-def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, outputs, leakage_runs=()):
+def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, outputs, leakage_runs=(), quality=()):
     """The evaluate job: read every run, write every table and the findings page (with the leakage check's
-    controls held against the runs, when `leakage_runs` names them)."""
+    controls held against the runs, when `leakage_runs` names them, and the datasets' image quality tables)."""
     runs, history, predictions = read_runs(run_dirs)
     table = run_table(predictions, history, runs, thresholds=thresholds, resamples=resamples)
     summary = summary_table(predictions, table, human=human, resamples=resamples)
     compared = comparisons(predictions, kinds=metrics.kinds_of(runs), resamples=resamples)
+    ensembles = ensemble.ensemble_table(predictions, read_calibration_parts(run_dirs), metrics.kinds_of(runs))
     tables = {
         "runs": table,
         "classes": metrics.class_table(predictions),
@@ -215,13 +218,16 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
         "groups": metrics.rollup(predictions, "group", mixed=True).drop(columns="unit"),
         "summary": summary,
         "comparisons": compared,
+        "ensemble_calibration": ensembles,
     }
     for name, frame in tables.items():
         with atomic_path(outputs[name]) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
     empty = findings.read_tables(images_without_tiles)
     leaked = leakage.leakage_table(leakage.read_controls(leakage_runs), summary) if leakage_runs else None
-    sections = findings.evaluation_sections(runs, table, summary, compared, empty, predictions, leaked)
+    quality_table = pd.concat([pd.read_parquet(p) for p in quality]) if quality else pd.DataFrame()
+    sections = findings.evaluation_sections(runs, table, summary, compared, empty, predictions, leaked, ensembles,
+                                            quality_table)
     with atomic_path(outputs["findings"]) as tmp:
         findings.write_html(tmp, sections)
     return sections

@@ -17,6 +17,7 @@ The reference is a run's file (novelty.npz), fitted once after training; predict
 
 import ast
 import functools
+import math
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -24,6 +25,9 @@ from sklearn.covariance import LedoitWolf
 
 FILE = "novelty.npz"
 DEFAULT_QUANTILE = 0.99
+# A quantile q of n held-out tiles is set by the n(1 - q) tiles beyond it. With fewer than this many beyond it,
+# one tile more or less moves the threshold visibly: a 99th percentile wants at least 1000 tiles.
+MIN_BEYOND = 10
 
 
 def probed_layers(model):
@@ -145,6 +149,24 @@ class Reference:
             return cls.from_arrays({key: data[key] for key in data.files})
 
 
+def tiles_needed(quantile=DEFAULT_QUANTILE):
+    """The fewest held-out tiles that leave MIN_BEYOND of them beyond the `quantile`: 1000 for 0.99."""
+    return math.ceil(round(MIN_BEYOND / (1 - quantile), 6))
+
+
+def sample_size(tiles, quantile=DEFAULT_QUANTILE):
+    """metrics.json's word on the threshold's sample: how many held-out tiles set the `quantile`, how many it
+    needs (tiles_needed) and, when fewer, a note that says so."""
+    needed = tiles_needed(quantile)
+    note = None
+    if tiles < needed:
+        note = (f"the novelty threshold (the {quantile:g} quantile) rests on {tiles} held-out tiles, about "
+                f"{tiles * (1 - quantile):.1f} of them beyond it; it needs {needed} to leave {MIN_BEYOND} beyond "
+                "it, so which new tiles count as unlike the training data is decided by a handful")
+    return {"threshold_quantile": quantile, "threshold_tiles": int(tiles), "threshold_tiles_needed": needed,
+            "threshold_note": note}
+
+
 def fit(train_features, train_labels, held_out_features, *, held_out="validation side", layers=None):
     """A Reference from training features (per space, (n, d)) and labels, with the held-out tiles' features
     (the validation side; `held_out` says what they are) setting each space's unit and the threshold."""
@@ -160,6 +182,7 @@ def fit(train_features, train_labels, held_out_features, *, held_out="validation
         spaces.append(space)
     reference = Reference(spaces, [1.0], {})
     meta = {"threshold_from": f"{held_out}, {len(held_out_features[0])} tiles",
+            "held_out_tiles": int(len(held_out_features[0])),
             "reference_tiles": int(len(train_labels)), "features": [int(np.shape(f)[1]) for f in train_features],
             "layers": list(layers or [])}
     return Reference(spaces, reference.scores(held_out_features), meta)

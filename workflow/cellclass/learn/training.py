@@ -2,10 +2,11 @@
 
 A run streams its tiles (cellclass.learn.pipeline), balances its classes if asked,
 trains with its recipe (cellclass.learn.recipe: optimizer, schedule, loss, the epoch
-it keeps, chosen on the validation side), logs training (inference mode) and
+it keeps, chosen on one part of the validation side), logs training (inference mode) and
 validation metrics per epoch (cellclass.learn.callbacks), survives being killed (it
-resumes from the last finished epoch), fits a temperature on the validation side (cellclass.learn.calibration)
-and writes per-tile calibrated predictions for each test set.
+resumes from the last finished epoch), fits a temperature and the novelty threshold on the validation side's
+other part (cellclass.learn.validation, cellclass.learn.calibration) and writes per-tile calibrated predictions
+for each test set.
 """
 
 import json
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cellclass.learn import budget, calibration, inference, novelty, pipeline, recipe, runtime
+from cellclass.learn import validation as validation_uses
 from cellclass.prepare import extra_labels, split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
@@ -182,7 +184,8 @@ def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, 
 
 def novelty_reference(model, train_eval, eval_labels, validation, classes, *, channels, seed, per_class=500):
     """Where the kept model puts its training tiles (a seeded sample of up to `per_class` a class, as stored)
-    and how far out the validation side's tiles lie: the run's novelty.Reference. Without a validation side
+    and how far out the tiles of `validation` (the validation side's calibration part) lie: the run's
+    novelty.Reference. Without a validation side
     the threshold comes from the training sample itself, which is closer than new tiles would be, so more
     new tiles exceed it."""
     step = novelty.feature_step((model,))
@@ -192,17 +195,59 @@ def novelty_reference(model, train_eval, eval_labels, validation, classes, *, ch
     if validation:
         valid_x, _ = training_sample(validation, labelled(validation, classes, "validation data"),
                                      per_class=per_class, seed=seed, channels=channels)
-        [held_out], where = novelty.features(step, valid_x), "validation side"
+        [held_out], where = novelty.features(step, valid_x), "validation side's calibration part"
     return novelty.fit(train_features, train_y, held_out, held_out=where, layers=novelty.probed_layers(model))
 
 
 def calibrate_on(model, validation, classes, **scoring):
-    """metrics.json's `calibration` of a run: the temperature fitted on its validation side's tile probabilities
-    (scored as the test sides are, `scoring`: channels, batch size, test-time augmentation)."""
-    seen = predict_images(model, validation, classes, test_set="validation", **scoring)
+    """(metrics.json's `calibration` of a run, calibration.tsv): the temperature fitted on the tile probabilities
+    of its validation side's calibration part (scored as the test sides are, `scoring`: channels, batch size,
+    test-time augmentation), and those tiles' probabilities with it applied, for the ensemble's temperature."""
     p = [f"p_{c}" for c in classes]
+    seen = predict_images(model, validation, classes, test_set="validation", **scoring)
+    if seen.empty:
+        columns = ["tile", "sample", "group", "true", "predicted", *p]
+        return calibration.record(1.0, None), pd.DataFrame(columns=columns)
     temperature = calibration.fit(seen[p].to_numpy(), seen["true"].map(classes.index).to_numpy())
-    return calibration.record(temperature, len(seen), [c for c in classes if c not in set(seen["true"])])
+    seen = seen.drop(columns="test_set").assign(**dict(zip(p, calibration.apply(seen[p].to_numpy(), temperature).T)))
+    return calibration.record(temperature, len(seen), [c for c in classes if c not in set(seen["true"])]), seen
+
+
+def novelty_record(reference):
+    """metrics.json's `novelty`: the reference's record, its threshold at the default quantile and the sample
+    behind it (novelty.sample_size; a warning when it is too small for the quantile)."""
+    sample = novelty.sample_size(reference.meta["held_out_tiles"])
+    if sample["threshold_note"]:
+        log.warning("%s", sample["threshold_note"])
+    return reference.meta | {"threshold_0.99": reference.threshold()} | sample
+
+
+def fit_and_score(model, uses, *, train_eval, eval_labels, test_sets, classes, out_dir, channels, seed, tta):
+    """After training, with the kept model: the temperature and the novelty reference fitted on the validation
+    side's calibration part (`uses`, cellclass.learn.validation: cells that chose no epoch), then every test side
+    scored once and calibrated. Writes calibration.tsv, predictions.tsv and novelty.npz; returns metrics.json's
+    `calibration`, `novelty` and `validation_uses`."""
+    scoring = dict(channels=channels, batch_size=256, tta=tta)
+    fitted, seen = calibrate_on(model, uses.calibration, classes, **scoring)
+    with atomic_path(out_dir / "calibration.tsv") as tmp:
+        seen.to_csv(tmp, sep="\t", index=False)
+    # The test sides are scored here, once, after training; nothing was chosen or fitted on them.
+    raw = pd.concat([predict_images(model, tilesets, classes, test_set=name, **scoring)
+                     for name, tilesets in test_sets.items()], ignore_index=True)
+    predictions, effects = calibrated(raw, classes, fitted["temperature"])
+    for name, effect in effects.items():
+        log.info("temperature %.3g; on test set %s, per tile: ECE %.3f -> %.3f, log loss %.3f -> %.3f",
+                 fitted["temperature"], name, effect["ece_before"], effect["ece_after"], effect["log_loss_before"],
+                 effect["log_loss_after"])
+    with atomic_path(out_dir / "predictions.tsv") as tmp:
+        predictions.to_csv(tmp, sep="\t", index=False)
+    reference = novelty_reference(model, train_eval, eval_labels, uses.calibration, classes, channels=channels,
+                                  seed=seed)
+    with atomic_path(out_dir / novelty.FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            reference.save(handle)
+    return {"calibration": {**fitted, "test_sets": effects}, "novelty": novelty_record(reference),
+            "validation_uses": uses.record}
 
 
 def calibrated(raw, classes, temperature):
@@ -394,7 +439,8 @@ def train_run(
     empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
     scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
     predictions (cellclass.learn.inference.TTA); the curves never use it. The test sides' probabilities are
-    temperature-scaled by the temperature fitted on the validation side (1, uncalibrated, without one).
+    temperature-scaled by the temperature fitted on the validation side's calibration part, whose cells chose no
+    epoch (cellclass.learn.validation; 1, uncalibrated, without a validation side).
     `extra` (TileSets of extra labelled cells, cellclass.prepare.extra_labels) join `train` and `train_eval`;
     they are never validated or tested on.
     """
@@ -435,10 +481,12 @@ def train_run(
     common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
     stream = dict(seed=seed, balance=balance == "sampling", augment=options.get("augment"),
                   views=recipe.views(options))
+    uses = validation_uses.split(validation, chooses=validation_uses.chooses_epoch(options))
+    log.info("%s", validation_uses.words(uses.record))
     validation_data, validation_stream = pipeline.make_dataset(
-        validation, labelled(validation, classes, "validation data"), **common
+        uses.epoch, labelled(uses.epoch, classes, "validation data"), **common
     )
-    n_validation = validation_stream.tiles_per_pass
+    n_validation = validation_stream.tiles_per_pass  # the tiles the curves score, and the epoch is chosen on
     train_x, train_y = training_sample(
         train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
     )
@@ -511,23 +559,8 @@ def train_run(
              f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "")
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    scoring = dict(channels=channels, batch_size=256, tta=tta)
-    fitted = calibrate_on(model, validation, classes, **scoring) if n_validation else None
-    temperature = fitted["temperature"] if fitted else 1.0
-    # The test sides are scored here, once, after training; nothing was chosen or fitted on them.
-    raw = pd.concat([predict_images(model, tilesets, classes, test_set=name, **scoring)
-                     for name, tilesets in test_sets.items()], ignore_index=True)
-    predictions, effects = calibrated(raw, classes, temperature)
-    for name, seen in effects.items():
-        log.info("temperature %.3g; on test set %s, per tile: ECE %.3f -> %.3f, log loss %.3f -> %.3f", temperature,
-                 name, seen["ece_before"], seen["ece_after"], seen["log_loss_before"], seen["log_loss_after"])
-    with atomic_path(out_dir / "predictions.tsv") as tmp:
-        predictions.to_csv(tmp, sep="\t", index=False)
-    reference = novelty_reference(model, train_eval, eval_labels, validation if n_validation else [], classes,
-                                  channels=channels, seed=seed)
-    with atomic_path(out_dir / novelty.FILE) as tmp:
-        with open(tmp, "wb") as handle:
-            reference.save(handle)
+    fitted = fit_and_score(model, uses, train_eval=train_eval, eval_labels=eval_labels, test_sets=test_sets,
+                           classes=classes, out_dir=out_dir, channels=channels, seed=seed, tta=tta)
     metrics = {
         **identity,
         "seed": seed,
@@ -545,7 +578,7 @@ def train_run(
         "imbalance_ratio": round(float(ratio), 3),
         "class_balance": balance,
         "augmented_on_the_fly": on_the_fly(options.get("augment")),
-        "validation_tiles": n_validation,
+        "validation_tiles": sum(len(t) for t in validation),
         "test_sets": list(test_sets),
         "tta": tta,
         "epochs": int(history["epoch"].max()),
@@ -554,10 +587,9 @@ def train_run(
         "standardise": standardisation(model),
         **speed,
         **chosen,
-        "calibration": {**(fitted or calibration.record(1.0, None)), "test_sets": effects},
         "train_seconds": round(seconds, 2),
         "train_cpu_seconds": round(cpu_seconds, 2),  # every thread of the job, scoring after each epoch included
-        "novelty": reference.meta | {"threshold_0.99": reference.threshold()},
+        **fitted,  # calibration, novelty, validation_uses
     }
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))

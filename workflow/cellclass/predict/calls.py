@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from cellclass.learn import calibration, inference
-from cellclass.predict import out_of_fold
-from cellclass.evaluate import metrics, runs
+from cellclass.predict import image_shift, out_of_fold
+from cellclass.evaluate import ensemble, metrics, runs
 from cellclass.share import package
-from cellclass.prepare import tiling
+from cellclass.prepare import qc, tiling
 from cellclass.io import tilestore
 from cellclass.io.errors import InputError
 from cellclass.learn.pipeline import select_channels
@@ -120,8 +120,9 @@ def scored_chunks(members, references, tilesets, run, options, tta="none", tempe
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "area")
 UNLIKE = "abstain (unlike training data)"
 UNCERTAIN = "abstain (uncertain)"
+MOSTLY_ABSTAINED = "abstain (most tiles abstained)"
 # predict.<set>.abstain as the schema defaults it.
-ABSTAIN_DEFAULTS = {"novelty_quantile": 0.99, "min_probability": None}
+ABSTAIN_DEFAULTS = {"novelty_quantile": 0.99, "min_probability": None, "max_share": 0.25, "image_shift": True}
 
 
 def abstentions(mean, novelty, options):
@@ -145,12 +146,14 @@ def _per_tile(tilesets, values):
     return np.concatenate([np.asarray(values(t)) for t in tilesets] or [np.empty(0, int)])
 
 
-def tile_table(tilesets, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS):
+def tile_table(tilesets, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS, shifted=()):
     """Per tile (or cell crop) of `tilesets`: where it is, the members' mean probability per class, the call and
     the spread, its novelty (members' mean; above 1 is unlike the training data) and why it abstains, if it does.
-    `scores`: (members, tiles, classes), the TileSets' tiles one after another; `novelty`: (members, tiles)."""
+    `scores`: (members, tiles, classes), the TileSets' tiles one after another; `novelty`: (members, tiles);
+    `shifted`: images unlike the training images (image_shift), every tile of which abstains."""
     owner = _owners(tilesets)
-    mean = scores.mean(axis=0)
+    # The members' mean, sharpened where the runs found their average under-confident (evaluate.ensemble).
+    mean = calibration.ensemble(scores, options.get("ensemble_temperature", 1.0))
     call = mean.argmax(axis=1)
     table = pd.DataFrame({
         "image": np.array([t.meta["sample"] for t in tilesets], dtype=object)[owner],
@@ -170,17 +173,19 @@ def tile_table(tilesets, scores, classes, novelty=None, options=ABSTAIN_DEFAULTS
     ensemble_novelty = None if novelty is None else novelty.mean(axis=0)
     table["novelty"] = np.nan if ensemble_novelty is None else ensemble_novelty
     table["abstain"] = abstentions(mean, ensemble_novelty, options)
+    table.loc[table["image"].isin(shifted), "abstain"] = image_shift.SHIFTED
     return table
 
 
-def image_table(tilesets, scores, classes, abstain=None):
+def image_table(tilesets, scores, classes, abstain=None, max_share=None):
     """One row per image (TileSet): its tiles' mean probability per member, then the mean over members, over the
     tiles that do not abstain (`abstain`: per tile, the reason or '').
 
     The spread is the members' standard deviation for the called class and the
     agreement the share of members making the same call. An image without a
     foreground tile is reported as 'no cells found' rather than dropped; one all
-    of whose tiles abstain takes the commoner reason as its call.
+    of whose tiles abstain takes the commoner reason as its call, and one with a
+    larger abstained share than `max_share` (None: any) gets no call either.
     """
     owner, n, k = _owners(tilesets), len(tilesets), len(classes)
     abstain = np.full(len(owner), "", dtype=object) if abstain is None else np.asarray(abstain, dtype=object)
@@ -192,9 +197,9 @@ def image_table(tilesets, scores, classes, abstain=None):
         "tiles": np.bincount(owner, minlength=n),
         "unlike_training": np.bincount(owner[abstain == UNLIKE], minlength=n),
         "uncertain": np.bincount(owner[abstain == UNCERTAIN], minlength=n),
+        "image_shift": np.bincount(owner[abstain == image_shift.SHIFTED], minlength=n),
     })
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table["abstained_share"] = (table["unlike_training"] + table["uncertain"]) / table["tiles"].where(table["tiles"] > 0)
+    table["abstained_share"] = abstained_share(table)
     kept = abstain == ""
     kept_owner, kept_scores = owner[kept], scores[:, kept]
     # How many of the image's tiles (cells) each class is called for: the per-cell count a screen reads.
@@ -215,26 +220,27 @@ def image_table(tilesets, scores, classes, abstain=None):
     call = np.array(classes, dtype=object)[best]
     for i in np.flatnonzero(~scorable):  # no tile, or every tile abstained: the reason is the call
         call[i] = tilestore.empty_reason(tilesets[i]) if not len(tilesets[i]) else pd.Series(abstain[owner == i]).mode()[0]
+    call[scorable & (table["abstained_share"] > (1 if max_share is None else max_share)).to_numpy()] = MOSTLY_ABSTAINED
     table["call"] = call
     chosen = per_member[:, np.arange(n), best] if len(scores) else np.full((0, n), np.nan)
     table["spread"] = np.where(scorable, chosen.std(axis=0) if len(scores) else np.nan, np.nan)
     table["agreement"] = np.where(scorable, (per_member.argmax(axis=2) == best).mean(axis=0) if len(scores) else np.nan,
                                   np.nan)
     # Right or wrong only for a class the model has: an image of another known class has no correct call.
-    table["correct"] = [bool(c == known) if known in classes and ok else None
-                        for c, known, ok in zip(call, table["known_class"], scorable)]
+    table["correct"] = [bool(c == known) if known in classes and c in classes else None
+                        for c, known in zip(call, table["known_class"])]
     return table
 
 
-def scored_tables(tilesets, scores, novelty, classes, allowed, options=ABSTAIN_DEFAULTS):
+def scored_tables(tilesets, scores, novelty, classes, allowed, options=ABSTAIN_DEFAULTS, shifted=()):
     """The tile and image tables of `tilesets`, scored by the `allowed` members only (out_of_fold.scorers), with
     their novelty (None: not judged) and abstentions, and blanked when none may score them; each row says how
     it was scored."""
     scores = scores[allowed["members"]]
     if allowed["members"]:
         novelty = None if novelty is None else novelty[allowed["members"]]
-        tiles = tile_table(tilesets, scores, classes, novelty, options)
-        images = image_table(tilesets, scores, classes, tiles["abstain"].to_numpy())
+        tiles = tile_table(tilesets, scores, classes, novelty, options, shifted)
+        images = image_table(tilesets, scores, classes, tiles["abstain"].to_numpy(), options["max_share"])
     else:
         with warnings.catch_warnings():  # means over no member; withhold blanks them all
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -252,32 +258,40 @@ def withhold(table, classes, scored_by, images=False):
     return table
 
 
-def chunk_tables(chunk, scores, novelty, classes, scoring, everyone, options=ABSTAIN_DEFAULTS):
+def chunk_tables(chunk, scores, novelty, classes, scoring, everyone, options=ABSTAIN_DEFAULTS, shifted=()):
     """The tile and image tables of a chunk of TileSets, in their order, each image scored by the members
     `scoring` allows it (`everyone` unless it names the image): the images of one set of members at a time."""
     allowed = [scoring.get(t.meta["sample"], everyone) for t in chunk]
     keys = [(tuple(a["members"]), a["scored_by"]) for a in allowed]
     if len(set(keys)) <= 1:
-        return scored_tables(chunk, scores, novelty, classes, allowed[0] if chunk else everyone, options)
+        return scored_tables(chunk, scores, novelty, classes, allowed[0] if chunk else everyone, options, shifted)
     bounds = np.cumsum([0] + [len(t) for t in chunk])
     tile_parts, image_parts = [], []
     for key in dict.fromkeys(keys):
         mine = [i for i, k in enumerate(keys) if k == key]
         at = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in mine])
         tiles, images = scored_tables([chunk[i] for i in mine], scores[:, at], None if novelty is None else novelty[:, at],
-                                      classes, allowed[mine[0]], options)
+                                      classes, allowed[mine[0]], options, shifted)
         tile_parts.append(tiles.assign(_order=at))
         image_parts.append(images.assign(_order=mine))
     return tuple(pd.concat(parts).sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
                  for parts in (tile_parts, image_parts))
 
 
-def group_table(tiles, images, classes):
+def abstained_share(table):
+    """Per row of an image or group table: the share of its tiles (cells) that abstained, for any reason; NaN
+    where it has none."""
+    abstained = table["unlike_training"] + table["uncertain"] + table["image_shift"]
+    return abstained / table["tiles"].where(table["tiles"] > 0)
+
+
+def group_table(tiles, images, classes, max_share=None):
     """Per group (a well; the image itself unless a sheet names groups): images, tiles (cells), the mean class
-    probability over its tiles, the call, how many tiles (cells) are called each class, and how it was scored."""
+    probability over its tiles, the call, how many tiles (cells) are called each class, and how it was scored.
+    A group with a larger abstained share than `max_share` (None: any) gets no call."""
     counted = images.groupby("group", sort=False).agg(
         images=("image", "size"), unit=("unit", "first"), tiles=("tiles", "sum"),
-        unlike_training=("unlike_training", "sum"), uncertain=("uncertain", "sum"),
+        unlike_training=("unlike_training", "sum"), uncertain=("uncertain", "sum"), image_shift=("image_shift", "sum"),
         **{f"called_{c}": (f"called_{c}", "sum") for c in classes},
         scored_by=("scored_by", "first"),
     )
@@ -286,10 +300,9 @@ def group_table(tiles, images, classes):
     mixed = ways[ways["group"].duplicated(keep=False)]
     if len(mixed):
         counted.loc[mixed["group"].unique(), "scored_by"] = mixed.groupby("group", sort=False)["scored_by"].agg("; ".join)
-    counted["abstained_share"] = (counted["unlike_training"] + counted["uncertain"]) / counted["tiles"].where(
-        counted["tiles"] > 0)
-    if tiles.empty:
-        return counted.reset_index()
+    counted["abstained_share"] = abstained_share(counted)
+    if tiles.empty:  # no image gave a tile: each group says why
+        return counted.assign(call=images.groupby("group", sort=False)["call"].first()).reset_index()
     # Abstained tiles (cells) are left out of the group's probabilities, as of its counts.
     mean = tiles[tiles["abstain"] == ""].groupby("group", sort=False)[[f"p_{c}" for c in classes]].mean()
     table = counted.join(mean)
@@ -298,6 +311,8 @@ def group_table(tiles, images, classes):
     reasons = images.groupby("group", sort=False)["call"].first()
     table["call"] = [classes[int(np.argmax(p))] if np.isfinite(p).any() else reasons[group]
                      for group, p in zip(table.index, probabilities)]
+    mostly = table["call"].isin(classes) & (table["abstained_share"] > (1 if max_share is None else max_share))
+    table.loc[mostly, "call"] = MOSTLY_ABSTAINED
     called = table[[f"called_{c}" for c in classes]].sum(axis=1)
     for c in classes:
         table[f"fraction_{c}"] = table[f"called_{c}"] / called.where(called > 0)
@@ -352,13 +367,18 @@ def read_references(model_paths, novelty_paths):
 
 
 def predict_set(*, tile_files, model_paths, run_path, tiles_table, images_tsv, groups_tsv, calls_figures, overlay_dir,
-                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none", scoring=None, overlays=50):
+                findings=None, novelty_paths=(), abstain=None, threads=1, tta="none", scoring=None, overlays=50,
+                quality=None, calibration_parts=()):
     """Classify every image of a prediction set: tables per tile (cell: Parquet, as there may be millions), image
     and group (TSV), a calls figure, overlays of at most `overlays` fields (None: every one), and findings that
     warn of images unlike the training data. `tta` (evaluation.tta) averages each tile's dihedral views; every
     table's `tta` column says whether it did. `novelty_paths`: each member's novelty reference; `abstain`:
     predict.<set>.abstain. `scoring` (PredictionSet.scoring) names, for each image the runs trained on some
-    of, the members that may score it; every table's `scored_by` column says how each image was scored."""
+    of, the members that may score it; every table's `scored_by` column says how each image was scored.
+    `quality`: the set's qc.parquet (cellclass.predict.image_shift): images unlike the training images get no
+    call while abstain.image_shift is on, and are named either way. `calibration_parts`: the runs' calibration.tsv,
+    on which one ensemble temperature is fitted where their mean is under-confident (cellclass.evaluate.ensemble);
+    a package's members are averaged as they are."""
     from cellclass.predict import call_figures
     from cellclass.io.atomic import atomic_path
     from cellclass.learn.runtime import configure_tensorflow
@@ -367,19 +387,22 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_table, images_tsv, g
     configure_tensorflow(threads=threads, seed=0, deterministic=True)
     members, temperatures = load_members(model_paths), member_temperatures(model_paths)
     references = read_references(model_paths, novelty_paths)
-    options = {**ABSTAIN_DEFAULTS, **(abstain or {})}
+    fitted = ensemble.temperature_for([Path(p).parent for p in calibration_parts]) if calibration_parts else None
+    options = {**ABSTAIN_DEFAULTS, **(abstain or {}), "ensemble_temperature": fitted["temperature"] if fitted else 1.0}
     classes = run["classes"]
+    qc_table = None if quality is None else pd.read_parquet(quality)
+    shifted = image_shift.shifted_images(qc_table, options["image_shift"])
     tile_tables, image_tables, metas = [], [], []
     everyone = {"members": list(range(len(members))),
                 "scored_by": out_of_fold.UNCHECKED if package.is_package(run_path) else out_of_fold.ALL_RUNS}
     for path in tile_files:
         for chunk, scores, novelty in scored_chunks(members, references, tilestore.load(path), run, options, tta=tta,
                                                     temperatures=temperatures):
-            tiles, images = chunk_tables(chunk, scores, novelty, classes, scoring or {}, everyone, options)
+            tiles, images = chunk_tables(chunk, scores, novelty, classes, scoring or {}, everyone, options, shifted)
             tile_tables.append(tiles)
             image_tables.append(images)
             metas += [t.meta for t in chunk]
-    images = pd.concat(image_tables, ignore_index=True)
+    images = why_no_call(with_quality(pd.concat(image_tables, ignore_index=True), qc_table), classes, options)
     tiles = pd.concat(tile_tables, ignore_index=True)
     log.info("%d image(s); test-time augmentation: %s; calls: %s", len(images), tta, images["call"].value_counts().to_dict())
     if scoring:
@@ -387,13 +410,39 @@ def predict_set(*, tile_files, model_paths, run_path, tiles_table, images_tsv, g
                     images.loc[images["image"].isin(scoring), "scored_by"].value_counts().to_dict())
     drawn = draw_overlays(metas, tiles, images, classes, overlay_dir, overlays)
     log.info("overlays of %d of %d image(s) (predict.<set>.overlays: %s)", drawn, len(images), overlays)
-    for frame, path in ((tiles, tiles_table), (images, images_tsv), (group_table(tiles, images, classes), groups_tsv)):
+    groups = why_no_call(group_table(tiles, images, classes, options["max_share"]), classes, options)
+    for frame, path in ((tiles, tiles_table), (images, images_tsv), (groups, groups_tsv)):
         write_table(frame.assign(tta=tta), path)
     call_figures.calls_plot(images, classes, calls_figures)
     if findings:
         with atomic_path(findings) as tmp:
-            tmp.write_text(findings_page(images, options, references))
+            tmp.write_text(findings_page(images, groups, options, references, qc_table, fitted))
     return images
+
+
+def with_quality(images, qc_table):
+    """The image table with each image's distance from the training images' quality measures (qc_distance) and
+    the measures that moved (unlike_training_images, '' where none); NaN and '' without a QC table."""
+    if qc_table is None:
+        return images.assign(qc_distance=np.nan, unlike_training_images="")
+    found = qc_table.set_index("image")
+    return images.assign(qc_distance=images["image"].map(found["qc_distance"]),
+                         unlike_training_images=images["image"].map(found["unlike"]).fillna(""))
+
+
+def why_no_call(table, classes, options):
+    """An image or group table with `no_call`: why it has no call, in words ('' where it has one)."""
+    share = table["abstained_share"].fillna(0)
+    reasons = []
+    for call, moved, fraction in zip(table["call"], table.get("unlike_training_images", [""] * len(table)), share):
+        if call == image_shift.SHIFTED:
+            reasons.append(f"unlike the training images: {moved}")
+        elif call == MOSTLY_ABSTAINED:
+            reasons.append(f"{fraction:.0%} of its tiles (cells) abstained, above abstain.max_share "
+                           f"{options['max_share']:g}: the rest do not describe it")
+        else:
+            reasons.append("" if call in classes else str(call))
+    return table.assign(no_call=reasons)
 
 
 def write_table(frame, path):
@@ -445,8 +494,35 @@ def abstention_lines(images, options, references):
     return lines
 
 
-def findings_page(images, options, references):
+def quality_lines(images, groups, options, qc_table):
+    """What the findings say about images unlike the training images, and calls withheld from a minority."""
+    lines = []
+    if qc_table is not None and len(qc_table) and qc_table["qc_check"].iloc[0] != "compared with the training images":
+        lines.append(f"Image quality was not compared: {qc_table['qc_check'].iloc[0]}.")
+    moved = images[images["unlike_training_images"] != ""]
+    if len(moved):
+        names = "; ".join(f"{r.image} ({r.unlike_training_images})" for r in moved.head(10).itertuples())
+        more = f"; and {len(moved) - 10} more" if len(moved) > 10 else ""
+        fate = ("they get no call (abstain.image_shift)" if options["image_shift"] else
+                "they are called all the same (abstain.image_shift: false)")
+        lines.append(f"WARNING: {len(moved)} of {len(images)} image(s) are unlike the training images in their quality "
+                     f"measures (more than {qc.LIMIT:g} robust spreads from the training images' median), so "
+                     f"{fate}: {names}{more}.")
+    for kind, table in (("image", images), ("group", groups)):
+        withheld = table[table["call"] == MOSTLY_ABSTAINED]
+        if len(withheld):
+            lines.append(f"{len(withheld)} {kind}(s) get no call: more than {options['max_share']:.0%} of their tiles "
+                         f"(cells) abstained (abstain.max_share): {', '.join(map(str, withheld[kind].head(10)))}"
+                         + (" ..." if len(withheld) > 10 else "") + ".")
+    return lines
+
+
+def findings_page(images, groups, options, references, qc_table=None, fitted=None):
     import html
 
-    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in abstention_lines(images, options, references))
+    lines = abstention_lines(images, options, references) + quality_lines(images, groups, options, qc_table)
+    if fitted:
+        lines.append(f"Ensemble temperature {fitted['temperature']:.2f} applied to the members' mean probability per "
+                     f"tile ({fitted['note']}).")
+    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return f"<html><body><h2>Predictions</h2>\n<ul>\n{items}\n</ul></body></html>\n"

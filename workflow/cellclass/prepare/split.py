@@ -93,10 +93,9 @@ def cross_validation(samples, *, seed, folds, validation_fraction=0.0, notes=Non
     fold_of = {}
     for cls, groups in sorted(groups_of_class.items()):
         if len(groups) < folds:
-            raise InputError(
-                f"class {cls} has {len(groups)} group(s); split.folds {folds} needs at least {folds} "
-                "(one test group per fold), or lower split.folds"
-            )
+            images = sum(s.cls == cls for s in samples)
+            raise InputError(too_few_groups(cls, images, len(groups), folds, validation_fraction,
+                                            f"split.folds {folds} tests a group of it in each fold"))
         for rank, group in enumerate(sorted(groups, key=lambda g: unit_hash(seed, g))):
             fold_of[group] = rank % folds
     sides = []
@@ -115,14 +114,63 @@ def cross_validation(samples, *, seed, folds, validation_fraction=0.0, notes=Non
     return sides
 
 
-def fold_sides(samples, *, seed, folds, test_fraction, validation_fraction, test_only=False, notes=None):
-    """The sides of every fold: [assign(...)] for one fold (or a test-only dataset), else cross_validation."""
-    if folds == 1 or test_only:
-        return [
-            assign(samples, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction,
-                   test_only=test_only, notes=notes)
-        ]
-    return cross_validation(samples, seed=seed, folds=folds, validation_fraction=validation_fraction, notes=notes)
+def fold_sides(samples, *, seed, folds, test_fraction, validation_fraction, test_only=False, notes=None, dataset=""):
+    """The sides of every fold: [assign(...)] for one fold (or a test-only dataset), else cross_validation. A
+    class that no fold could train on is an InputError naming `dataset`, its groups and what the split needs."""
+    try:
+        if folds == 1 or test_only:
+            return [_trainable(samples, assign(samples, seed=seed, test_fraction=test_fraction,
+                                               validation_fraction=validation_fraction, test_only=test_only,
+                                               notes=notes), validation_fraction, test_only)]
+        return cross_validation(samples, seed=seed, folds=folds, validation_fraction=validation_fraction, notes=notes)
+    except InputError as error:
+        raise InputError(f"dataset {dataset}: {error}" if dataset else str(error)) from None
+
+
+def _trainable(samples, sides, validation_fraction, test_only):
+    """`sides`, once every class of a training dataset has a group on the training side."""
+    if test_only:
+        return sides
+    groups = defaultdict(set)
+    for sample in samples:
+        groups[sample.cls].add(sample.group)
+    for cls, mine in sorted(groups.items()):
+        if not any(sides[g] == "train" for g in mine):
+            images = sum(s.cls == cls for s in samples)
+            away = " and ".join(sorted({sides[g] for g in mine}))
+            raise InputError(too_few_groups(cls, images, len(mine), 1, validation_fraction,
+                                            f"the split sent {'them' if len(mine) > 1 else 'it'} to the {away} "
+                                            f"side: no run could learn '{cls}'"))
+    return sides
+
+
+def needed_groups(folds, validation_fraction):
+    """What the split needs of each class's groups, in words: one to train and one to test (under k folds, k:
+    one tested in each fold), and with a validation share enough to leave two to train besides the test ones."""
+    if folds == 1:
+        words, n, tested = "at least 2 groups of each class: 1 to train, 1 to test", 2, lambda n: 1
+    else:
+        words, n, tested = (f"at least {folds} groups of each class: one tested in each fold while the others train",
+                            folds, lambda n: -(-n // folds))
+    base = n
+    while validation_fraction > 0 and n - tested(n) < 2:  # a validation group is carved from two or more trained
+        n += 1
+    if n > base:
+        words += f" ({n} with a validation group, split.validation_fraction {validation_fraction:g})"
+    return words
+
+
+def too_few_groups(cls, images, groups, folds, validation_fraction, why):
+    """The message for a class with too few groups (images, or a sheet's or plate's groups) for the split."""
+    counted = (f"{images} image{'s' if images != 1 else ''} "
+               + (f"(group{'s' if groups != 1 else ''})" if groups == images
+                  else f"in {groups} group{'s' if groups != 1 else ''}"))
+    return (f"class '{cls}' has {counted}, and {why}. The split needs {needed_groups(folds, validation_fraction)}."
+            f" Add images of '{cls}'" + ("" if folds == 1 else "; or lower split.folds")
+            + "; or list the images in a sample sheet (datasets.<name>.sheet: path, class, group, split) whose "
+            f"`split` column fixes each group's side (with split.folds 1), e.g. train to train on '{cls}' "
+            f"without testing it; or leave '{cls}' out of the dataset (a test_only dataset tests only the "
+            "classes a run trained on)")
 
 
 def tile_sides(tilesets, *, seed, test_fraction, validation_fraction=0.0, notes=None):
@@ -186,7 +234,8 @@ def check(manifest, dataset, test_only=False):
         where = f"dataset {dataset}" + (f", fold {fold}" if manifest["fold"].max() > 0 else "")
         for cls, rows in in_fold.groupby("class"):
             if not (rows["split"] == "train").any():
-                raise InputError(f"{where}: class '{cls}' has no training tiles")
+                raise InputError(f"{where}: class '{cls}' has no training tiles: its training images gave none "
+                                 "(images_without_tiles.tsv says why)")
         if not (in_fold["split"] == "test").any():
             raise InputError(f"{where}: the split has no test tiles; add images or raise split.test_fraction")
 

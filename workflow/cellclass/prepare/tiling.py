@@ -10,7 +10,7 @@ import logging
 import numpy as np
 
 from cellclass.io import contact_sheet, imageio, tilestore
-from cellclass.prepare import normalise
+from cellclass.prepare import normalise, qc
 from cellclass.io.errors import InputError
 from cellclass.io.tilestore import TileSet
 
@@ -118,13 +118,15 @@ def tile_sample(sample, settings, dataset=""):
         field, raw = load_field(sample, settings)
         meta.update(field_shape=list(field.shape), bit_depth=raw.bit_depth, dtype=str(raw.pixels.dtype))
         if settings["kind"] == "cells":
+            meta["qc"] = quality(raw, None)
             tiles = fit_cell(field, output_size(settings))
             return TileSet(tiles, np.array([-1]), np.array([-1]), meta)
         if settings["kind"] == "nuclei":
-            return crop_sample(sample, field, settings, meta)
+            return crop_sample(sample, field, settings, meta, raw)
         from cellclass.prepare.foreground import foreground_mask
 
         mask = foreground_mask(field, **settings["foreground"])
+        meta["qc"] = quality(raw, mask)
         tiles, rows, cols = tile_field(
             field,
             mask,
@@ -146,11 +148,21 @@ def tile_sample(sample, settings, dataset=""):
     return TileSet(tiles, rows, cols, meta)
 
 
-def crop_sample(sample, field, settings, meta):
+def quality(raw, objects):
+    """The image's quality measures (cellclass.prepare.qc) from its raw pixels, as its meta records them."""
+    values, note = qc.measure(raw.pixels, raw.bit_depth, objects, imageio.pixel_size(raw.paths[0]))
+    if note:
+        log.warning("%s: quality measures %s", ", ".join(map(str, raw.paths)), note)
+    # None, not NaN, for a measure it lacks: JSON has no NaN, and the tile store keeps metadata as JSON.
+    return {"values": {k: v if np.isfinite(v) else None for k, v in values.items()}, "note": note}
+
+
+def crop_sample(sample, field, settings, meta, raw):
     """A TileSet of one crop per nucleus of a field (kind nuclei), with each crop's object and masks."""
     from cellclass.prepare import crops
 
     nuclei, cells, objects = crops.find_objects(sample, field, settings["nuclei"])
+    meta["qc"] = quality(raw, nuclei)
     tiles, rows, cols, extra = crops.crop_objects(field, nuclei, cells, size=settings["tile_size"])
     out = output_size(settings)
     extra["compartments"] = crops.resize_codes(extra["compartments"], out)

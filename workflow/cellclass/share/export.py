@@ -8,6 +8,7 @@ are the members) travels in cellclass.json, described in the README.
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -334,7 +335,7 @@ def calibration_note(members):
             + (" for a single run." if len(members) == 1 else " for each member; the ensemble's call can differ."))
 
 
-def record(members, weights, raw):
+def record(members, weights, raw, quality=False):
     """cellclass.json: what cellclass needs to tile images for this package and call them with its members."""
     first = members[0]
     return {
@@ -346,6 +347,7 @@ def record(members, weights, raw):
                      "name": member_name(m), "temperature": calibration.temperature_of(m), "metrics": m}
                     for m in members],
         "novelty": package.NOVELTY,
+        "quality": package.QUALITY if quality else None,
     }
 
 
@@ -403,9 +405,10 @@ def weights_description(folder, onnx):
     return v0_5.WeightsDescr(**weights)
 
 
-def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, options, out_zip, threads=1):
+def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, options, out_zip, threads=1, quality=None):
     """Write `out_zip`: the runs in `run_dirs` (model.keras, metrics.json, predictions.tsv) as one bioimage.io
-    model package, with test tiles from `tile_files` (their dataset's shards) and the evaluation tables."""
+    model package, with test tiles from `tile_files` (their dataset's shards), the evaluation tables and the
+    training images' quality table (`quality`, the dataset's qc.parquet), against which new images are checked."""
     import keras
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.common import FileDescr
@@ -446,9 +449,11 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
         (folder / README).write_text(readme(title=title, description=description, members=members, run=run,
                                             summary=summary, per_class=per_class, raw=raw, n_test=len(ids),
                                             onnx=options["onnx"]))
-        (folder / package.RECORD).write_text(json.dumps(record(members, package.WEIGHTS, raw), indent=2))
+        (folder / package.RECORD).write_text(json.dumps(record(members, package.WEIGHTS, raw, bool(quality)), indent=2))
         package.write_references([novelty.Reference.load(Path(d) / novelty.FILE) for d in run_dirs],
                                  [member_name(m) for m in members], folder / package.NOVELTY)
+        if quality:
+            shutil.copyfile(quality, folder / package.QUALITY)
         summary.to_csv(folder / "evaluation_summary.tsv", sep="\t", index=False)
         per_class.to_csv(folder / "evaluation_classes.tsv", sep="\t", index=False)
         pd.DataFrame({"tile": ids, "class": truth}).to_csv(folder / "test_tiles.tsv", sep="\t", index=False)
@@ -461,7 +466,8 @@ def export_package(*, name, run_dirs, tile_files, summary_tsv, classes_tsv, opti
                 license=options["license"], tags=options["tags"],
                 documentation=FileDescr(source=folder / README), covers=[FileDescr(source=folder / COVER)],
                 attachments=[FileDescr(source=folder / f) for f in
-                             (package.RECORD, package.NOVELTY, "evaluation_summary.tsv", "evaluation_classes.tsv", "test_tiles.tsv")],
+                             (package.RECORD, package.NOVELTY, "evaluation_summary.tsv", "evaluation_classes.tsv",
+                              "test_tiles.tsv", *([package.QUALITY] if quality else []))],
                 inputs=[tile], outputs=[probabilities], weights=weights_description(folder, options["onnx"]),
                 config=v0_5.Config(bioimageio=v0_5.BioimageioConfig(
                     task="classification", modality="fluorescence microscopy",
