@@ -21,7 +21,10 @@ def quality_figure(tables, paths, title):
     measures = [m for m in qc.comparable(next(iter(tables.values()))) if
                 any(m in t and t[m].notna().any() for t in tables.values())]
     rows = max(1, math.ceil(len(measures) / COLUMNS))
-    fig = Figure(figsize=(2.3 * COLUMNS, 1.9 * rows + 0.5), layout="constrained")
+    # A fixed grid, not constrained layout: it took 2 of the job's 3 seconds to place 20 small panels.
+    fig = Figure(figsize=(2.3 * COLUMNS, 1.9 * rows + 0.5))
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - 0.45 / (1.9 * rows + 0.5), hspace=0.55,
+                        wspace=0.45)
     rng = np.random.default_rng(0)  # the jitter: the same figure every run
     for i, name in enumerate(measures):
         ax = fig.add_subplot(rows, COLUMNS, i + 1)
@@ -38,7 +41,7 @@ def quality_figure(tables, paths, title):
         ax.set_xticks(range(len(tables)), list(tables), fontsize=6)
         ax.set_xlim(-0.6, len(tables) - 0.4)
         ax.set_title(qc.describe(name), fontsize=7)
-        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(axis="y", which="both", labelsize=5)
     fig.suptitle(f"{title}: one point per image; red ×: beyond {qc.LIMIT:g} robust spreads of the training images",
                  fontsize=8)
     return save(fig, paths)
