@@ -210,21 +210,28 @@ class Reference:
     def distances(self, table, own_class=False):
         """Robust z of every image on every measure, from its nearest fit (`own_class`: its own class's fit where
         it has one, for a training set's own images)."""
-        per_fit = {name: fit.distances(table) for name, fit in self.fits.items()}
-        largest = pd.DataFrame({name: z.abs().max(axis=1) for name, z in per_fit.items()}).fillna(np.inf)
-        nearest = largest.idxmin(axis=1)
+        names = list(self.fits)
+        columns = [m for m in self.measures if m in table]
+        if not columns or not len(table):
+            return pd.DataFrame(index=table.index, columns=columns, dtype=float)
+        # (fits, images, measures), NaN where a fit lacks a measure; a prediction set may hold 10^5 images.
+        z = np.stack([fit.distances(table).reindex(columns=columns).to_numpy(float) for fit in self.fits.values()])
+        largest = np.where(np.isnan(z).all(axis=2), np.inf, np.abs(np.nan_to_num(z, nan=0.0)).max(axis=2))
+        nearest = largest.argmin(axis=0)
         if own_class and "class" in table:
-            nearest = table["class"].where(table["class"].isin(self.fits.keys()), nearest)
-        return pd.concat([per_fit[fit].loc[[i]] for i, fit in nearest.items()]) if len(table) else largest
+            own = table["class"].map({c: i for i, c in enumerate(names)})
+            nearest = np.where(own.notna(), own.fillna(0).astype(int), nearest)
+        return pd.DataFrame(z[nearest, np.arange(len(table))], index=table.index, columns=columns)
 
     def judge(self, table, own_class=False):
         """Per image: its largest robust distance, and the measures beyond LIMIT in words ('' where none)."""
         z = self.distances(table, own_class)
         largest = z.abs().max(axis=1, skipna=True)
-        named = ["; ".join(f"{describe(name)} {'high' if value > 0 else 'low'} (z {value:+.1f})"
-                           for name, value in sorted(row.dropna().items(), key=lambda kv: -abs(kv[1]))
-                           if abs(value) > LIMIT)
-                 for _, row in z.iterrows()]
+        named = pd.Series("", index=table.index, dtype=object)
+        for i, row in z[largest > LIMIT].iterrows():  # words only for the few images beyond the limit
+            named[i] = "; ".join(f"{describe(name)} {'high' if value > 0 else 'low'} (z {value:+.1f})"
+                                 for name, value in sorted(row.dropna().items(), key=lambda kv: -abs(kv[1]))
+                                 if abs(value) > LIMIT)
         return pd.DataFrame({"qc_distance": largest, "unlike": named}, index=table.index)
 
 
