@@ -33,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 from cellclass.demo import shifts, synthetic  # noqa: E402
-from cellclass.predict.calls import UNLIKE  # noqa: E402
+from cellclass.predict.abstention import UNLIKE  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import snakemake_command  # noqa: E402
@@ -54,10 +54,12 @@ def write_sets(folder, fields):
             base = synthetic.render_field("aggregates", cls, seed=NEW_SEED, index=index, cells_per_field=100).image
             images = {"same": base, **{k: shifts.shift(base, k, seed=index) for k in shifts.SHIFTS}}
             for name, cells in DENSITIES.items():
-                images[name] = synthetic.render_field("aggregates", cls, seed=NEW_SEED, index=index,
-                                                      cells_per_field=cells).image
-            images["subtle"] = synthetic.render_field("subtle", cls, seed=NEW_SEED, index=index,
-                                                      cells_per_field=100).image
+                images[name] = synthetic.render_field(
+                    "aggregates", cls, seed=NEW_SEED, index=index, cells_per_field=cells
+                ).image
+            images["subtle"] = synthetic.render_field(
+                "subtle", cls, seed=NEW_SEED, index=index, cells_per_field=100
+            ).image
             for name, image in images.items():
                 paths[name].append(write(folder / f"data/{name}/{stem}.tif", image))
     for kind in synthetic.UNFAMILIAR:
@@ -68,7 +70,8 @@ def write_sets(folder, fields):
             paths[kind].append(path)
     for name, files in paths.items():
         pd.DataFrame({"path": [str(p.relative_to(folder / "data")) for p in files]}).to_csv(
-            folder / f"data/{name}.tsv", sep="\t", index=False)
+            folder / f"data/{name}.tsv", sep="\t", index=False
+        )
 
 
 def write(path, image):
@@ -79,16 +82,26 @@ def write(path, image):
 
 
 def config():
-    predict = {f"{name}_{kind}": {"sheet": f"data/{name}.tsv", "experiment": experiment, "overlays": 0,
-                                  "abstain": {"image_shift": False, "max_share": None}}
-               for name in SETS for kind, experiment in EXPERIMENTS.items()}
+    predict = {
+        f"{name}_{kind}": {
+            "sheet": f"data/{name}.tsv",
+            "experiment": experiment,
+            "overlays": 0,
+            "abstain": {"image_shift": False, "max_share": None},
+        }
+        for name in SETS
+        for kind, experiment in EXPERIMENTS.items()
+    }
     return {
         "augment": {"dihedral": True},
         "train": {"models": ["deep"], "runs": 1, "threads": 1, "budget": {"tile_steps": 2400}},
         "datasets": {
             "aggregates": {"demo": DEMO, "split": {"folds": 3}},
-            "aggregates_cells": {"demo": DEMO, "split": {"folds": 3},
-                                 "prepare": {"kind": "nuclei", "nuclei": {"channel": 1, "cell_channel": 0}}},
+            "aggregates_cells": {
+                "demo": DEMO,
+                "split": {"folds": 3},
+                "prepare": {"kind": "nuclei", "nuclei": {"channel": 1, "cell_channel": 0}},
+            },
         },
         "experiments": {name: {"dataset": name} for name in EXPERIMENTS.values()},
         "attribution": {"experiments": []},
@@ -102,8 +115,12 @@ def shift_table(folder):
         quality = pd.read_parquet(folder / f"results/predict/{name}_tiles/qc.parquet")
         flagged = quality["unlike"] != ""
         named = quality.loc[flagged, "unlike"].str.split("; ").explode().str.extract(r"^(.*?) (?:high|low)")[0]
-        row = {"set": name, "images": len(quality), "flagged": flagged.mean(),
-               "measures_named": ", ".join(named.value_counts().index[:2]) if flagged.any() else ""}
+        row = {
+            "set": name,
+            "images": len(quality),
+            "flagged": flagged.mean(),
+            "measures_named": ", ".join(named.value_counts().index[:2]) if flagged.any() else "",
+        }
         for kind in EXPERIMENTS:
             images = pd.read_csv(folder / f"results/predict/{name}_{kind}/images.tsv", sep="\t")
             tiles = images["tiles"].sum()
@@ -118,8 +135,10 @@ def shift_table(folder):
 
 def baseline_table(folder):
     """Our novelty score against the max-probability baseline at an equal false-abstention rate, per tile."""
-    tables = {name: pd.read_parquet(folder / f"results/predict/{name}_tiles/tiles.parquet")
-              for name in ("same", "subtle", "stripes", "noise")}
+    tables = {
+        name: pd.read_parquet(folder / f"results/predict/{name}_tiles/tiles.parquet")
+        for name in ("same", "subtle", "stripes", "noise")
+    }
     p = [c for c in tables["same"].columns if c.startswith("p_")]
     ours_same = (tables["same"]["abstain"] == UNLIKE).mean()
     threshold = np.quantile(tables["same"][p].max(axis=1), ours_same) if ours_same > 0 else 0.0
@@ -127,8 +146,15 @@ def baseline_table(folder):
     for name, tiles in tables.items():
         ours = (tiles["abstain"] == UNLIKE).mean() if len(tiles) else np.nan
         baseline = (tiles[p].max(axis=1) < threshold).mean() if len(tiles) else np.nan
-        rows.append({"set": name, "tiles": len(tiles), "abstained_ours": ours, "flagged_max_probability": baseline,
-                     "ratio": ours / baseline if baseline else np.inf})
+        rows.append(
+            {
+                "set": name,
+                "tiles": len(tiles),
+                "abstained_ours": ours,
+                "flagged_max_probability": baseline,
+                "ratio": ours / baseline if baseline else np.inf,
+            }
+        )
     print(f"max-probability threshold {threshold:.4f} (flags {ours_same:.1%} of same-kind tiles, as ours does)")
     return pd.DataFrame(rows)
 
@@ -152,22 +178,43 @@ def quality_rates(fields):
     folder = Path(tempfile.mkdtemp(prefix="cellclass-qc-rates-"))
     settings = cc_config.validate({"datasets": {"d": {"path": str(folder)}}}, folder)["datasets"]["d"]["prepare"]
     render = synthetic.render_field
-    training = pd.DataFrame([tiled_quality(folder, f"train_{cls}_{i}", render("aggregates", cls, seed=1, index=i,
-                                                                                 cells_per_field=100).image, settings)
-                             for cls in synthetic.CLASSES for i in range(6)])
+    training = pd.DataFrame(
+        [
+            tiled_quality(
+                folder,
+                f"train_{cls}_{i}",
+                render("aggregates", cls, seed=1, index=i, cells_per_field=100).image,
+                settings,
+            )
+            for cls in synthetic.CLASSES
+            for i in range(6)
+        ]
+    )
     reference = qc.Reference(training)
     rows = {name: [] for name in ("same", *shifts.SHIFTS, *DENSITIES)}
     for cls in synthetic.CLASSES:
         for index in range(fields):
             base = render("aggregates", cls, seed=NEW_SEED + 10, index=index, cells_per_field=100).image
-            images = {"same": base, **{k: shifts.shift(base, k, seed=index) for k in shifts.SHIFTS},
-                      **{k: render("aggregates", cls, seed=NEW_SEED + 10, index=index, cells_per_field=n).image
-                         for k, n in DENSITIES.items()}}
+            images = {
+                "same": base,
+                **{k: shifts.shift(base, k, seed=index) for k in shifts.SHIFTS},
+                **{
+                    k: render("aggregates", cls, seed=NEW_SEED + 10, index=index, cells_per_field=n).image
+                    for k, n in DENSITIES.items()
+                },
+            }
             for name, image in images.items():
                 rows[name].append(tiled_quality(folder, f"{name}_{cls}_{index}", image, settings))
-    return pd.DataFrame([{"set": name, "images": len(found),
-                          "flagged": (reference.judge(pd.DataFrame(found))["unlike"] != "").mean()}
-                         for name, found in rows.items()])
+    return pd.DataFrame(
+        [
+            {
+                "set": name,
+                "images": len(found),
+                "flagged": (reference.judge(pd.DataFrame(found))["unlike"] != "").mean(),
+            }
+            for name, found in rows.items()
+        ]
+    )
 
 
 def quality_cost(rounds=3, fields=4):
@@ -178,8 +225,13 @@ def quality_cost(rounds=3, fields=4):
     from cellclass.prepare import qc, tiling
 
     folder = Path(tempfile.mkdtemp(prefix="cellclass-qc-cost-"))
-    files = [write(folder / f"f{i}.tif", synthetic.render_field("aggregates", "control", seed=1, index=i,
-                                                                  cells_per_field=100).image) for i in range(fields)]
+    files = [
+        write(
+            folder / f"f{i}.tif",
+            synthetic.render_field("aggregates", "control", seed=1, index=i, cells_per_field=100).image,
+        )
+        for i in range(fields)
+    ]
     settings = cc_config.validate({"datasets": {"d": {"path": str(folder)}}}, folder)["datasets"]["d"]["prepare"]
     samples = [Sample(f"f{i}", (str(f),), "x", f"f{i}") for i, f in enumerate(files)]
     measure, timings = qc.measure, {"tiling": [], "quality": []}
@@ -207,8 +259,12 @@ def main():
     parser.add_argument("--fields", type=int, default=2, help="new fields per class and set")
     parser.add_argument("--folder", type=Path, help="work here (kept) instead of a temporary folder")
     parser.add_argument("--cost-only", action="store_true", help="only time quality measurement against tiling")
-    parser.add_argument("--quality-fields", type=int, default=10,
-                        help="new fields per class and set for the image-level check alone (0: skip)")
+    parser.add_argument(
+        "--quality-fields",
+        type=int,
+        default=10,
+        help="new fields per class and set for the image-level check alone (0: skip)",
+    )
     args = parser.parse_args()
     if not args.cost_only:
         folder = args.folder or Path(tempfile.mkdtemp(prefix="cellclass-abstain-"))
@@ -228,9 +284,11 @@ def main():
         print(quality_rates(args.quality_fields).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     cost = quality_cost()
     (tiling, t_low, t_high), (quality, q_low, q_high) = cost["tiling"], cost["quality"]
-    print(f"per 1024x1024 2-channel field: tiling {tiling * 1000:.0f} ms ({t_low * 1000:.0f}-{t_high * 1000:.0f}), "
-          f"quality measures {quality * 1000:.0f} ms ({q_low * 1000:.0f}-{q_high * 1000:.0f}); "
-          f"ratio {quality / tiling:.2f}x (target at most 0.2x)")
+    print(
+        f"per 1024x1024 2-channel field: tiling {tiling * 1000:.0f} ms ({t_low * 1000:.0f}-{t_high * 1000:.0f}), "
+        f"quality measures {quality * 1000:.0f} ms ({q_low * 1000:.0f}-{q_high * 1000:.0f}); "
+        f"ratio {quality / tiling:.2f}x (target at most 0.2x)"
+    )
 
 
 if __name__ == "__main__":

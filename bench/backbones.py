@@ -27,8 +27,9 @@ def build(name, shape):
     if name != "convnexttiny":
         return models.build_model(name, shape, 2)
     inputs = keras.Input(shape)
-    x = keras.applications.ConvNeXtTiny(include_top=False, weights=None, input_shape=shape,
-                                        include_preprocessing=False)(inputs)
+    x = keras.applications.ConvNeXtTiny(
+        include_top=False, weights=None, input_shape=shape, include_preprocessing=False
+    )(inputs)
     x = keras.layers.Identity(name="feature_map")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x), name=name)
@@ -58,8 +59,13 @@ def measure(name, shape, batch, steps):
     infer = steps * batch / (time.perf_counter() - started)
     spec = model_specs.MODELS.get(name)
     layer = model.get_layer(spec.last_conv if spec else "feature_map")
-    return {"model": name, "parameters": model.count_params(), "train_tiles_per_s": round(train, 1),
-            "inference_tiles_per_s": round(infer, 1), "last_map": "x".join(map(str, layer.output.shape[1:3]))}
+    return {
+        "model": name,
+        "parameters": model.count_params(),
+        "train_tiles_per_s": round(train, 1),
+        "inference_tiles_per_s": round(infer, 1),
+        "last_map": "x".join(map(str, layer.output.shape[1:3])),
+    }
 
 
 def main():
@@ -76,13 +82,17 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     shape = (args.size, args.size, args.channels)
-    print(f"{shape} tiles, batch {args.batch}, {args.steps} steps, {args.threads} thread(s), "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{shape} tiles, batch {args.batch}, {args.steps} steps, {args.threads} thread(s), "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print("model\tparameters\ttrain tiles/s\tinference tiles/s\tlast map")
     for name in args.models:
         r = measure(name, shape, args.batch, args.steps)
-        print(f"{r['model']}\t{r['parameters']:,}\t{r['train_tiles_per_s']}\t{r['inference_tiles_per_s']}\t{r['last_map']}",
-              flush=True)
+        print(
+            f"{r['model']}\t{r['parameters']:,}\t{r['train_tiles_per_s']}\t{r['inference_tiles_per_s']}\t{r['last_map']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -69,9 +69,9 @@ def one_variant(name, precision, xla, data, args):
     import keras
     import tensorflow as tf
     from sklearn.metrics import balanced_accuracy_score
+    from train import _epoch_timer, training_flops_per_tile
 
     from cellclass.learn import models, recipe
-    from train import _epoch_timer, training_flops_per_tile
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
@@ -80,11 +80,21 @@ def one_variant(name, precision, xla, data, args):
     model = models.build_model(name, x.shape[1:], 6, standardise=(pixels.mean(0), pixels.var(0)))
     steps = len(x) // args.batch
     schedule = recipe.learning_rate("cosine", 1e-3, epochs=args.epochs, steps_per_epoch=steps, warmup_epochs=1)
-    model.compile(optimizer=models.make_optimizer("adamw", schedule, weight_decay=0.05), jit_compile=xla,
-                  loss=recipe.loss(0.1), metrics=["accuracy"])
+    model.compile(
+        optimizer=models.make_optimizer("adamw", schedule, weight_decay=0.05),
+        jit_compile=xla,
+        loss=recipe.loss(0.1),
+        metrics=["accuracy"],
+    )
     onehot = np.eye(6, dtype=np.float32)[y]
-    data = tf.data.Dataset.from_tensor_slices((x, onehot)).cache().shuffle(len(x), seed=0).batch(
-        args.batch, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, onehot))
+        .cache()
+        .shuffle(len(x), seed=0)
+        .batch(args.batch, drop_remainder=True)
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
     timer = _epoch_timer()()
     model.fit(data, epochs=args.epochs, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     per_epoch = float(np.median(timer.seconds[1:])) if len(timer.seconds) > 1 else timer.seconds[0]
@@ -114,10 +124,16 @@ def main():
     train = cells(args.cells, args.size, seed=0)
     test = cells(max(1, args.cells // 3), args.size, seed=1)
     device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "CPU"
-    print(f"{device}: {len(train[1])} training cells, {len(test[1])} test cells of {args.size} px, "
-          f"{args.epochs} epochs of batch {args.batch} for every variant (an equal budget)", flush=True)
-    peaks = {"float32": matmul_rate(tf.float32), "mixed_bfloat16": matmul_rate(tf.bfloat16),
-             "mixed_float16": matmul_rate(tf.float16)}
+    print(
+        f"{device}: {len(train[1])} training cells, {len(test[1])} test cells of {args.size} px, "
+        f"{args.epochs} epochs of batch {args.batch} for every variant (an equal budget)",
+        flush=True,
+    )
+    peaks = {
+        "float32": matmul_rate(tf.float32),
+        "mixed_bfloat16": matmul_rate(tf.bfloat16),
+        "mixed_float16": matmul_rate(tf.float16),
+    }
     print("matmul peak here: " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), flush=True)
     print(f"{'model':<18} {'precision':<15} {'XLA':<4} {'cells/s':>9} {'share of peak':>13} {'bal. acc.':>9}")
     for name in MODELS:
@@ -129,8 +145,11 @@ def main():
                     print(f"{name:<18} {precision:<15} {'yes' if xla else 'no':<4} failed: {str(error)[:80]}")
                     continue
                 share = rate * flops / peaks[precision]
-                print(f"{name:<18} {precision:<15} {'yes' if xla else 'no':<4} {rate:>9.0f} {share:>13.1%} "
-                      f"{accuracy:>9.3f}", flush=True)
+                print(
+                    f"{name:<18} {precision:<15} {'yes' if xla else 'no':<4} {rate:>9.0f} {share:>13.1%} "
+                    f"{accuracy:>9.3f}",
+                    flush=True,
+                )
     print(f"{time.perf_counter() - started:.0f} s in all")
     return 0
 

@@ -79,8 +79,12 @@ def prepared_cells(folder, cls, indices, settings):
 
 def tileset(tiles, cls, name):
     """One TileSet of single-cell tiles of one class (a group of their own)."""
-    return TileSet(tiles, np.full(len(tiles), -1), np.arange(len(tiles)),
-                   {"sample": f"{name}/{cls}", "class": cls, "group": f"{name}/{cls}", "files": [name]})
+    return TileSet(
+        tiles,
+        np.full(len(tiles), -1),
+        np.arange(len(tiles)),
+        {"sample": f"{name}/{cls}", "class": cls, "group": f"{name}/{cls}", "files": [name]},
+    )
 
 
 def train_and_score(train, test, out_dir, options, seed):
@@ -88,19 +92,30 @@ def train_and_score(train, test, out_dir, options, seed):
     import keras
 
     identity = {"experiment": "label_next", "dataset": "patterns", "model": "small", "fold": 0, "seed": seed}
-    training.train_run(identity=identity, classes=CLASSES, train=train, train_eval=train, validation=[],
-                       test_sets={"held_out": test}, out_dir=out_dir, options=options, threads=2)
+    training.train_run(
+        identity=identity,
+        classes=CLASSES,
+        train=train,
+        train_eval=train,
+        validation=[],
+        test_sets={"held_out": test},
+        out_dir=out_dir,
+        options=options,
+        threads=2,
+    )
     scored = pd.read_csv(Path(out_dir) / "predictions.tsv", sep="\t")
     return balanced_accuracy_score(scored["true"], scored["predicted"]), keras.models.load_model(
-        Path(out_dir) / "model.keras", compile=False)
+        Path(out_dir) / "model.keras", compile=False
+    )
 
 
 def pool_view(model, pool_tiles):
     """The model's probabilities of the pool's cells and their penultimate features."""
     import keras
 
-    [probabilities] = list(inference.per_image([model], [tileset(pool_tiles, CLASSES[0], "pool")],
-                                               n_classes=len(CLASSES)))
+    [probabilities] = list(
+        inference.per_image([model], [tileset(pool_tiles, CLASSES[0], "pool")], n_classes=len(CLASSES))
+    )
     penultimate = keras.Model(model.inputs, model.get_layer("logits").input)
     return probabilities[0], np.asarray(penultimate.predict(pool_tiles, batch_size=256, verbose=0), np.float64)
 
@@ -130,21 +145,38 @@ def main():
     parser.add_argument("--epoch-tiles", type=int, default=1024)
     args = parser.parse_args()
 
-    settings = cc_config.validate({"prepare": {"kind": "cells", "tile_size": patterns.SIZE, "resize_to": 48},
-                                   "datasets": {"p": {"demo": {"pattern": "aggregates"}}}})["datasets"]["p"]["prepare"]
-    options = cc_config.validate({"train": {"models": ["small"], "epochs": args.epochs, "batch_size": 32,
-                                            "epoch_tiles": args.epoch_tiles, "threads": 2},
-                                  "datasets": {"p": {"demo": {"pattern": "aggregates"}}}})["experiments"]["p"]["train"]
+    settings = cc_config.validate(
+        {
+            "prepare": {"kind": "cells", "tile_size": patterns.SIZE, "resize_to": 48},
+            "datasets": {"p": {"demo": {"pattern": "aggregates"}}},
+        }
+    )["datasets"]["p"]["prepare"]
+    options = cc_config.validate(
+        {
+            "train": {
+                "models": ["small"],
+                "epochs": args.epochs,
+                "batch_size": 32,
+                "epoch_tiles": args.epoch_tiles,
+                "threads": 2,
+            },
+            "datasets": {"p": {"demo": {"pattern": "aggregates"}}},
+        }
+    )["experiments"]["p"]["train"]
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench_label_next_"))
     counts = patterns.class_counts(args.pool + args.labelled)
     counts[patterns.RARE_CLASS] = max(counts[patterns.RARE_CLASS], args.labelled + 1)
     # Held out: indices 0..test-1 of every class; candidates (labelled set and pool) after them.
     test = [tileset(prepared_cells(work / "cells", cls, range(args.test), settings), cls, "test") for cls in CLASSES]
-    candidates = {cls: prepared_cells(work / "cells", cls, range(args.test, args.test + counts[cls]), settings)
-                  for cls in CLASSES}
-    print(f"prepared {sum(len(t) for t in test)} held-out and {sum(map(len, candidates.values()))} candidate "
-          f"cells in {time.perf_counter() - started:.0f} s ({work})", flush=True)
+    candidates = {
+        cls: prepared_cells(work / "cells", cls, range(args.test, args.test + counts[cls]), settings) for cls in CLASSES
+    }
+    print(
+        f"prepared {sum(len(t) for t in test)} held-out and {sum(map(len, candidates.values()))} candidate "
+        f"cells in {time.perf_counter() - started:.0f} s ({work})",
+        flush=True,
+    )
 
     rows = []
     for seed in range(args.seeds):
@@ -160,27 +192,50 @@ def main():
         pool_tiles, pool_classes = np.concatenate(pool_tiles), np.array(pool_classes)
 
         def training_set(added, name):
-            tiles = np.concatenate([labelled_tiles, pool_tiles[added]])
-            classes = np.concatenate([labelled_classes, pool_classes[added]])
+            tiles = np.concatenate([labelled_tiles, pool_tiles[added]])  # noqa: B023 (called within the loop)
+            classes = np.concatenate([labelled_classes, pool_classes[added]])  # noqa: B023 (called within the loop)
             return [tileset(tiles[classes == cls], cls, name) for cls in CLASSES if (classes == cls).any()]
 
         score, model = train_and_score(training_set([], "labelled"), test, work / f"seed{seed}/labelled", options, seed)
-        rows.append({"seed": seed, "variant": "labelled only", "round": 0, "cells": len(labelled_tiles),
-                     "balanced_accuracy": score})
+        rows.append(
+            {
+                "seed": seed,
+                "variant": "labelled only",
+                "round": 0,
+                "cells": len(labelled_tiles),
+                "balanced_accuracy": score,
+            }
+        )
         state = {variant: (np.empty(0, int), model) for variant in VARIANTS}
         for round_ in range(1, args.rounds + 1):
             for variant in VARIANTS:
                 added, model = state[variant]
-                new = chosen_by(variant, model, pool_tiles, np.setdiff1d(np.arange(len(pool_tiles)), added), args.add,
-                                seed=seed, round_=round_)
+                new = chosen_by(
+                    variant,
+                    model,
+                    pool_tiles,
+                    np.setdiff1d(np.arange(len(pool_tiles)), added),
+                    args.add,
+                    seed=seed,
+                    round_=round_,
+                )
                 added = np.concatenate([added, new])
-                score, model = train_and_score(training_set(added, variant), test,
-                                               work / f"seed{seed}/{variant}{round_}", options, seed)
+                score, model = train_and_score(
+                    training_set(added, variant), test, work / f"seed{seed}/{variant}{round_}", options, seed
+                )
                 state[variant] = (added, model)
-                rows.append({"seed": seed, "variant": variant, "round": round_, "cells": len(labelled_tiles) + len(added),
-                             "balanced_accuracy": score, "classes_added": len(set(pool_classes[new])),
-                             "golgi_added": int((pool_classes[new] == patterns.RARE_CLASS).sum())})
-            print(pd.DataFrame(rows[-len(VARIANTS):]).to_string(index=False), flush=True)
+                rows.append(
+                    {
+                        "seed": seed,
+                        "variant": variant,
+                        "round": round_,
+                        "cells": len(labelled_tiles) + len(added),
+                        "balanced_accuracy": score,
+                        "classes_added": len(set(pool_classes[new])),
+                        "golgi_added": int((pool_classes[new] == patterns.RARE_CLASS).sum()),
+                    }
+                )
+            print(pd.DataFrame(rows[-len(VARIANTS) :]).to_string(index=False), flush=True)
 
     table = pd.DataFrame(rows)
     random = table[table["variant"] == "random"].set_index(["seed", "round"])["balanced_accuracy"]
@@ -188,23 +243,33 @@ def main():
     for (round_, variant), runs in table.groupby(["round", "variant"], sort=False):
         score = runs.set_index(["seed", "round"])["balanced_accuracy"]
         gain = score - random.reindex(score.index)
-        summary.append({"round": round_, "variant": variant, "labelled cells": runs["cells"].iloc[0],
-                        "balanced accuracy per cell (mean)": score.mean(),
-                        "range over seeds": f"{score.min():.3f}-{score.max():.3f}",
-                        "minus random (mean)": gain.mean(),
-                        "minus random (range)": f"{gain.min():+.3f} to {gain.max():+.3f}" if gain.notna().any() else "",
-                        "golgi added (mean)": runs.get("golgi_added", pd.Series(dtype=float)).mean()})
-    print(f"\n{args.seeds} seed(s); held-out side: {len(test) * args.test} cells ({args.test} a class); pool "
-          f"{len(pool_tiles)} cells; N = {args.add} a round; chance 1/6")
+        summary.append(
+            {
+                "round": round_,
+                "variant": variant,
+                "labelled cells": runs["cells"].iloc[0],
+                "balanced accuracy per cell (mean)": score.mean(),
+                "range over seeds": f"{score.min():.3f}-{score.max():.3f}",
+                "minus random (mean)": gain.mean(),
+                "minus random (range)": f"{gain.min():+.3f} to {gain.max():+.3f}" if gain.notna().any() else "",
+                "golgi added (mean)": runs.get("golgi_added", pd.Series(dtype=float)).mean(),
+            }
+        )
+    print(
+        f"\n{args.seeds} seed(s); held-out side: {len(test) * args.test} cells ({args.test} a class); pool "
+        f"{len(pool_tiles)} cells; N = {args.add} a round; chance 1/6"
+    )
     print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for round_ in range(1, args.rounds + 1):
         ours = table[(table["variant"] == "label-next") & (table["round"] == round_)].set_index(["seed", "round"])
         gain = ours["balanced_accuracy"] - random.reindex(ours.index)
         noise = random.xs(round_, level="round").std(ddof=1) if args.seeds > 1 else float("nan")
         met = bool((gain > 0).all() and gain.mean() > noise)
-        print(f"round {round_}: label-next minus random {gain.mean():+.3f} (per seed "
-              f"{', '.join(f'{g:+.3f}' for g in gain)}); random's standard deviation over seeds {noise:.3f}; "
-              f"target (gain positive in every seed and its mean above that) {'met' if met else 'NOT met'}")
+        print(
+            f"round {round_}: label-next minus random {gain.mean():+.3f} (per seed "
+            f"{', '.join(f'{g:+.3f}' for g in gain)}); random's standard deviation over seeds {noise:.3f}; "
+            f"target (gain positive in every seed and its mean above that) {'met' if met else 'NOT met'}"
+        )
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 

@@ -70,8 +70,14 @@ BASELINE = "deep50 article"  # the ratios are against it
 DEFAULT = ("deep50 article", "deep50 modern", "resnet modern", "mobilenetv3small modern")
 
 # The accuracy-per-CPU-second front: models x budgets. `resnet` with a stride-2 stem is the strided-stem variant.
-FRONT_MODELS = {"small": {}, "deep": {}, "deep50": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2},
-                "mobilenetv3small": {}}
+FRONT_MODELS = {
+    "small": {},
+    "deep": {},
+    "deep50": {},
+    "resnet": {},
+    "resnet_stem2": {"stem_stride": 2},
+    "mobilenetv3small": {},
+}
 FRONT_BUDGETS = {"10 passes": {"passes": 10}, "30 passes": {"passes": 30}}
 DEFAULT_VARIANT = ("deep", "30 passes")  # train.models' and the modern recipe's defaults on a set this size
 
@@ -116,7 +122,10 @@ def snakemake(folder, config, *args, rule="train"):
     """Run Snakemake on this checkout in `folder` with `config`; returns wall seconds, or None when it ran no
     `rule` job (a kept folder held them already)."""
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")])),
+    }
     start = time.perf_counter()
     result = subprocess.run(snakemake_command(folder, *args), capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
@@ -151,15 +160,22 @@ def tta_scores(folder, experiment):
 
     split = pd.read_csv(folder / "results" / DATASET / "split.tsv", sep="\t", dtype={"sample": str})
     tested = set(split.loc[split["split"] == "test", "sample"])
-    tilesets = [t for t in tilestore.load_all(sorted((folder / "results" / DATASET / "tiles").glob("*.npz")))
-                if t.meta["sample"] in tested and len(t)]
+    tilesets = [
+        t
+        for t in tilestore.load_all(sorted((folder / "results" / DATASET / "tiles").glob("*.npz")))
+        if t.meta["sample"] in tested and len(t)
+    ]
     out = []
     for run in sorted((folder / "results/train" / experiment).glob("*/fold0/seed*")):
         metrics = read_metrics(run)
         model = keras.models.load_model(run / "model.keras", compile=False)
         truth, calls = [], []
-        for tileset, score in zip(tilesets, inference.per_image([model], tilesets, channels=metrics["channels"],
-                                                                n_classes=len(metrics["classes"]), tta="dihedral")):
+        for tileset, score in zip(
+            tilesets,
+            inference.per_image(
+                [model], tilesets, channels=metrics["channels"], n_classes=len(metrics["classes"]), tta="dihedral"
+            ),
+        ):
             truth += [tileset.meta["class"]] * len(tileset)
             calls += [metrics["classes"][i] for i in score[0].argmax(axis=1)]
         out.append(balanced_accuracy_score(truth, calls))
@@ -200,8 +216,9 @@ def main():
         chosen = [v for v in VARIANTS if v["name"] in wanted]
         unknown = wanted - {v["name"] for v in chosen}
         if unknown:
-            raise SystemExit(f"unknown variant(s) {', '.join(sorted(unknown))}; known: "
-                             f"{', '.join(v['name'] for v in VARIANTS)}")
+            raise SystemExit(
+                f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(v['name'] for v in VARIANTS)}"
+            )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp).resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -219,14 +236,19 @@ def run(folder, chosen, args):
         made.write_text(wanted)
     generate_s = time.perf_counter() - start
     n_cells = sum(counts.values())
-    print(f"data: {n_cells} cells of {patterns.SIZE} px ({', '.join(f'{c} {n}' for c, n in counts.items())}), "
-          f"written in {generate_s:.0f} s to {data}", flush=True)
+    print(
+        f"data: {n_cells} cells of {patterns.SIZE} px ({', '.join(f'{c} {n}' for c, n in counts.items())}), "
+        f"written in {generate_s:.0f} s to {data}",
+        flush=True,
+    )
 
     configs = {v["name"]: variant_config(v, data, args.seeds, args.epochs) for v in chosen}
     missing = {name: available(config, folder) for name, config in configs.items()}
     ready = [v for v in chosen if missing[v["name"]] is None]
     if not ready:
-        raise SystemExit("no variant is available in this cellclass:\n" + "\n".join(f"  {k}: {v}" for k, v in missing.items()))
+        raise SystemExit(
+            "no variant is available in this cellclass:\n" + "\n".join(f"  {k}: {v}" for k, v in missing.items())
+        )
     prepare_s = snakemake(folder, configs[ready[0]["name"]], "--until", "augment", "split", rule="tile")
     storage = storage_per_cell(folder, n_cells)
     print(f"prepare (tile, augment, split): {seconds_text(prepare_s)}", flush=True)
@@ -247,14 +269,26 @@ def run(folder, chosen, args):
         table = scores(folder, slug(name))
         acc = table["balanced_accuracy"]
         tta = tta_scores(folder, slug(name))
-        rows.append({
-            "variant": name, "status": "ok", "runs": len(table), "mean": acc.mean(), "low": acc.min(),
-            "high": acc.max(), "tta_mean": tta.mean(), "tta_low": tta.min(), "tta_high": tta.max(),
-            "collapsed": int(table["collapsed"].sum()), "wall_s": seconds,
-        })
-        print(f"{name}: balanced accuracy {acc.mean():.3f} ({acc.min():.3f}-{acc.max():.3f}), with TTA "
-              f"{tta.mean():.3f} ({tta.min():.3f}-{tta.max():.3f}), over {len(table)} seeds, {seconds_text(seconds)}",
-              flush=True)
+        rows.append(
+            {
+                "variant": name,
+                "status": "ok",
+                "runs": len(table),
+                "mean": acc.mean(),
+                "low": acc.min(),
+                "high": acc.max(),
+                "tta_mean": tta.mean(),
+                "tta_low": tta.min(),
+                "tta_high": tta.max(),
+                "collapsed": int(table["collapsed"].sum()),
+                "wall_s": seconds,
+            }
+        )
+        print(
+            f"{name}: balanced accuracy {acc.mean():.3f} ({acc.min():.3f}-{acc.max():.3f}), with TTA "
+            f"{tta.mean():.3f} ({tta.min():.3f}-{tta.max():.3f}), over {len(table)} seeds, {seconds_text(seconds)}",
+            flush=True,
+        )
     pd.DataFrame(rows).to_csv(folder / "bench_learn.tsv", sep="\t", index=False)
     print_table(rows, n_cells, count_test_cells(folder), storage, args)
 
@@ -286,26 +320,51 @@ def front(folder, args):
         for label in FRONT_BUDGETS:
             name = slug(f"{model} {label}")
             table = scores(folder, name)
-            cpu = [json.loads(p.read_text())["train_cpu_seconds"]
-                   for p in sorted((folder / "results/train" / name).glob("*/fold0/seed*/metrics.json"))]
+            cpu = [
+                json.loads(p.read_text())["train_cpu_seconds"]
+                for p in sorted((folder / "results/train" / name).glob("*/fold0/seed*/metrics.json"))
+            ]
             acc = table["balanced_accuracy"]
-            rows.append({"model": model, "budget": label, "mean": acc.mean(), "low": acc.min(), "high": acc.max(),
-                         "cpu_s": float(pd.Series(cpu).median()), "cpu_low": min(cpu), "cpu_high": max(cpu),
-                         "collapsed": int(table["collapsed"].sum()), "runs": len(table)})
+            rows.append(
+                {
+                    "model": model,
+                    "budget": label,
+                    "mean": acc.mean(),
+                    "low": acc.min(),
+                    "high": acc.max(),
+                    "cpu_s": float(pd.Series(cpu).median()),
+                    "cpu_low": min(cpu),
+                    "cpu_high": max(cpu),
+                    "collapsed": int(table["collapsed"].sum()),
+                    "runs": len(table),
+                }
+            )
     table = pd.DataFrame(rows)
-    table["front"] = [not ((table["mean"] >= r.mean) & (table["cpu_s"] <= r.cpu_s)
-                           & ((table["mean"] > r.mean) | (table["cpu_s"] < r.cpu_s))).any() for r in table.itertuples()]
+    table["front"] = [
+        not (
+            (table["mean"] >= r.mean)
+            & (table["cpu_s"] <= r.cpu_s)
+            & ((table["mean"] > r.mean) | (table["cpu_s"] < r.cpu_s))
+        ).any()
+        for r in table.itertuples()
+    ]
     table.to_csv(folder / "bench_front.tsv", sep="\t", index=False)
-    print(f"\nAccuracy per training CPU-second: {count_test_cells(folder)} test cells (chance {1 / 6:.2f}), "
-          f"{args.seeds} seeds a variant, the modern recipe; {seconds_text(seconds)} for the whole Snakemake run")
-    print(f"{'model':<18} {'budget':<10} {'bal. acc.':>9} {'range':>13} {'CPU s':>7} {'range':>11} {'collapsed':>9}"
-          f"  front")
+    print(
+        f"\nAccuracy per training CPU-second: {count_test_cells(folder)} test cells (chance {1 / 6:.2f}), "
+        f"{args.seeds} seeds a variant, the modern recipe; {seconds_text(seconds)} for the whole Snakemake run"
+    )
+    print(
+        f"{'model':<18} {'budget':<10} {'bal. acc.':>9} {'range':>13} {'CPU s':>7} {'range':>11} {'collapsed':>9}"
+        f"  front"
+    )
     for r in table.sort_values("cpu_s").itertuples():
         mark = "front" if r.front else ""
         if (r.model, r.budget) == DEFAULT_VARIANT:
             mark += " (default)"
-        print(f"{r.model:<18} {r.budget:<10} {r.mean:>9.3f} {f'{r.low:.3f}-{r.high:.3f}':>13} {r.cpu_s:>7.0f} "
-              f"{f'{r.cpu_low:.0f}-{r.cpu_high:.0f}':>11} {r.collapsed:>5} / {r.runs}  {mark}")
+        print(
+            f"{r.model:<18} {r.budget:<10} {r.mean:>9.3f} {f'{r.low:.3f}-{r.high:.3f}':>13} {r.cpu_s:>7.0f} "
+            f"{f'{r.cpu_low:.0f}-{r.cpu_high:.0f}':>11} {r.collapsed:>5} / {r.runs}  {mark}"
+        )
     names = [f"{r.model} at {r.budget}" for r in table[table["front"]].sort_values("cpu_s").itertuples()]
     print("front (no other variant is both more accurate and cheaper): " + ", ".join(names))
 
@@ -317,11 +376,15 @@ def seconds_text(seconds, unit=" s"):
 
 def print_table(rows, n_cells, n_test, storage, args):
     print()
-    print(f"Balanced accuracy per cell on the test side ({n_test} cells, chance {1 / 6:.2f}); "
-          f"{args.seeds} seed(s) per variant, epochs {args.epochs or 'as configured'}")
+    print(
+        f"Balanced accuracy per cell on the test side ({n_test} cells, chance {1 / 6:.2f}); "
+        f"{args.seeds} seed(s) per variant, epochs {args.epochs or 'as configured'}"
+    )
     base = next((r for r in rows if r["variant"] == BASELINE and r["status"] == "ok"), None)
-    print(f"{'variant':<26} {'bal. acc.':>9} {'range':>13} {'with TTA':>9} {'range':>13} {'collapsed':>10} "
-          f"{'wall s':>7} {'acc. ratio':>10} {'time ratio':>10}")
+    print(
+        f"{'variant':<26} {'bal. acc.':>9} {'range':>13} {'with TTA':>9} {'range':>13} {'collapsed':>10} "
+        f"{'wall s':>7} {'acc. ratio':>10} {'time ratio':>10}"
+    )
     for row in rows:
         if row["status"] != "ok":
             print(f"{row['variant']:<26} {row['status']}: {row['note'][:90]}")
@@ -329,12 +392,16 @@ def print_table(rows, n_cells, n_test, storage, args):
         span, tta_span = f"{row['low']:.3f}-{row['high']:.3f}", f"{row['tta_low']:.3f}-{row['tta_high']:.3f}"
         acc_ratio = f"{row['mean'] / base['mean']:.2f}x" if base else "-"
         time_ratio = f"{row['wall_s'] / base['wall_s']:.2f}x" if base and row["wall_s"] and base["wall_s"] else "-"
-        print(f"{row['variant']:<26} {row['mean']:>9.3f} {span:>13} {row['tta_mean']:>9.3f} {tta_span:>13} "
-              f"{row['collapsed']:>6} / {row['runs']:<2} {seconds_text(row['wall_s'], ''):>7} {acc_ratio:>10} "
-              f"{time_ratio:>10}")
+        print(
+            f"{row['variant']:<26} {row['mean']:>9.3f} {span:>13} {row['tta_mean']:>9.3f} {tta_span:>13} "
+            f"{row['collapsed']:>6} / {row['runs']:<2} {seconds_text(row['wall_s'], ''):>7} {acc_ratio:>10} "
+            f"{time_ratio:>10}"
+        )
     print(f"ratios against {BASELINE}: mean balanced accuracy, and the wall time of its Snakemake run")
-    print(f"storage per cell ({n_cells} cells): raw TIFF {storage['raw']:.1f} KiB, results/{DATASET}/tiles "
-          f"{storage['tiles']:.1f} KiB, augmented {storage['augmented']:.1f} KiB")
+    print(
+        f"storage per cell ({n_cells} cells): raw TIFF {storage['raw']:.1f} KiB, results/{DATASET}/tiles "
+        f"{storage['tiles']:.1f} KiB, augmented {storage['augmented']:.1f} KiB"
+    )
 
 
 if __name__ == "__main__":

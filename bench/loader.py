@@ -66,8 +66,9 @@ def numpy_loader(tilesets, labels, batch, augment, start):
 def tf_loader(tilesets, labels, batch, augment, start, workers):
     """Tiles/s of one pass through the tf.data pipeline training uses."""
     stream = pipeline.Batches(tilesets, labels, n_classes=2, batch_size=batch, shuffle=True, seed=0, augment=augment)
-    data = pipeline.as_dataset(stream, tilesets[0].tiles.shape[1:], endless=True, first_batch=start * stream.per_pass,
-                               workers=workers).take(stream.per_pass)
+    data = pipeline.as_dataset(
+        stream, tilesets[0].tiles.shape[1:], endless=True, first_batch=start * stream.per_pass, workers=workers
+    ).take(stream.per_pass)
     wall = time.perf_counter()
     n = sum(len(x) for x, _ in data.as_numpy_iterator())
     return n / (time.perf_counter() - wall)
@@ -80,8 +81,11 @@ def tf_ops_augment():
     @tf.function
     def augment(tiles, ops, gain, shift):
         x = tf.cast(tiles, tf.float32)
-        for bit, turn in ((1, lambda t: tf.transpose(t, (0, 2, 1, 3))), (2, lambda t: tf.reverse(t, [1])),
-                          (4, lambda t: tf.reverse(t, [2]))):
+        for bit, turn in (
+            (1, lambda t: tf.transpose(t, (0, 2, 1, 3))),
+            (2, lambda t: tf.reverse(t, [1])),
+            (4, lambda t: tf.reverse(t, [2])),
+        ):
             x = tf.where(tf.reshape(ops & bit > 0, (-1, 1, 1, 1)), turn(x), x)
         mean = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
         return (x - mean) * gain + mean + shift
@@ -162,22 +166,33 @@ def main():
             record("loader, + brightness/contrast: CPU", cpu)
             record("training, deep, 1 thread", training_speed(model, batches, args.steps))
             for workers in (1, 2):
-                record(f"tf.data pipeline, + jitter, {workers} worker(s)",
-                       tf_loader(tilesets, labels, args.batch, JITTER, 3 * run + 2, workers))
-            record("same in TensorFlow ops (gather in NumPy)", tf_ops_loader(tilesets, labels, args.batch, run, tf_augment))
-            for name, options in (("rotations/flips", DEFAULT), ("+ jitter", JITTER),
-                                  ("+ zoom 5%", dict(JITTER, scale=0.05)), ("+ noise", dict(JITTER, noise=0.02))):
+                record(
+                    f"tf.data pipeline, + jitter, {workers} worker(s)",
+                    tf_loader(tilesets, labels, args.batch, JITTER, 3 * run + 2, workers),
+                )
+            record(
+                "same in TensorFlow ops (gather in NumPy)", tf_ops_loader(tilesets, labels, args.batch, run, tf_augment)
+            )
+            for name, options in (
+                ("rotations/flips", DEFAULT),
+                ("+ jitter", JITTER),
+                ("+ zoom 5%", dict(JITTER, scale=0.05)),
+                ("+ noise", dict(JITTER, noise=0.02)),
+            ):
                 record(f"augmentation alone, {name}: CPU", augment_only(shape[0], args.batch, options))
 
-    print(f"{args.tiles} tiles of {shape[0]} px x {shape[2]} channels in {math.ceil(args.tiles / (TILES_PER_IMAGE * IMAGES_PER_SHARD))} shard "
-          f"files, batches of {args.batch}; tiles/second, median (range) of {args.runs} runs")
+    print(
+        f"{args.tiles} tiles of {shape[0]} px x {shape[2]} channels in {math.ceil(args.tiles / (TILES_PER_IMAGE * IMAGES_PER_SHARD))} shard "
+        f"files, batches of {args.batch}; tiles/second, median (range) of {args.runs} runs"
+    )
     for name, values in results.items():
         print(f"  {name:50s} {summary(values)}")
     loader = np.median(results["loader, + brightness/contrast: wall"])
     training = np.median(results["training, deep, 1 thread"])
     print(f"loader (+ jitter, one core, wall) / deep training (one thread): {loader / training:.1f}x")
     numpy_tf = np.median(results["tf.data pipeline, + jitter, 1 worker(s)"]) / np.median(
-        results["same in TensorFlow ops (gather in NumPy)"])
+        results["same in TensorFlow ops (gather in NumPy)"]
+    )
     print(f"NumPy augmentation in the tf.data pipeline / TensorFlow-op augmentation: {numpy_tf:.1f}x")
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cellclass.prepare import augment, split, tiling
+from cellclass.config import validate
 from cellclass.demo import synthetic
 from cellclass.io import tilestore
-from cellclass.config import validate
 from cellclass.io.datasets import from_folder
+from cellclass.prepare import augment, split, tiling
 
 ANGLES = [18, 36, 54, 72]  # the article's 18-degree steps, first quarter turn
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -72,7 +72,9 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthetic.write_dataset(tmp / "data", "aggregates", fields_per_class=args.fields // 2, seed=0, size=args.size, channels=1)
+        synthetic.write_dataset(
+            tmp / "data", "aggregates", fields_per_class=args.fields // 2, seed=0, size=args.size, channels=1
+        )
         samples = from_folder(tmp / "data" / "images")
         settings = validate({"datasets": {"d": {"path": str(tmp / "data" / "images")}}})["datasets"]["d"]["prepare"]
         megapixels = len(samples) * args.size**2 / 1e6
@@ -85,8 +87,10 @@ def main():
         base_s = time.perf_counter() - start
 
         n_tiles = sum(len(t) for t in tilestore.load(tmp / "ours" / "augmented.npz", tiles=False))
-        print(f"{len(samples)} fields of {args.size}x{args.size} ({megapixels:.1f} MP), {n_tiles} stored training tiles "
-              f"and rotated copies ({8 * n_tiles} with the flips/rotations training makes on the fly)")
+        print(
+            f"{len(samples)} fields of {args.size}x{args.size} ({megapixels:.1f} MP), {n_tiles} stored training tiles "
+            f"and rotated copies ({8 * n_tiles} with the flips/rotations training makes on the fly)"
+        )
         print(f"ours:     {ours_s:7.2f} s  {megapixels / ours_s:7.2f} MP/s")
         print(f"baseline: {base_s:7.2f} s  {megapixels / base_s:7.2f} MP/s  (Pillow, one PNG per tile)")
         print(f"ratio:    {base_s / ours_s:7.2f}x  (target >= 3x)")

@@ -94,7 +94,10 @@ def baseline(data, out):
 def same_tiles(workflow_dir, ids, tiles):
     from cellclass.io import tilestore
 
-    ours = {t.meta["sample"]: np.asarray(t.tiles[0]) for t in tilestore.load_all(sorted(workflow_dir.glob("results/crops/tiles/*.npz")))}
+    ours = {
+        t.meta["sample"]: np.asarray(t.tiles[0])
+        for t in tilestore.load_all(sorted(workflow_dir.glob("results/crops/tiles/*.npz")))
+    }
     return max(float(np.abs(ours[i].astype(np.float32) - t.astype(np.float32)).max()) for i, t in zip(ids, tiles))
 
 
@@ -119,8 +122,10 @@ def prepare_stage(tmp, n, repeat):
     print(f"(1) prepare {n} crops of 78x78 on 2 cores, {repeat} runs each")
     print(f"    workflow (--until split, {jobs['tile']} tile jobs): {spread(ours)} s")
     print(f"    baseline (one process, Pillow):          {spread(base)} s")
-    print(f"    ratio {np.median(ours) / np.median(base):.2f}x (target <= 2x); largest tile difference "
-          f"{same_tiles(tmp / 'prepare0', ids, tiles):.4f} (float16 rounding)")
+    print(
+        f"    ratio {np.median(ours) / np.median(base):.2f}x (target <= 2x); largest tile difference "
+        f"{same_tiles(tmp / 'prepare0', ids, tiles):.4f} (float16 rounding)"
+    )
     total = sum(jobs.values())
     print(f"(2) jobs the whole workflow plans: {total} ({jobs}) = {100 * total / n:.2f} per 100 images (target <= 1)")
     return tmp / "prepare0"
@@ -145,10 +150,14 @@ def planning(tmp, sizes):
         assert nothing_to_do(output), output[-2000:]
         fields_s, fields_plan = snakemake(fields, "-n")
         rows.append((n, noop_s))
-        print(f"    {n:>8} {jobs:>6} {dag_s:>7.1f} {noop_s:>8.1f} {sum(job_counts(fields_plan).values()):>12} {fields_s:>13.1f}")
+        print(
+            f"    {n:>8} {jobs:>6} {dag_s:>7.1f} {noop_s:>8.1f} {sum(job_counts(fields_plan).values()):>12} {fields_s:>13.1f}"
+        )
     (n0, t0), (n1, t1) = rows[0], rows[-1]
-    print(f"    no-op growth {n0} -> {n1} images: {t1 / t0:.2f}x for {n1 / n0:.1f}x the images (linear or better: <= "
-          f"{n1 / n0:.1f}x); at {n1}: {t1:.1f} s (target < 60 s)")
+    print(
+        f"    no-op growth {n0} -> {n1} images: {t1 / t0:.2f}x for {n1 / n0:.1f}x the images (linear or better: <= "
+        f"{n1 / n0:.1f}x); at {n1}: {t1:.1f} s (target < 60 s)"
+    )
 
 
 def empty_dataset(folder, n, suffix, n_classes=6):
@@ -176,8 +185,10 @@ def planning_at_scale(tmp, cells, fields):
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         jobs = job_counts(plan)
         memory = f"{peak / 1024:.0f} MB" if peak > before else f"<= {peak / 1024:.0f} MB"  # the children's peak so far
-        print(f"    {n:>9} {kind:6s}: {sum(jobs.values())} jobs ({jobs.get('tile', 0)} tile), {seconds:.0f} s, "
-              f"peak memory of snakemake {memory}")
+        print(
+            f"    {n:>9} {kind:6s}: {sum(jobs.values())} jobs ({jobs.get('tile', 0)} tile), {seconds:.0f} s, "
+            f"peak memory of snakemake {memory}"
+        )
 
 
 def training(tiles_dir, args):
@@ -201,8 +212,10 @@ def whole_workflow(folder):
     seconds, _ = snakemake(folder)
     summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
     row = summary[(summary["metric"] == "balanced_accuracy") & (summary["level"] == "image")].iloc[0]
-    print(f"(5) train, evaluate and figures on the prepared crops: {seconds:.0f} s; balanced accuracy per "
-          f"image (cell) {row['mean']:.2f} over {int(row['n_units'])} test cells (chance {1 / 6:.2f})")
+    print(
+        f"(5) train, evaluate and figures on the prepared crops: {seconds:.0f} s; balanced accuracy per "
+        f"image (cell) {row['mean']:.2f} over {int(row['n_units'])} test cells (chance {1 / 6:.2f})"
+    )
 
 
 def bare_inference(folder):
@@ -213,8 +226,13 @@ def bare_inference(folder):
     from cellclass.learn import inference
 
     model = keras.models.load_model(next(folder.glob("results/train/crops/small/*/seed0/model.keras")), compile=False)
-    tiles = np.concatenate([np.asarray(t.tiles, np.float32) for t in
-                            tilestore.load_all(sorted(folder.glob("results/predict/new/tiles/*.npz"))) if len(t)])
+    tiles = np.concatenate(
+        [
+            np.asarray(t.tiles, np.float32)
+            for t in tilestore.load_all(sorted(folder.glob("results/predict/new/tiles/*.npz")))
+            if len(t)
+        ]
+    )
     start = time.perf_counter()
     inference.probabilities(model, tiles)
     return time.perf_counter() - start, len(tiles)
@@ -244,9 +262,11 @@ def storage_and_memory(folder, n):
     benchmark files) of the last run."""
     import pandas as pd
 
-    outputs = {"tile shards (results/predict/new/tiles/*.npz)": folder.glob("results/predict/new/tiles/*.npz"),
-               "tiles.parquet": [folder / "results/predict/new/tiles.parquet"],
-               "images.tsv": [folder / "results/predict/new/images.tsv"]}
+    outputs = {
+        "tile shards (results/predict/new/tiles/*.npz)": folder.glob("results/predict/new/tiles/*.npz"),
+        "tiles.parquet": [folder / "results/predict/new/tiles.parquet"],
+        "images.tsv": [folder / "results/predict/new/images.tsv"],
+    }
     for name, paths in outputs.items():
         size = sum(path.stat().st_size for path in paths)
         print(f"    {name}: {size / 1e6:.1f} MB, {size / n:.0f} B per cell")
@@ -264,8 +284,9 @@ def main():
     parser.add_argument("--plan-cells", type=int, default=1_000_000, help="single-cell images of the dry run (0: skip)")
     parser.add_argument("--plan-fields", type=int, default=100_000, help="fields of the dry run (0: skip)")
     parser.add_argument("--predict-cells", type=int, default=100_000, help="new crops of part (6) (0: skip)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: "
-                        "prepare,planning,scale,training,workflow")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to leave out: prepare,planning,scale,training,workflow"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,9 +40,9 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.segmentation import clear_border
 
+from cellclass.config import validate
 from cellclass.demo import synthetic
 from cellclass.prepare import segment
-from cellclass.config import validate
 from cellclass.prepare.crops import segment_options
 from cellclass.prepare.foreground import foreground_mask
 from cellclass.prepare.normalise import normalise
@@ -78,7 +78,9 @@ def fields(args):
     for pattern in synthetic.PATTERNS:
         for cls in synthetic.CLASSES:
             for index in range(args.fields):
-                truth = synthetic.render_field(pattern, cls, seed=0, index=index, size=args.size, cells_per_field=args.cells)
+                truth = synthetic.render_field(
+                    pattern, cls, seed=0, index=index, size=args.size, cells_per_field=args.cells
+                )
                 out.append((pattern, normalise(np.moveaxis(truth.image, 0, -1), method="percentile"), truth))
     return out
 
@@ -115,19 +117,26 @@ def stage(args):
     for cls in synthetic.CLASSES:
         (folder / "data" / cls).mkdir(parents=True)
         for index in range(args.stage_fields):
-            field = synthetic.render_field("aggregates", cls, seed=1, index=index, size=args.size, cells_per_field=args.cells)
-            tifffile.imwrite(folder / "data" / cls / f"field_{index:03d}.tif", field.image, imagej=True,
-                             metadata={"axes": "CYX"})
+            field = synthetic.render_field(
+                "aggregates", cls, seed=1, index=index, size=args.size, cells_per_field=args.cells
+            )
+            tifffile.imwrite(
+                folder / "data" / cls / f"field_{index:03d}.tif", field.image, imagej=True, metadata={"axes": "CYX"}
+            )
     seconds = {"nuclei": [], "fields": []}
     for _ in range(args.repeat):
         for kind in seconds:
-            config = {"prepare": {"kind": kind, "nuclei": {"cell_channel": 0}}, "datasets": {"d": {"path": "data"}},
-                      "attribution": {"experiments": []}}
+            config = {
+                "prepare": {"kind": kind, "nuclei": {"cell_channel": 0}},
+                "datasets": {"d": {"path": "data"}},
+                "attribution": {"experiments": []},
+            }
             (folder / "config.yaml").write_text(yaml.safe_dump(config))
             shutil.rmtree(folder / "results", ignore_errors=True)
             start = time.perf_counter()
-            subprocess.run(snakemake_command(folder, "--quiet", "all", "--until", "split"), check=True,
-                           capture_output=True)
+            subprocess.run(
+                snakemake_command(folder, "--quiet", "all", "--until", "split"), check=True, capture_output=True
+            )
             seconds[kind].append(time.perf_counter() - start)
     shutil.rmtree(folder)
     return seconds

@@ -106,8 +106,11 @@ def _epoch_timer():
 
 
 # Threading before this was measured (runtime.configure_tensorflow's inter-op threads, as_dataset's own pool).
-THREADING = {"before": {"inter_op_threads": 2, "own_threads": False}, "now": {"inter_op_threads": 1, "own_threads": True},
-             "now+xla": {"inter_op_threads": 1, "own_threads": True, "xla": True}}
+THREADING = {
+    "before": {"inter_op_threads": 2, "own_threads": False},
+    "now": {"inter_op_threads": 1, "own_threads": True},
+    "now+xla": {"inter_op_threads": 1, "own_threads": True, "xla": True},
+}
 SHARE_MODELS = {"small": {}, "deep": {}, "resnet": {}, "resnet_stem2": {"stem_stride": 2}, "mobilenetv3small": {}}
 
 
@@ -119,24 +122,33 @@ def child(mode, folder, model_name, batch, steps, mixed, threading="now"):
 
     EpochTimer = _epoch_timer()
     setting = THREADING[threading]
-    runtime.configure_tensorflow(threads=2, seed=0, deterministic=False, mixed_precision=mixed,
-                                 inter_op_threads=setting["inter_op_threads"])
+    runtime.configure_tensorflow(
+        threads=2, seed=0, deterministic=False, mixed_precision=mixed, inter_op_threads=setting["inter_op_threads"]
+    )
     tilesets = [t for t in tilestore.load_all(sorted(Path(folder).glob("*.npz"))) if len(t)]
     classes = sorted({t.meta["class"] for t in tilesets})
     labels = [classes.index(t.meta["class"]) for t in tilesets]
     shape = tilesets[0].tiles.shape[1:]
     network = model_name.split("_")[0]
     model = models.build_model(network, shape, len(classes), **SHARE_MODELS.get(model_name, {}))
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=setting.get("xla", False))
+    model.compile(
+        optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=setting.get("xla", False)
+    )
     if setting.get("xla") and not model.jit_compile:
         raise SystemExit("Keras did not compile this model with XLA")
     timer = EpochTimer()
     if mode.endswith("stream"):
         # As in training: an endless stream cut into epochs of `steps` batches.
-        data, steps, _ = pipeline.training_stream(tilesets, labels, n_classes=len(classes), tile_shape=shape,
-                                                  batch_size=batch, epoch_tiles=steps * batch, workers=2,
-                                                  own_threads=setting["own_threads"])
+        data, steps, _ = pipeline.training_stream(
+            tilesets,
+            labels,
+            n_classes=len(classes),
+            tile_shape=shape,
+            batch_size=batch,
+            epoch_tiles=steps * batch,
+            workers=2,
+            own_threads=setting["own_threads"],
+        )
         model.fit(data, epochs=1 + REPEATS, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     else:
         # The article's way: every tile in one array in memory, labels one-hot.
@@ -153,11 +165,28 @@ def child(mode, folder, model_name, batch, steps, mixed, threading="now"):
 
 
 def measure(mode, folder, args, mixed=False, model=None, threading="now"):
-    command = [sys.executable, __file__, "--child", mode, folder, "--model", model or args.model, "--size",
-               str(args.size), "--batch", str(args.batch), "--steps", str(args.steps), "--threading", threading]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        folder,
+        "--model",
+        model or args.model,
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--threading",
+        threading,
+    ]
     command += ["--mixed"] if mixed else []
-    code = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); " \
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True).stdout
     lines = out.strip().splitlines()
     result = json.loads(lines[-2])
@@ -195,27 +224,40 @@ def main():
             stream = max(stream, measure("speed-stream", small, args), key=lambda r: r["tiles_per_s"])
             memory = max(memory, measure("speed-memory", small, args), key=lambda r: r["tiles_per_s"])
         print(f"model {args.model}, {args.size}x{args.size}x2 tiles, batch {args.batch}, {args.steps} steps")
-        print(f"(1) speed   streaming {stream['tiles_per_s']:7.1f} tiles/s   in-memory {memory['tiles_per_s']:7.1f} tiles/s"
-              f"   ratio {stream['tiles_per_s'] / memory['tiles_per_s']:.2f}x (target >= 0.9x)")
+        print(
+            f"(1) speed   streaming {stream['tiles_per_s']:7.1f} tiles/s   in-memory {memory['tiles_per_s']:7.1f} tiles/s"
+            f"   ratio {stream['tiles_per_s'] / memory['tiles_per_s']:.2f}x (target >= 0.9x)"
+        )
         ours = [measure("mem-stream", d, args)["peak_mb"] for d in (small, large)]
         base = [measure("mem-memory", d, args)["peak_mb"] for d in (small, large)]
-        print(f"(2) memory  {args.tiles} -> {10 * args.tiles} tiles: streaming {ours[0]:.0f} -> {ours[1]:.0f} MB "
-              f"({ours[1] / ours[0]:.2f}x, target <= 1.3x)   in-memory {base[0]:.0f} -> {base[1]:.0f} MB ({base[1] / base[0]:.2f}x)")
+        print(
+            f"(2) memory  {args.tiles} -> {10 * args.tiles} tiles: streaming {ours[0]:.0f} -> {ours[1]:.0f} MB "
+            f"({ours[1] / ours[0]:.2f}x, target <= 1.3x)   in-memory {base[0]:.0f} -> {base[1]:.0f} MB ({base[1] / base[0]:.2f}x)"
+        )
         peak = matmul_flops()
         achieved = stream["tiles_per_s"] * stream["flops_per_tile"]
-        print(f"(3) compute {achieved / 1e9:.2f} GFLOP/s training vs {peak / 1e9:.1f} GFLOP/s matmul = {achieved / peak:.0%}")
+        print(
+            f"(3) compute {achieved / 1e9:.2f} GFLOP/s training vs {peak / 1e9:.1f} GFLOP/s matmul = {achieved / peak:.0%}"
+        )
         if tf.config.list_physical_devices("GPU"):
             mixed = measure("speed-stream", small, args, mixed=True)
-            print(f"GPU: float32 {stream['tiles_per_s']:.0f} tiles/s, mixed precision {mixed['tiles_per_s']:.0f} tiles/s")
+            print(
+                f"GPU: float32 {stream['tiles_per_s']:.0f} tiles/s, mixed precision {mixed['tiles_per_s']:.0f} tiles/s"
+            )
 
 
 def shares(args):
     """Each model's training FLOP/s as a share of the matmul rate, with the threading of before and of now."""
     peak = matmul_flops()
-    print(f"matmul (GEMM) rate: {peak / 1e9:.0f} GFLOP/s on this machine; {args.size} px tiles, 2 channels, batch "
-          f"{args.batch}, 2 threads, {args.steps} steps an epoch, median (range) over {args.rounds} alternated rounds")
-    print(f"{'model':<18} {'GFLOP/tile':>10}" + "".join(f" {name + ': tiles/s':>19} {'share':>6}" for name in THREADING)
-          + "  ratios to before")
+    print(
+        f"matmul (GEMM) rate: {peak / 1e9:.0f} GFLOP/s on this machine; {args.size} px tiles, 2 channels, batch "
+        f"{args.batch}, 2 threads, {args.steps} steps an epoch, median (range) over {args.rounds} alternated rounds"
+    )
+    print(
+        f"{'model':<18} {'GFLOP/tile':>10}"
+        + "".join(f" {name + ': tiles/s':>19} {'share':>6}" for name in THREADING)
+        + "  ratios to before"
+    )
     with tempfile.TemporaryDirectory() as folder:
         write_dataset(folder, args.tiles, args.size)
         for model in SHARE_MODELS:
@@ -228,11 +270,18 @@ def shares(args):
             for threading, results in runs.items():
                 rates = sorted(r["tiles_per_s"] for r in results)
                 median = float(np.median(rates))
-                text[threading] = (median, f"{median:>7.1f} ({rates[0]:.0f}-{rates[-1]:.0f})",
-                                   f"{median * flops / peak:>6.0%}")
+                text[threading] = (
+                    median,
+                    f"{median:>7.1f} ({rates[0]:.0f}-{rates[-1]:.0f})",
+                    f"{median * flops / peak:>6.0%}",
+                )
             ratios = ", ".join(f"{text[name][0] / text['before'][0]:.2f}x" for name in THREADING if name != "before")
-            print(f"{model:<18} {flops / 1e9:>10.2f}" + "".join(f" {text[name][1]:>19} {text[name][2]}" for name in THREADING)
-                  + f"  {ratios}", flush=True)
+            print(
+                f"{model:<18} {flops / 1e9:>10.2f}"
+                + "".join(f" {text[name][1]:>19} {text[name][2]}" for name in THREADING)
+                + f"  {ratios}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

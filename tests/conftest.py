@@ -25,7 +25,9 @@ TINY = {
     "augment": {"dihedral": True, "angles": [30]},
     "train": {"models": ["small"], "runs": 1, "epochs": 4, "batch_size": 16, "threads": 1, "epoch_tiles": 800},
     "datasets": {
-        "tiny": {"demo": {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 256, "cells_per_field": 30}},
+        "tiny": {
+            "demo": {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 256, "cells_per_field": 30}
+        },
         "tiny_holdout": {
             "demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 2, "size": 256, "cells_per_field": 30},
             "test_only": True,
@@ -119,7 +121,9 @@ def samples_in(folder):
     """Sample id -> the shard file holding it, over the shard files in `folder` (tiles, augmented, ...)."""
     from cellclass.io import tilestore
 
-    return {t.meta["sample"]: path for path in sorted(Path(folder).glob("*.npz")) for t in tilestore.load(path, tiles=False)}
+    return {
+        t.meta["sample"]: path for path in sorted(Path(folder).glob("*.npz")) for t in tilestore.load(path, tiles=False)
+    }
 
 
 def local_rules(snakefile=REPO / "Snakefile"):
@@ -128,3 +132,19 @@ def local_rules(snakefile=REPO / "Snakefile"):
     if match is None:
         raise ValueError(f"no localrules: directive in {snakefile}")
     return {name for line in match.group(1).splitlines() for name in re.split(r"[\s,]+", line.split("#")[0]) if name}
+
+
+def train_and_score(*, test_sets, tta="none", **train):
+    """What the train job and then the score job do to one run, in this process: its metrics.json record."""
+    from cellclass.learn import scoring, training
+
+    training.train_run(**train)
+    return scoring.score_run(
+        run_dir=train["out_dir"],
+        classes=train["classes"],
+        validation=train["validation"],
+        test_sets=test_sets,
+        options=train["options"],
+        threads=train.get("threads", 1),
+        tta=tta,
+    )

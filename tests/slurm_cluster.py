@@ -94,7 +94,9 @@ class Cluster:
 
     def job(self, jobid):
         """`scontrol show job` as a dict (while the job is younger than MinJobAge)."""
-        out = subprocess.run(["scontrol", "-o", "show", "job", str(jobid)], check=False, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["scontrol", "-o", "show", "job", str(jobid)], check=False, capture_output=True, text=True
+        ).stdout
         return dict(re.findall(r"(\S+?)=(\S*)", out))
 
 
@@ -119,7 +121,11 @@ def node_memory_mb():
 
 def _sinfo_state():
     result = subprocess.run(
-        ["sinfo", "--noheader", "--nodes", NODE, "--format", "%T"], check=False, capture_output=True, text=True, timeout=10
+        ["sinfo", "--noheader", "--nodes", NODE, "--format", "%T"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     return result.stdout.strip() if result.returncode == 0 else ""
 
@@ -223,7 +229,9 @@ def _run_cluster(state):
     finally:
         # Leftover jobs (an interrupted test) go first, so no slurmstepd outlives the daemons.
         if daemons and daemons[0].poll() is None:
-            subprocess.run(["scancel", "--full", "--partition", PARTITION], check=False, capture_output=True, timeout=30)
+            subprocess.run(
+                ["scancel", "--full", "--partition", PARTITION], check=False, capture_output=True, timeout=30
+            )
             time.sleep(1)
         for daemon in reversed(daemons):
             _stop(daemon)

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from scipy import stats
 
 from cellclass.assay import dose_response, held_out, plate_figures, scorers, unfamiliar
@@ -58,12 +57,29 @@ def tiles():
 
 
 def layout():
-    rows = [("P/A01/s1", "A01", "positive_control", np.nan), ("P/A01/s2", "A01", "positive_control", np.nan),
-            ("P/A02/s1", "A02", "negative_control", np.nan), ("P/B01/s1", "B01", "sample", 3.0),
-            ("P/B02/s1", "B02", "sample", 10.0)]
-    return [{"sample": s, "plate": "P", "well": w, "row": ord(w[0]) - 65, "column": int(w[1:]) - 1, "site": s[-1],
-             "role": role, "dose": dose, "unit": "uM", "condition": "", "class": "aggregates" if "pos" in role else ""}
-            for s, w, role, dose in rows]
+    rows = [
+        ("P/A01/s1", "A01", "positive_control", np.nan),
+        ("P/A01/s2", "A01", "positive_control", np.nan),
+        ("P/A02/s1", "A02", "negative_control", np.nan),
+        ("P/B01/s1", "B01", "sample", 3.0),
+        ("P/B02/s1", "B02", "sample", 10.0),
+    ]
+    return [
+        {
+            "sample": s,
+            "plate": "P",
+            "well": w,
+            "row": ord(w[0]) - 65,
+            "column": int(w[1:]) - 1,
+            "site": s[-1],
+            "role": role,
+            "dose": dose,
+            "unit": "uM",
+            "condition": "",
+            "class": "aggregates" if "pos" in role else "",
+        }
+        for s, w, role, dose in rows
+    ]
 
 
 def test_wells_roll_up_their_cells_with_an_interval():
@@ -107,10 +123,20 @@ def test_the_score_is_the_positive_controls_class_unless_configured():
 
 def counted_wells(controls, samples):
     """A plate's wells from (abstained, cells found) counts: control wells alternate negative and positive."""
-    rows = [{"plate": "P", "well": f"A{i + 1:02d}", "role": ("negative_control", "positive_control")[i % 2],
-             "abstained": k, "cells_found": n} for i, (k, n) in enumerate(controls)]
-    rows += [{"plate": "P", "well": f"B{i + 1:02d}", "role": "sample", "abstained": k, "cells_found": n}
-             for i, (k, n) in enumerate(samples)]
+    rows = [
+        {
+            "plate": "P",
+            "well": f"A{i + 1:02d}",
+            "role": ("negative_control", "positive_control")[i % 2],
+            "abstained": k,
+            "cells_found": n,
+        }
+        for i, (k, n) in enumerate(controls)
+    ]
+    rows += [
+        {"plate": "P", "well": f"B{i + 1:02d}", "role": "sample", "abstained": k, "cells_found": n}
+        for i, (k, n) in enumerate(samples)
+    ]
     table = pd.DataFrame(rows)
     return table.assign(abstained_share=table["abstained"] / table["cells_found"])
 
@@ -124,7 +150,10 @@ def test_a_well_that_abstains_far_above_its_controls_is_flagged():
     flagged = wells.set_index("well")
     assert list(flagged.index[flagged["unfamiliar"]]) == ["B01", "B05"]
     assert 0 < flagged.loc["B05", "unfamiliar_p"] < 1e-30  # a far tail, not rounded to 0
-    assert flagged.loc["B01", "unfamiliar_q"] < 1e-6 and "120 of 200 cells abstained (60%)" in flagged.loc["B01", "unfamiliar_note"]
+    assert (
+        flagged.loc["B01", "unfamiliar_q"] < 1e-6
+        and "120 of 200 cells abstained (60%)" in flagged.loc["B01", "unfamiliar_note"]
+    )
     assert flagged.loc["B02", "unfamiliar_q"] < 0.05 and not flagged.loc["B02", "unfamiliar"]  # the effect-size floor
     assert flagged.loc["B03", "unfamiliar_q"] > 0.05 and np.isnan(flagged.loc["B04", "unfamiliar_p"])
     assert not flagged.loc[flagged["role"] != "sample", "unfamiliar"].any()
@@ -151,24 +180,31 @@ def test_control_wells_that_vary_widely_do_not_make_a_moderate_well_significant(
 def test_too_few_control_wells_test_nothing_and_say_why():
     wells, baselines = unfamiliar.flag_wells(counted_wells([(1, 100), (0, 100), (2, 100)], [(90, 100)]))
     assert not wells["unfamiliar"].any() and wells["unfamiliar_p"].isna().all()
-    assert "3 control well(s) with cells cannot estimate" in unfamiliar.sentences(wells, baselines, fdr=0.05,
-                                                                                  min_excess=0.1)[0]
+    assert (
+        "3 control well(s) with cells cannot estimate"
+        in unfamiliar.sentences(wells, baselines, fdr=0.05, min_excess=0.1)[0]
+    )
 
 
 def test_a_well_where_most_cells_abstained_gets_no_score_and_says_why():
     abstaining = tiles().assign(abstain="")
     abstaining.loc[[4, 5, 6], "abstain"] = "abstain (unlike training data)"  # 3 of A02's 4 cells
     abstaining.loc[0, "abstain"] = "abstain (uncertain)"  # 1 of A01's 4
-    wells = assay.well_table(abstaining, layout(), ["aggregates", "control"], "aggregates", resamples=99,
-                             max_share=0.5).set_index("well")
+    wells = assay.well_table(
+        abstaining, layout(), ["aggregates", "control"], "aggregates", resamples=99, max_share=0.5
+    ).set_index("well")
     assert (wells.loc["A02", "cells_found"], wells.loc["A02", "abstained"], wells.loc["A02", "cells"]) == (4, 3, 1)
     assert wells.loc["A02", "abstained_share"] == 0.75 and wells.loc["A02", "unlike_training"] == 3
     assert np.isnan(wells.loc["A02", "score"]) and wells.loc["A02", "no_call"] == (
-        "no call: 75% of cells abstained (above max_share 50%)")
+        "no call: 75% of cells abstained (above max_share 50%)"
+    )
     assert wells.loc["A01", "score"] == pytest.approx(np.mean([0.8, 0.7, 0.2])) and wells.loc["A01", "uncertain"] == 1
     assert wells.loc["A01", "no_call"] == "" and wells.loc["A01", "abstained_share"] == 0.25
     statistics = assay.plate_statistics(wells.reset_index()).iloc[0]
-    assert statistics["no_call_wells"] == 1 and "A02 (negative control, 75% abstained)" in statistics["no_call_wells_named"]
+    assert (
+        statistics["no_call_wells"] == 1
+        and "A02 (negative control, 75% abstained)" in statistics["no_call_wells_named"]
+    )
     assert statistics["negative_wells"] == 0 and statistics["controls_abstained_share"] == 0.25
     lines = assay.sentences(assay.plate_statistics(wells.reset_index()), "aggregates", "cell")
     assert any("1 well(s) got no call" in line for line in lines)
@@ -179,9 +215,18 @@ def scored_plate(z_gap=False):
     rows = []
     for fold, spread in ((0, 0.02), (1, 0.15 if z_gap else 0.02)):
         for i, (role, centre) in enumerate([("negative_control", 0.1), ("positive_control", 0.9)] * 2):
-            rows.append({"plate": "P", "well": f"{'AB'[fold]}{i + 1:02d}", "role": role,
-                         "score": centre + spread * (-1) ** i * (1 + i // 2), "scored_by": f"out of fold (fold {fold}, 1 run)"})
-    rows += [{"plate": "P", "well": f"C{i:02d}", "role": "sample", "score": 0.5, "scored_by": "all runs"} for i in (1, 2)]
+            rows.append(
+                {
+                    "plate": "P",
+                    "well": f"{'AB'[fold]}{i + 1:02d}",
+                    "role": role,
+                    "score": centre + spread * (-1) ** i * (1 + i // 2),
+                    "scored_by": f"out of fold (fold {fold}, 1 run)",
+                }
+            )
+    rows += [
+        {"plate": "P", "well": f"C{i:02d}", "role": "sample", "score": 0.5, "scored_by": "all runs"} for i in (1, 2)
+    ]
     table = pd.DataFrame(rows)
     return table.assign(constant_score=False, abstained=1, cells_found=20)
 
@@ -191,12 +236,14 @@ def test_z_prime_is_given_per_ensemble_and_the_findings_warn_when_they_differ():
     assert scorers.scorer_of("held out with its plate's controls (fold 0, 1 run)") == "fold 0, 1 run"
     assert scorers.scorer_of("all runs") == "all runs" and scorers.scorer_of(None) == "all runs"
     assert scorers.scorer_of("out of fold (test side of the split, 2 runs); all runs") == (
-        "test side of the split, 2 runs; all runs")
+        "test side of the split, 2 runs; all runs"
+    )
     table = scorers.scorer_statistics(scored_plate(z_gap=True)).set_index("scorer")
     assert list(table.index) == ["all wells (pooled)", "all runs", "fold 0, 1 run", "fold 1, 1 run"]
     assert list(table["positive_wells"]) == [4, 0, 2, 2] and list(table["sample_wells"]) == [2, 2, 0, 0]
     assert table.loc["fold 0, 1 run", "z_prime"] == pytest.approx(
-        assay.z_prime([0.9 - 0.02, 0.9 - 0.04], [0.1 + 0.02, 0.1 + 0.04]))
+        assay.z_prime([0.9 - 0.02, 0.9 - 0.04], [0.1 + 0.02, 0.1 + 0.04])
+    )
     assert table.loc["fold 0, 1 run", "z_prime"] - table.loc["fold 1, 1 run", "z_prime"] > 0.2
     assert table.loc["fold 0, 1 run", "controls_abstained_share"] == 0.05
     lines = scorers.sentences(scorers.scorer_statistics(scored_plate(z_gap=True)))
@@ -211,14 +258,18 @@ def test_z_prime_is_given_per_ensemble_and_the_findings_warn_when_they_differ():
 def test_out_of_fold_all_deals_a_plates_other_wells_to_the_folds():
     layout = [{"sample": f"P/{w}/s1", "plate": "P", "well": w} for w in ("A01", "A02", "B01", "B02", "B03", "B04")]
     layout.append({"sample": "Q/A01/s1", "plate": "Q", "well": "A01"})  # a plate that shares no well
-    scoring = {"P/A01/s1": {"members": [0, 1], "scored_by": "out of fold (fold 0, 2 runs)"},
-               "P/A02/s1": {"members": [2, 3], "scored_by": "out of fold (fold 1, 2 runs)"}}
+    scoring = {
+        "P/A01/s1": {"members": [0, 1], "scored_by": "out of fold (fold 0, 2 runs)"},
+        "P/A02/s1": {"members": [2, 3], "scored_by": "out of fold (fold 1, 2 runs)"},
+    }
     planned = held_out.score_every_well(scoring, layout, [0, 0, 1, 1], folds=2, seed=0)
     assert set(planned) == {f"P/{w}/s1" for w in ("A01", "A02", "B01", "B02", "B03", "B04")}
     assert planned["P/A01/s1"] == scoring["P/A01/s1"]
     others = [planned[f"P/{w}/s1"] for w in ("B01", "B02", "B03", "B04")]
     assert sorted(o["members"] for o in others) == [[0, 1], [0, 1], [2, 3], [2, 3]]  # dealt evenly
-    assert {o["scored_by"] for o in others} == {f"held out with its plate's controls (fold {f}, 2 runs)" for f in (0, 1)}
+    assert {o["scored_by"] for o in others} == {
+        f"held out with its plate's controls (fold {f}, 2 runs)" for f in (0, 1)
+    }
     assert held_out.score_every_well(scoring, layout, [0, 0, 1, 1], folds=2, seed=0) == planned  # deterministic
     single = held_out.score_every_well({}, layout, [0], folds=1, seed=0)
     assert single == {}  # nothing shared with the training dataset: every run scores every well
@@ -226,9 +277,16 @@ def test_out_of_fold_all_deals_a_plates_other_wells_to_the_folds():
 
 def test_plate_figures_show_the_abstained_share(tmp_path):
     wells = counted_wells([(2, 200)] * 8, [(120, 200), (3, 200), (2, 200), (1, 200), (4, 200)])
-    wells = wells.assign(row=[0] * 8 + [1] * 5, column=list(range(8)) + list(range(5)), positive_class="aggregates",
-                         score=[0.1, 0.9] * 4 + [np.nan, 0.2, 0.4, 0.6, 0.8], dose=[np.nan] * 8 + [1, 0.1, 1, 10, 100],
-                         unit="uM", no_call=[""] * 8 + ["no call: 60% of cells abstained"] + [""] * 4, constant_score=False)
+    wells = wells.assign(
+        row=[0] * 8 + [1] * 5,
+        column=list(range(8)) + list(range(5)),
+        positive_class="aggregates",
+        score=[0.1, 0.9] * 4 + [np.nan, 0.2, 0.4, 0.6, 0.8],
+        dose=[np.nan] * 8 + [1, 0.1, 1, 10, 100],
+        unit="uM",
+        no_call=[""] * 8 + ["no call: 60% of cells abstained"] + [""] * 4,
+        constant_score=False,
+    )
     wells = wells.assign(score_low=wells["score"] - 0.05, score_high=wells["score"] + 0.05)
     wells, _ = unfamiliar.flag_wells(wells)
     statistics = assay.plate_statistics(wells)
@@ -238,8 +296,9 @@ def test_plate_figures_show_the_abstained_share(tmp_path):
 
 
 def test_the_plan_scores_a_plates_samples_by_one_folds_runs_under_out_of_fold_all(tmp_path):
-    from cellclass.plan import make_plan
     from test_plates import PATTERN, write_map, write_plate
+
+    from cellclass.plan import make_plan
 
     wells = ("A01", "A02", "B01", "B02", "C01", "C02", "C03", "C04")
     folder = write_plate(tmp_path / "P1", wells=wells, sites=1)
@@ -247,8 +306,12 @@ def test_the_plan_scores_a_plates_samples_by_one_folds_runs_under_out_of_fold_al
     rows += [("P1", w, "siRNA", "aggregates", "", "", "positive_control") for w in ("B01", "B02")]
     rows += [("P1", w, "drug", "", str(dose), "uM", "sample") for w, dose in zip(wells[4:], (1, 3, 10, 30))]
     plate = {"path": str(folder), "pattern": PATTERN, "map": str(write_map(tmp_path / "map.tsv", rows))}
-    config = {"train": {"models": ["small"], "runs": 2}, "split": {"folds": 2}, "datasets": {"screen": {"plate": plate}},
-              "predict": {"again": {"plate": plate, "experiment": "screen"}}}
+    config = {
+        "train": {"models": ["small"], "runs": 2},
+        "split": {"folds": 2},
+        "datasets": {"screen": {"plate": plate}},
+        "predict": {"again": {"plate": plate, "experiment": "screen"}},
+    }
     default = make_plan(config, base_dir=tmp_path).predictions["again"]
     assert len(default.scoring) == 4  # the control wells alone: the sample wells go to all 4 runs
     every = make_plan({**config, "assay": {"scoring": "out_of_fold_all"}}, base_dir=tmp_path).predictions["again"]

@@ -4,8 +4,8 @@ copies stored once (the lossless rotations and flips happen in the input pipelin
 import numpy as np
 import pytest
 
-from cellclass.prepare import augment
 from cellclass.io.tilestore import TileSet
+from cellclass.prepare import augment
 
 
 def tileset_of(field, positions, size):
@@ -25,7 +25,9 @@ def test_only_resampled_copies_are_stored_never_the_rotations_and_flips(field):
     tiles = tileset_of(field, [(50, 50), (100, 120)], 32)
     out = augment.augment(tiles, field=field, angles=[30, 90], translations=1)
     assert len(out) == 2 * 4  # the originals, two angles, one shift: no 8 flips/rotations of each
-    assert [op for op in out.extra["op"] if not op.startswith("shift")] == ["rot0"] * 2 + ["angle30"] * 2 + ["angle90"] * 2
+    assert [op for op in out.extra["op"] if not op.startswith("shift")] == ["rot0"] * 2 + ["angle30"] * 2 + [
+        "angle90"
+    ] * 2
     np.testing.assert_array_equal(out.tiles[out.extra["op"] == "rot0"], tiles.tiles)
     np.testing.assert_array_equal(out.extra["parent"], np.tile([0, 1], 4))
     assert len(augment.augment(tiles)) == 2  # nothing asked: the originals alone

@@ -84,7 +84,9 @@ def test_a_keras3_weights_file_loads_too(mobilenet_file, tmp_path):
 
 def test_wrong_weights_and_options_are_input_errors(mobilenet_file, tmp_path):
     path, _ = mobilenet_file
-    with pytest.raises(InputError, match=r"model 'resnet50v2': could not load weights .*resnet50v2_weights_tf_dim_ordering"):
+    with pytest.raises(
+        InputError, match=r"model 'resnet50v2': could not load weights .*resnet50v2_weights_tf_dim_ordering"
+    ):
         models.build_model("resnet50v2", (SIDE, SIDE, 2), 2, weights=str(path))
     with pytest.raises(InputError, match="freeze_epochs 2 would train the head on a frozen random backbone"):
         models.build_model("mobilenetv3small", (SIDE, SIDE, 2), 2, freeze_epochs=2)
@@ -98,16 +100,24 @@ def test_the_config_checks_the_weights_file_before_any_job(tmp_path, mobilenet_f
     from cellclass.config import validate
 
     def config(weights):
-        return {"datasets": {"d": {"demo": {"pattern": "aggregates"}}},
-                "train": {"models": ["mobilenetv3small"], "model_options": {"mobilenetv3small": {"weights": weights}}}}
+        return {
+            "datasets": {"d": {"demo": {"pattern": "aggregates"}}},
+            "train": {"models": ["mobilenetv3small"], "model_options": {"mobilenetv3small": {"weights": weights}}},
+        }
 
     path, _ = mobilenet_file
     checked = validate(config(path.name), base_dir=path.parent)
     assert checked["experiments"]["d"]["train"]["model_options"]["mobilenetv3small"]["weights"] == str(path)
-    with pytest.raises(InputError, match=r"model_options.mobilenetv3small.weights: .*missing.h5 is not a file.*"
-                                         r"weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"):
+    with pytest.raises(
+        InputError,
+        match=r"model_options.mobilenetv3small.weights: .*missing.h5 is not a file.*"
+        r"weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    ):
         validate(config("missing.h5"), base_dir=tmp_path)
-    assert validate(config("imagenet"))["experiments"]["d"]["train"]["model_options"]["mobilenetv3small"]["weights"] == "imagenet"
+    assert (
+        validate(config("imagenet"))["experiments"]["d"]["train"]["model_options"]["mobilenetv3small"]["weights"]
+        == "imagenet"
+    )
 
 
 def with_backbone():
@@ -134,8 +144,13 @@ def test_warm_up_trains_the_head_then_every_layer_on_one_epoch_counter(tmp_path)
     seen = []
 
     def record(epoch, logs):
-        seen.append((epoch, [w.copy() for w in models.backbone(model).get_weights()],
-                     model.get_layer("logits").get_weights()[0].copy()))
+        seen.append(
+            (
+                epoch,
+                [w.copy() for w in models.backbone(model).get_weights()],
+                model.get_layer("logits").get_weights()[0].copy(),
+            )
+        )
 
     start_backbone = models.backbone(model).get_weights()
     start_head = model.get_layer("logits").get_weights()[0]
@@ -169,6 +184,15 @@ def test_models_without_a_backbone_train_in_one_fit():
     x = np.random.default_rng(0).random((8, 16, 16, 2), dtype=np.float32)
     y = keras.utils.to_categorical(np.arange(8) % 2, 2)
     history = []
-    training.fit_with_warm_up(model, None, 0, x, y=y, epochs=2, initial_epoch=0, verbose=0,
-                              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: history.append(e))])
+    training.fit_with_warm_up(
+        model,
+        None,
+        0,
+        x,
+        y=y,
+        epochs=2,
+        initial_epoch=0,
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: history.append(e))],
+    )
     assert history == [0, 1]

@@ -16,8 +16,13 @@ def settings(**train):
 
 def test_a_budget_in_passes_is_cut_into_an_epoch_a_pass_within_10_to_30():
     assert budget.resolve(settings(budget={"passes": 20}), 500) == {
-        "epochs": 20, "epoch_tiles": 500, "epoch_passes": None, "tile_steps": 10_000, "passes": 20.0,
-        "set_by": "budget (passes)"}
+        "epochs": 20,
+        "epoch_tiles": 500,
+        "epoch_passes": None,
+        "tile_steps": 10_000,
+        "passes": 20.0,
+        "set_by": "budget (passes)",
+    }
     few = budget.resolve(settings(budget={"passes": 2}), 500)
     assert few["epochs"] == budget.MIN_EPOCHS and few["tile_steps"] == 1000 and few["epoch_tiles"] == 100
     many = budget.resolve(settings(budget={"passes": 90}), 500)
@@ -59,14 +64,17 @@ def test_a_budget_smaller_than_a_batch_is_refused():
         budget.resolve(settings(budget={"passes": 0.01}, batch_size=20), 500)
 
 
-@pytest.mark.parametrize(("given", "message"), [
-    ({"passes": 0}, "budget.passes: 0 is less than or equal to the minimum of 0"),
-    ({"passes": -2}, "budget.passes: -2 is less than or equal to the minimum of 0"),
-    ({"minutes": 0}, "budget.minutes: 0 is less than or equal to the minimum of 0"),
-    ({"tile_steps": 10}, "budget.tile_steps: 10 is less than one batch (batch_size 20)"),
-    ({}, "budget: {} should be non-empty"),
-    ({"hours": 1}, "'hours' was unexpected"),
-])
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"passes": 0}, "budget.passes: 0 is less than or equal to the minimum of 0"),
+        ({"passes": -2}, "budget.passes: -2 is less than or equal to the minimum of 0"),
+        ({"minutes": 0}, "budget.minutes: 0 is less than or equal to the minimum of 0"),
+        ({"tile_steps": 10}, "budget.tile_steps: 10 is less than one batch (batch_size 20)"),
+        ({}, "budget: {} should be non-empty"),
+        ({"hours": 1}, "'hours' was unexpected"),
+    ],
+)
 def test_bad_budgets_are_config_errors(given, message):
     with pytest.raises(InputError, match="invalid configuration") as error:
         settings(budget=given, batch_size=20)
@@ -80,14 +88,22 @@ def test_no_budget_needs_epochs():
 
 
 def test_the_plan_states_each_experiments_work():
-    config = validate({"train": {"models": ["deep", "small"], "runs": 2}, "datasets": DATASETS,
-                       "experiments": {"d": {"dataset": "d"}, "e": {"dataset": "d", "train": {
-                           "budget": {"minutes": 5}}}, "f": {"dataset": "d", "train": {
-                           "epochs": 3, "epoch_tiles": 400}}}})
+    config = validate(
+        {
+            "train": {"models": ["deep", "small"], "runs": 2},
+            "datasets": DATASETS,
+            "experiments": {
+                "d": {"dataset": "d"},
+                "e": {"dataset": "d", "train": {"budget": {"minutes": 5}}},
+                "f": {"dataset": "d", "train": {"epochs": 3, "epoch_tiles": 400}},
+            },
+        }
+    )
     d, e, f = Plan(config).training_work()
     assert d.startswith("d: 4 run(s) (deep, small x 1 fold(s) x 2 seed(s)), each on ")
-    assert d.endswith("each run trains 30 passes over the training tiles, at most 100,000 tile-steps, cut into "
-                      "10-30 epochs")
+    assert d.endswith(
+        "each run trains 30 passes over the training tiles, at most 100,000 tile-steps, cut into 10-30 epochs"
+    )
     assert e.endswith("each run trains 5 minutes, cut into 10-30 epochs")
     assert f.endswith("each run trains 3 epochs of 400 tiles")
 

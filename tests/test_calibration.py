@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy.special import softmax
+from scipy.special import logsumexp, softmax
 from sklearn.metrics import log_loss
 
 from cellclass.learn import calibration
@@ -46,20 +46,48 @@ def test_temperature_one_changes_nothing_and_zeros_stay_finite():
     assert np.isfinite(scaled).all() and (scaled.argmax(axis=1) == [0, 1]).all() and scaled.max() < 1
 
 
-def test_each_member_gets_its_own_temperature():
-    probabilities, _ = overconfident(20, 2.0, seed=5)
-    scores = np.stack([probabilities, probabilities])
-    scaled = calibration.per_member(scores, [1.0, 3.0])
-    np.testing.assert_array_equal(scaled[0], probabilities)
-    np.testing.assert_allclose(scaled[1], calibration.apply(probabilities, 3.0))
+def hand_temperature(probabilities, labels, grid):
+    """The temperature on `grid` with the least negative log-likelihood of `labels`, computed here by hand:
+    mean over tiles of logsumexp(log p / T) - log p[label] / T."""
+    logits = np.log(probabilities.astype(np.float64))
+    nll = [np.mean(logsumexp(logits / t, axis=1) - logits[np.arange(len(labels)), labels] / t) for t in grid]
+    return grid[np.argmin(nll)]
+
+
+def test_each_member_gets_its_own_fitted_temperature():
+    """Two members scoring the same tiles, one too sharp (T0 = 2.5) and one too soft (T0 = 0.5): each fit lands
+    where a hand grid search of the log-likelihood does, near its T0, and per_member applies each member's
+    own temperature, so each member's calibrated probabilities are softmax(log p / T) with its T, not the
+    other's."""
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 1.5, (4000, 3))
+    labels = (softmax(logits, axis=1).cumsum(axis=1)[:, :-1] < rng.random((4000, 1))).sum(axis=1)  # from softmax
+    scores = np.stack([softmax(logits * t0, axis=1) for t0 in (2.5, 0.5)]).astype(np.float32)
+    grid = np.exp(np.arange(-2.0, 2.0, 0.005))  # steps of 0.5% in T
+    temperatures = [calibration.fit(member, labels) for member in scores]
+    for member, t0, t in zip(scores, (2.5, 0.5), temperatures):
+        assert abs(np.log(t) - np.log(hand_temperature(member, labels, grid))) <= 0.005  # within a grid step
+        assert t == pytest.approx(t0, rel=0.1)
+    scaled = calibration.per_member(scores, temperatures)
+    assert scaled.shape == scores.shape and scaled.dtype == np.float32
+    for member, t, calibrated in zip(scores, temperatures, scaled):
+        np.testing.assert_allclose(calibrated, softmax(np.log(member.astype(np.float64)) / t, axis=1), atol=1e-6)
+    # Calibrated with its own temperature, each member is close to the true probabilities; with the other's, far.
+    truth = softmax(logits, axis=1)
+    assert np.abs(scaled - truth).max() < 0.05
+    assert np.abs(calibration.per_member(scores, temperatures[::-1]) - truth).max(axis=(1, 2)).min() > 0.3
 
 
 def test_the_record_says_what_the_temperature_was_fitted_on():
-    assert calibration.record(1.7, 48) == {"temperature": 1.7,
-                                           "fitted_on": "validation side's calibration part, 48 tiles"}
+    assert calibration.record(1.7, 48) == {
+        "temperature": 1.7,
+        "fitted_on": "validation side's calibration part, 48 tiles",
+    }
     assert calibration.record(1.0, None)["note"] == "no validation side: uncalibrated"
-    assert (calibration.record(1.2, 53, ["b", "c"])["fitted_on"]
-            == "validation side's calibration part, 53 tiles (none of b, c)")
+    assert (
+        calibration.record(1.2, 53, ["b", "c"])["fitted_on"]
+        == "validation side's calibration part, 53 tiles (none of b, c)"
+    )
     # A validation side called right throughout only ever asks for sharper probabilities: the fit ends at its bound.
     right = np.array([[0.8, 0.2], [0.3, 0.7], [0.9, 0.1]], np.float32)
     temperature = calibration.fit(right, [0, 1, 0])

@@ -26,7 +26,10 @@ def test_defaults_are_filled_and_dataset_overrides_merge():
     assert prepare["foreground"]["method"] == "li"
     assert config["split"]["test_fraction"] == 0.2
     assert prepare["axes"] is None
-    assert validate({"datasets": {"a": {**DEMO, "prepare": {"axes": "zcyx"}}}})["datasets"]["a"]["prepare"]["axes"] == "ZCYX"
+    assert (
+        validate({"datasets": {"a": {**DEMO, "prepare": {"axes": "zcyx"}}}})["datasets"]["a"]["prepare"]["axes"]
+        == "ZCYX"
+    )
 
 
 def test_a_dataset_overrides_the_split():
@@ -42,7 +45,9 @@ def test_augmentation_is_on_the_fly_unless_the_raw_field_must_be_resampled():
     `train.augment` says what the input pipeline does to every training tile."""
 
     def train(augment, **experiment):
-        config = validate({"augment": augment, "datasets": {"a": DEMO}, "experiments": {"a": {"dataset": "a", **experiment}}})
+        config = validate(
+            {"augment": augment, "datasets": {"a": DEMO}, "experiments": {"a": {"dataset": "a", **experiment}}}
+        )
         return config["experiments"]["a"]["train"]
 
     default = train({})
@@ -70,7 +75,10 @@ def test_augmentation_is_on_the_fly_unless_the_raw_field_must_be_resampled():
         ({"datasets": {}}, "datasets"),
         ({"datasets": {"demo": DEMO}}, "datasets"),
         ({"datasets": {"a": {**DEMO, "test_only": True}}}, "nothing to train on"),
-        ({"datasets": {"a": {**DEMO, "prepare": {"axes": "CYXC"}}}}, "datasets.a.prepare.axes: 'CYXC' is no axes order"),
+        (
+            {"datasets": {"a": {**DEMO, "prepare": {"axes": "CYXC"}}}},
+            "datasets.a.prepare.axes: 'CYXC' is no axes order",
+        ),
         ({"datasets": {"a": DEMO}, "prepare": {"axes": "C Y X"}}, "prepare.axes: 'C Y X' does not match"),
     ],
 )

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass.prepare import crops, tiling
+from cellclass.config import validate
 from cellclass.demo import synthetic as demo
 from cellclass.io import tilestore
-from cellclass.config import validate
 from cellclass.io.datasets import Sample, from_sheet
 from cellclass.io.errors import InputError
+from cellclass.prepare import crops, tiling
 
 SIZE = 48
 
@@ -28,8 +28,18 @@ def settings(**nuclei):
 def field(tmp_path_factory):
     """A demo field on disk with its ground-truth nuclei and cells."""
     root = tmp_path_factory.mktemp("field")
-    demo.write_field(root / "image.tif", root / "puncta.tif", root / "cells.tif", root / "nuclei.tif",
-                     pattern="aggregates", cls="aggregates", stem="field_000", seed=1, size=256, cells_per_field=20)
+    demo.write_field(
+        root / "image.tif",
+        root / "puncta.tif",
+        root / "cells.tif",
+        root / "nuclei.tif",
+        pattern="aggregates",
+        cls="aggregates",
+        stem="field_000",
+        seed=1,
+        size=256,
+        cells_per_field=20,
+    )
     return root
 
 
@@ -60,7 +70,9 @@ def test_nuclei_touching_the_border_are_dropped_or_cropped_with_zero_beyond_the_
     every = tiling.tile_sample(sample, settings(exclude_border=False))
     assert len(every) > len(inner)
     labels = np.asarray(every.extra["label"])
-    nuclei = crops.find_objects(sample, tiling.load_field(sample, settings())[0], settings(exclude_border=False)["nuclei"])[0]
+    nuclei = crops.find_objects(
+        sample, tiling.load_field(sample, settings())[0], settings(exclude_border=False)["nuclei"]
+    )[0]
     on_border = set(np.unique(np.concatenate([nuclei[0], nuclei[-1], nuclei[:, 0], nuclei[:, -1]]))) - {0}
     assert on_border and on_border <= set(labels)
     outside = (every.rows < 0) | (every.cols < 0) | (every.rows + SIZE > 256) | (every.cols + SIZE > 256)
@@ -73,8 +85,12 @@ def test_nuclei_touching_the_border_are_dropped_or_cropped_with_zero_beyond_the_
 
 def test_a_field_without_nuclei_gives_no_crops_and_says_why(tmp_path):
     rng = np.random.default_rng(0)
-    tifffile.imwrite(tmp_path / "blank.tif", rng.normal(300, 5, (2, 128, 128)).astype(np.uint16), imagej=True,
-                     metadata={"axes": "CYX"})
+    tifffile.imwrite(
+        tmp_path / "blank.tif",
+        rng.normal(300, 5, (2, 128, 128)).astype(np.uint16),
+        imagej=True,
+        metadata={"axes": "CYX"},
+    )
     tileset = tiling.tile_sample(Sample("blank", (str(tmp_path / "blank.tif"),), "control", "blank"), settings())
     assert len(tileset) == 0 and tilestore.empty_reason(tileset) == tilestore.NO_CELLS
     tilestore.save(tmp_path / "shard.npz", [tileset])  # an empty crop set still stores and loads
@@ -82,8 +98,14 @@ def test_a_field_without_nuclei_gives_no_crops_and_says_why(tmp_path):
 
 
 def test_user_labels_give_a_crop_per_label_and_cells_follow_their_nucleus(field):
-    sample = Sample("f", (str(field / "image.tif"),), "aggregates", "f", labels=str(field / "nuclei.tif"),
-                    cell_labels=str(field / "cells.tif"))
+    sample = Sample(
+        "f",
+        (str(field / "image.tif"),),
+        "aggregates",
+        "f",
+        labels=str(field / "nuclei.tif"),
+        cell_labels=str(field / "cells.tif"),
+    )
     tileset = tiling.tile_sample(sample, settings())
     truth = tifffile.imread(field / "nuclei.tif")
     assert tileset.meta["objects"] == "user labels"
@@ -112,8 +134,9 @@ def test_a_label_image_of_another_shape_names_both_files(field, tmp_path):
         tiling.tile_sample(sample, settings())
     tifffile.imwrite(tmp_path / "float.tif", np.zeros((256, 256), np.float32))
     with pytest.raises(InputError, match=r"float\.tif: float32 pixels"):
-        tiling.tile_sample(Sample("f", (str(field / "image.tif"),), "a", "f", labels=str(tmp_path / "float.tif")),
-                           settings())
+        tiling.tile_sample(
+            Sample("f", (str(field / "image.tif"),), "a", "f", labels=str(tmp_path / "float.tif")), settings()
+        )
 
 
 def test_sheet_label_columns_are_checked(field, tmp_path):

@@ -79,7 +79,11 @@ def test_sheet_with_groups_and_one_file_per_channel(folder):
     touch(folder / "control" / "f0_dapi.tif")
     sheet = write_sheet(
         folder / "sheet.tsv",
-        ["control/f0.tif;control/f0_dapi.tif\tcontrol\twell A1", "control/f1.tif\tcontrol\twell A1", "snap29/f0.tif\tsnap29\t"],
+        [
+            "control/f0.tif;control/f0_dapi.tif\tcontrol\twell A1",
+            "control/f1.tif\tcontrol\twell A1",
+            "snap29/f0.tif\tsnap29\t",
+        ],
     )
     samples = datasets.from_sheet(sheet)
     assert samples[0].files == (str(folder / "control/f0.tif"), str(folder / "control/f0_dapi.tif"))
@@ -129,9 +133,14 @@ def test_sheet_split_column_fixes_sides(folder):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ("control/f0.tif\tcontrol\tw1\ttraining\n", "line 2, column split: 'training' is not one of \\['', 'train', 'validation', 'test'\\]"),
-        ("control/f0.tif\tcontrol\tw1\ttrain\ncontrol/f1.tif\tcontrol\tw1\ttest\n",
-         "line 3: group w1 is on split 'test' here but 'train' on line 2"),
+        (
+            "control/f0.tif\tcontrol\tw1\ttraining\n",
+            "line 2, column split: 'training' is not one of \\['', 'train', 'validation', 'test'\\]",
+        ),
+        (
+            "control/f0.tif\tcontrol\tw1\ttrain\ncontrol/f1.tif\tcontrol\tw1\ttest\n",
+            "line 3: group w1 is on split 'test' here but 'train' on line 2",
+        ),
     ],
 )
 def test_bad_split_values_name_sheet_and_line(folder, rows, message):

@@ -144,16 +144,36 @@ def test_unknown_pattern_or_class_is_named():
 
 
 def test_a_demo_plates_unfamiliar_wells_get_striped_cells_with_their_nuclei_untouched(tmp_path):
-    spec = {"name": "P", "rows": 1, "columns": 4, "controls": 1, "doses": [1.0], "replicates": 2, "ec50": 3.0,
-            "hill": 1.0, "unit": "uM", "seed": 0, "size": 96, "cells_per_field": 4, "unfamiliar_wells": ["A04"]}
+    spec = {
+        "name": "P",
+        "rows": 1,
+        "columns": 4,
+        "controls": 1,
+        "doses": [1.0],
+        "replicates": 2,
+        "ec50": 3.0,
+        "hill": 1.0,
+        "unit": "uM",
+        "seed": 0,
+        "size": 96,
+        "cells_per_field": 4,
+        "unfamiliar_wells": ["A04"],
+    }
     written = {}
     for well in ("A03", "A04"):
         paths = [tmp_path / f"{well}_w{c}.tif" for c in (1, 2)]
         demo.write_plate_field(paths, well=well, spec=spec)
         written[well] = [tifffile.imread(p) for p in paths]
     row = demo.plate_map(spec).set_index("well").loc["A04"]
-    field = demo.render_field("aggregates", "aggregates", seed=0, index=int(row["line"]), size=96,
-                                   cells_per_field=4, puncta_fraction=float(row["puncta_fraction"]))
+    field = demo.render_field(
+        "aggregates",
+        "aggregates",
+        seed=0,
+        index=int(row["line"]),
+        size=96,
+        cells_per_field=4,
+        puncta_fraction=float(row["puncta_fraction"]),
+    )
     protein, nuclei = written["A04"]
     assert np.array_equal(nuclei, field.image[1])  # nuclei are still found as in any other well
     changed = protein != field.image[0]

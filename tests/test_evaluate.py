@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
-from cellclass.evaluate import tables as evaluate, ensemble, findings, metrics, runs, stats
-from cellclass.learn import calibration
+from cellclass.evaluate import ensemble, findings, metrics, runs, stats
+from cellclass.evaluate import tables as evaluate
 from cellclass.io.errors import InputError
+from cellclass.learn import calibration
 
 THRESHOLDS = {"overfit_gap": 0.2, "overfit_train": 0.9, "collapse_share": 0.95}
 
@@ -24,27 +25,51 @@ def tiles(items, classes, experiment="e", dataset="d", model="deep", seed=0, tes
     for k, (sample, group, true, called, confidence) in enumerate(items):
         rest = (1 - confidence) / (len(classes) - 1)
         rows.append(
-            {"experiment": experiment, "dataset": dataset, "model": model, "fold": fold, "seed": seed,
-             "test_set": test_set or dataset, "tile": f"{sample}@{k},0", "sample": sample, "group": group,
-             "true": true, "predicted": called,
-             **{f"p_{c}": confidence if c == called else rest for c in classes}}
+            {
+                "experiment": experiment,
+                "dataset": dataset,
+                "model": model,
+                "fold": fold,
+                "seed": seed,
+                "test_set": test_set or dataset,
+                "tile": f"{sample}@{k},0",
+                "sample": sample,
+                "group": group,
+                "true": true,
+                "predicted": called,
+                **{f"p_{c}": confidence if c == called else rest for c in classes},
+            }
         )
     return pd.DataFrame(rows)
 
 
 def history(train_eval, experiment="e", dataset="d", model="deep", seed=0, fold=0):
     return pd.DataFrame(
-        {"experiment": experiment, "dataset": dataset, "model": model, "fold": fold, "seed": seed,
-         "epoch": np.arange(1, len(train_eval) + 1), "train_loss": 0.1, "train_accuracy": 0.5,
-         "train_eval_loss": 0.1, "train_eval_accuracy": train_eval, "validation_loss": 0.5,
-         "validation_accuracy": 0.6}
+        {
+            "experiment": experiment,
+            "dataset": dataset,
+            "model": model,
+            "fold": fold,
+            "seed": seed,
+            "epoch": np.arange(1, len(train_eval) + 1),
+            "train_loss": 0.1,
+            "train_accuracy": 0.5,
+            "train_eval_loss": 0.1,
+            "train_eval_accuracy": train_eval,
+            "validation_loss": 0.5,
+            "validation_accuracy": 0.6,
+        }
     )
 
 
 def run_rows(predictions, validation_tiles=100, ratio=1.0, balance="none"):
     keys = predictions[runs.RUN].drop_duplicates()
-    return keys.assign(validation_tiles=validation_tiles, class_balance=balance, imbalance_ratio=ratio,
-                       train_tiles_per_class=[{"a": 10, "b": 10}] * len(keys))
+    return keys.assign(
+        validation_tiles=validation_tiles,
+        class_balance=balance,
+        imbalance_ratio=ratio,
+        train_tiles_per_class=[{"a": 10, "b": 10}] * len(keys),
+    )
 
 
 THREE = ["a", "b", "c"]
@@ -81,14 +106,20 @@ def test_imbalanced_three_class_metrics_by_hand_and_by_sklearn():
 
 
 def test_images_and_groups_roll_up_by_mean_probability():
-    items = [("s1", "well1", "a", "a", 0.9), ("s1", "well1", "a", "b", 0.6), ("s2", "well1", "a", "b", 0.9),
-             ("s3", "well2", "b", "b", 0.8)]
+    items = [
+        ("s1", "well1", "a", "a", 0.9),
+        ("s1", "well1", "a", "b", 0.6),
+        ("s2", "well1", "a", "b", 0.9),
+        ("s3", "well2", "b", "b", 0.8),
+    ]
     predictions = tiles(items, ["a", "b"])
     images = metrics.rollup(predictions, "image").set_index("sample")
     assert images.loc["s1", "p_a"] == pytest.approx((0.9 + 0.4) / 2) and images.loc["s1", "predicted"] == "a"
     assert images.loc["s2", "predicted"] == "b" and images.loc["s1", "n_tiles"] == 2
     groups = metrics.rollup(predictions, "group").set_index("group")
-    assert groups.loc["well1", "p_a"] == pytest.approx((0.9 + 0.4 + 0.1) / 3) and groups.loc["well1", "predicted"] == "b"
+    assert (
+        groups.loc["well1", "p_a"] == pytest.approx((0.9 + 0.4 + 0.1) / 3) and groups.loc["well1", "predicted"] == "b"
+    )
     assert metrics.headline_level(predictions) == "group"
     assert metrics.headline_level(predictions.assign(group=predictions["sample"])) == "image"
 
@@ -106,8 +137,9 @@ def test_confusion_counts_true_rows_predicted_columns():
     assert matrix.loc["other"].sum() == 0
 
 
-def two_class_run(seed, right_per_group, experiment="e", model="deep", n_groups=4, per_group=10, called="b", fold=0,
-                  first_group=0):
+def two_class_run(
+    seed, right_per_group, experiment="e", model="deep", n_groups=4, per_group=10, called="b", fold=0, first_group=0
+):
     """n_groups groups per class of per_group tiles; right_per_group[i] tiles of group i are called right."""
     items = []
     for cls, wrong in (("a", "b"), ("b", "a")):
@@ -137,13 +169,16 @@ def test_collapsed_run_is_flagged_and_warned():
 def test_overfitting_is_measured_like_for_like():
     """Inference-mode training accuracy 0.92 and a gap of 0.29 is overfitting; Keras' running accuracy is not used."""
     predictions = two_class_run(0, [6, 7])  # 0.65 balanced accuracy per tile
-    table = evaluate.run_table(predictions, history([0.8, 0.92]), run_rows(predictions), thresholds=THRESHOLDS,
-                               resamples=199)
+    table = evaluate.run_table(
+        predictions, history([0.8, 0.92]), run_rows(predictions), thresholds=THRESHOLDS, resamples=199
+    )
     tile = table[table["level"] == "tile"].iloc[0]
     assert tile["balanced_accuracy"] == pytest.approx(0.65)
     assert tile["final_train_accuracy"] == 0.92 and tile["gap"] == pytest.approx(0.27)
     assert tile["overfit"] and not tile["collapsed"] and not tile["at_chance"]
-    honest = evaluate.run_table(predictions, history([0.7]), run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    honest = evaluate.run_table(
+        predictions, history([0.7]), run_rows(predictions), thresholds=THRESHOLDS, resamples=199
+    )
     assert not honest["overfit"].any()
 
 
@@ -151,23 +186,41 @@ def test_overfitting_reads_the_kept_epoch():
     """The model tested is the kept epoch's, so its training accuracy is the one set against the test score."""
     predictions = two_class_run(0, [6, 7])
     kept_second = history([0.8, 0.92, 0.99]).assign(kept=[False, True, False])
-    tile = evaluate.run_table(predictions, kept_second, run_rows(predictions), thresholds=THRESHOLDS,
-                              resamples=199).query("level == 'tile'").iloc[0]
+    tile = (
+        evaluate.run_table(predictions, kept_second, run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+        .query("level == 'tile'")
+        .iloc[0]
+    )
     assert tile["kept_epoch"] == 2 and tile["final_train_accuracy"] == 0.92
 
 
 def test_findings_state_the_recipe_and_the_epochs_kept():
     from cellclass.learn import recipe
 
-    used = {"name": "modern", **recipe.PRESETS["modern"], "monitor": "validation_loss", "epochs": 9,
-            "overrides": {"epochs": 9}}
-    table = pd.DataFrame({"experiment": "e", "model": "deep", "recipe": [used] * 3, "epochs": [9, 7, 9],
-                          "kept_epoch": [9, 2, 9], "stopped_epoch": [None, 7, None],
-                          "epoch_selection": ["best", "best", "last: no validation side"]})
+    used = {
+        "name": "modern",
+        **recipe.PRESETS["modern"],
+        "monitor": "validation_loss",
+        "epochs": 9,
+        "overrides": {"epochs": 9},
+    }
+    table = pd.DataFrame(
+        {
+            "experiment": "e",
+            "model": "deep",
+            "recipe": [used] * 3,
+            "epochs": [9, 7, 9],
+            "kept_epoch": [9, 2, 9],
+            "stopped_epoch": [None, 7, None],
+            "epoch_selection": ["best", "best", "last: no validation side"],
+        }
+    )
     [line] = findings.training_recipe(table)
     assert line.startswith("e/deep: trained with the modern recipe: AdamW (weight decay 0.05)")
-    assert "2 of 3 run(s) kept the epoch of best validation loss on the validation side (never the test side): " \
-           "epoch 2–9 of 7–9 trained" in line
+    assert (
+        "2 of 3 run(s) kept the epoch of best validation loss on the validation side (never the test side): "
+        "epoch 2–9 of 7–9 trained"
+    ) in line
     assert "1 of 3 run(s) had no validation side and kept their last epoch (9)" in line
     assert "1 of 3 stopped early (after epoch 7 of at most 9)" in line
     assert findings.training_recipe(table.drop(columns="recipe")) == []  # runs from before recipes
@@ -199,8 +252,13 @@ def test_bootstrap_interval_brackets_the_mean_and_resamples_groups_and_seeds():
 
 def test_seeds_that_disagree_are_warned():
     predictions = pd.concat([two_class_run(0, [10]), two_class_run(1, [5]), two_class_run(2, [6])], ignore_index=True)
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(3)]),
-                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(3)]),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=199,
+    )
     summary = evaluate.summary_table(predictions, table, resamples=199)
     [line] = findings.seeds_disagree(summary)
     assert "ranges 0.50–1.00 across 3 seeds" in line and "(0.20)" in line
@@ -208,8 +266,13 @@ def test_seeds_that_disagree_are_warned():
 
 def test_summary_has_every_metric_at_every_level_with_intervals_and_human_on_tiles():
     predictions = pd.concat([two_class_run(s, [10, 8]) for s in range(2)], ignore_index=True)
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
-                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(2)]),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=199,
+    )
     summary = evaluate.summary_table(predictions, table, human={"e": 0.93}, resamples=199)
     assert set(summary["level"]) == set(metrics.LEVELS) and set(summary["metric"]) == set(metrics.METRICS)
     ba = summary[(summary["metric"] == "balanced_accuracy")].set_index("level")
@@ -245,8 +308,14 @@ def test_signed_rank_needs_six_pairs_and_holm_adjusts_only_real_tests():
 
 
 def test_imbalance_warning_names_ratio_and_remedy():
-    table = pd.DataFrame({"experiment": ["e"], "imbalance_ratio": [11.0], "class_balance": ["sampling"],
-                          "train_tiles_per_class": [{"a": 110, "b": 10}]})
+    table = pd.DataFrame(
+        {
+            "experiment": ["e"],
+            "imbalance_ratio": [11.0],
+            "class_balance": ["sampling"],
+            "train_tiles_per_class": [{"a": 110, "b": 10}],
+        }
+    )
     [line] = findings.imbalance(table)
     assert "imbalanced 11.0:1 (tiles a: 110, b: 10)" in line and "balanced sampling" in line
 
@@ -258,10 +327,20 @@ def write_run(folder, seed, right):
     identity = {"experiment": "e", "dataset": "d", "model": "deep", "fold": 0, "seed": seed}
     # The run's calibration part: 4 validation tiles, one called wrong.
     member_rows(0, seed, [0.7, 0.6, 0.4, 0.45], ["a", "a", "b", "a"], prefix="v").drop(
-        columns=[*runs.RUN, "test_set"]).to_csv(folder / "calibration.tsv", sep="\t", index=False)
-    (folder / "metrics.json").write_text(json.dumps({**identity, "classes": ["a", "b"], "validation_tiles": 0,
-                                                      "class_balance": "none", "imbalance_ratio": 1.0,
-                                                      "train_tiles_per_class": {"a": 5, "b": 5}}))
+        columns=[*runs.RUN, "test_set"]
+    ).to_csv(folder / "calibration.tsv", sep="\t", index=False)
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                **identity,
+                "classes": ["a", "b"],
+                "validation_tiles": 0,
+                "class_balance": "none",
+                "imbalance_ratio": 1.0,
+                "train_tiles_per_class": {"a": 5, "b": 5},
+            }
+        )
+    )
 
 
 def test_runs_are_read_with_their_recorded_identity(tmp_path):
@@ -281,13 +360,34 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
     write_run(dirs[0], 0, 9)
     write_run(dirs[1], 1, 6)
     empty = tmp_path / "images_without_tiles.tsv"
-    pd.DataFrame([{"dataset": "d", "fold": 0, "sample": "a/blank", "group": "a/blank", "class": "a", "split": "test",
-                   "reason": "no cells found"}]).to_csv(empty, sep="\t", index=False)
-    names = ["runs", "classes", "history", "images", "groups", "summary", "comparisons", "ensemble_calibration",
-             "findings"]
+    pd.DataFrame(
+        [
+            {
+                "dataset": "d",
+                "fold": 0,
+                "sample": "a/blank",
+                "group": "a/blank",
+                "class": "a",
+                "split": "test",
+                "reason": "no cells found",
+            }
+        ]
+    ).to_csv(empty, sep="\t", index=False)
+    names = [
+        "runs",
+        "classes",
+        "history",
+        "images",
+        "groups",
+        "summary",
+        "comparisons",
+        "ensemble_calibration",
+        "findings",
+    ]
     outputs = {name: tmp_path / "out" / f"{name}.{'html' if name == 'findings' else 'tsv'}" for name in names}
-    evaluate.evaluate(dirs, human={}, thresholds=THRESHOLDS, resamples=199, images_without_tiles=[empty],
-                      outputs=outputs)
+    evaluate.evaluate(
+        dirs, human={}, thresholds=THRESHOLDS, resamples=199, images_without_tiles=[empty], outputs=outputs
+    )
     page = outputs["findings"].read_text()
     assert "a/blank (test side): no cells found" in page and "no validation side" in page
     assert "balanced accuracy per image" in page
@@ -306,8 +406,13 @@ def test_evaluate_writes_every_table_and_the_findings(tmp_path):
 
 def test_seeds_near_chance_a_little_apart_do_not_disagree():
     predictions = pd.concat([two_class_run(0, [5]), two_class_run(1, [5, 4])], ignore_index=True)
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
-                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(2)]),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=199,
+    )
     summary = evaluate.summary_table(predictions, table, resamples=199)
     assert findings.seeds_disagree(summary) == []  # 0.50 and 0.45: at chance, reported as such instead
     assert len(findings.collapsed_runs(table)) == 2
@@ -317,8 +422,11 @@ def cross_validated(model, right_per_fold, seeds=2, folds=3):
     """`folds` folds x `seeds` seeds; fold f tests its own 2 groups per class (a{2f}, a{2f+1}, ...), with
     right_per_fold[f][seed] tiles of 10 called right in each."""
     return pd.concat(
-        [two_class_run(seed, [right_per_fold[f][seed]], model=model, n_groups=2, fold=f, first_group=2 * f)
-         for f in range(folds) for seed in range(seeds)],
+        [
+            two_class_run(seed, [right_per_fold[f][seed]], model=model, n_groups=2, fold=f, first_group=2 * f)
+            for f in range(folds)
+            for seed in range(seeds)
+        ],
         ignore_index=True,
     )
 
@@ -329,9 +437,12 @@ def test_cross_validation_pools_every_fold_and_pairs_runs_by_fold_and_seed():
     predictions = pd.concat([big, small], ignore_index=True)
     table = evaluate.run_table(
         predictions,
-        pd.concat([history([1.0], model=m, fold=f, seed=s) for m in ("resnet", "deep") for f in range(3)
-                   for s in range(2)]),
-        run_rows(predictions), thresholds=THRESHOLDS, resamples=199,
+        pd.concat(
+            [history([1.0], model=m, fold=f, seed=s) for m in ("resnet", "deep") for f in range(3) for s in range(2)]
+        ),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=199,
     )
     summary = evaluate.summary_table(predictions, table, resamples=199)
     tile = summary[(summary["metric"] == "balanced_accuracy") & (summary["level"] == "tile")].set_index("model")
@@ -371,11 +482,21 @@ def test_every_table_says_whether_test_time_augmentation_was_used():
     """runs.tsv and summary.tsv carry the runs' `tta` (metrics.json; "none" for runs from before it), and the
     findings name the models whose test scores average dihedral views."""
     predictions = pd.concat([two_class_run(s, [8, 9]) for s in range(2)], ignore_index=True)
-    older = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
-                               run_rows(predictions), thresholds=THRESHOLDS, resamples=99)
+    older = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(2)]),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=99,
+    )
     assert set(older["tta"]) == {"none"} and findings.test_time_augmentation(older) == []
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(2)]),
-                               run_rows(predictions).assign(tta="dihedral"), thresholds=THRESHOLDS, resamples=99)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(2)]),
+        run_rows(predictions).assign(tta="dihedral"),
+        thresholds=THRESHOLDS,
+        resamples=99,
+    )
     assert set(table["tta"]) == {"dihedral"} and len(table) == len(older)
     summary = evaluate.summary_table(predictions, table, resamples=99)
     assert set(summary["tta"]) == {"dihedral"}
@@ -388,14 +509,24 @@ def test_runs_tsv_shows_each_runs_calibration_per_tile():
     tile rows carry ECE and log loss before and after, the other levels leave them empty (they are per tile)."""
     predictions = pd.concat([two_class_run(s, [8, 9]) for s in range(3)], ignore_index=True)
     effect = {"tiles": 40, "ece_before": 0.2, "ece_after": 0.05, "log_loss_before": 0.6, "log_loss_after": 0.4}
-    records = [{"temperature": 2.0, "fitted_on": "validation side, 30 tiles", "test_sets": {"d": effect}},
-               {"temperature": 1.0, "fitted_on": None, "test_sets": {"d": effect}}, np.nan]
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in range(3)]),
-                               run_rows(predictions).assign(calibration=records), thresholds=THRESHOLDS, resamples=99)
+    records = [
+        {"temperature": 2.0, "fitted_on": "validation side, 30 tiles", "test_sets": {"d": effect}},
+        {"temperature": 1.0, "fitted_on": None, "test_sets": {"d": effect}},
+        np.nan,
+    ]
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in range(3)]),
+        run_rows(predictions).assign(calibration=records),
+        thresholds=THRESHOLDS,
+        resamples=99,
+    )
     tile = table[table["level"] == "tile"].set_index("seed")
     assert tile["temperature"].tolist() == [2.0, 1.0, 1.0]
     assert tile["calibration"].tolist() == ["validation side, 30 tiles", "uncalibrated", "uncalibrated"]
-    assert tile.loc[0, list(evaluate.CALIBRATION)].tolist() == [0.2, 0.05, 0.6, 0.4] and np.isnan(tile.loc[2, "ece_before"])
+    assert tile.loc[0, list(evaluate.CALIBRATION)].tolist() == [0.2, 0.05, 0.6, 0.4] and np.isnan(
+        tile.loc[2, "ece_before"]
+    )
     assert table.loc[table["level"] != "tile", list(evaluate.CALIBRATION)].isna().all().all()
     [line] = findings.calibration(table)
     assert "median temperature 2.00 over 1 run(s)" in line and "per tile before → after: on d 0.200 → 0.050" in line
@@ -415,11 +546,23 @@ def ece_by_hand(probabilities, labels, bins=10):
 
 def member_rows(fold, seed, p_a, true, prefix="t", test_set="d"):
     """One run's tiles: tile i has true class true[i] and p_a[i] on class a."""
-    return pd.DataFrame({"experiment": "e", "dataset": "d", "model": "deep", "fold": fold, "seed": seed,
-                         "test_set": test_set, "tile": [f"{prefix}{fold}_{i}" for i in range(len(p_a))],
-                         "sample": [f"img{fold}_{i % 3}" for i in range(len(p_a))], "group": "g", "true": true,
-                         "predicted": np.where(np.asarray(p_a) > 0.5, "a", "b"), "p_a": p_a,
-                         "p_b": 1 - np.asarray(p_a)})
+    return pd.DataFrame(
+        {
+            "experiment": "e",
+            "dataset": "d",
+            "model": "deep",
+            "fold": fold,
+            "seed": seed,
+            "test_set": test_set,
+            "tile": [f"{prefix}{fold}_{i}" for i in range(len(p_a))],
+            "sample": [f"img{fold}_{i % 3}" for i in range(len(p_a))],
+            "group": "g",
+            "true": true,
+            "predicted": np.where(np.asarray(p_a) > 0.5, "a", "b"),
+            "p_a": p_a,
+            "p_b": 1 - np.asarray(p_a),
+        }
+    )
 
 
 def test_the_ensembles_calibration_is_the_mean_of_its_members_scored_with_sklearn():
@@ -473,14 +616,30 @@ def test_the_ensembles_calibration_is_the_mean_of_its_members_scored_with_sklear
 
 def test_findings_name_a_small_novelty_sample_and_validation_cells_used_twice():
     keys = {"experiment": "e", "dataset": "d", "model": "deep", "fold": 0}
-    small = {"threshold_quantile": 0.99, "threshold_tiles": 120, "threshold_tiles_needed": 1000,
-             "threshold_note": "the novelty threshold rests on 120 held-out tiles"}
-    shared = {"epoch": {"tiles": 60, "images": 2, "groups": 2}, "calibration": {"tiles": 60, "images": 2, "groups": 2},
-              "shared": {"tiles": 30, "images": 1, "groups": 1}, "notes": []}
+    small = {
+        "threshold_quantile": 0.99,
+        "threshold_tiles": 120,
+        "threshold_tiles_needed": 1000,
+        "threshold_note": "the novelty threshold rests on 120 held-out tiles",
+    }
+    shared = {
+        "epoch": {"tiles": 60, "images": 2, "groups": 2},
+        "calibration": {"tiles": 60, "images": 2, "groups": 2},
+        "shared": {"tiles": 30, "images": 1, "groups": 1},
+        "notes": [],
+    }
     apart = {**shared, "shared": {"tiles": 0, "images": 0, "groups": 0}}
-    table = pd.DataFrame([{**keys, "seed": 0, "novelty": small, "validation_uses": shared},
-                          {**keys, "seed": 1, "novelty": {**small, "threshold_tiles": 1500, "threshold_note": None},
-                           "validation_uses": apart}])
+    table = pd.DataFrame(
+        [
+            {**keys, "seed": 0, "novelty": small, "validation_uses": shared},
+            {
+                **keys,
+                "seed": 1,
+                "novelty": {**small, "threshold_tiles": 1500, "threshold_note": None},
+                "validation_uses": apart,
+            },
+        ]
+    )
     [line] = findings.novelty_samples(table)
     assert "in 1 of 2 run(s) the novelty threshold (the 0.99 quantile) rests on 120 held-out tiles" in line
     assert "fewer than the 1000 that leave 10 beyond it" in line

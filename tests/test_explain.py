@@ -5,28 +5,22 @@ import pandas as pd
 import pytest
 import tifffile
 
-from cellclass.explain import explainer as explain
 from cellclass.config import validate
+from cellclass.explain import explainer as explain
 from cellclass.io.errors import InputError
 
 
-def predictions(n=10):
-    return pd.DataFrame(
-        {
-            "test_set": ["own"] * (2 * n) + ["other"] * 4,
-            "tile": [f"t{i:02d}" for i in range(2 * n + 4)],
-            "true": (["a"] * n + ["c"] * n) + ["a"] * 4,
-        }
-    )
+def test_side(n=10):
+    return pd.DataFrame({"tile": [f"t{i:02d}" for i in range(2 * n)], "true": ["a"] * n + ["c"] * n})
 
 
-def test_tiles_are_chosen_per_class_from_the_own_test_set_and_seeded():
-    chosen = explain.choose_tiles(predictions(), "own", per_class=3, seed=1)
+def test_tiles_are_chosen_per_class_and_seeded():
+    chosen = explain.choose_tiles(test_side(), per_class=3, seed=1)
     assert chosen["true"].value_counts().to_dict() == {"a": 3, "c": 3}
     assert set(chosen["tile"]) <= {f"t{i:02d}" for i in range(20)}
-    assert chosen.equals(explain.choose_tiles(predictions(), "own", per_class=3, seed=1))
-    assert not chosen.equals(explain.choose_tiles(predictions(), "own", per_class=3, seed=2))
-    assert len(explain.choose_tiles(predictions(2), "own", per_class=5, seed=0)) == 4
+    assert chosen.equals(explain.choose_tiles(test_side(), per_class=3, seed=1))
+    assert not chosen.equals(explain.choose_tiles(test_side(), per_class=3, seed=2))
+    assert len(explain.choose_tiles(test_side(2), per_class=5, seed=0)) == 4
 
 
 def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
@@ -38,17 +32,29 @@ def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
     for sample in ("aggregates/a", "aggregates/b"):
         field = np.zeros((16, 16, 1), np.float32)
         field[4:6, 4:6] = 1.0
-        meta = {"sample": sample, "class": "aggregates", "group": sample, "files": [f"images/{sample}.tif"],
-                "settings": {"tile_size": 16}}
-        tilestore.save(tmp_path / f"{sample.split('/')[1]}.npz", [TileSet(field[None], np.array([0]), np.array([0]), meta)])
+        meta = {
+            "sample": sample,
+            "class": "aggregates",
+            "group": sample,
+            "files": [f"images/{sample}.tif"],
+            "settings": {"tile_size": 16},
+        }
+        tilestore.save(
+            tmp_path / f"{sample.split('/')[1]}.npz", [TileSet(field[None], np.array([0]), np.array([0]), meta)]
+        )
     mask = np.zeros((16, 16), np.uint8)
     mask[0:2, 0:2] = 1
     tifffile.imwrite(tmp_path / "mask_a.tif", mask)
     chosen = pd.DataFrame({"tile": ["aggregates/a@0,0", "aggregates/b@0,0"]})
     shards = [tmp_path / "a.npz", tmp_path / "b.npz"]
     puncta = {"radius": 1, "threshold": "otsu"}
-    _, masks, ids = explain.load_chosen(chosen, shards, ["ground_truth", "puncta"], puncta,
-                                        {"aggregates/a": str(tmp_path / "mask_a.tif"), "aggregates/b": str(tmp_path / "mask_a.tif")})
+    _, masks, ids = explain.load_chosen(
+        chosen,
+        shards,
+        ["ground_truth", "puncta"],
+        puncta,
+        {"aggregates/a": str(tmp_path / "mask_a.tif"), "aggregates/b": str(tmp_path / "mask_a.tif")},
+    )
     assert ids == ["aggregates/a@0,0", "aggregates/b@0,0"]
     assert masks["ground_truth"][0].sum() == 4 and masks["ground_truth"][0][0, 0]
     assert masks["puncta"][1][4, 4] and not masks["puncta"][1][0, 0]
@@ -63,10 +69,32 @@ def scores():
     for seed in (0, 1):
         for state, value in (("trained", 3.0 + seed), ("randomised", 1.0)):
             for tile in ("t1", "t2"):
-                rows.append(dict(experiment="e", model="m", fold=0, seed=seed, method="grad_cam",
-                                 model_state=state, tile=tile, mask="ground-truth puncta", enrichment=value))
-            rows.append(dict(experiment="e", model="m", fold=0, seed=seed, method="grad_cam",
-                             model_state=state, tile="control", mask="ground-truth puncta", enrichment=np.nan))
+                rows.append(
+                    dict(
+                        experiment="e",
+                        model="m",
+                        fold=0,
+                        seed=seed,
+                        method="grad_cam",
+                        model_state=state,
+                        tile=tile,
+                        mask="ground-truth puncta",
+                        enrichment=value,
+                    )
+                )
+            rows.append(
+                dict(
+                    experiment="e",
+                    model="m",
+                    fold=0,
+                    seed=seed,
+                    method="grad_cam",
+                    model_state=state,
+                    tile="control",
+                    mask="ground-truth puncta",
+                    enrichment=np.nan,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -103,8 +131,17 @@ def test_seeds_that_disagree_get_no_claim():
 
 def test_collapsed_runs_are_left_out_of_the_claim():
     runs = pd.DataFrame(
-        {"experiment": "e", "dataset": "d", "model": "m", "fold": 0, "seed": [0, 1], "test_set": "d", "level": "tile",
-         "collapsed": [True, False], "at_chance": [False, False]}
+        {
+            "experiment": "e",
+            "dataset": "d",
+            "model": "m",
+            "fold": 0,
+            "seed": [0, 1],
+            "test_set": "d",
+            "level": "tile",
+            "collapsed": [True, False],
+            "at_chance": [False, False],
+        }
     )
     unreliable = explain.unreliable_runs(runs)
     assert unreliable == {("e", "m", 0, 0)}
@@ -118,14 +155,30 @@ def test_summary_files_are_written(tmp_path):
     files = []
     for seed in (0, 1):
         path = tmp_path / f"scores{seed}.tsv"
-        scores()[lambda t: t["seed"] == seed].to_csv(path, sep="\t", index=False)
+        scores().query("seed == @seed").to_csv(path, sep="\t", index=False)
         files.append(path)
     runs = tmp_path / "runs.tsv"
-    pd.DataFrame({"experiment": "e", "dataset": "d", "model": "m", "fold": 0, "seed": [0, 1], "test_set": "d", "level": "tile",
-                  "collapsed": False, "at_chance": False}).to_csv(runs, sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "experiment": "e",
+            "dataset": "d",
+            "model": "m",
+            "fold": 0,
+            "seed": [0, 1],
+            "test_set": "d",
+            "level": "tile",
+            "collapsed": False,
+            "at_chance": False,
+        }
+    ).to_csv(runs, sep="\t", index=False)
     out = tmp_path / "out"
-    explain.write_summary(score_files=files, runs_table=runs, table_path=out / "t.tsv", findings_path=out / "f.html",
-                          figure_paths=[out / "e.png", out / "e.svg"])
+    explain.write_summary(
+        score_files=files,
+        runs_table=runs,
+        table_path=out / "t.tsv",
+        findings_path=out / "f.html",
+        figure_paths=[out / "e.png", out / "e.svg"],
+    )
     table = pd.read_csv(out / "t.tsv", sep="\t")
     assert set(table["seed"]) == {0, 1} and "looks at the ground-truth puncta" in (out / "f.html").read_text()
     assert (out / "e.png").stat().st_size > 1000 and (out / "e.svg").stat().st_size > 1000
@@ -139,7 +192,9 @@ def test_attribution_config_is_checked():
     assert {k: ig[k] for k in ("baseline", "steps", "output")} == {"baseline": "black", "steps": 32, "output": "logits"}
     with pytest.raises(InputError, match="no experiment 'x'"):
         validate({**base, "attribution": {"experiments": ["x"]}})
-    with pytest.raises(InputError, match="integrated_gradients: Additional properties are not allowed \\('stpes' was unexpected\\)"):
+    with pytest.raises(
+        InputError, match="integrated_gradients: Additional properties are not allowed \\('stpes' was unexpected\\)"
+    ):
         validate({**base, "attribution": {"options": {"integrated_gradients": {"stpes": 3}}}})
     with pytest.raises(InputError, match="attribution.models: no explained experiment trains 'resnet'"):
         validate({**base, "attribution": {"models": ["resnet"]}})

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass.evaluate import tables as evaluate, figures, metrics
+from cellclass.evaluate import figures, metrics
+from cellclass.evaluate import tables as evaluate
 from cellclass.io import tilestore
 from cellclass.io.tilestore import TileSet
 
@@ -47,7 +48,7 @@ def fake_run(experiment, dataset, seed, skill, rng, samples=4, per_sample=3):
                     "dataset": dataset,
                     "model": "deep",
                     "fold": 0,
-            "seed": seed,
+                    "seed": seed,
                     "test_set": dataset,
                     "tile": f"{sample}@{16 * k},0",
                     "sample": sample,
@@ -87,8 +88,11 @@ def assert_written(paths):
 
 def points(ax):
     """The (x, y) of every run's scatter points in `ax`, one array per scatter call (not the kept-epoch marks)."""
-    return [c.get_offsets() for c in ax.collections
-            if isinstance(c, matplotlib.collections.PathCollection) and c.get_gid() != "kept_epoch"]
+    return [
+        c.get_offsets()
+        for c in ax.collections
+        if isinstance(c, matplotlib.collections.PathCollection) and c.get_gid() != "kept_epoch"
+    ]
 
 
 def legend_texts(ax):
@@ -122,7 +126,10 @@ def test_training_curves(tmp_path, tables):
     assert [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch"] and fig.axes[0].get_ylabel() == "accuracy"
     for ax in fig.axes:
         # A mean curve per experiment/model over its 5 epochs, and every run's epoch as a point (2 x 3 runs x 5).
-        assert [(line.get_label(), len(line.get_xdata())) for line in ax.get_lines()] == [("agg/deep", 5), ("sub/deep", 5)]
+        assert [(line.get_label(), len(line.get_xdata())) for line in ax.get_lines()] == [
+            ("agg/deep", 5),
+            ("sub/deep", 5),
+        ]
         assert sum(len(p) for p in points(ax)) == len(tables[0]) == 30
 
     without_validation = tables[0].assign(validation_accuracy=np.nan)
@@ -159,7 +166,10 @@ def test_overfitting_scatter(tmp_path, tables):
     assert [len(p) for p in per_model] == [3, 3]  # one point per run and model, at the tile level
     assert sorted(circled[:, 1]) == sorted(tile_rows.loc[tile_rows["overfit"], "balanced_accuracy"])
     assert legend_texts(ax) == ["agg/deep", "sub/deep", "overfit", "train = test"]
-    assert len(ax.texts) == tile_rows.loc[tile_rows["overfit"]].groupby(["final_train_accuracy", "balanced_accuracy"]).ngroups
+    assert (
+        len(ax.texts)
+        == tile_rows.loc[tile_rows["overfit"]].groupby(["final_train_accuracy", "balanced_accuracy"]).ngroups
+    )
 
 
 def test_confidence_plots(tmp_path, tables):

@@ -329,22 +329,27 @@ def test_axes_say_what_a_plain_tiff_holds(tmp_path):
     np.testing.assert_array_equal(read_image(yxc, axes="yxc").pixels, data.transpose(1, 2, 0))
     stack = ints((3, 2, 48, 64), 4096)
     tifffile.imwrite(tmp_path / "zcyx.tif", stack)
-    np.testing.assert_array_equal(read_image(tmp_path / "zcyx.tif", axes="ZCYX").pixels,
-                                  stack.max(axis=0).transpose(1, 2, 0))
-    np.testing.assert_array_equal(read_image(tmp_path / "zcyx.tif", axes="ZCYX", plane=2).pixels,
-                                  stack[2].transpose(1, 2, 0))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "zcyx.tif", axes="ZCYX").pixels, stack.max(axis=0).transpose(1, 2, 0)
+    )
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "zcyx.tif", axes="ZCYX", plane=2).pixels, stack[2].transpose(1, 2, 0)
+    )
     # A Z of one plane may be named: the file keeps it as an axis of length 1.
     tifffile.imwrite(tmp_path / "one.tif", stack[:1])
     assert read_image(tmp_path / "one.tif", axes="ZCYX").pixels.shape == (48, 64, 2)
 
 
-@pytest.mark.parametrize(("axes", "message"), [
-    ("ZCYX", r"cyx\.tif: prepare\.axes 'ZCYX' names 4 axes, but the file holds a 3-D image of shape \(2, 48, 64\)"),
-    ("YX", r"cyx\.tif: prepare\.axes 'YX' names 2 axes, but the file holds a 3-D image"),
-    ("CYY", r"prepare\.axes: 'CYY' is no axes order"),
-    ("CZY", r"prepare\.axes: 'CZY' is no axes order"),
-    ("C-YX", r"prepare\.axes: 'C-YX' is no axes order"),
-])
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        ("ZCYX", r"cyx\.tif: prepare\.axes 'ZCYX' names 4 axes, but the file holds a 3-D image of shape \(2, 48, 64\)"),
+        ("YX", r"cyx\.tif: prepare\.axes 'YX' names 2 axes, but the file holds a 3-D image"),
+        ("CYY", r"prepare\.axes: 'CYY' is no axes order"),
+        ("CZY", r"prepare\.axes: 'CZY' is no axes order"),
+        ("C-YX", r"prepare\.axes: 'C-YX' is no axes order"),
+    ],
+)
 def test_axes_that_do_not_fit_are_named_with_the_file(tmp_path, axes, message):
     tifffile.imwrite(tmp_path / "cyx.tif", ints((2, 48, 64), 4096))
     with pytest.raises(InputError, match=message):
@@ -360,7 +365,9 @@ def test_plane_files_of_a_channel_are_projected_or_picked(tmp_path):
     image = read_image(paths, planes=3)
     np.testing.assert_array_equal(image.pixels, np.stack([np.max(ch, axis=0) for ch in planes], axis=2))
     assert image.bit_depth == 16 and len(image.paths) == 6
-    np.testing.assert_array_equal(read_image(paths, planes=3, plane=1).pixels, np.stack([ch[1] for ch in planes], axis=2))
+    np.testing.assert_array_equal(
+        read_image(paths, planes=3, plane=1).pixels, np.stack([ch[1] for ch in planes], axis=2)
+    )
     with pytest.raises(InputError, match="plane 3 does not exist; it has 3 plane files per channel"):
         read_image(paths, planes=3, plane=3)
     with pytest.raises(InputError, match="6 files are not 4 plane"):

@@ -15,7 +15,9 @@ def model():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 2))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    logits = keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(keras.layers.Flatten()(x))
+    logits = keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(
+        keras.layers.Flatten()(x)
+    )
     return keras.Model(inputs, keras.layers.Softmax()(logits))
 
 
@@ -57,24 +59,32 @@ def test_a_rotation_invariant_network_is_unchanged_by_tta():
     x = keras.layers.GlobalAveragePooling2D()(x)
     invariant = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     x = tiles()
-    np.testing.assert_allclose(inference.probabilities(invariant, x, tta="dihedral"),
-                               inference.probabilities(invariant, x), atol=1e-6)
+    np.testing.assert_allclose(
+        inference.probabilities(invariant, x, tta="dihedral"), inference.probabilities(invariant, x), atol=1e-6
+    )
 
 
 def test_per_image_passes_tta_on(model):
     x = tiles(6)
-    images = [TileSet(x[:4], np.zeros(4), np.zeros(4), {}), TileSet(x[:0], np.zeros(0), np.zeros(0), {}),
-              TileSet(x[4:], np.zeros(2), np.zeros(2), {})]
+    images = [
+        TileSet(x[:4], np.zeros(4), np.zeros(4), {}),
+        TileSet(x[:0], np.zeros(0), np.zeros(0), {}),
+        TileSet(x[4:], np.zeros(2), np.zeros(2), {}),
+    ]
     scored = list(inference.per_image([model], images, n_classes=3, tta="dihedral"))
     assert [s.shape for s in scored] == [(1, 4, 3), (1, 0, 3), (1, 2, 3)]
-    np.testing.assert_allclose(np.concatenate([s[0] for s in scored]),
-                               inference.probabilities(model, x, tta="dihedral"), atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([s[0] for s in scored]), inference.probabilities(model, x, tta="dihedral"), atol=1e-6
+    )
 
 
 def test_bad_tta_requests_are_input_errors(model):
     with pytest.raises(InputError, match="unknown test-time augmentation 'flips'; known: none, dihedral"):
         inference.probabilities(model, tiles(), tta="flips")
-    rectangles = keras.Model(*(lambda i: (i, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(i))))(
-        keras.Input((16, 8, 2))))
+    rectangles = keras.Model(
+        *(lambda i: (i, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(i))))(
+            keras.Input((16, 8, 2))
+        )
+    )
     with pytest.raises(InputError, match="needs square tiles; these are 16x8 px"):
         inference.probabilities(rectangles, np.zeros((2, 16, 8, 2), np.float32), tta="dihedral")

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cellclass.learn import models
 from cellclass.io.errors import InputError
+from cellclass.learn import models
 
 # Narrow variants keep the big models fast; the architecture is the same.
 FAST = {"alexnet": {"width": 0.125}, "resnet": {"width": 0.25, "blocks_per_stage": 1}}
@@ -160,7 +160,9 @@ def test_width_scales_alexnet_and_resnet():
 
 
 def test_bad_names_and_options_are_input_errors():
-    with pytest.raises(InputError, match="unknown model 'vgg'; known: deep, deep50, alexnet, resnet, small, mobilenetv3small, "):
+    with pytest.raises(
+        InputError, match="unknown model 'vgg'; known: deep, deep50, alexnet, resnet, small, mobilenetv3small, "
+    ):
         models.build_model("vgg", (64, 64, 2), 2)
     with pytest.raises(InputError, match="model 'deep' has no option width; options: shared_weights"):
         models.build_model("deep", (64, 64, 2), 2, width=0.5)

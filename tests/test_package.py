@@ -7,26 +7,43 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-
-from cellclass.share import package
-from cellclass.predict import calls as predict
-from cellclass.config import validate
-from cellclass.io.datasets import Sample
-from cellclass.io.errors import InputError
 from test_predict import run_record
 from test_tiling import blob_field
 
+from cellclass.config import validate
+from cellclass.io.datasets import Sample
+from cellclass.io.errors import InputError
+from cellclass.predict import ensemble_scoring, tiling_check
+from cellclass.share import package
+
 
 def description(format_version="0.5.12", size=64, channels=1):
-    return {"type": "model", "format_version": format_version, "name": "some model",
-            "inputs": [{"id": "tile", "axes": [{"type": "batch"}, {"type": "space", "id": "y", "size": size},
-                                               {"type": "space", "id": "x", "size": size},
-                                               {"type": "channel", "channel_names": [f"c{i}" for i in range(channels)]}]}]}
+    return {
+        "type": "model",
+        "format_version": format_version,
+        "name": "some model",
+        "inputs": [
+            {
+                "id": "tile",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "space", "id": "y", "size": size},
+                    {"type": "space", "id": "x", "size": size},
+                    {"type": "channel", "channel_names": [f"c{i}" for i in range(channels)]},
+                ],
+            }
+        ],
+    }
 
 
 def cellclass_record(**prepare):
-    return {"format": package.FORMAT, "version": package.VERSION, **run_record(**prepare),
-            "weights": package.WEIGHTS, "members": [{"fold": 0, "seed": 0, "layer": None}]}
+    return {
+        "format": package.FORMAT,
+        "version": package.VERSION,
+        **run_record(**prepare),
+        "weights": package.WEIGHTS,
+        "members": [{"fold": 0, "seed": 0, "layer": None}],
+    }
 
 
 def make_package(path, rdf=None, record=None):
@@ -40,7 +57,7 @@ def make_package(path, rdf=None, record=None):
 
 
 def test_a_cellclass_package_reads_as_a_run(tmp_path):
-    run = predict.read_run(make_package(tmp_path / "model.zip"))
+    run = tiling_check.read_run(make_package(tmp_path / "model.zip"))
     assert run["classes"] == ["aggregates", "control"] and run["prepare"]["settings"]["tile_size"] == 64
     assert run["source"] == f"package {tmp_path / 'model.zip'}"
 
@@ -87,23 +104,32 @@ def test_a_corrupt_zip_is_named(tmp_path):
 
 def test_a_package_whose_tensor_disagrees_with_its_record_is_refused(tmp_path):
     path = make_package(tmp_path / "edited.zip", rdf=description(size=32))
-    with pytest.raises(InputError, match=r"edited.zip: its input tensor is 32x32 px with 1 channel\(s\), but cellclass.json "
-                                         r"records tiles of \(64, 64, 1\)"):
+    with pytest.raises(
+        InputError,
+        match=r"edited.zip: its input tensor is 32x32 px with 1 channel\(s\), but cellclass.json "
+        r"records tiles of \(64, 64, 1\)",
+    ):
         package.open_package(path)
 
 
 def test_images_unlike_the_package_are_refused_naming_image_and_package(tmp_path):
-    run = predict.read_run(make_package(tmp_path / "model.zip"))
+    run = tiling_check.read_run(make_package(tmp_path / "model.zip"))
     image = tmp_path / "rgb.tif"
     tifffile.imwrite(image, np.stack([blob_field()] * 3), imagej=True, metadata={"axes": "CYX"})
-    with pytest.raises(InputError, match=r"rgb.tif: 3 channel\(s\), 16-bit; the model \(package .*model.zip\) was "
-                                         r"trained on 1-channel 16-bit images"):
-        predict.tile_like_training(Sample("rgb", (str(image),), "", "rgb"), run)
+    with pytest.raises(
+        InputError,
+        match=r"rgb.tif: 3 channel\(s\), 16-bit; the model \(package .*model.zip\) was "
+        r"trained on 1-channel 16-bit images",
+    ):
+        tiling_check.tile_like_training(Sample("rgb", (str(image),), "", "rgb"), run)
     small = tmp_path / "small.tif"
     tifffile.imwrite(small, blob_field()[:40, :40])
-    with pytest.raises(InputError, match=r"small.tif: image is 40x40 px, smaller than one tile \(64 px\); tiled as "
-                                         r"the model \(package .*model.zip\) was: fields, 64 px tiles"):
-        predict.tile_like_training(Sample("small", (str(small),), "", "small"), run)
+    with pytest.raises(
+        InputError,
+        match=r"small.tif: image is 40x40 px, smaller than one tile \(64 px\); tiled as "
+        r"the model \(package .*model.zip\) was: fields, 64 px tiles",
+    ):
+        tiling_check.tile_like_training(Sample("small", (str(small),), "", "small"), run)
 
 
 def test_a_prediction_set_with_a_package_needs_no_datasets(tmp_path):
@@ -179,9 +205,16 @@ def tiny_package(path):
         (folder / export.README).write_text("# A tiny test package\n")
         tile, probabilities = export.tensor_descriptions(run, folder, False, "float32")
         description = v0_5.ModelDescr(
-            name="tiny test package", description="an untrained small network", authors=[v0_5.Author(name="Ada")],
-            cite=[], license="MIT", documentation=FileDescr(source=folder / export.README), inputs=[tile],
-            outputs=[probabilities], weights=export.weights_description(folder, onnx=False))
+            name="tiny test package",
+            description="an untrained small network",
+            authors=[v0_5.Author(name="Ada")],
+            cite=[],
+            license="MIT",
+            documentation=FileDescr(source=folder / export.README),
+            inputs=[tile],
+            outputs=[probabilities],
+            weights=export.weights_description(folder, onnx=False),
+        )
         save_bioimageio_package(description, output_path=path)
     return path
 
@@ -212,14 +245,17 @@ def test_the_readme_says_whether_the_evaluation_averaged_dihedral_views():
     assert "`evaluation.tta: dihedral`" in used and "mean over its 8 dihedral views" in used
     assert "cannot express that" in used and "`bioimageio predict` score each tile once" in used
     for members in ([{"tta": "none"}], [{}]):  # runs from before evaluation.tta scored each tile once
-        assert export.test_time_augmentation_note(members).startswith("None: the evaluation above scored each test tile once")
+        assert export.test_time_augmentation_note(members).startswith(
+            "None: the evaluation above scored each test tile once"
+        )
 
 
 def test_each_members_temperature_travels_in_the_package_record(tmp_path):
     record = cellclass_record(tile_size=64)
-    record["members"] = [{"fold": 0, "seed": s, "layer": f"fold0_seed{s}", "temperature": t}
-                         for s, t in ((0, 1.5), (1, 0.8))]
-    assert predict.member_temperatures([make_package(tmp_path / "new.zip", record=record)]) == [1.5, 0.8]
+    record["members"] = [
+        {"fold": 0, "seed": s, "layer": f"fold0_seed{s}", "temperature": t} for s, t in ((0, 1.5), (1, 0.8))
+    ]
+    assert ensemble_scoring.member_temperatures([make_package(tmp_path / "new.zip", record=record)]) == [1.5, 0.8]
     older = {**cellclass_record(tile_size=64), "version": 1}  # from before calibration: uncalibrated
     assert package.temperatures(make_package(tmp_path / "old.zip", record=older)) == [1.0]
 

@@ -231,7 +231,9 @@ def test_the_workflow_writes_the_cells_a_block_per_job_and_more_cells_rewrite_no
     snakemake(tmp_path, "--until", "split")
     written = tmp_path / "results/demo/cells/patterns"
     assert len(list(written.glob("*/*.tif"))) == 6 * patterns.BLOCK
-    ids = sorted(s.id for s in patterns.samples("", config["datasets"]["cells"]["demo_cells"] | {"rare_class": "golgi"}))
+    ids = sorted(
+        s.id for s in patterns.samples("", config["datasets"]["cells"]["demo_cells"] | {"rare_class": "golgi"})
+    )
     assert sorted(samples_in(tmp_path / "results/cells/tiles")) == ids and len(ids) == 5 * 4 + 2
     same = patterns.render_cell("centromere", seed=7, index=3, size=32).image
     assert np.array_equal(tifffile.imread(written / "centromere/cell_00003.tif"), same)

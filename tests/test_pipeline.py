@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cellclass.learn import pipeline
 from cellclass.io import tilestore
 from cellclass.io.tilestore import TileSet
+from cellclass.learn import pipeline
 
 
 def tile_files(folder, n_files=5, per_file=7):
@@ -52,9 +52,7 @@ def test_same_seed_same_order_and_resume_continues_the_sequence(tmp_path):
 
 def test_channel_selection_and_dataset_length(tmp_path):
     files, labels = tile_files(tmp_path)
-    data, stream = pipeline.make_dataset(
-        files, labels, n_classes=2, tile_shape=(4, 4, 1), batch_size=4, channels=[1]
-    )
+    data, stream = pipeline.make_dataset(files, labels, n_classes=2, tile_shape=(4, 4, 1), batch_size=4, channels=[1])
     assert stream.tiles_per_pass == 35 and data.cardinality().numpy() == 9
     batches = list(data.as_numpy_iterator())
     assert batches[0][0].shape == (4, 4, 4, 1) and np.allclose(batches[0][0], 0.9, atol=1e-3)  # float16 on disk
@@ -90,8 +88,12 @@ def test_batches_mix_classes_as_a_global_shuffle_would(tmp_path):
     degrees of freedom (5) under a global shuffle, and in the hundreds for a stream that mixes a few files."""
     classes, per_class, batch = 6, 200, 32
     tilesets = [
-        TileSet(np.full((1, 2, 2, 1), c / 10, np.float32), np.array([-1]), np.array([-1]),
-                {"sample": f"c{c}/{i}", "class": str(c), "group": f"c{c}/{i}", "files": []})
+        TileSet(
+            np.full((1, 2, 2, 1), c / 10, np.float32),
+            np.array([-1]),
+            np.array([-1]),
+            {"sample": f"c{c}/{i}", "class": str(c), "group": f"c{c}/{i}", "files": []},
+        )
         for c in range(classes)
         for i in range(per_class)
     ]
@@ -130,8 +132,10 @@ def test_dihedral_ops_are_the_eight_rotations_and_flips_each_a_permutation_of_pi
         assert len(matches) == 1  # one of the group, and the random tile tells them apart
         np.testing.assert_array_equal(np.sort(out, axis=None), np.sort(tile, axis=None))  # pixels moved, none made
     same = np.repeat(tiles[:1], 8, axis=0)
-    found = {next(k for k, c in enumerate(dihedral_copies(same[0])) if np.array_equal(o, c))
-             for o in pipeline.dihedral(same, np.arange(8))}
+    found = {
+        next(k for k, c in enumerate(dihedral_copies(same[0])) if np.array_equal(o, c))
+        for o in pipeline.dihedral(same, np.arange(8))
+    }
     assert found == set(range(8))  # the 8 ops are the whole group
     np.testing.assert_array_equal(pipeline.dihedral(tiles, np.zeros(8, int)), tiles)
 
@@ -196,8 +200,10 @@ def test_augmented_batches_are_a_pure_function_of_seed_pass_and_batch(tmp_path):
     files, labels = tile_files(tmp_path, per_file=20)
     for t in files:
         t.tiles = np.random.default_rng(len(t.meta["sample"])).random((len(t), 4, 4, 2), dtype=np.float32)
-    make = lambda seed=0: pipeline.Batches(files, labels, n_classes=2, batch_size=8, shuffle=True, seed=seed,  # noqa: E731
-                                           augment=OPTIONS)
+
+    def make(seed=0):
+        return pipeline.Batches(files, labels, n_classes=2, batch_size=8, shuffle=True, seed=seed, augment=OPTIONS)
+
     a, b = make(), make()
     np.testing.assert_array_equal(a.batch(2, 3)[0], b.batch(2, 3)[0])  # another instance, same batch
     np.testing.assert_array_equal(a.batch(2, 3)[0], a.batch(2, 3)[0])
@@ -243,8 +249,10 @@ def stored_copies(tileset):
 @pytest.mark.parametrize("balance", [False, True])
 def test_views_all_gives_batch_for_batch_what_stored_copies_gave(tmp_path, balance):
     rng = np.random.default_rng(0)
-    tilesets = [TileSet(rng.random((n, 4, 4, 2), dtype=np.float32), np.zeros(n), np.zeros(n), {"sample": f"s{n}"})
-                for n in (3, 5, 2, 9)]
+    tilesets = [
+        TileSet(rng.random((n, 4, 4, 2), dtype=np.float32), np.zeros(n), np.zeros(n), {"sample": f"s{n}"})
+        for n in (3, 5, 2, 9)
+    ]
     labels = [0, 1, 1, 1]
     common = dict(n_classes=2, batch_size=6, shuffle=True, seed=3, balance=balance)
     stored = pipeline.Batches([stored_copies(t) for t in tilesets], labels, **common)
@@ -258,8 +266,9 @@ def test_views_all_gives_batch_for_batch_what_stored_copies_gave(tmp_path, balan
 
 def test_views_all_shows_every_tile_in_each_view_once_a_pass(tmp_path):
     files, labels = tile_files(tmp_path)
-    stream = pipeline.Batches(files, labels, n_classes=2, batch_size=8, shuffle=True, augment={"dihedral": True},
-                              views="all")
+    stream = pipeline.Batches(
+        files, labels, n_classes=2, batch_size=8, shuffle=True, augment={"dihedral": True}, views="all"
+    )
     assert stream.tiles_per_pass == 8 * 35
     pairs = {(o, r, v) for o, r, v in zip(stream.owner, stream.row, stream.view)}
     assert len(pairs) == 8 * 35 and {v for *_, v in pairs} == set(range(8))

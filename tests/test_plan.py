@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-
-from cellclass.io.errors import InputError
-from cellclass.io.datasets import Sample
-from cellclass.plan import DEMO_ROOT, make_plan, run_dir
-from cellclass.predict import out_of_fold
-from conftest import REPO
 from test_package import make_package
 from test_plates import PATTERN, write_map, write_plate, write_zarr_plate
+
+from cellclass.io.datasets import Sample
+from cellclass.io.errors import InputError
+from cellclass.plan import DEMO_ROOT, make_plan, run_dir
+from cellclass.predict import out_of_fold
+
+from conftest import REPO
 
 TRAIN = {"models": ["small"], "runs": 2}
 
@@ -27,8 +28,9 @@ def write_class_folder(root, per_class=4):
 
 def test_a_class_folder_plans_samples_shards_sides_and_runs(tmp_path):
     write_class_folder(tmp_path / "data")
-    plan = make_plan({"train": TRAIN, "prepare": {"images_per_job": 3},
-                      "datasets": {"mine": {"path": "data"}}}, base_dir=tmp_path)
+    plan = make_plan(
+        {"train": TRAIN, "prepare": {"images_per_job": 3}, "datasets": {"mine": {"path": "data"}}}, base_dir=tmp_path
+    )
     data = plan.datasets["mine"]
     assert len(data.samples) == 8 and data.classes() == ["control", "treated"] and data.layout is None
     assert sorted(sid for ids in data.shards.values() for sid in ids) == sorted(data.samples)
@@ -38,8 +40,10 @@ def test_a_class_folder_plans_samples_shards_sides_and_runs(tmp_path):
     assert plan.tile_files("mine") == [f"results/mine/tiles/{s}.npz" for s in data.shards]
     # Augmented shards are made only for shards with an image that trains.
     assert set(plan.augmented_files("mine")) == {
-        f"results/mine/augmented/{s}.npz" for s, ids in data.shards.items()
-        if any(data.side(sid) == "train" for sid in ids)}
+        f"results/mine/augmented/{s}.npz"
+        for s, ids in data.shards.items()
+        if any(data.side(sid) == "train" for sid in ids)
+    }
     assert "results/mine/split.tsv" in plan.prepared_outputs()
     assert plan.predicted_outputs() == [] and plan.assayed_outputs() == [] and plan.exported_outputs() == []
 
@@ -48,8 +52,9 @@ def test_a_sample_sheet_keeps_each_group_on_one_side_in_every_fold(tmp_path):
     write_class_folder(tmp_path / "data", per_class=6)
     rows = [f"{cls}/{cls}_{i}.tif\t{cls}\twell{i // 2}" for cls in ("control", "treated") for i in range(6)]
     (tmp_path / "data" / "sheet.tsv").write_text("path\tclass\tgroup\n" + "\n".join(rows) + "\n")
-    plan = make_plan({"train": TRAIN, "datasets": {"mine": {"sheet": "data/sheet.tsv", "split": {"folds": 3}}}},
-                     base_dir=tmp_path)
+    plan = make_plan(
+        {"train": TRAIN, "datasets": {"mine": {"sheet": "data/sheet.tsv", "split": {"folds": 3}}}}, base_dir=tmp_path
+    )
     data = plan.datasets["mine"]
     assert data.folds == 3 and len(plan.run_dirs()) == 3 * 2
     for fold in range(3):
@@ -64,14 +69,19 @@ def test_a_sample_sheet_keeps_each_group_on_one_side_in_every_fold(tmp_path):
 
 def plate_config(tmp_path, **extra):
     folder = write_plate(tmp_path / "P1", wells=("A01", "A02", "B01", "B02"), sites=1)
-    rows = [("P1", "A01", "DMSO", "control", "", "", "negative_control"),
-            ("P1", "A02", "DMSO", "control", "", "", "negative_control"),
-            ("P1", "B01", "siRNA", "aggregates", "", "", "positive_control"),
-            ("P1", "B02", "siRNA", "aggregates", "", "", "positive_control")]
+    rows = [
+        ("P1", "A01", "DMSO", "control", "", "", "negative_control"),
+        ("P1", "A02", "DMSO", "control", "", "", "negative_control"),
+        ("P1", "B01", "siRNA", "aggregates", "", "", "positive_control"),
+        ("P1", "B02", "siRNA", "aggregates", "", "", "positive_control"),
+    ]
     plate_map = write_map(tmp_path / "map.tsv", rows)
-    return {"train": TRAIN, "split": {"folds": 2},
-            "datasets": {"screen": {"plate": {"path": str(folder), "pattern": PATTERN, "map": str(plate_map)}}},
-            **extra}
+    return {
+        "train": TRAIN,
+        "split": {"folds": 2},
+        "datasets": {"screen": {"plate": {"path": str(folder), "pattern": PATTERN, "map": str(plate_map)}}},
+        **extra,
+    }
 
 
 def test_a_plate_folder_plans_wells_as_groups_and_a_test_side_assay(tmp_path):
@@ -86,15 +96,19 @@ def test_a_plate_folder_plans_wells_as_groups_and_a_test_side_assay(tmp_path):
 
 def test_an_ome_zarr_plate_prediction_set_is_scored_by_every_fold_of_its_seeds(tmp_path):
     store = write_zarr_plate(tmp_path / "screen.zarr")
-    zarr_map = write_map(tmp_path / "zarr_map.tsv", [("screen 1", "A01", "drug", "", "1", "uM", "sample"),
-                                                     ("screen 1", "B02", "drug", "", "3", "uM", "sample")])
-    config = plate_config(tmp_path, predict={"new": {"plate": {"zarr": str(store), "map": str(zarr_map)},
-                                                     "experiment": "screen", "seeds": [1]}})
+    zarr_map = write_map(
+        tmp_path / "zarr_map.tsv",
+        [("screen 1", "A01", "drug", "", "1", "uM", "sample"), ("screen 1", "B02", "drug", "", "3", "uM", "sample")],
+    )
+    config = plate_config(
+        tmp_path,
+        predict={"new": {"plate": {"zarr": str(store), "map": str(zarr_map)}, "experiment": "screen", "seeds": [1]}},
+    )
     plan = make_plan(config, base_dir=tmp_path)
     new = plan.predictions["new"]
     assert len(new.samples) == 4 and new.layout is not None and new.package is None
     assert new.runs == ["results/train/screen/small/fold0/seed1", "results/train/screen/small/fold1/seed1"]
-    assert new.record == "results/train/screen/small/fold0/seed1/metrics.json"
+    assert new.record == "results/train/screen/small/fold0/seed1/training.json"
     assert new.models == [f"{run}/model.keras" for run in new.runs]
     assert new.calibrations == [f"{run}/metrics.json" for run in new.runs]
     outputs = plan.predicted_outputs()
@@ -133,20 +147,27 @@ def test_a_single_split_scores_only_its_test_wells_and_says_why_the_others_are_n
 
 def test_images_are_shared_by_resolved_file_or_by_plate_well(tmp_path):
     write_class_folder(tmp_path / "data")
-    config = {"train": TRAIN, "datasets": {"mine": {"path": "data"}},
-              "predict": {"same": {"path": str(tmp_path / "data" / "treated" / ".." / "treated"), "experiment": "mine"},
-                          "other": {"path": str(write_class_folder(tmp_path / "copy")), "experiment": "mine"}}}
+    config = {
+        "train": TRAIN,
+        "datasets": {"mine": {"path": "data"}},
+        "predict": {
+            "same": {"path": str(tmp_path / "data" / "treated" / ".." / "treated"), "experiment": "mine"},
+            "other": {"path": str(write_class_folder(tmp_path / "copy")), "experiment": "mine"},
+        },
+    }
     plan = make_plan(config, base_dir=tmp_path)
     data = plan.datasets["mine"]
     same = plan.predictions["same"]
     assert len(same.scoring) == len(same.samples) == 4  # the same files, reached by another path
-    assert {data.samples[m].cls for sid in same.samples
-            for m in out_of_fold.shared_images(same.samples, None, data)[sid]} == {"treated"}
+    assert {
+        data.samples[m].cls for sid in same.samples for m in out_of_fold.shared_images(same.samples, None, data)[sid]
+    } == {"treated"}
     assert plan.predictions["other"].scoring == {}  # copies are other files, and no plate says they are one well
     # A plate well is the same image whatever file holds it.
     layout = [{"sample": "x", "plate": "P1", "well": "A01"}, {"sample": "y", "plate": "P2", "well": "A01"}]
-    trained = type("Trained", (), {"samples": {}, "extra": [],
-                                   "layout": [{"sample": "P1/A01/s1", "plate": "P1", "well": "A01"}]})
+    trained = type(
+        "Trained", (), {"samples": {}, "extra": [], "layout": [{"sample": "P1/A01/s1", "plate": "P1", "well": "A01"}]}
+    )
     samples = {sid: Sample(sid, (f"{sid}.tif",), "", sid) for sid in ("x", "y")}
     assert out_of_fold.shared_images(samples, layout, trained) == {"x": ["P1/A01/s1"]}
 
@@ -154,9 +175,14 @@ def test_images_are_shared_by_resolved_file_or_by_plate_well(tmp_path):
 @pytest.mark.parametrize("kind, overlays, draws", [("fields", 50, True), ("fields", 0, False), ("cells", 50, False)])
 def test_only_a_set_of_fields_with_overlays_reads_its_raw_images_to_draw_them(tmp_path, kind, overlays, draws):
     write_class_folder(tmp_path / "data")
-    config = {"train": TRAIN, "prepare": {"kind": kind}, "datasets": {"mine": {"path": "data"}},
-              "predict": {"new": {"path": str(write_class_folder(tmp_path / "new")), "experiment": "mine",
-                                  "overlays": overlays}}}
+    config = {
+        "train": TRAIN,
+        "prepare": {"kind": kind},
+        "datasets": {"mine": {"path": "data"}},
+        "predict": {
+            "new": {"path": str(write_class_folder(tmp_path / "new")), "experiment": "mine", "overlays": overlays}
+        },
+    }
     assert make_plan(config, base_dir=tmp_path).predictions["new"].draws_overlays is draws
 
 
@@ -164,9 +190,12 @@ DEMO = {"pattern": "aggregates", "fields_per_class": 3, "seed": 1, "size": 128}
 
 
 def test_demo_fields_are_planned_before_they_exist(tmp_path):
-    config = {"train": TRAIN, "prepare": {"kind": "nuclei"},
-              "datasets": {"toy": {"demo": DEMO}},
-              "attribution": {"experiments": ["toy"], "methods": ["gradient_x_input"]}}
+    config = {
+        "train": TRAIN,
+        "prepare": {"kind": "nuclei"},
+        "datasets": {"toy": {"demo": DEMO}},
+        "attribution": {"experiments": ["toy"], "methods": ["gradient_x_input"]},
+    }
     plan = make_plan(config, base_dir=tmp_path)
     data = plan.datasets["toy"]
     assert len(data.samples) == 6 and not (tmp_path / DEMO_ROOT).exists()
@@ -180,12 +209,22 @@ def test_demo_fields_are_planned_before_they_exist(tmp_path):
 
 
 def test_demo_cells_are_planned_before_they_exist_from_the_counts(tmp_path):
-    config = {"train": TRAIN, "prepare": {"kind": "cells", "images_per_job": 20},
-              "datasets": {"toy": {"demo_cells": {"cells_per_class": 30, "seed": 7}}}}
+    config = {
+        "train": TRAIN,
+        "prepare": {"kind": "cells", "images_per_job": 20},
+        "datasets": {"toy": {"demo_cells": {"cells_per_class": 30, "seed": 7}}},
+    }
     plan = make_plan(config, base_dir=tmp_path)
     data = plan.datasets["toy"]
-    assert data.entry["demo_cells"] == {"kind": "patterns", "cells_per_class": 30, "rare_class": "golgi",
-                                        "rare_fraction": 0.3333, "seed": 7, "size": 72, "channels": 1}
+    assert data.entry["demo_cells"] == {
+        "kind": "patterns",
+        "cells_per_class": 30,
+        "rare_class": "golgi",
+        "rare_fraction": 0.3333,
+        "seed": 7,
+        "size": 72,
+        "channels": 1,
+    }
     assert len(data.samples) == 5 * 30 + 10 and not (tmp_path / DEMO_ROOT).exists()
     cell = data.samples["golgi/cell_00009"]
     assert cell.files == (f"{DEMO_ROOT}/toy/patterns/golgi/cell_00009.tif",) and cell.group == cell.id
@@ -196,8 +235,11 @@ def test_demo_cells_are_planned_before_they_exist_from_the_counts(tmp_path):
 
 
 def test_a_demo_plate_is_planned_from_its_spec(tmp_path):
-    config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO}},
-              "predict": {"plate": {"demo_plate": {"name": "demo_plate", "seed": 3}, "experiment": "toy"}}}
+    config = {
+        "train": TRAIN,
+        "datasets": {"toy": {"demo": DEMO}},
+        "predict": {"plate": {"demo_plate": {"name": "demo_plate", "seed": 3}, "experiment": "toy"}},
+    }
     plan = make_plan(config, base_dir=tmp_path)
     plate = plan.predictions["plate"]
     assert plate.layout and len(plate.samples) == len(plate.layout)
@@ -217,13 +259,18 @@ def test_a_package_prediction_set_needs_no_runs_and_no_datasets(tmp_path):
     assert plan.run_dirs() == [] and plan.evaluated_outputs() == []
     # A small set's per-tile table comes as TSV too (predict.<set>.tiles_tsv: auto), unless switched off.
     assert plan.all_outputs() == ["results/predict/new/images.tsv", "results/predict/new/tiles.tsv"]
-    quiet = make_plan({"predict": {"new": {"path": "images", "package": "model.zip", "tiles_tsv": False}}}, base_dir=tmp_path)
+    quiet = make_plan(
+        {"predict": {"new": {"path": "images", "package": "model.zip", "tiles_tsv": False}}}, base_dir=tmp_path
+    )
     assert quiet.all_outputs() == ["results/predict/new/images.tsv"]
 
 
 def test_exports_name_their_runs(tmp_path):
-    config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO, "split": {"folds": 2}}},
-              "export": {"pkg": {"experiment": "toy", "seeds": [1]}}}
+    config = {
+        "train": TRAIN,
+        "datasets": {"toy": {"demo": DEMO, "split": {"folds": 2}}},
+        "export": {"pkg": {"experiment": "toy", "seeds": [1]}},
+    }
     plan = make_plan(config, base_dir=tmp_path)
     assert plan.export_runs("pkg") == ["results/train/toy/small/fold0/seed1", "results/train/toy/small/fold1/seed1"]
     assert plan.exported_outputs() == ["results/export/pkg.zip", "results/export/pkg.validation.tsv"]
@@ -235,7 +282,9 @@ def test_exports_name_their_runs(tmp_path):
 
 def test_a_run_trains_from_augmented_copies_only_where_the_field_is_resampled(tmp_path):
     config = {"train": TRAIN, "datasets": {"toy": {"demo": DEMO}}}
-    assert make_plan(config, base_dir=tmp_path).train_files("toy") == make_plan(config, base_dir=tmp_path).tile_files("toy")
+    assert make_plan(config, base_dir=tmp_path).train_files("toy") == make_plan(config, base_dir=tmp_path).tile_files(
+        "toy"
+    )
     rotated = make_plan({**config, "augment": {"angles": [18]}}, base_dir=tmp_path)
     assert rotated.train_files("toy") == rotated.augmented_files("toy") != rotated.tile_files("toy")
     assert set(rotated.augmented_files("toy")) <= set(rotated.prepared_outputs())
@@ -247,13 +296,19 @@ def test_a_missing_image_folder_is_named_before_planning(tmp_path):
 
 
 def test_the_leakage_check_plans_one_control_per_experiment_apart_from_the_runs(tmp_path):
-    config = {"train": {"models": ["small", "deep"], "runs": 2}, "augment": {"angles": [30]},
-              "datasets": {"toy": {"demo": DEMO}}}
+    config = {
+        "train": {"models": ["small", "deep"], "runs": 2},
+        "augment": {"angles": [30]},
+        "datasets": {"toy": {"demo": DEMO}},
+    }
     assert make_plan(config, base_dir=tmp_path).leakage_runs() == []
     plan = make_plan({**config, "evaluation": {"leakage_check": True}}, base_dir=tmp_path)
     assert plan.leakage_runs() == ["results/leakage/toy/small"]
     assert not set(plan.leakage_runs()) & set(plan.run_dirs())
-    assert plan.leakage_run_files() == ["results/leakage/toy/small/metrics.json", "results/leakage/toy/small/predictions.tsv"]
+    assert plan.leakage_run_files() == [
+        "results/leakage/toy/small/metrics.json",
+        "results/leakage/toy/small/predictions.tsv",
+    ]
     assert plan.leakage_split("toy") == {"seed": 0, "test_fraction": 0.2, "validation_fraction": 0.2}
     assert {"results/leakage/leakage.tsv", "results/figures/leakage.png"} <= set(plan.all_outputs())
     # The control trains on every image's copies: the real runs' (images that train) and its own (the others).
@@ -261,8 +316,10 @@ def test_the_leakage_check_plans_one_control_per_experiment_apart_from_the_runs(
     own = [s.id for shard in data.shards for s in plan.leakage_augmented_samples("toy", shard)]
     assert sorted(own) == sorted(sid for sid in data.samples if not data.trains_in_some_fold(sid)) and own
     assert plan.leakage_train_files("toy") == plan.augmented_files("toy") + plan.leakage_augmented_files("toy")
-    folds = make_plan({**config, "evaluation": {"leakage_check": True},
-                       "datasets": {"toy": {"demo": DEMO, "split": {"folds": 3}}}}, base_dir=tmp_path)
+    folds = make_plan(
+        {**config, "evaluation": {"leakage_check": True}, "datasets": {"toy": {"demo": DEMO, "split": {"folds": 3}}}},
+        base_dir=tmp_path,
+    )
     assert folds.leakage_split("toy")["test_fraction"] == pytest.approx(1 / 3)
 
 

@@ -55,7 +55,13 @@ def test_samples_join_the_plate_map_and_keep_the_layout(tmp_path):
     assert {s.group for s in samples} == {"P1/A01", "P1/A02"} and samples[2].cls == "aggregates"
     everything, layout = plates.join(fields, table, tmp_path / "map.tsv", labelled_only=False)
     sample = next(r for r in layout if r["well"] == "B01")
-    assert (sample["row"], sample["column"], sample["role"], sample["dose"], sample["unit"]) == (1, 0, "sample", 3.0, "uM")
+    assert (sample["row"], sample["column"], sample["role"], sample["dose"], sample["unit"]) == (
+        1,
+        0,
+        "sample",
+        3.0,
+        "uM",
+    )
     assert len(everything) == 6
 
 
@@ -71,9 +77,18 @@ def test_a_csv_plate_map_without_a_plate_column_fits_a_single_plate(tmp_path):
     ("rows", "message"),
     [
         (ROWS[:2], r"map\.tsv: no row for plate P1 well B01"),
-        ([*ROWS, ("P1", "C05", "drug", "", "1", "uM", "sample")], r"map\.tsv, line 5, field well: plate P1 well C05 has no images"),
-        ([*ROWS, ("P1", "A001", "DMSO", "control", "", "", "negative_control")], r"map\.tsv, line 5, field well: plate P1 well A01 is listed twice \(first on line 2\)"),
-        ([("P1", "A01", "DMSO", "control", "lots", "", "negative_control"), *ROWS[1:]], r"map\.tsv, line 2, field dose"),
+        (
+            [*ROWS, ("P1", "C05", "drug", "", "1", "uM", "sample")],
+            r"map\.tsv, line 5, field well: plate P1 well C05 has no images",
+        ),
+        (
+            [*ROWS, ("P1", "A001", "DMSO", "control", "", "", "negative_control")],
+            r"map\.tsv, line 5, field well: plate P1 well A01 is listed twice \(first on line 2\)",
+        ),
+        (
+            [("P1", "A01", "DMSO", "control", "lots", "", "negative_control"), *ROWS[1:]],
+            r"map\.tsv, line 2, field dose",
+        ),
         ([("P1", "Z99x", "DMSO", "control", "", "", "negative_control"), *ROWS[1:]], r"map\.tsv, line 2, field well"),
         ([("P1", "A01", "DMSO", "control", "", "", "blank"), *ROWS[1:]], r"map\.tsv, line 2, field role"),
     ],
@@ -81,8 +96,12 @@ def test_a_csv_plate_map_without_a_plate_column_fits_a_single_plate(tmp_path):
 def test_plate_map_errors_name_the_file_the_line_and_the_field(tmp_path, rows, message):
     fields = plates.fields_from_folder(write_plate(tmp_path / "P1"), PATTERN, "P1")
     with pytest.raises(InputError, match=message):
-        plates.join(fields, plates.read_plate_map(write_map(tmp_path / "map.tsv", rows)), tmp_path / "map.tsv",
-                    labelled_only=True)
+        plates.join(
+            fields,
+            plates.read_plate_map(write_map(tmp_path / "map.tsv", rows)),
+            tmp_path / "map.tsv",
+            labelled_only=True,
+        )
 
 
 def test_a_site_missing_a_channel_is_named(tmp_path):
@@ -129,12 +148,22 @@ def test_an_ome_zarr_plate_gives_its_wells_and_fields(tmp_path):
     store = write_zarr_plate(tmp_path / "screen.zarr")
     fields = plates.fields_from_zarr(store)
     assert [(f.plate, f.well, f.site) for f in fields] == [
-        ("screen_1", "A01", "1"), ("screen_1", "A01", "2"), ("screen_1", "B02", "1"), ("screen_1", "B02", "2")]
+        ("screen_1", "A01", "1"),
+        ("screen_1", "A01", "2"),
+        ("screen_1", "B02", "1"),
+        ("screen_1", "B02", "2"),
+    ]
     raw = imageio.read_image(fields[1].files)
     assert raw.pixels.shape == (48, 40, 2) and raw.pixels[0, 0].tolist() == [9, 1009] and raw.bit_depth == 16
-    table = plates.read_plate_map(write_map(tmp_path / "map.tsv", [
-        ("screen 1", "A01", "DMSO", "control", "", "", "negative_control"),
-        ("screen 1", "B02", "siSNAP29", "aggregates", "", "", "positive_control")]))
+    table = plates.read_plate_map(
+        write_map(
+            tmp_path / "map.tsv",
+            [
+                ("screen 1", "A01", "DMSO", "control", "", "", "negative_control"),
+                ("screen 1", "B02", "siSNAP29", "aggregates", "", "", "positive_control"),
+            ],
+        )
+    )
     samples, _ = plates.join(fields, table, tmp_path / "map.tsv", labelled_only=True)
     assert [s.group for s in samples] == ["screen_1/A01", "screen_1/A01", "screen_1/B02", "screen_1/B02"]
 
@@ -157,21 +186,36 @@ def write_files(folder, names, shape=(16, 16)):
 # that reads them as they are.
 NAMING = {
     # MetaXpress: <plate>_<well>_s<site>_w<wavelength><UUID>.TIF
-    "metaxpress": (r"(?P<plate>[^_]+)_(?P<well>[A-P]\d{2})_s(?P<site>\d)_w(?P<channel>\d)[0-9A-F-]*\.TIF",
-                   [f"P7_{w}_s{s}_w{c}{u}.TIF" for w in ("B03", "C11") for s in (1, 2) for c, u in ((1, "3F2A"), (2, ""))]),
+    "metaxpress": (
+        r"(?P<plate>[^_]+)_(?P<well>[A-P]\d{2})_s(?P<site>\d)_w(?P<channel>\d)[0-9A-F-]*\.TIF",
+        [f"P7_{w}_s{s}_w{c}{u}.TIF" for w in ("B03", "C11") for s in (1, 2) for c, u in ((1, "3F2A"), (2, ""))],
+    ),
     # Opera/Operetta (Harmony): r<row>c<column>f<field>p<plane>-ch<channel>sk<time>fk1fl1.tiff
-    "operetta": (r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff",
-                 [f"Images/r{r:02d}c{c:02d}f{f:02d}p{p:02d}-ch{ch}sk1fk1fl1.tiff"
-                  for r, c in ((2, 3), (3, 11)) for f in (1, 2) for p in (1, 2) for ch in (1, 2)]),
+    "operetta": (
+        r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d)sk1fk1fl1\.tiff",
+        [
+            f"Images/r{r:02d}c{c:02d}f{f:02d}p{p:02d}-ch{ch}sk1fk1fl1.tiff"
+            for r, c in ((2, 3), (3, 11))
+            for f in (1, 2)
+            for p in (1, 2)
+            for ch in (1, 2)
+        ],
+    ),
     # CellInsight/Cellomics: <plate>_<well>f<field, from 00>d<channel, from 0>.TIF
-    "cellinsight": (r"(?P<plate>.+)_(?P<well>[A-P]\d{2})f(?P<field>\d{2})d(?P<channel>\d)\.TIF",
-                    [f"P7_{w}f{f:02d}d{d}.TIF" for w in ("B03", "C11") for f in (0, 1) for d in (0, 1)]),
+    "cellinsight": (
+        r"(?P<plate>.+)_(?P<well>[A-P]\d{2})f(?P<field>\d{2})d(?P<channel>\d)\.TIF",
+        [f"P7_{w}f{f:02d}d{d}.TIF" for w in ("B03", "C11") for f in (0, 1) for d in (0, 1)],
+    ),
     # Channel<channel>-<field>-<row>-<column>.tif, as a public plate export names them: well 'B-03'.
-    "channel_first": (r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif",
-                      [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)]),
+    "channel_first": (
+        r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif",
+        [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)],
+    ),
     # The same with row and column apart.
-    "row_column": (r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<row>[A-P])-(?P<column>\d{2})\.tif",
-                   [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)]),
+    "row_column": (
+        r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<row>[A-P])-(?P<column>\d{2})\.tif",
+        [f"Channel{c}-{s:02d}-{w}.tif" for w in ("B-03", "C-11") for s in (1, 2) for c in (1, 2)],
+    ),
 }
 
 
@@ -188,7 +232,10 @@ def test_each_imagers_file_names_give_wells_sites_channels_and_planes(tmp_path, 
     per_channel = np.reshape([value[f] for f in first.files], (2, planes))  # channel 1's planes, then channel 2's
     pixels = imageio.read_image(first.files, planes=first.planes).pixels
     assert pixels.shape == (16, 16, 2) and pixels[0, 0].tolist() == per_channel.max(axis=1).tolist()
-    assert imageio.read_image(first.files, planes=first.planes, plane=0).pixels[0, 0].tolist() == per_channel[:, 0].tolist()
+    assert (
+        imageio.read_image(first.files, planes=first.planes, plane=0).pixels[0, 0].tolist()
+        == per_channel[:, 0].tolist()
+    )
     if imager == "operetta":
         assert [f.rsplit("/", 1)[1][9:16] for f in first.files] == ["p01-ch1", "p02-ch1", "p01-ch2", "p02-ch2"]
 
@@ -210,11 +257,14 @@ def test_plane_or_channel_missing_from_one_site_is_named(tmp_path):
         plates.fields_from_folder(folder, pattern, "P7")
 
 
-@pytest.mark.parametrize(("pattern", "message"), [
-    (r"(?P<well>\w+)_(?P<row>\w)\.tif", "either as 'well' or as 'row' and 'column'"),
-    (r"r(?P<row>\d+)\.tif", "needs a named group 'well', or 'row' and 'column'"),
-    (r"(?P<well>\w+)_s(?P<site>\d)f(?P<field>\d)\.tif", "'site' and 'field' are the same"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (r"(?P<well>\w+)_(?P<row>\w)\.tif", "either as 'well' or as 'row' and 'column'"),
+        (r"r(?P<row>\d+)\.tif", "needs a named group 'well', or 'row' and 'column'"),
+        (r"(?P<well>\w+)_s(?P<site>\d)f(?P<field>\d)\.tif", "'site' and 'field' are the same"),
+    ],
+)
 def test_a_pattern_naming_the_well_or_site_twice_or_not_at_all_is_an_error(tmp_path, pattern, message):
     with pytest.raises(InputError, match=message):
         plates.fields_from_folder(write_files(tmp_path, ["B03.tif"]), pattern, "P7")
@@ -232,9 +282,15 @@ def test_a_matched_row_and_column_that_name_no_well_are_named_with_the_file(tmp_
 def test_plate_fields_with_plane_files_are_samples_that_project_them(tmp_path):
     pattern, names = NAMING["operetta"]
     fields = plates.fields_from_folder(write_files(tmp_path / "export", names), pattern, "P7")
-    table = plates.read_plate_map(write_map(tmp_path / "map.tsv", [
-        ("", "r02c03", "DMSO", "control", "", "", "negative_control"),
-        ("", "C-11", "siSNAP29", "aggregates", "", "", "positive_control")]))
+    table = plates.read_plate_map(
+        write_map(
+            tmp_path / "map.tsv",
+            [
+                ("", "r02c03", "DMSO", "control", "", "", "negative_control"),
+                ("", "C-11", "siSNAP29", "aggregates", "", "", "positive_control"),
+            ],
+        )
+    )
     samples, layout = plates.join(fields, table, tmp_path / "map.tsv", labelled_only=True)
     assert [s.id for s in samples] == ["P7/B03/s1", "P7/B03/s2", "P7/C11/s1", "P7/C11/s2"]
     assert {s.planes for s in samples} == {2} and layout[0]["site"] == "1"

@@ -16,14 +16,18 @@ FIELD = {"size": 256, "cells_per_field": 30}
 
 
 def fields(seed, n):
-    return [synthetic.render_field("aggregates", cls, seed=seed, index=i, **FIELD).image
-            for cls in synthetic.CLASSES for i in range(n)]
+    return [
+        synthetic.render_field("aggregates", cls, seed=seed, index=i, **FIELD).image
+        for cls in synthetic.CLASSES
+        for i in range(n)
+    ]
 
 
 def measured(image):
     pixels = np.moveaxis(image, 0, -1)
-    mask = foreground_mask(pixels.astype(np.float32) / pixels.max(), method="otsu", channel=0, smooth_sigma=2,
-                           min_contrast=3)
+    mask = foreground_mask(
+        pixels.astype(np.float32) / pixels.max(), method="otsu", channel=0, smooth_sigma=2, min_contrast=3
+    )
     values, note = qc.measure(pixels, 16, mask)
     return values, note
 
@@ -41,8 +45,11 @@ def training():
 def test_every_measure_of_a_two_channel_field_is_computed():
     values, note = measured(fields(1, 1)[0])
     assert note == ""
-    expected = {f"{k}_c{c}" for k in ("focus", "saturated", "p01", "p50", "p99", "background", "signal_to_background")
-                for c in (0, 1)} | {"correlation", "objects", "object_area", "density", "pixel_size"}
+    expected = {
+        f"{k}_c{c}"
+        for k in ("focus", "saturated", "p01", "p50", "p99", "background", "signal_to_background")
+        for c in (0, 1)
+    } | {"correlation", "objects", "object_area", "density", "pixel_size"}
     assert set(values) == expected
     assert values["objects"] > 0 and values["p99_c0"] > values["p50_c0"] > 0 and values["saturated_c0"] == 0
     assert -6 < values["focus_c0"] < 0 and np.isnan(values["pixel_size"])
@@ -65,10 +72,15 @@ def test_new_fields_of_the_training_kind_are_not_flagged(training):
     assert (judged["qc_distance"] < qc.LIMIT).all()
 
 
-@pytest.mark.parametrize("kind, named", [
-    ("blur_4px", "focus"), ("stain_5x_weaker", "99th percentile"), ("saturated_5pct", "saturated share"),
-    ("one_stain_both_channels", "correlation"),
-])
+@pytest.mark.parametrize(
+    "kind, named",
+    [
+        ("blur_4px", "focus"),
+        ("stain_5x_weaker", "99th percentile"),
+        ("saturated_5pct", "saturated share"),
+        ("one_stain_both_channels", "correlation"),
+    ],
+)
 def test_a_shifted_field_is_flagged_with_the_measure_that_moved(training, kind, named):
     shifted = [shifts.shift(image, kind, seed=i) for i, image in enumerate(fields(9, 2))]
     judged = qc.Reference(training).judge(table(shifted))
@@ -98,8 +110,9 @@ def test_a_bad_training_field_is_an_outlier_of_its_own_set_and_the_findings_name
 
 def test_pixel_size_is_read_from_the_metadata_where_the_file_gives_it(tmp_path):
     image = np.zeros((32, 32), np.uint16)
-    tifffile.imwrite(tmp_path / "imagej.tif", image, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
-                     metadata={"unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "imagej.tif", image, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "micron"}
+    )
     tifffile.imwrite(tmp_path / "cm.tif", image, resolution=(1e4 / 0.325, 1e4 / 0.325), resolutionunit="CENTIMETER")
     tifffile.imwrite(tmp_path / "inch.tif", image, resolution=(72, 72), resolutionunit="INCH")
     tifffile.imwrite(tmp_path / "none.tif", image)
@@ -113,8 +126,13 @@ def test_classes_that_look_different_are_each_a_yardstick():
     one unlike every class, which a single fit of the pooled set, spread wide by the two classes, misses."""
     rng = np.random.default_rng(0)
     levels = {"dim": 0.1, "bright": 0.4}
-    training = pd.DataFrame([{"class": cls, "p99_c0": level * rng.lognormal(0, 0.05), "focus_c0": rng.normal(-3, 0.1)}
-                             for cls, level in levels.items() for _ in range(12)])
+    training = pd.DataFrame(
+        [
+            {"class": cls, "p99_c0": level * rng.lognormal(0, 0.05), "focus_c0": rng.normal(-3, 0.1)}
+            for cls, level in levels.items()
+            for _ in range(12)
+        ]
+    )
     assert (qc.own_outliers(training)["unlike"] == "").all()
     new = pd.DataFrame({"p99_c0": [0.1, 0.4, 0.02], "focus_c0": [-3.0, -3.0, -3.0]})
     judged = qc.Reference(training).judge(new)

@@ -9,18 +9,28 @@ import pytest
 from cellclass.config import validate
 from cellclass.learn import recipe
 
+from conftest import train_and_score
+
 DEMO = {"demo": {"pattern": "aggregates"}}
 # What every run trained with before recipes existed: the schema's defaults then, and the code's fixed choices
 # (the model's own optimizer at its default rate held constant, plain cross-entropy, the last epoch kept).
 BEFORE_RECIPES = {
-    "optimizer": None, "learning_rate": None, "epochs": 9,
-    "schedule": "constant", "warmup_epochs": 0, "weight_decay": 0, "label_smoothing": 0,
-    "patience": None, "keep_epoch": "last",
+    "optimizer": None,
+    "learning_rate": None,
+    "epochs": 9,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "weight_decay": 0,
+    "label_smoothing": 0,
+    "patience": None,
+    "keep_epoch": "last",
 }
 
 
 def train_settings(top=None, own=None):
-    config = validate({"train": top or {}, "datasets": {"d": DEMO}, "experiments": {"e": {"dataset": "d", "train": own or {}}}})
+    config = validate(
+        {"train": top or {}, "datasets": {"d": DEMO}, "experiments": {"e": {"dataset": "d", "train": own or {}}}}
+    )
     return config["experiments"]["e"]["train"]
 
 
@@ -44,7 +54,11 @@ def test_modern_is_the_default_and_a_set_key_overrides_either_preset():
     modern = train_settings()
     assert modern["recipe"] == "modern"
     assert {k: modern[k] for k in ("optimizer", "schedule", "keep_epoch", "monitor")} == {
-        "optimizer": "adamw", "schedule": "cosine", "keep_epoch": "best", "monitor": "validation_loss"}
+        "optimizer": "adamw",
+        "schedule": "cosine",
+        "keep_epoch": "best",
+        "monitor": "validation_loss",
+    }
     assert modern["label_smoothing"] == 0.1 and modern["weight_decay"] == 0.05 and modern["patience"] == 5
     # Recipe at the top, one key in the experiment, and the other way round: the key set wins either way.
     article = train_settings({"recipe": "article"}, {"learning_rate": 3e-4})
@@ -55,8 +69,15 @@ def test_modern_is_the_default_and_a_set_key_overrides_either_preset():
     assert recipe.overrides(mixed) == {"epochs": 4, "optimizer": None}
 
 
-@pytest.mark.parametrize("bad, named", [({"recipe": "fast"}, "recipe"), ({"schedule": "step"}, "schedule"),
-                                        ({"label_smoothing": 1}, "label_smoothing"), ({"patience": 0}, "patience")])
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        ({"recipe": "fast"}, "recipe"),
+        ({"schedule": "step"}, "schedule"),
+        ({"label_smoothing": 1}, "label_smoothing"),
+        ({"patience": 0}, "patience"),
+    ],
+)
 def test_bad_recipe_keys_are_named(bad, named):
     from cellclass.io.errors import InputError
 
@@ -92,8 +113,14 @@ def test_optimizers_and_loss():
 
 
 def test_the_recipe_in_words():
-    used = {"name": "modern", **recipe.PRESETS["modern"], "optimizer": "adamw", "monitor": "validation_loss",
-            "epochs": 9, "overrides": {"epochs": 9}}
+    used = {
+        "name": "modern",
+        **recipe.PRESETS["modern"],
+        "optimizer": "adamw",
+        "monitor": "validation_loss",
+        "epochs": 9,
+        "overrides": {"epochs": 9},
+    }
     text = recipe.describe(used)
     assert text.startswith("the modern recipe: AdamW (weight decay 0.05), learning rate 0.001 decaying on a cosine")
     assert "label smoothing 0.1" in text and "stopping after 5 epochs" in text
@@ -107,7 +134,8 @@ def test_the_best_epoch_is_kept_and_recorded(tmp_path):
     epoch's, not the last."""
     import keras
 
-    from cellclass.learn import inference, training
+    from cellclass.learn import inference
+
     from test_training import CLASSES, identity, options, write_images
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
@@ -116,8 +144,16 @@ def test_the_best_epoch_is_kept_and_recorded(tmp_path):
         tileset.meta["class"] = CLASSES[1 - CLASSES.index(tileset.meta["class"])]
     test = write_images(tmp_path, 2, seed=2, prefix="test")
     opts = options(models=["small"], epochs=8, patience=2, label_smoothing=0, batch_size=16, threads=1)
-    metrics = training.train_run(identity=identity(), classes=CLASSES, train=train, train_eval=train,
-                                 validation=swapped, test_sets={"d": test}, out_dir=tmp_path / "run", options=opts)
+    metrics = train_and_score(
+        identity=identity(),
+        classes=CLASSES,
+        train=train,
+        train_eval=train,
+        validation=swapped,
+        test_sets={"d": test},
+        out_dir=tmp_path / "run",
+        options=opts,
+    )
     history = pd.read_csv(tmp_path / "run/history.csv")
     best = int(history.loc[history["validation_loss"].idxmin(), "epoch"])
     assert metrics["kept_epoch"] == best and metrics["epoch_selection"] == "best"
@@ -144,7 +180,8 @@ def test_a_killed_run_still_keeps_its_best_epoch(tmp_path, monkeypatch):
     stops, and it keeps the same weights."""
     import keras
 
-    from cellclass.learn import callbacks, training
+    from cellclass.learn import callbacks
+
     from test_training import CLASSES, identity, options, write_images
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
@@ -154,8 +191,16 @@ def test_a_killed_run_still_keeps_its_best_epoch(tmp_path, monkeypatch):
     opts = options(models=["small"], epochs=8, patience=2, batch_size=16, threads=1)
 
     def train_run(name):
-        return training.train_run(identity=identity(), classes=CLASSES, train=train, train_eval=train,
-                                  validation=swapped, test_sets={"d": train[:2]}, out_dir=tmp_path / name, options=opts)
+        return train_and_score(
+            identity=identity(),
+            classes=CLASSES,
+            train=train,
+            train_eval=train,
+            validation=swapped,
+            test_sets={"d": train[:2]},
+            out_dir=tmp_path / name,
+            options=opts,
+        )
 
     whole = train_run("whole")
     assert whole["stopped_epoch"] - whole["kept_epoch"] == 2 and whole["stopped_epoch"] > 2
@@ -178,9 +223,12 @@ def test_a_killed_run_still_keeps_its_best_epoch(tmp_path, monkeypatch):
     assert f"epoch{whole['kept_epoch']}.keras" in saved  # the best epoch's file is kept beside the last
     resumed = train_run("killed")
     assert {k: resumed[k] for k in ("kept_epoch", "stopped_epoch", "epochs")} == {
-        k: whole[k] for k in ("kept_epoch", "stopped_epoch", "epochs")}
-    for a, b in zip(keras.saving.load_model(tmp_path / "whole/model.keras").get_weights(),
-                    keras.saving.load_model(tmp_path / "killed/model.keras").get_weights()):
+        k: whole[k] for k in ("kept_epoch", "stopped_epoch", "epochs")
+    }
+    for a, b in zip(
+        keras.saving.load_model(tmp_path / "whole/model.keras").get_weights(),
+        keras.saving.load_model(tmp_path / "killed/model.keras").get_weights(),
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -190,7 +238,8 @@ def test_a_run_killed_after_its_last_epoch_still_keeps_its_best(tmp_path, monkey
     best epoch's weights back."""
     import keras
 
-    from cellclass.learn import callbacks, training
+    from cellclass.learn import callbacks
+
     from test_training import CLASSES, identity, options, write_images
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
@@ -201,8 +250,16 @@ def test_a_run_killed_after_its_last_epoch_still_keeps_its_best(tmp_path, monkey
     opts = options(models=["small"], epochs=4, patience=None, batch_size=16, threads=1, monitor="validation_accuracy")
 
     def train_run(name):
-        return training.train_run(identity=identity(), classes=CLASSES, train=train, train_eval=train,
-                                  validation=swapped, test_sets={"d": train[:2]}, out_dir=tmp_path / name, options=opts)
+        return train_and_score(
+            identity=identity(),
+            classes=CLASSES,
+            train=train,
+            train_eval=train,
+            validation=swapped,
+            test_sets={"d": train[:2]},
+            out_dir=tmp_path / name,
+            options=opts,
+        )
 
     whole = train_run("whole")
     assert whole["kept_epoch"] == 1 and whole["epochs"] == 4
@@ -223,8 +280,10 @@ def test_a_run_killed_after_its_last_epoch_still_keeps_its_best(tmp_path, monkey
     monkeypatch.undo()
     resumed = train_run("killed")
     assert resumed["kept_epoch"] == whole["kept_epoch"]
-    for a, b in zip(keras.saving.load_model(tmp_path / "whole/model.keras").get_weights(),
-                    keras.saving.load_model(tmp_path / "killed/model.keras").get_weights()):
+    for a, b in zip(
+        keras.saving.load_model(tmp_path / "whole/model.keras").get_weights(),
+        keras.saving.load_model(tmp_path / "killed/model.keras").get_weights(),
+    ):
         np.testing.assert_array_equal(a, b)
 
 

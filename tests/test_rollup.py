@@ -19,8 +19,13 @@ from cellclass.learn import calibration
 
 def evaluated(predictions):
     seeds = sorted(set(predictions["seed"]))
-    table = evaluate.run_table(predictions, pd.concat([history([1.0], seed=s) for s in seeds]),
-                               run_rows(predictions), thresholds=THRESHOLDS, resamples=199)
+    table = evaluate.run_table(
+        predictions,
+        pd.concat([history([1.0], seed=s) for s in seeds]),
+        run_rows(predictions),
+        thresholds=THRESHOLDS,
+        resamples=199,
+    )
     return table, evaluate.summary_table(predictions, table, resamples=199)
 
 
@@ -49,7 +54,9 @@ def test_groups_of_several_classes_are_not_called_and_the_headline_is_per_image(
     assert group["balanced_accuracy"].isna().all() and not group["headline"].any()
     assert table.loc[table["headline"], "level"].unique().tolist() == ["image"]
     ba = summary[summary["metric"] == "balanced_accuracy"].set_index("level")
-    assert ba.loc["image", "headline"] and ba.loc["image", "headline_reason"] == "4 of 4 test groups hold several classes"
+    assert (
+        ba.loc["image", "headline"] and ba.loc["image", "headline_reason"] == "4 of 4 test groups hold several classes"
+    )
     assert ba.loc["group", ["n_units", "mixed_units"]].tolist() == [0, 4] and np.isnan(ba.loc["group", "estimate"])
     assert ba.loc["image", "estimate"] == pytest.approx(1.0)  # 4 of 5 tiles right in every image
     [line] = findings.headline(summary)
@@ -61,7 +68,9 @@ def test_groups_of_several_classes_are_not_called_and_the_headline_is_per_image(
 def test_images_of_several_classes_put_the_headline_per_tile():
     predictions = smears(mixed_images=True)
     level, reason = metrics.headline_choice(predictions)
-    assert level == "tile" and reason == "4 of 4 test groups hold several classes; 8 of 8 test images hold several classes"
+    assert (
+        level == "tile" and reason == "4 of 4 test groups hold several classes; 8 of 8 test images hold several classes"
+    )
     table, summary = evaluated(predictions)
     assert table.loc[table["headline"], "level"].tolist() == ["tile"]
     assert table.loc[table["level"] == "image", "mixed_units"].tolist() == [8]
@@ -79,8 +88,10 @@ def test_a_few_mixed_groups_are_left_out_and_the_headline_stays_per_group():
     for g in range(20):
         for cls in ("a", "b"):
             true = cls if g else "a"  # group 0 is all class a but its b image: mixed
-            items += [(f"g{g}/{cls}{i}", f"g{g}{'' if g == 0 else cls}", true if i == 0 or g else cls, true, 0.8)
-                      for i in range(2)]
+            items += [
+                (f"g{g}/{cls}{i}", f"g{g}{'' if g == 0 else cls}", true if i == 0 or g else cls, true, 0.8)
+                for i in range(2)
+            ]
     predictions = tiles(items, ["a", "b"])
     mixed, n = metrics.mixed_units(predictions, "group")
     assert (mixed, n) == (1, 39) and mixed <= metrics.MAX_MIXED_SHARE * n
@@ -104,11 +115,23 @@ def two_class(p_a, first_group=()):
     n = len(p_a)
     true = ["a" if i < n // 2 else "b" for i in range(n)]
     groups = [*first_group, *(f"{true[i]}{i % 10}" for i in range(len(first_group), n))]
-    return pd.DataFrame({
-        "experiment": "e", "dataset": "d", "model": "deep", "fold": 0, "seed": 0, "test_set": "d",
-        "tile": [f"t{i}" for i in range(n)], "sample": groups, "group": groups, "true": true,
-        "predicted": np.where(np.asarray(p_a) >= 0.5, "a", "b"), "p_a": p_a, "p_b": 1 - np.asarray(p_a),
-    })
+    return pd.DataFrame(
+        {
+            "experiment": "e",
+            "dataset": "d",
+            "model": "deep",
+            "fold": 0,
+            "seed": 0,
+            "test_set": "d",
+            "tile": [f"t{i}" for i in range(n)],
+            "sample": groups,
+            "group": groups,
+            "true": true,
+            "predicted": np.where(np.asarray(p_a) >= 0.5, "a", "b"),
+            "p_a": p_a,
+            "p_b": 1 - np.asarray(p_a),
+        }
+    )
 
 
 def test_a_constant_output_over_many_tiles_is_flagged_with_its_numbers():
@@ -193,8 +216,15 @@ def test_the_check_reads_the_networks_own_probabilities_not_the_calibrated_ones(
     scaled = own.assign(**dict(zip(["p_a", "p_b"], calibration.apply(own[["p_a", "p_b"]].to_numpy(), 20.0).T)))
     assert degenerate.run_flags(scaled).loc[0, "constant_output"]  # read as they are, they look constant
     assert not degenerate.run_flags(own).loc[0, "constant_output"]
-    runs = run_rows(scaled).assign(calibration=[{"temperature": 20.0, "fitted_on": "100 validation tiles",
-                                                "test_sets": {"d": dict.fromkeys(evaluate.CALIBRATION, 0.1)}}])
+    runs = run_rows(scaled).assign(
+        calibration=[
+            {
+                "temperature": 20.0,
+                "fitted_on": "100 validation tiles",
+                "test_sets": {"d": dict.fromkeys(evaluate.CALIBRATION, 0.1)},
+            }
+        ]
+    )
     table = evaluate.run_table(scaled, history([1.0]), runs, thresholds=THRESHOLDS, resamples=99)
     assert not table["constant_output"].any() and (table.loc[table["level"] == "tile", "temperature"] == 20).all()
 
@@ -204,24 +234,45 @@ def plate(scores):
     layout, cells = [], []
     for i, ((well, role), p) in enumerate(scores.items()):
         image = f"P/{well}/s1"
-        layout.append({"sample": image, "plate": "P", "well": well, "row": 0, "column": i, "site": "1",
-                       "role": role, "dose": np.nan, "unit": "uM", "condition": "",
-                       "class": "aggregates" if role == "positive_control" else ""})
+        layout.append(
+            {
+                "sample": image,
+                "plate": "P",
+                "well": well,
+                "row": 0,
+                "column": i,
+                "site": "1",
+                "role": role,
+                "dose": np.nan,
+                "unit": "uM",
+                "condition": "",
+                "class": "aggregates" if role == "positive_control" else "",
+            }
+        )
         cells += [{"image": image, "p_aggregates": v, "p_control": 1 - v} for v in p]
     return pd.DataFrame(cells), layout
 
 
 def test_a_well_whose_cells_all_got_one_score_is_left_out_of_z_prime():
     rng = np.random.default_rng(3)
-    cells, layout = plate({
-        ("A01", "positive_control"): rng.uniform(0.8, 0.95, 20), ("A02", "positive_control"): rng.uniform(0.8, 0.95, 20),
-        ("A03", "positive_control"): np.full(179, 0.541981), ("B01", "negative_control"): rng.uniform(0.05, 0.2, 20),
-        # Sure negatives: saturated, each cell its own, not a constant output.
-        ("B02", "negative_control"): 10.0 ** rng.uniform(-8, -5, 20),
-    })
+    cells, layout = plate(
+        {
+            ("A01", "positive_control"): rng.uniform(0.8, 0.95, 20),
+            ("A02", "positive_control"): rng.uniform(0.8, 0.95, 20),
+            ("A03", "positive_control"): np.full(179, 0.541981),
+            ("B01", "negative_control"): rng.uniform(0.05, 0.2, 20),
+            # Sure negatives: saturated, each cell its own, not a constant output.
+            ("B02", "negative_control"): 10.0 ** rng.uniform(-8, -5, 20),
+        }
+    )
     wells = assay.well_table(cells, layout, ["aggregates", "control"], "aggregates", resamples=99)
     assert wells.set_index("well")["constant_score"].to_dict() == {
-        "A01": False, "A02": False, "A03": True, "B01": False, "B02": False}
+        "A01": False,
+        "A02": False,
+        "A03": True,
+        "B01": False,
+        "B02": False,
+    }
     [row] = assay.plate_statistics(wells).to_dict("records")
     assert (row["positive_wells"], row["negative_wells"], row["constant_wells"]) == (2, 2, 1)
     kept = wells[wells["well"].isin(["A01", "A02"])]["score"]

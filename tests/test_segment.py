@@ -8,11 +8,11 @@ from scipy import ndimage as ndi
 from skimage import filters
 from skimage.segmentation import clear_border
 
-from cellclass.demo import synthetic as demo
-from cellclass.prepare import segment
 from cellclass.config import validate
-from cellclass.prepare.crops import segment_options
+from cellclass.demo import synthetic as demo
 from cellclass.io.errors import InputError
+from cellclass.prepare import segment
+from cellclass.prepare.crops import segment_options
 from cellclass.prepare.foreground import foreground_mask, smooth, threshold_otsu
 from cellclass.prepare.normalise import normalise
 

@@ -17,6 +17,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import REPO, TINY, job_counts, local_rules, snakemake_command, write_config
 from slurm_cluster import start_cluster
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellclass.prepare import split
 from cellclass.io.datasets import Sample
 from cellclass.io.errors import InputError
+from cellclass.prepare import split
 
 
 def samples(n_per_class, classes=("control", "snap29"), start=0):
@@ -71,8 +71,13 @@ def test_counts_table_counts_images_with_and_without_tiles():
 
     sides = [{"a1": "train", "a2": "train", "a3": "test", "b1": "train", "b2": "test"}]
     images = split.image_table(
-        [tileset("a1", "a", 5), tileset("a2", "a", 0, skipped="x.tif: not a TIFF"), tileset("a3", "a", 2),
-         tileset("b1", "b", 3), tileset("b2", "b", 0)],
+        [
+            tileset("a1", "a", 5),
+            tileset("a2", "a", 0, skipped="x.tif: not a TIFF"),
+            tileset("a3", "a", 2),
+            tileset("b1", "b", 3),
+            tileset("b2", "b", 0),
+        ],
         sides,
     )
     assert list(images["reason"]) == ["", "skipped: x.tif: not a TIFF", "", "", "no cells found"]
@@ -139,29 +144,39 @@ def test_a_class_of_one_image_stops_the_plan_saying_what_the_split_needs_and_wha
     stopped = []
     for seed in range(12):
         try:
-            sides = split.fold_sides(data, seed=seed, folds=1, test_fraction=0.25, validation_fraction=0.2,
-                                     dataset="mine")
+            sides = split.fold_sides(
+                data, seed=seed, folds=1, test_fraction=0.25, validation_fraction=0.2, dataset="mine"
+            )
             assert sides[0]["snap29/f0"] == "train"
         except InputError as error:
             stopped.append(str(error))
     assert stopped
-    assert all(m.startswith("dataset mine: class 'snap29' has 1 image (group), and the split sent it to the ")
-               for m in stopped)
-    assert ("The split needs at least 2 groups of each class: 1 to train, 1 to test (3 with a validation group, "
-            "split.validation_fraction 0.2). Add images of 'snap29'; or list the images in a sample sheet "
-            "(datasets.<name>.sheet: path, class, group, split) whose `split` column fixes") in stopped[0]
+    assert all(
+        m.startswith("dataset mine: class 'snap29' has 1 image (group), and the split sent it to the ") for m in stopped
+    )
+    assert (
+        "The split needs at least 2 groups of each class: 1 to train, 1 to test (3 with a validation group, "
+        "split.validation_fraction 0.2). Add images of 'snap29'; or list the images in a sample sheet "
+        "(datasets.<name>.sheet: path, class, group, split) whose `split` column fixes"
+    ) in stopped[0]
     assert "leave 'snap29' out of the dataset" in stopped[0] and "lower split.folds" not in stopped[0]
     # Three wells of two images each: the message counts both.
     wells = [Sample(f"c/f{i}", ("x",), "c", f"well{i // 2}") for i in range(6)] + data[:6]
-    with pytest.raises(InputError, match=r"dataset d: class 'c' has 6 images in 3 groups, and split.folds 4 tests a "
-                                         r"group of it in each fold\. The split needs at least 4 groups of each class: "
-                                         r"one tested in each fold while the others train.* or lower split.folds"):
+    with pytest.raises(
+        InputError,
+        match=r"dataset d: class 'c' has 6 images in 3 groups, and split.folds 4 tests a "
+        r"group of it in each fold\. The split needs at least 4 groups of each class: "
+        r"one tested in each fold while the others train.* or lower split.folds",
+    ):
         split.fold_sides(wells, seed=0, folds=4, test_fraction=0.2, validation_fraction=0.2, dataset="d")
 
 
 def test_cross_validation_needs_a_group_per_fold_and_no_fixed_split():
-    with pytest.raises(InputError, match="class 'control' has 2 images \\(groups\\), and split.folds 3 tests a group "
-                                         "of it in each fold. The split needs at least 3 groups of each class"):
+    with pytest.raises(
+        InputError,
+        match="class 'control' has 2 images \\(groups\\), and split.folds 3 tests a group "
+        "of it in each fold. The split needs at least 3 groups of each class",
+    ):
         split.cross_validation(samples(2), seed=0, folds=3)
     fixed = [Sample("c/f0", ("x",), "c", "c0", "test"), *samples(3)]
     with pytest.raises(InputError, match="c/f0: the sample sheet fixes its split \\(test\\), but split.folds is 2"):
@@ -203,10 +218,15 @@ def test_a_random_tile_split_is_deterministic_near_its_fractions_and_ignores_ima
 
 def test_a_tiny_random_tile_split_still_has_every_side():
     for seed in range(20):
-        sides = split.tile_sides([tileset("a0", "a", 3), tileset("b0", "b", 3)], seed=seed, test_fraction=0.05,
-                                 validation_fraction=0.05)
+        sides = split.tile_sides(
+            [tileset("a0", "a", 3), tileset("b0", "b", 3)], seed=seed, test_fraction=0.05, validation_fraction=0.05
+        )
         for cls in ("a", "b"):
-            assert sorted(side for tile, side in sides.items() if tile.startswith(cls)) == ["test", "train", "validation"]
+            assert sorted(side for tile, side in sides.items() if tile.startswith(cls)) == [
+                "test",
+                "train",
+                "validation",
+            ]
 
 
 def test_the_control_runs_sides_hold_each_tile_once_with_its_copies():
@@ -215,8 +235,10 @@ def test_the_control_runs_sides_hold_each_tile_once_with_its_copies():
     originals = [tileset(f"{c}{i}", c, 20) for c in ("a", "b") for i in range(2)]
     copies = [tileset(f"{c}{i}", c, 20, copies=3) for c in ("a", "b") for i in range(2)]
     sides = split.tile_sides(originals, seed=3, test_fraction=0.3, validation_fraction=0.1)
-    held = {side: [tile for t in on_tile_side(originals, sides, side) for tile in t.tile_ids(op=False)]
-            for side in split.SPLITS}
+    held = {
+        side: [tile for t in on_tile_side(originals, sides, side) for tile in t.tile_ids(op=False)]
+        for side in split.SPLITS
+    }
     every = [tile for t in originals for tile in t.tile_ids(op=False)]
     assert sorted(sum(held.values(), [])) == sorted(every)
     # An augmented copy trains where its original does, so no copy of a test tile is trained on.

@@ -16,6 +16,8 @@ from cellclass.demo import synthetic
 from cellclass.evaluate.degenerate import constant_cluster
 from cellclass.io import tilestore
 from cellclass.io.tilestore import TileSet
+
+from conftest import train_and_score
 from test_training import CLASSES, options
 
 pytestmark = pytest.mark.slow
@@ -40,21 +42,29 @@ def dim_images(folder, prefix, n, seed):
 @pytest.fixture(scope="module")
 def dim_set(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dim")
-    sides = {"train": dim_images(folder, "train", 6, 1), "validation": dim_images(folder, "val", 2, 2),
-             "test": dim_images(folder, "test", 4, 3)}
+    sides = {
+        "train": dim_images(folder, "train", 6, 1),
+        "validation": dim_images(folder, "val", 2, 2),
+        "test": dim_images(folder, "test", 4, 3),
+    }
     assert 0.002 < float(np.mean(np.asarray(sides["train"][0].tiles))) < 0.01
     return folder, sides
 
 
 def train_deep(folder, sides, *, standardise, seed):
-    from cellclass.learn import training
 
     out = folder / f"std{int(standardise)}_seed{seed}"
-    metrics = training.train_run(
-        identity={"experiment": "e", "dataset": "d", "model": "deep", "seed": seed}, classes=CLASSES,
-        train=sides["train"], train_eval=sides["train"], validation=sides["validation"],
-        test_sets={"d": sides["test"]}, out_dir=out, threads=2,
-        options=options(models=["deep"], batch_size=20, standardise=standardise))
+    metrics = train_and_score(
+        identity={"experiment": "e", "dataset": "d", "model": "deep", "seed": seed},
+        classes=CLASSES,
+        train=sides["train"],
+        train_eval=sides["train"],
+        validation=sides["validation"],
+        test_sets={"d": sides["test"]},
+        out_dir=out,
+        threads=2,
+        options=options(models=["deep"], batch_size=20, standardise=standardise),
+    )
     return metrics, pd.read_csv(out / "predictions.tsv", sep="\t")
 
 
@@ -83,8 +93,9 @@ def test_the_layer_holds_the_training_statistics_and_is_saved_with_the_model(tmp
     rng = np.random.default_rng(0)
     tiles = rng.normal([0.004, 0.02], [0.001, 0.005], (40, 16, 16, 2)).astype(np.float32)
     meta = {"sample": "a/x", "class": "aggregates", "group": "x", "files": ["x.tif"]}
-    mean, variance = training.channel_statistics([TileSet(tiles, np.arange(40), np.zeros(40), meta)], [0],
-                                                 seed=0, channels=None)
+    mean, variance = training.channel_statistics(
+        [TileSet(tiles, np.arange(40), np.zeros(40), meta)], [0], seed=0, channels=None
+    )
     np.testing.assert_allclose(mean, tiles.reshape(-1, 2).mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(variance, tiles.reshape(-1, 2).var(axis=0), rtol=1e-4)
     model = models.build_model("small", (16, 16, 2), 2, standardise=(mean, variance))
@@ -98,6 +109,7 @@ def test_the_layer_holds_the_training_statistics_and_is_saved_with_the_model(tmp
     # A constant channel is left at zero, not its rounding noise blown up.
     flat = tiles.copy()
     flat[..., 1] = 0.5
-    _, variance = training.channel_statistics([TileSet(flat, np.arange(40), np.zeros(40), meta)], [0], seed=0,
-                                              channels=None)
+    _, variance = training.channel_statistics(
+        [TileSet(flat, np.arange(40), np.zeros(40), meta)], [0], seed=0, channels=None
+    )
     assert variance[1] == 1.0

@@ -41,8 +41,14 @@ def test_images_whose_tiles_cannot_stack_are_named(tmp_path):
 
 
 def test_a_compressed_shard_is_refused_by_name(tmp_path):
-    np.savez_compressed(tmp_path / "z.npz", tiles=np.zeros((2, 8, 8, 1), np.float16), image=np.zeros(2, np.int32),
-                        rows=np.zeros(2, np.int32), cols=np.zeros(2, np.int32), meta=np.array('[{"sample": "x"}]'))
+    np.savez_compressed(
+        tmp_path / "z.npz",
+        tiles=np.zeros((2, 8, 8, 1), np.float16),
+        image=np.zeros(2, np.int32),
+        rows=np.zeros(2, np.int32),
+        cols=np.zeros(2, np.int32),
+        meta=np.array('[{"sample": "x"}]'),
+    )
     with pytest.raises(InputError, match="z.npz: tiles.npy is compressed and cannot be read in parts"):
         tilestore.load(tmp_path / "z.npz")
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellclass.prepare import foreground, tiling
-from cellclass.io import tilestore
 from cellclass.config import validate
+from cellclass.io import tilestore
 from cellclass.io.datasets import Sample
 from cellclass.io.errors import InputError
+from cellclass.prepare import foreground, tiling
 
 
 def blob_field(size=256, centres=((64, 64), (64, 190), (190, 128)), radius=20, seed=0):

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
-from cellclass.io import tilestore
 from cellclass.config import validate
+from cellclass.io import tilestore
 from cellclass.io.errors import InputError
 from cellclass.io.tilestore import TileSet
+
+from conftest import train_and_score
 
 pytestmark = pytest.mark.slow
 CLASSES = ["aggregates", "control"]
@@ -50,13 +52,12 @@ def identity(seed=0, model="small"):
 
 
 def run(tmp_path, name="run", seed=0, validation=True, validation_images=2, **overrides):
-    from cellclass.learn import training
 
     train = write_images(tmp_path, 8, seed=1, prefix="train")
     val = write_images(tmp_path, validation_images, seed=3, prefix="val") if validation else []
     test = write_images(tmp_path, 4, seed=2, prefix="test")
     opts = options(**{"models": ["small"], "epochs": 3, "batch_size": 16, "threads": 1, **overrides})
-    return training.train_run(
+    return train_and_score(
         identity=identity(seed),
         classes=CLASSES,
         train=train,
@@ -76,8 +77,14 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     assert balanced_accuracy_score(scored["true"], scored["predicted"]) >= 0.75
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == [
-        "epoch", "train_loss", "train_accuracy", "train_eval_loss", "train_eval_accuracy",
-        "validation_loss", "validation_accuracy", "kept",
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "train_eval_loss",
+        "train_eval_accuracy",
+        "validation_loss",
+        "validation_accuracy",
+        "kept",
     ]
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history[["train_eval_accuracy", "validation_accuracy"]].notna().all().all()
@@ -106,7 +113,8 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
     effect = calibrated["test_sets"]["d"]
     assert effect["tiles"] == 4 * 24 and all(np.isfinite(v) for v in effect.values())
     assert effect["log_loss_after"] == pytest.approx(
-        log_loss(predictions["true"], predictions[["p_aggregates", "p_control"]], labels=CLASSES), rel=1e-3, abs=1e-6)
+        log_loss(predictions["true"], predictions[["p_aggregates", "p_control"]], labels=CLASSES), rel=1e-3, abs=1e-6
+    )
     assert (out / "model.keras").stat().st_size > 0
     assert not (out / "backup").exists()
 
@@ -125,15 +133,20 @@ def test_channel_selection_changes_the_input(tmp_path):
 
 
 def test_bad_inputs_fail_before_training(tmp_path):
-    from cellclass.learn import training
 
     train = write_images(tmp_path, 4, seed=1, prefix="train")
     only_control = [t for t in train if t.meta["class"] == "control"]
     common = dict(validation=[], out_dir=tmp_path / "x", options=options(models=["small"]))
 
     def train_run(model="small", classes=CLASSES, files=train, tests=None):
-        training.train_run(identity=identity(model=model), classes=classes, train=files, train_eval=files,
-                           test_sets={"d": train} if tests is None else tests, **common)
+        train_and_score(
+            identity=identity(model=model),
+            classes=classes,
+            train=files,
+            train_eval=files,
+            test_sets={"d": train} if tests is None else tests,
+            **common,
+        )
 
     with pytest.raises(InputError, match="aggregates have no training tiles"):
         train_run(files=only_control)
@@ -172,9 +185,14 @@ def test_an_imbalanced_run_samples_its_classes_evenly(tmp_path):
     generate, _ = pipeline.batches(train, labels, n_classes=2, batch_size=16, shuffle=True, balance=True)
     seen = np.concatenate([y.argmax(axis=1) for _, y in generate()])
     assert np.bincount(seen).tolist() == [6 * 24, 6 * 24]
-    metrics = training.train_run(
-        identity=identity(), classes=CLASSES, train=train, train_eval=train, validation=[],
-        test_sets={"d": big[:2]}, out_dir=tmp_path / "run",
+    metrics = train_and_score(
+        identity=identity(),
+        classes=CLASSES,
+        train=train,
+        train_eval=train,
+        validation=[],
+        test_sets={"d": big[:2]},
+        out_dir=tmp_path / "run",
         options=options(models=["small"], epochs=1, batch_size=16, threads=1),
     )
     assert metrics["class_balance"] == "sampling" and metrics["imbalance_ratio"] == 6.0
@@ -187,7 +205,13 @@ def test_config_rejects_unknown_model_and_too_small_tiles():
     with pytest.raises(InputError, match="unknown model 'vgg'"):
         options(models=["vgg"])
     with pytest.raises(InputError, match="model 'alexnet' needs tiles of at least"):
-        validate({"prepare": {"tile_size": 32}, "train": {"models": ["alexnet"]}, "datasets": {"d": {"demo": {"pattern": "aggregates"}}}})
+        validate(
+            {
+                "prepare": {"tile_size": 32},
+                "train": {"models": ["alexnet"]},
+                "datasets": {"d": {"demo": {"pattern": "aggregates"}}},
+            }
+        )
 
 
 KILLABLE = """
@@ -200,7 +224,9 @@ run(pathlib.Path({folder!r}), epochs=6)
 
 def test_killed_run_resumes_from_its_last_epoch(tmp_path):
     script = KILLABLE.format(tests=os.path.dirname(__file__), folder=str(tmp_path))
-    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     epochs_so_far = tmp_path / "run" / "backup" / "history.csv"
     deadline = time.time() + 120
     while time.time() < deadline and not (epochs_so_far.exists() and len(epochs_so_far.read_text().splitlines()) >= 3):
@@ -236,8 +262,16 @@ def test_a_resumed_run_keeps_the_work_it_resolved_first(tmp_path):
     backup = tmp_path / "run" / "backup"
     backup.mkdir(parents=True)
     asked = {key: opts[key] for key in ("budget", "epochs", "epoch_tiles", "epoch_passes", "batch_size")}
-    first = {"epochs": 10, "epoch_tiles": 48, "epoch_passes": None, "tile_steps": 480, "passes": 2.5,
-             "set_by": "budget (minutes)", "measured_tiles_per_second": 123.0, "asked": asked}
+    first = {
+        "epochs": 10,
+        "epoch_tiles": 48,
+        "epoch_passes": None,
+        "tile_steps": 480,
+        "passes": 2.5,
+        "set_by": "budget (minutes)",
+        "measured_tiles_per_second": 123.0,
+        "asked": asked,
+    }
     (backup / "work.json").write_text(json.dumps(first))
     metrics = run(tmp_path, epochs=None, budget={"minutes": 30})
     assert metrics["work"]["tile_steps"] == 480 and metrics["work"]["measured_tiles_per_second"] == 123.0
@@ -255,7 +289,10 @@ def test_xla_and_mixed_precision_say_what_was_used(tmp_path):
     assert any("mixed_precision asked for, but there is no GPU" in note for note in metrics["notes"])
     # Keras leaves XLA out under op determinism (train.deterministic, on here); the run says so.
     assert metrics["xla"] is False
-    assert any("train.xla asked for, but XLA was not used (Keras does not use XLA while TensorFlow's op "
-               "determinism is on" in note for note in metrics["notes"])
+    assert any(
+        "train.xla asked for, but XLA was not used (Keras does not use XLA while TensorFlow's op "
+        "determinism is on" in note
+        for note in metrics["notes"]
+    )
     free = run(tmp_path, "free", xla=True, deterministic=False)
     assert free["xla"] is True or any("train.xla asked for" in note for note in free["notes"])

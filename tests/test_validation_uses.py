@@ -15,8 +15,12 @@ def tileset(sample, cls, group, n=5):
 
 def side(groups_per_class, images_per_group=2):
     """Validation TileSets: per class, `groups_per_class` groups of `images_per_group` images."""
-    return [tileset(f"{cls}/g{g}i{i}", cls, f"{cls}-g{g}", n=3 + i)
-            for cls in ("a", "b") for g in range(groups_per_class) for i in range(images_per_group)]
+    return [
+        tileset(f"{cls}/g{g}i{i}", cls, f"{cls}-g{g}", n=3 + i)
+        for cls in ("a", "b")
+        for g in range(groups_per_class)
+        for i in range(images_per_group)
+    ]
 
 
 def parts(uses):
@@ -56,8 +60,13 @@ def test_a_lone_group_is_split_by_image_and_a_lone_image_serves_both_uses():
 
 
 def test_a_group_goes_with_the_class_of_most_of_its_tiles():
-    tilesets = [tileset("x1", "a", "well1", n=9), tileset("x2", "b", "well1", n=2), tileset("x3", "a", "well2"),
-                tileset("y1", "b", "well3"), tileset("y2", "b", "well4")]
+    tilesets = [
+        tileset("x1", "a", "well1", n=9),
+        tileset("x2", "b", "well1", n=2),
+        tileset("x3", "a", "well2"),
+        tileset("y1", "b", "well3"),
+        tileset("y2", "b", "well4"),
+    ]
     epoch, calibrate = parts(validation.split(tilesets, chooses=True))
     assert {"x1", "x2"} <= set(epoch) or {"x1", "x2"} <= set(calibrate)
 

@@ -33,7 +33,10 @@ def test_training_augments_on_the_fly_and_stores_each_tile_once(trained):
     assert not (folder / "results/tiny/augmented").exists()
     metrics = json.loads((folder / RUN / "metrics.json").read_text())
     assert metrics["augmented_on_the_fly"] == "dihedral, brightness 0.05, contrast 0.1, scale 0.05"
-    assert "augmented on the fly: dihedral, brightness 0.05" in (folder / "logs/train/tiny/small/fold0/seed0.log").read_text()
+    assert (
+        "augmented on the fly: dihedral, brightness 0.05"
+        in (folder / "logs/train/tiny/small/fold0/seed0.log").read_text()
+    )
     # A pass is the training tiles as stored, each once (no copies; the classes are balanced enough not to repeat).
     split = pd.read_csv(folder / "results/tiny/split.tsv", sep="\t")
     assert metrics["class_balance"] == "none"

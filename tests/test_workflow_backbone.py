@@ -43,8 +43,13 @@ def finished(tmp_path_factory):
         **TINY,
         # 64 px tiles: the backbone's last map is 2x2, so Grad-CAM has more than one cell.
         "prepare": {**TINY["prepare"], "tile_size": 64},
-        "train": {**TINY["train"], "models": [MODEL], "epochs": 2, "epoch_tiles": 320,
-                  "model_options": {MODEL: {"weights": str(path.relative_to(folder)), "freeze_epochs": 1}}},
+        "train": {
+            **TINY["train"],
+            "models": [MODEL],
+            "epochs": 2,
+            "epoch_tiles": 320,
+            "model_options": {MODEL: {"weights": str(path.relative_to(folder)), "freeze_epochs": 1}},
+        },
         "evaluation": {"tta": "dihedral", "bootstrap_resamples": 99},
         "attribution": {"methods": ["gradient_x_input", "grad_cam"], "tiles_per_class": 4},
         "predict": {"tiny_new": {**NEW, "experiment": "tiny"}},
@@ -84,8 +89,12 @@ def test_test_predictions_average_the_eight_dihedral_views(finished):
     assert metrics["tta"] == "dihedral"
     predictions = pd.read_csv(folder / RUN / "predictions.tsv", sep="\t", dtype={"tile": str})
     own = predictions[predictions["test_set"] == "tiny"].head(6)
-    by_id = {tid: t.tiles[i] for path in sorted((folder / "results/tiny/tiles").glob("*.npz"))
-             for t in tilestore.load(path) for i, tid in enumerate(t.tile_ids())}
+    by_id = {
+        tid: t.tiles[i]
+        for path in sorted((folder / "results/tiny/tiles").glob("*.npz"))
+        for t in tilestore.load(path)
+        for i, tid in enumerate(t.tile_ids())
+    }
     x = np.stack([by_id[tid] for tid in own["tile"]]).astype(np.float32)
     model = keras.models.load_model(folder / RUN / "model.keras", compile=False)
     recorded = own[["p_aggregates", "p_control"]].to_numpy()
@@ -102,7 +111,10 @@ def test_every_table_says_tta_was_used(finished):
     runs = pd.read_csv(folder / "results/evaluation/runs.tsv", sep="\t")
     summary = pd.read_csv(folder / "results/evaluation/summary.tsv", sep="\t")
     assert set(runs["tta"]) == {"dihedral"} and set(summary["tta"]) == {"dihedral"}
-    assert "over its 8 dihedral views (evaluation.tta: dihedral)" in (folder / "results/evaluation/findings.html").read_text()
+    assert (
+        "over its 8 dihedral views (evaluation.tta: dihedral)"
+        in (folder / "results/evaluation/findings.html").read_text()
+    )
     for table in ("tiles", "images", "groups"):
         calls = pd.read_csv(folder / f"results/predict/tiny_new/{table}.tsv", sep="\t")
         assert set(calls["tta"]) == {"dihedral"}, table

@@ -2,6 +2,7 @@
 and the same model as the epochs it stands for."""
 
 import copy
+import html
 import json
 
 import numpy as np
@@ -53,8 +54,9 @@ def test_a_budget_in_passes_trains_the_model_its_epochs_would(finished):
     a, b = (keras.saving.load_model(folder / RUN.format(e) / "model.keras") for e in CONFIG["experiments"])
     for left, right in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(left, right)
-    assert ((folder / RUN.format("by_budget") / "predictions.tsv").read_bytes()
-            == (folder / RUN.format("by_epochs") / "predictions.tsv").read_bytes())
+    assert (folder / RUN.format("by_budget") / "predictions.tsv").read_bytes() == (
+        folder / RUN.format("by_epochs") / "predictions.tsv"
+    ).read_bytes()
 
 
 def test_the_log_gives_progress_with_an_eta(finished):
@@ -70,9 +72,11 @@ def test_the_log_gives_progress_with_an_eta(finished):
 
 def test_the_findings_state_each_runs_work(finished):
     folder, _ = finished
-    findings = (folder / "results/evaluation/findings.html").read_text()
+    findings = html.unescape((folder / "results/evaluation/findings.html").read_text())
     metrics = json.loads((folder / RUN.format("by_budget") / "metrics.json").read_text())
     steps = metrics["work"]["tile_steps"]
-    assert (f"Each run&#x27;s planned work: {steps} tile-steps (10 passes over its training tiles), set by budget "
-            "(passes); training took" in findings)
+    assert (
+        f"Each run's planned work: {steps} tile-steps (10 passes over its training tiles), set by budget "
+        "(passes); training took" in findings
+    )
     assert "epochs x epoch length (the budget is not used)" in findings

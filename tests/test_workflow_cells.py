@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from cellclass.demo import synthetic as demo
-from cellclass.prepare import shards
 from cellclass.io.datasets import from_folder
+from cellclass.prepare import shards
+
 from conftest import job_counts, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,9 @@ def test_crops_are_tiled_a_shard_per_job(cells):
     assert sum(planned.values()) < len(ids) / 10  # a job per shard, not per image
     tiled = samples_in(folder / "results/crops/tiles")
     assert sorted(tiled) == sorted(ids)
-    assert {sid: path.stem for sid, path in tiled.items()} == {sid: s for s, group in assignment.items() for sid in group}
+    assert {sid: path.stem for sid, path in tiled.items()} == {
+        sid: s for s, group in assignment.items() for sid in group
+    }
 
 
 def test_the_corrupt_crop_is_skipped_and_listed(cells):

@@ -31,16 +31,21 @@ def evaluated(tmp_path_factory):
         demo.write_dataset(folder / pattern, pattern, fields_per_class=9, seed=seed, size=256, cells_per_field=30)
     for cls, (pattern, demo_class, n, sides) in CLASSES.items():
         for i, side in zip(range(n), sides):
-            rows.append({"path": f"{pattern}/images/{demo_class}/field_{i:03d}.tif", "class": cls, "split": side,
-                         "group": SMEARS.get((cls, i), "")})
+            rows.append(
+                {
+                    "path": f"{pattern}/images/{demo_class}/field_{i:03d}.tif",
+                    "class": cls,
+                    "split": side,
+                    "group": SMEARS.get((cls, i), ""),
+                }
+            )
     pd.DataFrame(rows).to_csv(folder / "sheet.tsv", sep="\t", index=False)
     write_new_images(folder)
     write_config(
         folder,
         {
             "prepare": {"tile_size": 32},
-            "train": {"models": ["small"], "runs": 2, "epochs": 3, "epoch_tiles": 320, "batch_size": 16,
-                      "threads": 1},
+            "train": {"models": ["small"], "runs": 2, "epochs": 3, "epoch_tiles": 320, "batch_size": 16, "threads": 1},
             "datasets": {"three": {"sheet": "sheet.tsv"}},
             "predict": {"new": {"sheet": "new.tsv", "experiment": "three"}},
             "attribution": {"experiments": []},
@@ -53,10 +58,15 @@ def evaluated(tmp_path_factory):
 
 # New images: fields of the training kind the runs never saw, and copies of two of them as another microscope
 # might record them (cellclass.demo.shifts).
-SAME_KIND = ["aggregates/images/aggregates/field_003.tif", "aggregates/images/aggregates/field_004.tif",
-             "subtle/images/control/field_003.tif"]
-SHIFTED = {"blurred": ("aggregates/images/aggregates/field_005.tif", "blur_4px"),
-           "weak": ("aggregates/images/aggregates/field_006.tif", "stain_5x_weaker")}
+SAME_KIND = [
+    "aggregates/images/aggregates/field_003.tif",
+    "aggregates/images/aggregates/field_004.tif",
+    "subtle/images/control/field_003.tif",
+]
+SHIFTED = {
+    "blurred": ("aggregates/images/aggregates/field_005.tif", "blur_4px"),
+    "weak": ("aggregates/images/aggregates/field_006.tif", "stain_5x_weaker"),
+}
 
 
 def write_new_images(folder):
@@ -65,8 +75,12 @@ def write_new_images(folder):
     from cellclass.demo import shifts
 
     for name, (source, kind) in SHIFTED.items():
-        tifffile.imwrite(folder / f"{name}.tif", shifts.shift(tifffile.imread(folder / source), kind), imagej=True,
-                         metadata={"axes": "CYX"})
+        tifffile.imwrite(
+            folder / f"{name}.tif",
+            shifts.shift(tifffile.imread(folder / source), kind),
+            imagej=True,
+            metadata={"axes": "CYX"},
+        )
     paths = SAME_KIND + [f"{name}.tif" for name in SHIFTED]
     pd.DataFrame({"path": paths}).to_csv(folder / "new.tsv", sep="\t", index=False)
 
@@ -101,7 +115,13 @@ def test_per_class_and_per_level_tables(evaluated):
     assert (group["n_units"] == 1).all() and (group["mixed_units"] == 1).all()  # smear2 is scored, smear1 is not
     groups = pd.read_csv(evaluation / "groups.tsv", sep="\t").set_index("group")
     assert groups.loc["smear1", "mixed"].all() and groups.loc["smear1", "true"].isna().all()
-    for figure in ("test_accuracy", "training_curves", "overfitting", "three/small/confusion", "three/small/confidence"):
+    for figure in (
+        "test_accuracy",
+        "training_curves",
+        "overfitting",
+        "three/small/confusion",
+        "three/small/confidence",
+    ):
         assert (evaluated / "results/figures" / f"{figure}.png").stat().st_size > 1000
 
 
@@ -125,7 +145,9 @@ def test_images_unlike_the_training_images_get_no_call_and_the_measure_is_named(
     training = pd.read_parquet(evaluated / "results/three/qc.parquet")
     assert len(training) == 13 and training["focus_c0"].notna().all() and (training["qc_note"] == "").all()
     new = pd.read_parquet(evaluated / "results/predict/new/qc.parquet").set_index("image")
-    images = pd.read_csv(evaluated / "results/predict/new/images.tsv", sep="\t", keep_default_na=False).set_index("image")
+    images = pd.read_csv(evaluated / "results/predict/new/images.tsv", sep="\t", keep_default_na=False).set_index(
+        "image"
+    )
     assert "focus" in new.loc["blurred", "unlike"] and "99th percentile" in new.loc["weak", "unlike"]
     for name in SHIFTED:
         assert images.loc[name, "call"] == image_shift.SHIFTED, images.loc[name].to_dict()

@@ -61,8 +61,9 @@ def check_standardised(*, archive_path, folder, seeds):
         run = json.loads((folder / RUN.format(seed) / "metrics.json").read_text())
         layer = member.get_layer("standardise")
         np.testing.assert_allclose(np.asarray(layer.scale), 1 / np.asarray(run["standardise"]["sd"]), rtol=1e-6)
-        np.testing.assert_allclose(np.asarray(layer.offset),
-                                   -np.asarray(run["standardise"]["mean"]) / run["standardise"]["sd"], rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(layer.offset), -np.asarray(run["standardise"]["mean"]) / run["standardise"]["sd"], rtol=1e-6
+        )
 
 
 def test_packages_are_written_and_pass_bioimageio_validation(exported):
@@ -88,10 +89,19 @@ def test_packages_are_written_and_pass_bioimageio_validation(exported):
         assert probabilities["axes"][1]["channel_names"] == ["aggregates", "control"]
         assert test_input.shape == (8, 32, 32, 2) and test_input.dtype == np.float32
         assert record["prepare"]["settings"]["normalise"]["method"] == "percentile"
-        for words in ("## Evaluation", "balanced accuracy", "| tiny_holdout | image (headline) |", "## Tiling",
-                      "tile size: 32 px", "## Validation", "aggregates",
-                      "## Test-time augmentation", "None: the evaluation above scored each test tile once",
-                      "## Calibration", "**uncalibrated**"):
+        for words in (
+            "## Evaluation",
+            "balanced accuracy",
+            "| tiny_holdout | image (headline) |",
+            "## Tiling",
+            "tile size: 32 px",
+            "## Validation",
+            "aggregates",
+            "## Test-time augmentation",
+            "None: the evaluation above scored each test tile once",
+            "## Calibration",
+            "**uncalibrated**",
+        ):
             assert words in readme, words
     ensemble = yaml.safe_load(zipfile.ZipFile(exported / "results/export/tiny_ensemble.zip").read("rdf.yaml"))
     assert ensemble["authors"] == [{"name": "Ada Lovelace", "affiliation": "Test lab"}]
@@ -109,12 +119,17 @@ def test_prediction_from_packages_in_a_fresh_folder_reproduces_the_runs(exported
         shutil.copy(exported / source, tmp_path / "images" / relative)
     for name in CONFIG["export"]:
         shutil.copy(exported / f"results/export/{name}.zip", tmp_path)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"predict": {
-        name: {"path": "images", "package": f"{name}.zip"} for name in CONFIG["export"]}}))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({"predict": {name: {"path": "images", "package": f"{name}.zip"} for name in CONFIG["export"]}})
+    )
     snakemake(tmp_path)
     assert not (tmp_path / "results/train").exists()
-    runs = {seed: pd.read_csv(exported / RUN.format(seed) / "predictions.tsv", sep="\t").query("test_set == 'tiny'")
-            .set_index("tile") for seed in (0, 1)}
+    runs = {
+        seed: pd.read_csv(exported / RUN.format(seed) / "predictions.tsv", sep="\t")
+        .query("test_set == 'tiny'")
+        .set_index("tile")
+        for seed in (0, 1)
+    }
     p = ["p_aggregates", "p_control"]
     for name, seeds in (("tiny_ensemble", [0, 1]), ("tiny_seed1", [1])):
         tiles = pd.read_csv(tmp_path / f"results/predict/{name}/tiles.tsv", sep="\t").set_index("tile")
@@ -149,12 +164,26 @@ def test_raw_tiles_with_bit_depth_scaling_as_preprocessing(exported, tmp_path, m
     metrics["prepare"]["settings"]["normalise"]["method"] = "bit_depth"
     (run / "metrics.json").write_text(json.dumps(metrics))
     monkeypatch.chdir(exported)  # the tile files name their images relative to the workflow folder
-    options = {**CONFIG["export"]["tiny_seed1"], "title": None, "description": None, "license": "MIT",
-               "authors": [{"name": "Ada Lovelace"}], "tags": ["cellclass"], "cite": [], "test_tiles": 4}
+    options = {
+        **CONFIG["export"]["tiny_seed1"],
+        "title": None,
+        "description": None,
+        "license": "MIT",
+        "authors": [{"name": "Ada Lovelace"}],
+        "tags": ["cellclass"],
+        "cite": [],
+        "test_tiles": 4,
+    }
     out = tmp_path / "raw.zip"
-    export.export_package(name="raw", run_dirs=[str(run)], tile_files=sorted((exported / "results/tiny/tiles").glob("*.npz")),
-                          summary_tsv="results/evaluation/summary.tsv", classes_tsv="results/evaluation/classes.tsv",
-                          options=options, out_zip=out)
+    export.export_package(
+        name="raw",
+        run_dirs=[str(run)],
+        tile_files=sorted((exported / "results/tiny/tiles").glob("*.npz")),
+        summary_tsv="results/evaluation/summary.tsv",
+        classes_tsv="results/evaluation/classes.tsv",
+        options=options,
+        out_zip=out,
+    )
     with zipfile.ZipFile(out) as archive:
         tile = yaml.safe_load(archive.read("rdf.yaml"))["inputs"][0]
         raw = np.load(archive.open("test_input.npy"))

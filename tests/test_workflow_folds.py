@@ -22,8 +22,7 @@ def folded(tmp_path_factory):
             "prepare": {"tile_size": 32},
             "split": {"seed": 0, "validation_fraction": 0.25},
             "augment": {"dihedral": True, "angles": [90]},  # copies resampled from the field: an augment job
-            "train": {"models": ["small"], "runs": 1, "epochs": 2, "epoch_tiles": 320, "batch_size": 16,
-                      "threads": 1},
+            "train": {"models": ["small"], "runs": 1, "epochs": 2, "epoch_tiles": 320, "batch_size": 16, "threads": 1},
             "datasets": {
                 "cv": {"demo": {**demo, "fields_per_class": 4, "seed": 1}, "split": {"folds": FOLDS}},
                 "cv_holdout": {"demo": {**demo, "fields_per_class": 1, "seed": 2}, "test_only": True},
@@ -71,8 +70,9 @@ def test_each_fold_is_a_run_scored_on_its_own_test_groups(folded):
 def test_the_summary_pools_the_folds_and_says_so(folded):
     evaluation = folded / "results/evaluation"
     summary = pd.read_csv(evaluation / "summary.tsv", sep="\t")
-    own = summary[(summary["test_set"] == "cv") & (summary["metric"] == "balanced_accuracy")
-                  & (summary["level"] == "tile")].iloc[0]
+    own = summary[
+        (summary["test_set"] == "cv") & (summary["metric"] == "balanced_accuracy") & (summary["level"] == "tile")
+    ].iloc[0]
     assert (own["n_runs"], own["n_folds"], own["n_groups"]) == (FOLDS, FOLDS, 8)
     runs = pd.read_csv(evaluation / "runs.tsv", sep="\t")
     assert sorted(runs["fold"].unique()) == list(range(FOLDS))

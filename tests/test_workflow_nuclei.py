@@ -10,6 +10,7 @@ import tifffile
 
 from cellclass.demo import synthetic as demo
 from cellclass.io import tilestore
+
 from conftest import nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,9 @@ def write_sheets(root, stems, *, labels, wells=None):
     for i, (cls, stem) in enumerate(stems):
         row = {"path": f"images/{cls}/{stem}.tif", "class": cls}
         if labels:
-            row.update(labels=f"nuclei/{cls}/{stem}.tif", cell_labels=f"cells/{cls}/{stem}.tif" if stem != "blank" else "")
+            row.update(
+                labels=f"nuclei/{cls}/{stem}.tif", cell_labels=f"cells/{cls}/{stem}.tif" if stem != "blank" else ""
+            )
         if wells:
             row["group"] = wells[i]
         rows.append(row)

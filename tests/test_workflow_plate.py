@@ -9,6 +9,7 @@ well scored by one fold's run (assay.scoring: out_of_fold_all), or, under a sing
 wells and its sample wells, the others listed and left out of Z'."""
 
 import html
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import pytest
 import tifffile
 
 from cellclass.demo import synthetic as demo
+
 from conftest import caption_problems, nothing_to_do, report_results, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -25,15 +27,42 @@ OPERA = r"Images/r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<plane>\d
 # Channel1-01-A-01.tif: channel, site, well with a dash.
 EXPORT = r"Channel(?P<channel>\d)-(?P<site>\d{2})-(?P<well>[A-P]-\d{2})\.tif"
 # 16 control wells to train on (A01-C04), then 8 sample wells (C05-D06) that are only predicted.
-TRAINING = {"name": "T1", "rows": 4, "columns": 6, "controls": 8, "doses": [0.3, 3, 30, 300], "replicates": 2,
-            "ec50": 3.0, "hill": 1.0, "unit": "uM", "seed": 1, "size": 256, "cells_per_field": 20}
+TRAINING = {
+    "name": "T1",
+    "rows": 4,
+    "columns": 6,
+    "controls": 8,
+    "doses": [0.3, 3, 30, 300],
+    "replicates": 2,
+    "ec50": 3.0,
+    "hill": 1.0,
+    "unit": "uM",
+    "seed": 1,
+    "size": 256,
+    "cells_per_field": 20,
+}
 # Sample wells C02 (dose 1) and D03 (dose 100) hold striped cells: a phenotype the model has not seen.
 UNFAMILIAR = {"C02", "D03"}
-SCREEN = {**TRAINING, "name": "S1", "rows": 4, "columns": 6, "controls": 4, "doses": [0.1, 0.3, 1, 3, 10, 30, 100, 300],
-          "replicates": 2, "seed": 2, "unfamiliar_wells": sorted(UNFAMILIAR)}
+SCREEN = {
+    **TRAINING,
+    "name": "S1",
+    "rows": 4,
+    "columns": 6,
+    "controls": 4,
+    "doses": [0.1, 0.3, 1, 3, 10, 30, 100, 300],
+    "replicates": 2,
+    "seed": 2,
+    "unfamiliar_wells": sorted(UNFAMILIAR),
+}
 CONFIG = {
     # Every field scaled alike (14-bit camera data), so a cell's brightness means the same in every well.
-    "prepare": {"kind": "nuclei", "tile_size": 48, "resize_to": 32, "bit_depth": 14, "normalise": {"method": "bit_depth"}},
+    "prepare": {
+        "kind": "nuclei",
+        "tile_size": 48,
+        "resize_to": 32,
+        "bit_depth": 14,
+        "normalise": {"method": "bit_depth"},
+    },
     "split": {"seed": 0, "test_fraction": 0.25},
     "train": {"models": ["small"], "runs": 1, "epochs": 3, "batch_size": 16, "threads": 1, "epoch_tiles": 400},
     "datasets": {
@@ -45,10 +74,16 @@ CONFIG = {
     # Every well of a plate the runs partly trained on is scored by one fold's runs, samples as controls.
     "assay": {"bootstrap_resamples": 199, "scoring": "out_of_fold_all"},
     "predict": {
-        "screen": {"plate": {"path": "S1", "pattern": EXPORT, "map": "S1_map.tsv"}, "experiment": "training",
-                   "overlays": 3},
-        "screen_zarr": {"plate": {"zarr": "S1.zarr", "map": "S1_map.csv"}, "experiment": "training",
-                        "tiles_tsv": False},
+        "screen": {
+            "plate": {"path": "S1", "pattern": EXPORT, "map": "S1_map.tsv"},
+            "experiment": "training",
+            "overlays": 3,
+        },
+        "screen_zarr": {
+            "plate": {"zarr": "S1.zarr", "map": "S1_map.csv"},
+            "experiment": "training",
+            "tiles_tsv": False,
+        },
         # The training plate predicted again: each well only by the runs that never trained on it.
         "again": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "experiment": "training_cv"},
         "again_single": {"plate": {"path": "T1", "pattern": OPERA, "map": "T1_map.tsv"}, "experiment": "training"},
@@ -100,7 +135,8 @@ def write_zarr(folder, spec):
         write_image(image, group.require_group("0"), axes="cyx", scale_factors=[])
     # A CSV plate map with the wells written as the imager does not (A1): both read the same.
     table.assign(well=[f"{w[0]}{int(w[1:])}" for w in table["well"]])[
-        ["plate", "well", "condition", "class", "dose", "unit", "role"]].to_csv(folder / "S1_map.csv", index=False)
+        ["plate", "well", "condition", "class", "dose", "unit", "role"]
+    ].to_csv(folder / "S1_map.csv", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +172,8 @@ def test_assay_quality_and_dose_response_are_stated(run):
     assert plates["positive_wells"] == 4 and plates["negative_wells"] == 4
     assert np.isfinite(plates["z_prime"]) and np.isfinite(plates["ssmd"]) and plates["ssmd"] > 0
     assert plates["n_doses"] == 8 and plates["spearman_rho"] > 0.5
-    findings = (run / "results/assay/screen/findings.html").read_text()
-    assert "Z&#x27; =" in findings and "SSMD =" in findings and "Spearman" in findings
+    findings = html.unescape((run / "results/assay/screen/findings.html").read_text())
+    assert "Z' =" in findings and "SSMD =" in findings and "Spearman" in findings
     assert ("EC50" in findings) == bool(plates["converged"])
     for figure in ("dose_response.png", "heatmap_S1.png"):
         assert (run / "results/assay/screen" / figure).stat().st_size > 1000
@@ -178,13 +214,17 @@ def test_every_well_of_a_plate_is_scored_by_one_folds_runs_under_out_of_fold_all
     and scored by that fold's run alone, as its held-out control wells are; Z' is given per fold's run."""
     wells = pd.read_csv(run / "results/assay/again/wells.tsv", sep="\t")
     samples = wells[wells["role"] == "sample"]
-    assert len(samples) == 8 and samples["scored_by"].str.fullmatch(
-        r"held out with its plate's controls \(fold [01], 1 run\)").all()
+    assert (
+        len(samples) == 8
+        and samples["scored_by"].str.fullmatch(r"held out with its plate's controls \(fold [01], 1 run\)").all()
+    )
     assert samples["scored_by"].nunique() == 2 and samples["score"].notna().all()  # both folds score some
     scorers = pd.read_csv(run / "results/assay/again/scorers.tsv", sep="\t").set_index("scorer")
     assert list(scorers.index) == ["all wells (pooled)", "fold 0, 1 run", "fold 1, 1 run"]
     assert (scorers["positive_wells"] == [8, 4, 4]).all() and (scorers["negative_wells"] == [8, 4, 4]).all()
-    assert (scorers["sample_wells"] == [8, *scorers["sample_wells"][1:]]).all() and scorers["sample_wells"][1:].sum() == 8
+    assert (scorers["sample_wells"] == [8, *scorers["sample_wells"][1:]]).all() and scorers["sample_wells"][
+        1:
+    ].sum() == 8
     assert np.isfinite(scorers["z_prime"]).all()
     findings = html.unescape((run / "results/assay/again/findings.html").read_text())
     assert "its wells were scored by 2 ensembles" in findings and "8 other well(s)" in findings
@@ -192,11 +232,15 @@ def test_every_well_of_a_plate_is_scored_by_one_folds_runs_under_out_of_fold_all
 
 def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
     images = pd.read_csv(run / "results/predict/again_single/images.tsv", sep="\t").set_index("image")
-    split = pd.read_csv(run / "results/training/split.tsv", sep="\t").drop_duplicates("sample").set_index("sample")["split"]
+    split = (
+        pd.read_csv(run / "results/training/split.tsv", sep="\t").drop_duplicates("sample").set_index("sample")["split"]
+    )
     tested = split[split == "test"].index
     assert set(images.loc[tested, "scored_by"]) == {"out of fold (test side of the split, 1 run)"}
     samples = images.index.str.match(r"T1/(C0[56]|D0[1-6])/")  # never trained on: scored by the run
-    assert set(images.loc[samples, "scored_by"]) == {"held out with its plate's controls (test side of the split, 1 run)"}
+    assert set(images.loc[samples, "scored_by"]) == {
+        "held out with its plate's controls (test side of the split, 1 run)"
+    }
     seen = images.drop(tested)[~images.drop(tested).index.str.match(r"T1/(C0[56]|D0[1-6])/")]
     assert len(seen) and seen["scored_by"].str.startswith("not scored").all() and seen["p_aggregates"].isna().all()
     assert (seen["call"] == seen["scored_by"]).all()
@@ -213,8 +257,9 @@ def test_a_single_split_leaves_its_training_wells_out_and_lists_them(run):
 def test_wells_of_a_phenotype_the_model_has_not_seen_are_flagged(run):
     """The striped sample wells abstain on more of their cells than the control wells, beyond the controls'
     well-to-well spread (beta-binomial test, Benjamini-Hochberg), and are flagged; no control well is."""
-    wells = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t", keep_default_na=False,
-                        na_values=[""]).set_index("well")
+    wells = pd.read_csv(
+        run / "results/assay/screen/wells.tsv", sep="\t", keep_default_na=False, na_values=[""]
+    ).set_index("well")
     flagged = set(wells.index[wells["unfamiliar"]])
     assert UNFAMILIAR <= flagged and len(flagged - UNFAMILIAR) <= 1  # one chance flag among 14 others at most
     assert not wells.loc[wells["role"] != "sample", "unfamiliar"].any()
@@ -248,7 +293,8 @@ def test_prediction_outputs_scale(run):
     assert len(overlays) == 3 and all(p.stat().st_size > 1000 for p in overlays)
     tiles = pd.read_parquet(run / "results/predict/screen/tiles.parquet")
     assert len(tiles) == len(pd.read_csv(run / "results/predict/screen/tiles.tsv", sep="\t")) > 24
-    assert (run / "results/predict/screen_zarr/tiles.parquet").exists()
+    zarr_tiles = pd.read_parquet(run / "results/predict/screen_zarr/tiles.parquet")
+    assert len(zarr_tiles) == len(tiles) and zarr_tiles["image"].nunique() == 24  # every field's cells, in Parquet
     assert not (run / "results/predict/screen_zarr/tiles.tsv").exists()
     assert len(list((run / "results/predict/screen_zarr/overlays").rglob("*.png"))) == 24  # default 50 caps none
 
@@ -257,8 +303,41 @@ def test_the_ome_zarr_plate_gives_the_same_calls(run):
     files = pd.read_csv(run / "results/assay/screen/wells.tsv", sep="\t").set_index("well")
     zarr = pd.read_csv(run / "results/assay/screen_zarr/wells.tsv", sep="\t").set_index("well")
     assert list(zarr.index) == list(files.index)
-    assert np.allclose(zarr["score"], files["score"], atol=1e-5, equal_nan=True) and (zarr["cells"] == files["cells"]).all()
+    assert (
+        np.allclose(zarr["score"], files["score"], atol=1e-5, equal_nan=True)
+        and (zarr["cells"] == files["cells"]).all()
+    )
     assert (zarr["unfamiliar"] == files["unfamiliar"]).all()
+
+
+def test_the_ome_zarr_plate_is_read_from_its_own_metadata_cell_for_cell(run):
+    """Each field that the plate's NGFF metadata lists in each of its wells (rows A-D, columns 1-6) is one image,
+    read from inside the store, whose pixels are the TIFF copy's channels in order; it gives the same cells at the
+    same places with the same calls as the TIFF copy."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    store = run / "S1.zarr"
+    plate = parse_url(str(store)).root_attrs["plate"]
+    assert [r["name"] for r in plate["rows"]] == list("ABCD")
+    assert [c["name"] for c in plate["columns"]] == [str(c) for c in range(1, 7)]
+    fields = {}
+    for well in plate["wells"]:
+        row, column = well["path"].split("/")
+        for k, image in enumerate(parse_url(str(store / well["path"])).root_attrs["well"]["images"]):
+            fields[f"S1/{row}{int(column):02d}/s{k + 1}"] = (store / well["path"] / image["path"]).resolve()
+    images = pd.read_csv(run / "results/predict/screen_zarr/images.tsv", sep="\t").set_index("image")
+    assert len(fields) == 24 and {image: Path(f).resolve() for image, f in images["files"].items()} == fields
+    for image, path in fields.items():
+        pixels = np.asarray(next(Reader(parse_url(str(path)))()).data[0])
+        tiffs = channel_files(run, SCREEN, image.split("/")[1])
+        assert pixels.dtype == np.uint16 and np.array_equal(pixels, np.stack([tifffile.imread(f) for f in tiffs]))
+    files = pd.read_parquet(run / "results/predict/screen/tiles.parquet").set_index("tile")
+    zarr = pd.read_parquet(run / "results/predict/screen_zarr/tiles.parquet").set_index("tile")
+    assert list(zarr.index) == list(files.index)
+    where = ["image", "row", "col", "label", "area", "call", "abstain"]
+    pd.testing.assert_frame_equal(zarr[where], files[where])
+    assert np.allclose(zarr["p_aggregates"], files["p_aggregates"], atol=1e-5)
 
 
 def test_the_report_carries_the_plate_results_with_captions(run):
@@ -272,7 +351,9 @@ def test_the_report_carries_the_plate_results_with_captions(run):
     assert "prediction set <strong>screen</strong>:" in results[f"{screen}/wells.tsv"]["caption"]
     for name in ("wells.tsv", "plates.tsv", "dose_response.png"):
         caption = results[f"{test_side}/{name}"]["caption"]
-        assert "plate dataset <strong>training</strong>, as called by\n<strong>training/small</strong>" in caption, caption
+        assert "plate dataset <strong>training</strong>, as called by\n<strong>training/small</strong>" in caption, (
+            caption
+        )
     heatmap = results[f"{test_side}/heatmap_T1.png"]["caption"]
     assert "Plate <strong>T1</strong> of <strong>test/training/small/training</strong>" in heatmap, heatmap
 

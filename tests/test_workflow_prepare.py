@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from cellclass.io import datasets, tilestore
-from cellclass.prepare import shards, split
 from cellclass.io.datasets import Sample
+from cellclass.prepare import shards, split
+
 from conftest import TINY, nothing_to_do, samples_in, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,9 @@ def test_demo_tiles_split_and_augmented_tiles_are_written(prepared):
     tiled = samples_in(results / "tiny/tiles")
     planned = shards.assign(sorted(tiled), 2)
     assert len(tiled) == 6 and len(planned) == 4
-    assert {sid: f"{shard}.npz" for shard, ids in planned.items() for sid in ids} == {s: p.name for s, p in tiled.items()}
+    assert {sid: f"{shard}.npz" for shard, ids in planned.items() for sid in ids} == {
+        s: p.name for s, p in tiled.items()
+    }
     assert len(list((results / "tiny/tiles").glob("*.png"))) == len(set(tiled.values()))
     manifest = pd.read_csv(results / "tiny/split.tsv", sep="\t")
     assert set(manifest.columns) >= {"tile", "sample", "source", "group", "class", "split"}
@@ -69,7 +72,9 @@ def test_bad_config_stops_before_any_job(tmp_path):
     write_config(tmp_path, {**TINY, "prepare": {"tile_sise": 32}})
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
-    assert "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr
+    assert (
+        "prepare: Additional properties are not allowed ('tile_sise' was unexpected)" in result.stdout + result.stderr
+    )
 
 
 def user_dataset(folder, on_bad_image, broken="broken field.tif", fields=2):

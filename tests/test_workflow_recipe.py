@@ -56,8 +56,14 @@ def test_the_saved_model_is_the_kept_epochs(finished):
     history = pd.read_csv(finished / RUN / "history.csv").set_index("epoch")
     metrics = json.loads((finished / RUN / "metrics.json").read_text())
     shards = sorted(str(p) for p in (finished / "results/tiny/tiles").glob("*.npz"))
-    sides = training.run_inputs(dataset="tiny", fold=0, shards=shards, train_shards=shards,
-                                manifest=finished / "results/tiny/split.tsv", other_test_sets={})
+    sides = training.run_inputs(
+        dataset="tiny",
+        fold=0,
+        shards=shards,
+        train_shards=shards,
+        manifest=finished / "results/tiny/split.tsv",
+        other_test_sets={},
+    )
     validation = uses.split(sides["validation"], chooses=True).epoch  # the part the curves score and choose on
     assert validation
     model = keras.saving.load_model(finished / RUN / "model.keras")

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from cellclass.demo import synthetic as demo
-from cellclass.prepare import shards, split
 from cellclass.io.datasets import from_folder
+from cellclass.prepare import shards, split
+
 from conftest import TINY, job_counts, nothing_to_do, samples_in, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
@@ -70,9 +71,13 @@ def snapshot(files):
 def test_added_image_tiles_only_itself_and_moves_no_split(tmp_path):
     write_images(tmp_path, hold_back=NEW_IMAGE)
     shards_before = planned_shards(tmp_path)
-    shards_after = shards.assign([*(i for ids in shards_before.values() for i in ids), NEW_IMAGE], CONFIG["prepare"]["images_per_job"])
+    shards_after = shards.assign(
+        [*(i for ids in shards_before.values() for i in ids), NEW_IMAGE], CONFIG["prepare"]["images_per_job"]
+    )
     (new_shard,) = [shard for shard, ids in shards_after.items() if NEW_IMAGE in ids]
-    assert {k: v for k, v in shards_after.items() if k != new_shard} == {k: v for k, v in shards_before.items() if k != new_shard}
+    assert {k: v for k, v in shards_after.items() if k != new_shard} == {
+        k: v for k, v in shards_before.items() if k != new_shard
+    }
 
     snakemake(tmp_path, *PREPARE)
     results = tmp_path / "results/mine"

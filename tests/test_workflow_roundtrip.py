@@ -10,14 +10,19 @@ import pytest
 from cellclass.io import tilestore
 from cellclass.predict import out_of_fold
 from cellclass.prepare.extra_labels import PREFIX
+
 from conftest import TINY, job_counts, nothing_to_do, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 NEW = {"demo": {"pattern": "aggregates", "fields_per_class": 1, "seed": 5, "size": 256, "cells_per_field": 30}}
 # Two short trainings (before and after the sheet), nothing explained: the round trip, not the accuracy, is tested.
-BEFORE = {**TINY, "train": {**TINY["train"], "epochs": 2, "epoch_tiles": 400},
-          "predict": {"tiny_new": {**NEW, "experiment": "tiny"}}, "attribution": {"experiments": []}}
+BEFORE = {
+    **TINY,
+    "train": {**TINY["train"], "epochs": 2, "epoch_tiles": 400},
+    "predict": {"tiny_new": {**NEW, "experiment": "tiny"}},
+    "attribution": {"experiments": []},
+}
 AFTER = copy.deepcopy(BEFORE)
 AFTER["datasets"]["tiny"]["extra_labels"] = "label_next.tsv"
 LABELLED, SKIPPED = 6, 2  # cells per new image the user labels, and leaves empty
@@ -36,11 +41,23 @@ def fill_sheet(folder):
     for image, cells in tiles.groupby("image"):
         chosen = cells.sort_values("uncertainty", ascending=False).head(LABELLED + SKIPPED)
         for i, cell in enumerate(chosen.itertuples()):
-            rows.append({"tile": cell.tile, "image": image, "files": images.loc[image, "files"], "row": cell.row,
-                         "col": cell.col, "label": "", "group": cell.group,
-                         **{c: getattr(cell, c) for c in p}, "call": cell.call, "novelty": cell.novelty,
-                         "rank": len(rows) + 1, "reason": "uncertain",
-                         "class": images.loc[image, "known_class"] if i < LABELLED else ""})
+            rows.append(
+                {
+                    "tile": cell.tile,
+                    "image": image,
+                    "files": images.loc[image, "files"],
+                    "row": cell.row,
+                    "col": cell.col,
+                    "label": "",
+                    "group": cell.group,
+                    **{c: getattr(cell, c) for c in p},
+                    "call": cell.call,
+                    "novelty": cell.novelty,
+                    "rank": len(rows) + 1,
+                    "reason": "uncertain",
+                    "class": images.loc[image, "known_class"] if i < LABELLED else "",
+                }
+            )
     sheet = pd.DataFrame(rows)
     sheet.to_csv(folder / "label_next.tsv", sep="\t", index=False)
     return sheet
@@ -51,8 +68,10 @@ def round_trip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("roundtrip")
     write_config(folder, BEFORE)
     snakemake(folder)
-    before = {"split": (folder / "results/tiny/split.tsv").read_bytes(),
-              "metrics": json.loads((folder / "results/train/tiny/small/fold0/seed0/metrics.json").read_text())}
+    before = {
+        "split": (folder / "results/tiny/split.tsv").read_bytes(),
+        "metrics": json.loads((folder / "results/train/tiny/small/fold0/seed0/metrics.json").read_text()),
+    }
     sheet = fill_sheet(folder)
     write_config(folder, AFTER)
     jobs = job_counts(snakemake(folder, "-n"))
@@ -114,4 +133,5 @@ def test_a_class_the_experiment_lacks_stops_the_run_naming_sheet_line_and_classe
         write_config(folder, AFTER)
     assert result.returncode != 0
     assert "bad_sheet.tsv, line 5: class 'mitosis' is not a class of the experiment (aggregates, control)" in (
-        result.stdout + result.stderr)
+        result.stdout + result.stderr
+    )

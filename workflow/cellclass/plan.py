@@ -99,8 +99,9 @@ class PredictionSet(ImageSet):
 
     @property
     def record(self):
-        """What says how its images are tiled: the package, or the first run's metrics.json."""
-        return self.package or f"{self.runs[0]}/metrics.json"
+        """What says how its images are tiled: the package, or the first run's training record (not its scoring,
+        so an evaluation setting does not tile new images again)."""
+        return self.package or f"{self.runs[0]}/training.json"
 
     @property
     def models(self):
@@ -140,8 +141,12 @@ def images_of(name, entry, *, labelled, demo_root=None):
     folder). `demo_root`: where demo fields are (demo_roots)."""
     if "demo_plate" in entry:
         spec = entry["demo_plate"]
-        return plates.join(demo_plate_fields(name, spec), synthetic.plate_map(spec), f"the demo plate {name}",
-                           labelled_only=labelled and not entry.get("test_only"))
+        return plates.join(
+            demo_plate_fields(name, spec),
+            synthetic.plate_map(spec),
+            f"the demo plate {name}",
+            labelled_only=labelled and not entry.get("test_only"),
+        )
     if "plate" in entry:
         return plates.from_plate(entry["plate"], labelled_only=labelled and not entry.get("test_only"))
     if "demo_cells" in entry:
@@ -169,13 +174,27 @@ def demo_plate_fields(name, spec):
 def plan_dataset(name, entry, demo_root=None):
     samples, layout = images_of(name, entry, labelled=True, demo_root=demo_root)
     notes = []
-    sides = split.fold_sides(samples, seed=entry["split"]["seed"], folds=entry["split"]["folds"], dataset=name,
-                             test_fraction=entry["split"]["test_fraction"],
-                             validation_fraction=entry["split"]["validation_fraction"],
-                             test_only=entry["test_only"], notes=notes)
+    sides = split.fold_sides(
+        samples,
+        seed=entry["split"]["seed"],
+        folds=entry["split"]["folds"],
+        dataset=name,
+        test_fraction=entry["split"]["test_fraction"],
+        validation_fraction=entry["split"]["validation_fraction"],
+        test_only=entry["test_only"],
+        notes=notes,
+    )
     by_id = {s.id: s for s in samples}
-    return Dataset(name, entry, by_id, shards.assign(by_id, shards.images_per_job(entry["prepare"])), layout,
-                   sides=sides, split_notes=notes, extra=extra_images(name, entry, samples))
+    return Dataset(
+        name,
+        entry,
+        by_id,
+        shards.assign(by_id, shards.images_per_job(entry["prepare"])),
+        layout,
+        sides=sides,
+        split_notes=notes,
+        extra=extra_images(name, entry, samples),
+    )
 
 
 def extra_images(name, entry, samples):
@@ -202,8 +221,9 @@ class Plan:
         self.attribution = config["attribution"]
         self.exports = config["export"]
         self.demo_roots = demo_roots(config)
-        self.datasets = {name: plan_dataset(name, entry, self.demo_roots.get(name))
-                         for name, entry in config["datasets"].items()}
+        self.datasets = {
+            name: plan_dataset(name, entry, self.demo_roots.get(name)) for name, entry in config["datasets"].items()
+        }
         self.predictions = {name: self._plan_prediction(name, entry) for name, entry in config["predict"].items()}
 
     # --- prediction sets -------------------------------------------------------------------------------------
@@ -220,16 +240,30 @@ class Plan:
             prepare = self.config["datasets"][experiment["dataset"]]["prepare"]
             trained_on = self.datasets[experiment["dataset"]]
             folds = [fold for fold in range(trained_on.folds) for _ in entry["seeds"]]
-            runs = [run_dir(entry["experiment"], entry["model"], fold, seed)
-                    for fold in range(trained_on.folds) for seed in entry["seeds"]]
+            runs = [
+                run_dir(entry["experiment"], entry["model"], fold, seed)
+                for fold in range(trained_on.folds)
+                for seed in entry["seeds"]
+            ]
             scoring = out_of_fold.scorers(out_of_fold.shared_images(by_id, layout, trained_on), trained_on, folds)
             if self.config["assay"]["scoring"] == "out_of_fold_all":  # a plate's samples scored as its controls
-                scoring = held_out.score_every_well(scoring, layout, folds, folds=trained_on.folds,
-                                                    seed=trained_on.entry["split"]["seed"])
+                scoring = held_out.score_every_well(
+                    scoring, layout, folds, folds=trained_on.folds, seed=trained_on.entry["split"]["seed"]
+                )
             labelled = [trained_on.entry["extra_labels"]] if trained_on.entry.get("extra_labels") else []
-        return PredictionSet(name, entry, by_id, shards.assign(by_id, shards.images_per_job(prepare)), layout,
-                             runs=runs, package=entry.get("package"), scoring=scoring, labelled=labelled,
-                             settings=prepare, trained_on=None if "package" in entry else experiment["dataset"])
+        return PredictionSet(
+            name,
+            entry,
+            by_id,
+            shards.assign(by_id, shards.images_per_job(prepare)),
+            layout,
+            runs=runs,
+            package=entry.get("package"),
+            scoring=scoring,
+            labelled=labelled,
+            settings=prepare,
+            trained_on=None if "package" in entry else experiment["dataset"],
+        )
 
     def image_set(self, name):
         """A dataset or a prediction set by name (their names never clash: config.validate checks)."""
@@ -252,8 +286,7 @@ class Plan:
     def demo_truth(self, dataset):
         """Sample id -> the demo's (nuclei, cells) ground-truth label files."""
         root = self.demo_roots[dataset]
-        return {sid: (f"{root}/nuclei/{sid}.tif", f"{root}/cells/{sid}.tif")
-                for sid in self.datasets[dataset].samples}
+        return {sid: (f"{root}/nuclei/{sid}.tif", f"{root}/cells/{sid}.tif") for sid in self.datasets[dataset].samples}
 
     def ground_truth_masks(self, dataset, side, fold=0):
         """Sample id -> the demo's puncta mask, for one side of a dataset in one fold (none for user data)."""
@@ -283,8 +316,11 @@ class Plan:
     def augmented_files(self, dataset):
         """Augmented shards: every shard with an image that trains in some fold."""
         data = self.datasets[dataset]
-        return [f"results/{dataset}/augmented/{shard}.npz" for shard, ids in data.shards.items()
-                if any(data.trains_in_some_fold(sid) for sid in ids)]
+        return [
+            f"results/{dataset}/augmented/{shard}.npz"
+            for shard, ids in data.shards.items()
+            if any(data.trains_in_some_fold(sid) for sid in ids)
+        ]
 
     def extra_tile_files(self, dataset):
         """The extra labelled cells every run of `dataset` trains on (none without datasets.<name>.extra_labels)."""
@@ -318,8 +354,10 @@ class Plan:
         """Every run: experiment x model x fold x seed."""
         return [
             run_dir(name, m, fold, seed)
-            for name, e in self.experiments.items() if experiment in (None, name)
-            for m in e["train"]["models"] if model in (None, m)
+            for name, e in self.experiments.items()
+            if experiment in (None, name)
+            for m in e["train"]["models"]
+            if model in (None, m)
             for fold in range(self.datasets[e["dataset"]].folds)
             for seed in range(e["train"]["runs"])
         ]
@@ -359,18 +397,25 @@ class Plan:
         data = self.datasets[self.experiments[experiment]["dataset"]]
         return {
             run_dir(experiment, model, fold, seed): [sid for sid in data.samples if data.side(sid, fold) == "test"]
-            for fold in range(data.folds) for seed in range(self.experiments[experiment]["train"]["runs"])
+            for fold in range(data.folds)
+            for seed in range(self.experiments[experiment]["train"]["runs"])
         }
 
     def profiled_outputs(self):
         """Profiles and maps of the experiments (each model) and prediction sets that profiles names; a
         prediction set's label-next sheet and page."""
         chosen = self.config["profiles"]
-        outputs = [f"results/profiles/{name}/{model}/{file}"
-                   for name in chosen["experiments"] for model in self.experiments[name]["train"]["models"]
-                   for file in ("profiles.parquet", "map.png")]
-        return outputs + [f"results/predict/{name}/{file}" for name in chosen["predictions"]
-                          for file in ("profiles.parquet", "map.png", "label_next.tsv", "label_next.html")]
+        outputs = [
+            f"results/profiles/{name}/{model}/{file}"
+            for name in chosen["experiments"]
+            for model in self.experiments[name]["train"]["models"]
+            for file in ("profiles.parquet", "map.png")
+        ]
+        return outputs + [
+            f"results/predict/{name}/{file}"
+            for name in chosen["predictions"]
+            for file in ("profiles.parquet", "map.png", "label_next.tsv", "label_next.html")
+        ]
 
     # --- the leakage check (evaluation.leakage_check) ---------------------------------------------------------
 
@@ -400,8 +445,11 @@ class Plan:
 
     def leakage_augmented_files(self, dataset):
         data = self.datasets[dataset]
-        return [f"results/leakage/{dataset}/augmented/{shard}.npz" for shard in data.shards
-                if self.leakage_augmented_samples(dataset, shard)]
+        return [
+            f"results/leakage/{dataset}/augmented/{shard}.npz"
+            for shard in data.shards
+            if self.leakage_augmented_samples(dataset, shard)
+        ]
 
     def leakage_train_files(self, experiment):
         """What the control trains from: every image's augmented copies where its experiment reads copies (the real
@@ -432,10 +480,15 @@ class Plan:
     def evaluated_outputs(self):
         if not self.experiments:  # a config that only predicts with model packages
             return []
-        return ["results/evaluation/summary.tsv", "results/figures/test_accuracy.png"] + [
-            f"results/figures/{name}/{model}/gallery.png"
-            for name, e in self.experiments.items() for model in e["train"]["models"]
-        ] + self.leakage_outputs()
+        return (
+            ["results/evaluation/summary.tsv", "results/figures/test_accuracy.png"]
+            + [
+                f"results/figures/{name}/{model}/gallery.png"
+                for name, e in self.experiments.items()
+                for model in e["train"]["models"]
+            ]
+            + self.leakage_outputs()
+        )
 
     def attributed_outputs(self):
         outputs = ["results/attribution/enrichment.tsv"] if self.attribution["experiments"] else []
@@ -457,7 +510,8 @@ class Plan:
         return [
             path
             for name, e in self.experiments.items()
-            for test_set in self.test_set_names(name) if self.datasets[test_set].layout
+            for test_set in self.test_set_names(name)
+            if self.datasets[test_set].layout
             for model in e["train"]["models"]
             for path in self.assay_files(f"test/{name}/{model}/{test_set}", test_set)
         ]
@@ -478,22 +532,33 @@ class Plan:
             images = f"{min(trained)}" if min(trained) == max(trained) else f"{min(trained)}-{max(trained)}"
             runs = len(train["models"]) * dataset.folds * train["runs"]
             if train["epochs"] and budget.epoch_length(train):
-                length = (f"{train['epoch_tiles']:,} tiles" if train["epoch_tiles"]
-                          else f"{train['epoch_passes']} pass(es) over its training tiles")
+                length = (
+                    f"{train['epoch_tiles']:,} tiles"
+                    if train["epoch_tiles"]
+                    else f"{train['epoch_passes']} pass(es) over its training tiles"
+                )
                 work = f"{train['epochs']} epochs of {length}"
             elif train["budget"]:
                 work = recipe.budget_words(train["budget"])
                 work += f" in {train['epochs']} epochs" if train["epochs"] else ", cut into 10-30 epochs"
             else:
                 work = f"{train['epochs']} epochs of {recipe.epoch_passes(train)} pass(es)"
-            lines.append(f"{name}: {runs} run(s) ({', '.join(train['models'])} x {dataset.folds} fold(s) x "
-                         f"{train['runs']} seed(s)), each on {images} training image(s); each run trains {work}")
+            lines.append(
+                f"{name}: {runs} run(s) ({', '.join(train['models'])} x {dataset.folds} fold(s) x "
+                f"{train['runs']} seed(s)), each on {images} training image(s); each run trains {work}"
+            )
         return lines
 
     def all_outputs(self):
-        return (self.prepared_outputs() + self.evaluated_outputs() + self.attributed_outputs()
-                + self.predicted_outputs() + self.assayed_outputs() + self.exported_outputs()
-                + [f for f in self.profiled_outputs() if f.startswith("results/profiles/")])
+        return (
+            self.prepared_outputs()
+            + self.evaluated_outputs()
+            + self.attributed_outputs()
+            + self.predicted_outputs()
+            + self.assayed_outputs()
+            + self.exported_outputs()
+            + [f for f in self.profiled_outputs() if f.startswith("results/profiles/")]
+        )
 
 
 def make_plan(config, base_dir="."):

@@ -3,9 +3,10 @@
 
 rule attribute:
     input:
-        metrics="results/train/{experiment}/{model}/fold{fold}/seed{seed}/metrics.json",
+        # The trained run and its own test side (the split): never its scoring, so evaluation.tta explains nothing anew.
+        record="results/train/{experiment}/{model}/fold{fold}/seed{seed}/training.json",
         model="results/train/{experiment}/{model}/fold{fold}/seed{seed}/model.keras",
-        predictions="results/train/{experiment}/{model}/fold{fold}/seed{seed}/predictions.tsv",
+        manifest=lambda w: f"results/{dataset_of(w.experiment)}/split.tsv",
         tiles=lambda w: PLAN.tile_files(EXPERIMENTS[w.experiment]["dataset"]),
         masks=lambda w: test_masks(w).values(),
     output:

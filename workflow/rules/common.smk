@@ -59,17 +59,36 @@ def run_of(wildcards):
 def train_inputs(wildcards):
     dataset = dataset_of(wildcards.experiment)
     # Every shard: the run picks its fold's sides from split.tsv.
-    inputs = {
+    return {
         "manifest": f"results/{dataset}/split.tsv",
         "shards": PLAN.tile_files(dataset),
         "train_shards": PLAN.train_files(wildcards.experiment),
         # Extra labelled cells (datasets.<name>.extra_labels): the training side only, in every fold.
         "extra": PLAN.extra_tile_files(dataset),
     }
+
+
+def score_inputs(wildcards):
+    dataset = dataset_of(wildcards.experiment)
+    # The own test side and validation side are in the dataset's shards; other test sets are scored whole.
+    inputs = {
+        "manifest": f"results/{dataset}/split.tsv",
+        "shards": PLAN.tile_files(dataset),
+    }
     for name in EXPERIMENTS[wildcards.experiment]["test_sets"]:
         inputs[f"test_{name}"] = PLAN.tile_files(name)
         inputs[f"manifest_{name}"] = f"results/{name}/split.tsv"
     return inputs
+
+
+def run_options(wildcards):
+    """An experiment's train settings as one run uses them: how many seeds and which models the experiment has
+    change no run already trained, so they are left out (a params change would retrain every run).
+    """
+    options = EXPERIMENTS[wildcards.experiment]["train"]
+    return {
+        key: value for key, value in options.items() if key not in ("runs", "models")
+    }
 
 
 def backbone_weights(wildcards):
@@ -144,7 +163,7 @@ def profile_outputs(folder, subcategory):
 # What training will cost, before any job runs (a dry run too); jobs re-reading the Snakefile stay quiet.
 if workflow.is_main_process and PLAN.experiments:
     print(
-        "Training plan (train.budget; the README's Training budget says what each costs):",
+        "Training plan (train.budget; docs/training.md, Training budget, says what each costs):",
         file=sys.stderr,
     )
     for line in PLAN.training_work():

@@ -34,11 +34,9 @@ rule leakage_train:
     output:
         model="results/leakage/{experiment}/{model}/model.keras",
         history="results/leakage/{experiment}/{model}/history.csv",
-        predictions="results/leakage/{experiment}/{model}/predictions.tsv",
-        metrics="results/leakage/{experiment}/{model}/metrics.json",
         # Every run writes its novelty reference; the control's is not used.
         novelty="results/leakage/{experiment}/{model}/novelty.npz",
-        calibration="results/leakage/{experiment}/{model}/calibration.tsv",
+        record="results/leakage/{experiment}/{model}/training.json",
     log:
         "logs/leakage_train/{experiment}/{model}.log",
     benchmark:
@@ -51,7 +49,42 @@ rule leakage_train:
         runtime=240,
     params:
         classes=lambda w: PLAN.datasets[dataset_of(w.experiment)].classes(),
-        options=lambda w: EXPERIMENTS[w.experiment]["train"],
+        options=run_options,
+        identity=lambda w: {
+            "experiment": w.experiment,
+            "dataset": dataset_of(w.experiment),
+            "model": w.model,
+            "fold": 0,
+            "seed": 0,
+        },
+        split=lambda w: PLAN.leakage_split(w.experiment),
+        run_dir=lambda w: f"results/leakage/{w.experiment}/{w.model}",
+    script:
+        "../scripts/leakage_train.py"
+
+
+rule leakage_score:
+    input:
+        shards=lambda w: PLAN.tile_files(dataset_of(w.experiment)),
+        model="results/leakage/{experiment}/{model}/model.keras",
+        record="results/leakage/{experiment}/{model}/training.json",
+    output:
+        predictions="results/leakage/{experiment}/{model}/predictions.tsv",
+        metrics="results/leakage/{experiment}/{model}/metrics.json",
+        calibration="results/leakage/{experiment}/{model}/calibration.tsv",
+    log:
+        "logs/leakage_score/{experiment}/{model}.log",
+    benchmark:
+        "benchmarks/leakage_score/{experiment}/{model}.tsv"
+    conda:
+        "../../envs/cellclass.yaml"
+    threads: lambda w: EXPERIMENTS[w.experiment]["train"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        classes=lambda w: PLAN.datasets[dataset_of(w.experiment)].classes(),
+        options=run_options,
         identity=lambda w: {
             "experiment": w.experiment,
             "dataset": dataset_of(w.experiment),
@@ -63,7 +96,7 @@ rule leakage_train:
         run_dir=lambda w: f"results/leakage/{w.experiment}/{w.model}",
         tta=CONFIG["evaluation"]["tta"],
     script:
-        "../scripts/leakage_train.py"
+        "../scripts/leakage_score.py"
 
 
 rule leakage:

@@ -5,9 +5,9 @@ from cellclass.io import logs
 
 logs.to_file(snakemake.log[0])
 explainer.explain_run(
-    metrics_path=snakemake.input.metrics,
+    record_path=snakemake.input.record,
     model_path=snakemake.input.model,
-    predictions_path=snakemake.input.predictions,
+    manifest=snakemake.input.manifest,
     tile_files=list(snakemake.input.tiles),
     mask_names=snakemake.params.mask_names,
     mask_files=snakemake.params.masks,

@@ -1,8 +1,8 @@
 """Snakemake adapter: augment the tiles of a shard's training images."""
 
-from cellclass.prepare import augment
 from cellclass.io import logs
 from cellclass.io.datasets import Sample
+from cellclass.prepare import augment
 
 logs.to_file(snakemake.log[0])
 augment.write_augmented(

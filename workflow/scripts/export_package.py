@@ -1,7 +1,7 @@
 """Snakemake adapter: one package's runs as a bioimage.io model zip."""
 
-from cellclass.share import export
 from cellclass.io import logs
+from cellclass.share import export
 
 logs.to_file(snakemake.log[0])
 export.export_package(

@@ -1,4 +1,4 @@
-"""Snakemake adapter: the leakage check's control run, trained and tested on a random split of tiles."""
+"""Snakemake adapter: the leakage check's control run, trained on a random split of tiles."""
 
 from cellclass.io import logs
 from cellclass.learn import training
@@ -13,9 +13,10 @@ inputs = training.random_tile_inputs(
 training.train_run(
     identity=snakemake.params.identity,
     classes=snakemake.params.classes,
-    **inputs,
+    train=inputs["train"],
+    train_eval=inputs["train_eval"],
+    validation=inputs["validation"],
     out_dir=snakemake.params.run_dir,
     options=snakemake.params.options,
     threads=snakemake.threads,
-    tta=snakemake.params.tta,
 )

@@ -1,10 +1,10 @@
 """Snakemake adapter: the ensemble's calls per tile (cell), image and group of one prediction set."""
 
 from cellclass.io import logs
-from cellclass.predict import calls
+from cellclass.predict import prediction_set
 
 logs.to_file(snakemake.log[0])
-calls.predict_set(
+prediction_set.predict_set(
     tile_files=list(snakemake.input.tiles),
     model_paths=list(snakemake.input.models),
     run_path=snakemake.input.run,

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from cellclass.io import logs
-from cellclass.predict import calls
+from cellclass.predict import call_tables
 
 logs.to_file(snakemake.log[0])
-calls.write_table(pd.read_parquet(snakemake.input[0]), snakemake.output[0])
+call_tables.write_table(pd.read_parquet(snakemake.input[0]), snakemake.output[0])

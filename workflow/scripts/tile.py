@@ -1,8 +1,8 @@
 """Snakemake adapter: tile one shard of raw images and draw its contact sheet."""
 
 from cellclass.io import logs
-from cellclass.prepare import tiling
 from cellclass.io.datasets import Sample
+from cellclass.prepare import tiling
 
 logs.to_file(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

@@ -1,4 +1,4 @@
-"""Snakemake adapter: train and evaluate one (experiment, model, fold, seed) run."""
+"""Snakemake adapter: train one (experiment, model, fold, seed) run and save it."""
 
 from cellclass.io import logs
 from cellclass.learn import training
@@ -11,14 +11,15 @@ inputs = training.run_inputs(
     train_shards=list(snakemake.input.train_shards),
     extra=list(snakemake.input.extra),
     manifest=snakemake.input.manifest,
-    other_test_sets={name: list(snakemake.input[f"test_{name}"]) for name in snakemake.params.other_test_sets},
 )
 training.train_run(
     identity=snakemake.params.identity,
     classes=snakemake.params.classes,
-    **inputs,
+    train=inputs["train"],
+    train_eval=inputs["train_eval"],
+    validation=inputs["validation"],
+    extra=inputs["extra"],
     out_dir=snakemake.params.run_dir,
     options=snakemake.params.options,
     threads=snakemake.threads,
-    tta=snakemake.params.tta,
 )

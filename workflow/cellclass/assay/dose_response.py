@@ -20,8 +20,18 @@ def fit_dose_response(dose, score):
     dose, score = np.asarray(dose, float), np.asarray(score, float)
     keep = np.isfinite(dose) & (dose > 0) & np.isfinite(score)
     dose, score = dose[keep], score[keep]
-    result = {"n_wells": len(dose), "n_doses": len(np.unique(dose)), "ec50": np.nan, "ec50_low": np.nan,
-              "ec50_high": np.nan, "hill": np.nan, "bottom": np.nan, "top": np.nan, "converged": False, "note": ""}
+    result = {
+        "n_wells": len(dose),
+        "n_doses": len(np.unique(dose)),
+        "ec50": np.nan,
+        "ec50_low": np.nan,
+        "ec50_high": np.nan,
+        "hill": np.nan,
+        "bottom": np.nan,
+        "top": np.nan,
+        "converged": False,
+        "note": "",
+    }
     if result["n_doses"] < 4 or len(dose) < 5:
         result["note"] = f"{result['n_doses']} doses in {len(dose)} wells; a 4-parameter fit needs 4 doses and 5 wells"
         return result

@@ -20,8 +20,10 @@ def plate_heatmap(wells, plate, paths):
     rows = max(int(on_plate["row"].max()) + 1, 8 if on_plate["row"].max() >= 4 else 4)
     columns = max(int(on_plate["column"].max()) + 1, 12 if on_plate["column"].max() >= 6 else 6)
     fig = Figure(figsize=(2.0 + 0.9 * columns, 1.2 + 0.45 * rows), layout="constrained")
-    panels = [("score", f"score: mean p({positive}) per well", "viridis"),
-              ("abstained_share", "share of cells abstained per well", "magma_r")]
+    panels = [
+        ("score", f"score: mean p({positive}) per well", "viridis"),
+        ("abstained_share", "share of cells abstained per well", "magma_r"),
+    ]
     for ax, (column, label, cmap) in zip(fig.subplots(1, 2), panels):
         values = on_plate[column] if column in on_plate else pd.Series(np.nan, index=on_plate.index)
         grid = np.full((rows, columns), np.nan)
@@ -36,8 +38,11 @@ def plate_heatmap(wells, plate, paths):
         fig.colorbar(image, ax=ax, shrink=0.8, label=label)
     flagged = int(on_plate.get("unfamiliar", pd.Series(False, index=on_plate.index)).fillna(False).astype(bool).sum())
     fig.suptitle(f"plate {plate}: {flagged} well(s) flagged as a phenotype the model has not seen", fontsize=9)
-    fig.supxlabel("− negative, + positive control; × no call (too many cells abstained); red ring: flagged as "
-                  "unfamiliar; grey: no images (or no score)", fontsize=7)
+    fig.supxlabel(
+        "− negative, + positive control; × no call (too many cells abstained); red ring: flagged as "
+        "unfamiliar; grey: no images (or no score)",
+        fontsize=7,
+    )
     return save(fig, paths)
 
 
@@ -77,26 +82,46 @@ def dose_response(wells, statistics, paths):
         for role in ("negative_control", "positive_control"):
             scores = on_plate.loc[on_plate["role"] == role, "score"].dropna()
             if len(scores):
-                ax.axhspan(scores.min(), scores.max(), color=ROLE_COLOURS[role], alpha=0.15,
-                           label=f"{role.replace('_', ' ')} wells ({len(scores)})")
+                ax.axhspan(
+                    scores.min(),
+                    scores.max(),
+                    color=ROLE_COLOURS[role],
+                    alpha=0.15,
+                    label=f"{role.replace('_', ' ')} wells ({len(scores)})",
+                )
         if len(dosed):
             no_call = dosed.get("no_call", pd.Series("", index=dosed.index)).fillna("").astype(str) != ""
             _sample_wells(fig, ax, samples, dosed[no_call])
         if fit["converged"]:
             dose = np.geomspace(samples["dose"].min(), samples["dose"].max(), 200)
-            ax.plot(dose, logistic4(dose, fit["bottom"], fit["top"], np.log10(fit["ec50"]), fit["hill"]), color="tab:green",
-                    label=f"4PL fit, EC50 {fit['ec50']:.3g} {fit['unit']}")
+            ax.plot(
+                dose,
+                logistic4(dose, fit["bottom"], fit["top"], np.log10(fit["ec50"]), fit["hill"]),
+                color="tab:green",
+                label=f"4PL fit, EC50 {fit['ec50']:.3g} {fit['unit']}",
+            )
             ax.axvline(fit["ec50"], color="tab:green", linestyle=":", linewidth=1)
         else:
-            ax.text(0.5, 0.5, f"no fit: {fit['note']}", transform=ax.transAxes, ha="center", va="center", fontsize=8,
-                    wrap=True)
+            ax.text(
+                0.5,
+                0.5,
+                f"no fit: {fit['note']}",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=8,
+                wrap=True,
+            )
         ax.set_xlabel(f"dose ({fit['unit']})" if fit["unit"] else "dose")
         ax.set_ylabel(f"score: mean p({on_plate['positive_class'].iloc[0]}) per well")
         ax.set_ylim(-0.08, 1.05)
-        ax.set_title(f"plate {plate}: Z' {fit['z_prime']:.2f}, SSMD {fit['ssmd']:.2f} "
-                     f"({_share_words(fit.get('controls_abstained_share'))} of control cells abstained)\n"
-                     f"fit on {fit['n_wells']} sample wells ({_share_words(fit.get('samples_abstained_share'))} "
-                     "of their cells abstained)", fontsize=8)
+        ax.set_title(
+            f"plate {plate}: Z' {fit['z_prime']:.2f}, SSMD {fit['ssmd']:.2f} "
+            f"({_share_words(fit.get('controls_abstained_share'))} of control cells abstained)\n"
+            f"fit on {fit['n_wells']} sample wells ({_share_words(fit.get('samples_abstained_share'))} "
+            "of their cells abstained)",
+            fontsize=8,
+        )
         ax.legend(fontsize=7, frameon=False, loc="upper left")
     return save(fig, paths)
 
@@ -104,20 +129,50 @@ def dose_response(wells, statistics, paths):
 def _sample_wells(fig, ax, samples, no_call):
     """Scored sample wells with their interval, coloured by abstained share; flagged ones ringed; wells with
     no call as crosses along the bottom."""
-    ax.errorbar(samples["dose"], samples["score"],
-                yerr=[samples["score"] - samples["score_low"], samples["score_high"] - samples["score"]],
-                fmt="none", ecolor="0.5", capsize=2, label="sample wells (95% interval)")
+    ax.errorbar(
+        samples["dose"],
+        samples["score"],
+        yerr=[samples["score"] - samples["score_low"], samples["score_high"] - samples["score"]],
+        fmt="none",
+        ecolor="0.5",
+        capsize=2,
+        label="sample wells (95% interval)",
+    )
     share = samples["abstained_share"] if "abstained_share" in samples else pd.Series(0.0, index=samples.index)
-    points = ax.scatter(samples["dose"], samples["score"], c=share.fillna(0), cmap="magma_r", vmin=0, vmax=1, s=22,
-                        edgecolors="black", linewidths=0.5, zorder=3)
+    points = ax.scatter(
+        samples["dose"],
+        samples["score"],
+        c=share.fillna(0),
+        cmap="magma_r",
+        vmin=0,
+        vmax=1,
+        s=22,
+        edgecolors="black",
+        linewidths=0.5,
+        zorder=3,
+    )
     fig.colorbar(points, ax=ax, shrink=0.8, label="share of cells abstained per well")
     flagged = samples[samples.get("unfamiliar", pd.Series(False, index=samples.index)).fillna(False).astype(bool)]
     if len(flagged):
-        ax.scatter(flagged["dose"], flagged["score"], s=90, facecolors="none", edgecolors="red", linewidths=1.5,
-                   zorder=4, label=f"flagged: a phenotype the model has not seen ({len(flagged)})")
+        ax.scatter(
+            flagged["dose"],
+            flagged["score"],
+            s=90,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            zorder=4,
+            label=f"flagged: a phenotype the model has not seen ({len(flagged)})",
+        )
     if len(no_call):
-        ax.scatter(no_call["dose"], np.full(len(no_call), -0.04), marker="x", color="red", zorder=4,
-                   label=f"no call: too many cells abstained ({len(no_call)})")
+        ax.scatter(
+            no_call["dose"],
+            np.full(len(no_call), -0.04),
+            marker="x",
+            color="red",
+            zorder=4,
+            label=f"no call: too many cells abstained ({len(no_call)})",
+        )
     ax.set_xscale("log")
 
 

@@ -40,16 +40,37 @@ def scorer_statistics(wells):
             positive = group.loc[group["role"] == "positive_control", "score"]
             negative = group.loc[group["role"] == "negative_control", "score"]
             controls = group[group["role"].str.endswith("_control")]
-            rows.append({
-                "plate": plate, "scorer": scorer, "wells": len(group),
-                "sample_wells": int((group["role"] == "sample").sum()),
-                "positive_wells": len(positive), "negative_wells": len(negative),
-                "positive_mean": positive.mean(), "negative_mean": negative.mean(),
-                "z_prime": z_prime(positive, negative), "ssmd": ssmd(positive, negative),
-                "controls_abstained_share": _share(controls),
-            })
-    return pd.DataFrame(rows, columns=["plate", "scorer", "wells", "sample_wells", "positive_wells", "negative_wells",
-                                       "positive_mean", "negative_mean", "z_prime", "ssmd", "controls_abstained_share"])
+            rows.append(
+                {
+                    "plate": plate,
+                    "scorer": scorer,
+                    "wells": len(group),
+                    "sample_wells": int((group["role"] == "sample").sum()),
+                    "positive_wells": len(positive),
+                    "negative_wells": len(negative),
+                    "positive_mean": positive.mean(),
+                    "negative_mean": negative.mean(),
+                    "z_prime": z_prime(positive, negative),
+                    "ssmd": ssmd(positive, negative),
+                    "controls_abstained_share": _share(controls),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "plate",
+            "scorer",
+            "wells",
+            "sample_wells",
+            "positive_wells",
+            "negative_wells",
+            "positive_mean",
+            "negative_mean",
+            "z_prime",
+            "ssmd",
+            "controls_abstained_share",
+        ],
+    )
 
 
 def _share(wells):
@@ -65,20 +86,28 @@ def sentences(table):
         if len(groups) < 2:
             continue
         pooled = rows[rows["scorer"] == POOLED].iloc[0]
-        each = "; ".join(f"{r.scorer}: Z' {r.z_prime:.2f} (control means {r.negative_mean:.2f} negative, "
-                         f"{r.positive_mean:.2f} positive, over {r.negative_wells} and {r.positive_wells} wells; "
-                         f"{r.sample_wells} sample wells)" for r in groups.itertuples())
-        lines.append(f"plate {plate}: its wells were scored by {len(groups)} ensembles — {each}; pooled Z' "
-                     f"{pooled.z_prime:.2f}.")
+        each = "; ".join(
+            f"{r.scorer}: Z' {r.z_prime:.2f} (control means {r.negative_mean:.2f} negative, "
+            f"{r.positive_mean:.2f} positive, over {r.negative_wells} and {r.positive_wells} wells; "
+            f"{r.sample_wells} sample wells)"
+            for r in groups.itertuples()
+        )
+        lines.append(
+            f"plate {plate}: its wells were scored by {len(groups)} ensembles — {each}; pooled Z' {pooled.z_prime:.2f}."
+        )
         finite = groups["z_prime"][np.isfinite(groups["z_prime"])]
         if len(finite) >= 2 and finite.max() - finite.min() > Z_PRIME_GAP:
-            lines.append(f"WARNING: plate {plate}: Z' differs by {finite.max() - finite.min():.2f} between the "
-                         f"ensembles that scored its wells ({finite.min():.2f} to {finite.max():.2f}): the pooled "
-                         "Z' hides how well each separates the controls.")
+            lines.append(
+                f"WARNING: plate {plate}: Z' differs by {finite.max() - finite.min():.2f} between the "
+                f"ensembles that scored its wells ({finite.min():.2f} to {finite.max():.2f}): the pooled "
+                "Z' hides how well each separates the controls."
+            )
         blind = groups[(groups["sample_wells"] > 0) & ((groups["positive_wells"] < 2) | (groups["negative_wells"] < 2))]
         for r in blind.itertuples():
-            lines.append(f"WARNING: plate {plate}: {r.sample_wells} sample well(s) were scored by {r.scorer}, which "
-                         f"scored {r.positive_wells} positive and {r.negative_wells} negative control wells: Z' says "
-                         "nothing of how that ensemble separates the controls. assay.scoring: out_of_fold_all scores "
-                         "every well of the plate by the runs of one fold, as its held-out controls are.")
+            lines.append(
+                f"WARNING: plate {plate}: {r.sample_wells} sample well(s) were scored by {r.scorer}, which "
+                f"scored {r.positive_wells} positive and {r.negative_wells} negative control wells: Z' says "
+                "nothing of how that ensemble separates the controls. assay.scoring: out_of_fold_all scores "
+                "every well of the plate by the runs of one fold, as its held-out controls are."
+            )
     return lines

@@ -58,8 +58,10 @@ def flag_wells(wells, *, fdr=0.05, min_excess=0.1):
         base = {"rate": np.nan, "correlation": np.nan, "control_wells": len(controls), "tested": 0, "note": ""}
         baselines[plate] = base
         if len(controls) < MIN_CONTROL_WELLS:
-            base["note"] = (f"{len(controls)} control well(s) with cells cannot estimate the well-to-well spread of "
-                            f"abstention (at least {MIN_CONTROL_WELLS} are needed), so no well is tested")
+            base["note"] = (
+                f"{len(controls)} control well(s) with cells cannot estimate the well-to-well spread of "
+                f"abstention (at least {MIN_CONTROL_WELLS} are needed), so no well is tested"
+            )
             continue
         base["rate"], base["correlation"] = fit_control_rate(controls["abstained"], controls["cells_found"])
         base["tested"] = len(samples)
@@ -80,9 +82,11 @@ def flag_wells(wells, *, fdr=0.05, min_excess=0.1):
 
 
 def _note(row, base):
-    return (f"a phenotype the model has not seen: {row.abstained} of {row.cells_found} cells abstained "
-            f"({row.abstained_share:.0%}) against {base['rate']:.1%} in the plate's {base['control_wells']} control "
-            f"wells ({TEST_NAME}: q = {row.unfamiliar_q:.2g})")
+    return (
+        f"a phenotype the model has not seen: {row.abstained} of {row.cells_found} cells abstained "
+        f"({row.abstained_share:.0%}) against {base['rate']:.1%} in the plate's {base['control_wells']} control "
+        f"wells ({TEST_NAME}: q = {row.unfamiliar_q:.2g})"
+    )
 
 
 def _spread(correlation):
@@ -100,12 +104,23 @@ def sentences(wells, baselines, *, fdr, min_excess, unit_word="cell"):
             lines.append(f"plate {plate}: no test for a phenotype the model has not seen: {base['note']}.")
             continue
         flagged = wells[(wells["plate"] == plate) & wells["unfamiliar"]]
-        head = (f"plate {plate}: {base['rate']:.1%} of {unit_word}s abstained in its {base['control_wells']} control "
-                f"wells (beta-binomial fit: {_spread(base['correlation'])}); {base['tested']} sample "
-                f"well(s) tested ({TEST_NAME}, flagged at q <= {fdr:g} and at least {100 * min_excess:g} percentage "
-                "points above that rate)")
-        names = ", ".join(f"{r.well} ({r.abstained} of {r.cells_found} {unit_word}s, {r.abstained_share:.0%}, "
-                          f"q = {r.unfamiliar_q:.2g})" for r in flagged.itertuples())
-        lines.append(head + (f": {len(flagged)} show a phenotype the model has not seen: {names}."
-                             if len(flagged) else ": none shows a phenotype the model has not seen."))
+        head = (
+            f"plate {plate}: {base['rate']:.1%} of {unit_word}s abstained in its {base['control_wells']} control "
+            f"wells (beta-binomial fit: {_spread(base['correlation'])}); {base['tested']} sample "
+            f"well(s) tested ({TEST_NAME}, flagged at q <= {fdr:g} and at least {100 * min_excess:g} percentage "
+            "points above that rate)"
+        )
+        names = ", ".join(
+            f"{r.well} ({r.abstained} of {r.cells_found} {unit_word}s, {r.abstained_share:.0%}, "
+            f"q = {r.unfamiliar_q:.2g})"
+            for r in flagged.itertuples()
+        )
+        lines.append(
+            head
+            + (
+                f": {len(flagged)} show a phenotype the model has not seen: {names}."
+                if len(flagged)
+                else ": none shows a phenotype the model has not seen."
+            )
+        )
     return lines

@@ -15,11 +15,11 @@ import pandas as pd
 from scipy import stats
 
 from cellclass.assay import plate_figures, scorers, unfamiliar
-from cellclass.assay.separation import ssmd, z_prime  # noqa: F401 - read as wells.z_prime, wells.ssmd too
 from cellclass.assay.dose_response import fit_dose_response
+from cellclass.assay.separation import ssmd, z_prime  # noqa: F401 - read as wells.z_prime, wells.ssmd too
 from cellclass.evaluate import degenerate, runs
 from cellclass.io.errors import InputError
-from cellclass.predict import calls, image_shift, out_of_fold
+from cellclass.predict import abstention, image_shift, out_of_fold, tiling_check
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,13 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0, max_s
     layout = pd.DataFrame(layout)
     keys = ["plate", "well"]
     wells = layout.groupby(keys, sort=True).agg(
-        row=("row", "first"), column=("column", "first"), role=("role", "first"), dose=("dose", "first"),
-        unit=("unit", "first"), condition=("condition", "first"), known_class=("class", "first"),
+        row=("row", "first"),
+        column=("column", "first"),
+        role=("role", "first"),
+        dose=("dose", "first"),
+        unit=("unit", "first"),
+        condition=("condition", "first"),
+        known_class=("class", "first"),
         fields=("sample", "size"),
     )
     cells = tiles.merge(layout[["sample", *keys]], left_on="image", right_on="sample", how="inner")
@@ -91,8 +96,12 @@ def well_table(tiles, layout, classes, positive, *, resamples=999, seed=0, max_s
 def _count_abstained(wells, cells, keys):
     """Count each well's abstained cells (in place) and return the cells that did not abstain."""
     reason = cells["abstain"].fillna("").astype(str) if "abstain" in cells else pd.Series("", index=cells.index)
-    for column, chosen in (("abstained", reason != ""), ("unlike_training", reason == calls.UNLIKE),
-                           ("uncertain", reason == calls.UNCERTAIN), ("image_shift", reason == image_shift.SHIFTED)):
+    for column, chosen in (
+        ("abstained", reason != ""),
+        ("unlike_training", reason == abstention.UNLIKE),
+        ("uncertain", reason == abstention.UNCERTAIN),
+        ("image_shift", reason == image_shift.SHIFTED),
+    ):
         wells[column] = cells[chosen].groupby(keys).size().reindex(wells.index, fill_value=0)
     wells["cells_found"] = cells.groupby(keys).size().reindex(wells.index, fill_value=0)
     wells["abstained_share"] = wells["abstained"] / wells["cells_found"].where(wells["cells_found"] > 0)
@@ -104,8 +113,10 @@ def _no_call(wells, max_share):
     from the minority of cells the model recognises does not describe the well."""
     over = wells["abstained_share"] > max_share if max_share is not None else pd.Series(False, index=wells.index)
     wells["no_call"] = ""
-    wells.loc[over, "no_call"] = [f"no call: {share:.0%} of cells abstained (above max_share {max_share:.0%})"
-                                  for share in wells.loc[over, "abstained_share"]]
+    wells.loc[over, "no_call"] = [
+        f"no call: {share:.0%} of cells abstained (above max_share {max_share:.0%})"
+        for share in wells.loc[over, "abstained_share"]
+    ]
     wells.loc[over, ["score", "score_low", "score_high"]] = np.nan
 
 
@@ -130,24 +141,37 @@ def plate_statistics(wells):
         positive = on_plate.loc[on_plate["role"] == "positive_control", "score"].dropna()
         negative = on_plate.loc[on_plate["role"] == "negative_control", "score"].dropna()
         samples = on_plate[(on_plate["role"] == "sample") & (on_plate["dose"] > 0)].dropna(subset=["score"])
-        rho, p = (stats.spearmanr(samples["dose"], samples["score"]) if samples["dose"].nunique() > 1
-                  else (np.nan, np.nan))
+        rho, p = (
+            stats.spearmanr(samples["dose"], samples["score"]) if samples["dose"].nunique() > 1 else (np.nan, np.nan)
+        )
         fit = fit_dose_response(samples["dose"], samples["score"])
-        rows.append({
-            "plate": plate, "positive_wells": len(positive), "negative_wells": len(negative),
-            "positive_mean": positive.mean(), "negative_mean": negative.mean(),
-            "z_prime": z_prime(positive, negative), "ssmd": ssmd(positive, negative),
-            "controls_abstained_share": _abstained_share(on_plate.loc[positive.index.union(negative.index)]),
-            "spearman_rho": float(rho), "spearman_p": float(p), "abstained": int(on_plate["abstained"].sum()),
-            "unit": samples["unit"].iloc[0] if len(samples) else "", **fit,
-            "samples_abstained_share": _abstained_share(samples),
-            "constant_wells": len(constant),
-            "constant_wells_named": "; ".join(f"{w.well} ({w.role.replace('_', ' ')}, score {w.score:.4f})"
-                                              for w in constant.itertuples()),
-            "no_call_wells": len(no_call),
-            "no_call_wells_named": "; ".join(f"{w.well} ({w.role.replace('_', ' ')}, {w.abstained_share:.0%} "
-                                             "abstained)" for w in no_call.itertuples()),
-        })
+        rows.append(
+            {
+                "plate": plate,
+                "positive_wells": len(positive),
+                "negative_wells": len(negative),
+                "positive_mean": positive.mean(),
+                "negative_mean": negative.mean(),
+                "z_prime": z_prime(positive, negative),
+                "ssmd": ssmd(positive, negative),
+                "controls_abstained_share": _abstained_share(on_plate.loc[positive.index.union(negative.index)]),
+                "spearman_rho": float(rho),
+                "spearman_p": float(p),
+                "abstained": int(on_plate["abstained"].sum()),
+                "unit": samples["unit"].iloc[0] if len(samples) else "",
+                **fit,
+                "samples_abstained_share": _abstained_share(samples),
+                "constant_wells": len(constant),
+                "constant_wells_named": "; ".join(
+                    f"{w.well} ({w.role.replace('_', ' ')}, score {w.score:.4f})" for w in constant.itertuples()
+                ),
+                "no_call_wells": len(no_call),
+                "no_call_wells_named": "; ".join(
+                    f"{w.well} ({w.role.replace('_', ' ')}, {w.abstained_share:.0%} abstained)"
+                    for w in no_call.itertuples()
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -179,11 +203,15 @@ def sentences(statistics, positive, unit_word):
             f"in these control wells {_percent(r.controls_abstained_share)} of {unit_word}s abstained."
         )
         if getattr(r, "abstained", 0):
-            lines.append(f"plate {r.plate}: {r.abstained} {unit_word}s abstained (unlike the training data or "
-                         "uncertain) and are left out of the well scores; wells.tsv counts them per well.")
+            lines.append(
+                f"plate {r.plate}: {r.abstained} {unit_word}s abstained (unlike the training data or "
+                "uncertain) and are left out of the well scores; wells.tsv counts them per well."
+            )
         if getattr(r, "no_call_wells", 0):
-            lines.append(f"plate {r.plate}: {r.no_call_wells} well(s) got no call and are left out of Z', SSMD and the "
-                         f"dose-response: most of their {unit_word}s abstained — {r.no_call_wells_named}.")
+            lines.append(
+                f"plate {r.plate}: {r.no_call_wells} well(s) got no call and are left out of Z', SSMD and the "
+                f"dose-response: most of their {unit_word}s abstained — {r.no_call_wells_named}."
+            )
         if r.constant_wells:
             lines.append(
                 f"plate {r.plate}: {r.constant_wells} well(s) left out of Z', SSMD and the dose-response: nearly "
@@ -192,15 +220,22 @@ def sentences(statistics, positive, unit_word):
             )
         if r.n_wells == 0:
             continue
-        dose = (f"{r.n_wells} sample wells at {r.n_doses} doses, in which "
-                f"{_percent(r.samples_abstained_share)} of {unit_word}s abstained")
+        dose = (
+            f"{r.n_wells} sample wells at {r.n_doses} doses, in which "
+            f"{_percent(r.samples_abstained_share)} of {unit_word}s abstained"
+        )
         rank = f"Spearman's rho {r.spearman_rho:.2f} (p = {r.spearman_p:.2g}, {dose})"
         if r.converged:
-            interval = (f"95% interval {r.ec50_low:.3g} to {r.ec50_high:.3g}" if np.isfinite(r.ec50_low)
-                        else "interval undetermined")
+            interval = (
+                f"95% interval {r.ec50_low:.3g} to {r.ec50_high:.3g}"
+                if np.isfinite(r.ec50_low)
+                else "interval undetermined"
+            )
             note = f"; {r.note}" if r.note else ""
-            lines.append(f"plate {r.plate}: dose-response EC50 {r.ec50:.3g} {r.unit} ({interval}), Hill slope "
-                         f"{r.hill:.2f}, from {r.bottom:.2f} to {r.top:.2f}{note}; {rank}.")
+            lines.append(
+                f"plate {r.plate}: dose-response EC50 {r.ec50:.3g} {r.unit} ({interval}), Hill slope "
+                f"{r.hill:.2f}, from {r.bottom:.2f} to {r.top:.2f}{note}; {rank}."
+            )
         else:
             lines.append(f"plate {r.plate}: no dose-response fit: {r.note}; {rank}.")
     return lines
@@ -220,16 +255,22 @@ def scoring_sentences(wells):
     left_out = wells[out_of_fold.is_withheld(scored_by)]
     lines = []
     if len(out):
-        lines.append(f"{len(out)} well(s) share images with the runs' training dataset and were scored out of fold, "
-                     f"each only by the runs that never trained on it: {_well_names(out)}.")
+        lines.append(
+            f"{len(out)} well(s) share images with the runs' training dataset and were scored out of fold, "
+            f"each only by the runs that never trained on it: {_well_names(out)}."
+        )
     if len(held):
-        lines.append(f"{len(held)} other well(s) of those plates were scored as their held-out control wells are "
-                     "(assay.scoring: out_of_fold_all): each by the runs of one fold alone, so every scored well of "
-                     "the plate is scored by one fold's runs.")
+        lines.append(
+            f"{len(held)} other well(s) of those plates were scored as their held-out control wells are "
+            "(assay.scoring: out_of_fold_all): each by the runs of one fold alone, so every scored well of "
+            "the plate is scored by one fold's runs."
+        )
     if len(left_out):
-        lines.append(f"{len(left_out)} well(s) were left out of Z', SSMD and the dose-response: every run trained "
-                     f"on their images (training or validation side), so no score of them is honest: "
-                     f"{_well_names(left_out)}. Cross-validation (split.folds) scores them out of fold.")
+        lines.append(
+            f"{len(left_out)} well(s) were left out of Z', SSMD and the dose-response: every run trained "
+            f"on their images (training or validation side), so no score of them is honest: "
+            f"{_well_names(left_out)}. Cross-validation (split.folds) scores them out of fold."
+        )
     return lines
 
 
@@ -246,9 +287,12 @@ def normalisation_note(settings):
     if settings["normalise"]["method"] != "percentile" or settings["kind"] == "cells":
         return []
     return [
-        "Each field was normalised on its own (percentile): in a well where many cells have the phenotype, the "
-        "others are scaled like them, which can pull per-cell calls and the dose-response towards the phenotype. "
-        "For per-cell fractions across wells, prepare.normalise.method: bit_depth scales every field alike."
+        (
+            "Each field was normalised on its own (percentile): in a well where many cells have the phenotype, the "
+            "others are scaled like them, which can pull per-cell calls and the dose-response towards the "
+            "phenotype. For per-cell fractions across wells, prepare.normalise.method: bit_depth scales every "
+            "field alike."
+        )
     ]
 
 
@@ -269,8 +313,9 @@ def tested(layout, tiles):
     return [row for row in layout if (row["plate"], row["well"]) in wells]
 
 
-def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source, max_share=None, fdr=0.05,
-                min_excess=0.1):
+def write_assay(
+    *, tiles, run_path, layout, positive, resamples, outputs, source, max_share=None, fdr=0.05, min_excess=0.1
+):
     """An assay job: wells.tsv, the per-plate statistics, Z' per scorer group, the findings page and the
     dose-response figure of the scored cells (tiles) of a plate; heatmaps are a job per plate, from wells.tsv.
     `outputs` has the rule's wells, statistics, scorers, findings, dose and dose_svg paths; `source` says whose
@@ -286,14 +331,18 @@ def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source
     flagged = wells.groupby("plate")["unfamiliar"].sum()
     statistics["unfamiliar_wells"] = [int(flagged.get(p, 0)) for p in statistics["plate"]]
     by_scorer = scorers.scorer_statistics(wells)
-    settings = calls.read_run(run_path)["prepare"]["settings"]  # a run's metrics.json, or a model package
+    settings = tiling_check.read_run(run_path)["prepare"]["settings"]  # a run's metrics.json, or a model package
     unit = metrics.unit_of("tile", settings["kind"])
     warned = scorers.sentences(by_scorer)
     for line in warned:
         log.log(logging.WARNING if line.startswith("WARNING") else logging.INFO, "%s", line)
-    lines = (scoring_sentences(wells) + sentences(statistics, positive, unit) + warned
-             + unfamiliar.sentences(wells, baselines, fdr=fdr, min_excess=min_excess, unit_word=unit)
-             + normalisation_note(settings))
+    lines = (
+        scoring_sentences(wells)
+        + sentences(statistics, positive, unit)
+        + warned
+        + unfamiliar.sentences(wells, baselines, fdr=fdr, min_excess=min_excess, unit_word=unit)
+        + normalisation_note(settings)
+    )
     _write(outputs, wells, statistics, by_scorer, lines, f"over its {unit}s, from {source}")
     plate_figures.dose_response(wells, statistics, [outputs.dose, outputs.dose_svg])
     return wells, statistics
@@ -301,15 +350,12 @@ def write_assay(*, tiles, run_path, layout, positive, resamples, outputs, source
 
 def _write(outputs, wells, statistics, by_scorer, lines, source):
     """The assay's tables and its findings page, each written whole or not at all."""
-    import html
-
     from cellclass.io.atomic import atomic_path
+    from cellclass.templates import render
 
     for frame, path in ((wells, outputs.wells), (statistics, outputs.statistics), (by_scorer, outputs.scorers)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
-    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    page = ("<html><body><h2>Plate assay</h2><p>Per well, the score is the mean probability of the positive class "
-            f"{html.escape(source)}.</p>\n<ul>\n{items}\n</ul></body></html>\n")
+    page = render("assay.html", title="Plate assay", source=source, lines=lines)
     with atomic_path(outputs.findings) as tmp:
-        tmp.write_text(page)
+        tmp.write_text(page, encoding="utf-8")

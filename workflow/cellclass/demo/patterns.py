@@ -103,8 +103,10 @@ def class_counts(cells_per_class: int, rare_fraction: float = RARE_FRACTION, rar
     """Cells per class: `cells_per_class` each, the rare class `rare_fraction` as many (at least one)."""
     _require(rare_class)
     if cells_per_class < 1 or not 0 < rare_fraction <= 1:
-        raise InputError(f"demo patterns: need cells_per_class >= 1 and 0 < rare_fraction <= 1, "
-                         f"got {cells_per_class} and {rare_fraction}")
+        raise InputError(
+            f"demo patterns: need cells_per_class >= 1 and 0 < rare_fraction <= 1, "
+            f"got {cells_per_class} and {rare_fraction}"
+        )
     rare = max(1, round(cells_per_class * rare_fraction))
     return {cls: rare if cls == rare_class else cells_per_class for cls in CLASSES}
 
@@ -158,16 +160,18 @@ def write_block(paths, *, cls, block, seed, size=SIZE, channels=1):
     return [Path(p) for p in paths]
 
 
-def write_dataset(folder, cells_per_class, rare_class_fraction=RARE_FRACTION, seed=0, *, size=SIZE, channels=1,
-                  rare_class=RARE_CLASS):
+def write_dataset(
+    folder, cells_per_class, rare_class_fraction=RARE_FRACTION, seed=0, *, size=SIZE, channels=1, rare_class=RARE_CLASS
+):
     """Write folder/<class>/cell_<index>.tif, the layout a dataset's `path:` reads; return the paths.
 
     The cells are those the workflow writes for the same seed, size and channels.
     """
     folder = Path(folder)
     return [
-        write_cell(folder / cls / f"{name}.tif", cls, int(name.removeprefix("cell_")), seed=seed, size=size,
-                   channels=channels)
+        write_cell(
+            folder / cls / f"{name}.tif", cls, int(name.removeprefix("cell_")), seed=seed, size=size, channels=channels
+        )
         for cls, name in cell_names(cells_per_class, rare_class_fraction, rare_class)
     ]
 
@@ -247,8 +251,19 @@ def _geometry(rng, size):
     phase = rng.uniform(0, 2 * np.pi, 4)[:, None, None]
     wobble = 1 + (amplitude * np.cos(k * theta + phase)).sum(axis=0)
     rho = np.hypot(u / a, v / b) / wobble
-    return {"size": size, "cy": cy, "cx": cx, "a": a, "b": b, "angle": angle, "theta": theta, "rho": rho,
-            "wobble": (amplitude[:, 0, 0], phase[:, 0, 0]), "yy": yy, "xx": xx}
+    return {
+        "size": size,
+        "cy": cy,
+        "cx": cx,
+        "a": a,
+        "b": b,
+        "angle": angle,
+        "theta": theta,
+        "rho": rho,
+        "wobble": (amplitude[:, 0, 0], phase[:, 0, 0]),
+        "yy": yy,
+        "xx": xx,
+    }
 
 
 def _polar_to_pixels(g, angles, radii):

@@ -10,8 +10,8 @@ import pandas as pd
 import tifffile
 from skimage.segmentation import clear_border
 
-from cellclass.prepare import crops, segment, tiling
 from cellclass.io.atomic import atomic_path
+from cellclass.prepare import crops, segment, tiling
 
 
 def check_field(sample, settings, nuclei_truth, cells_truth):

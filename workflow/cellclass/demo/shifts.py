@@ -9,8 +9,15 @@ import numpy as np
 from scipy import ndimage
 
 OFFSET = 100  # the demo camera's offset in ADU (cellclass.demo.synthetic): a weaker stain scales what is above it
-SHIFTS = ("magnified_half", "magnified_2x", "stain_5x_weaker", "blur_2px", "blur_4px", "saturated_5pct",
-          "one_stain_both_channels")
+SHIFTS = (
+    "magnified_half",
+    "magnified_2x",
+    "stain_5x_weaker",
+    "blur_2px",
+    "blur_4px",
+    "saturated_5pct",
+    "one_stain_both_channels",
+)
 
 
 def shift(image, kind, *, seed=0):
@@ -22,7 +29,9 @@ def shift(image, kind, *, seed=0):
         return (OFFSET + (image.astype(np.float32) - OFFSET) / 5).round().clip(0, 65535).astype(image.dtype)
     if kind.startswith("blur_"):
         sigma = float(kind.split("_")[1].rstrip("px"))
-        return np.stack([ndimage.gaussian_filter(c.astype(np.float32), sigma) for c in image]).round().astype(image.dtype)
+        return (
+            np.stack([ndimage.gaussian_filter(c.astype(np.float32), sigma) for c in image]).round().astype(image.dtype)
+        )
     if kind == "saturated_5pct":
         out = image.copy()
         hit = np.random.default_rng(seed).random(image.shape[1:]) < 0.05

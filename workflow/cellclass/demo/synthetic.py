@@ -328,10 +328,12 @@ def plate_map(spec):
         {
             "plate": spec["name"],
             "well": wells,
-            "condition": ["DMSO" if r == "negative_control" else "siSNAP29" if r == "positive_control" else "drug"
-                          for r in roles],
-            "class": ["control" if r == "negative_control" else "aggregates" if r == "positive_control" else ""
-                      for r in roles],
+            "condition": [
+                "DMSO" if r == "negative_control" else "siSNAP29" if r == "positive_control" else "drug" for r in roles
+            ],
+            "class": [
+                "control" if r == "negative_control" else "aggregates" if r == "positive_control" else "" for r in roles
+            ],
             "dose": dose,
             "unit": ["" if np.isnan(d) else spec["unit"] for d in dose],
             "role": roles,
@@ -419,6 +421,7 @@ def striped_cells(field, *, seed):
 def write_unfamiliar(path, kind, *, seed, size=512, channels=2):
     """Write render_unfamiliar's field as a TIFF the way demo fields are written."""
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, render_unfamiliar(kind, seed=seed, size=size, channels=channels), imagej=True,
-                         metadata={"axes": "CYX"})
+        tifffile.imwrite(
+            tmp, render_unfamiliar(kind, seed=seed, size=size, channels=channels), imagej=True, metadata={"axes": "CYX"}
+        )
     return Path(path)

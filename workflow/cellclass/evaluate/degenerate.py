@@ -72,8 +72,10 @@ def constant_cluster(probabilities):
     top = p.max(axis=1)
     unsure, sure = p[top < SATURATED], p[(top >= SATURATED) & (p.min(axis=1) >= FLOOR)]
     best = (0, None)
-    for rows, values, tolerance, neighbourhood in ((unsure, unsure, TOLERANCE, NEIGHBOURHOOD),
-                                                   (sure, np.log(sure), LOG_TOLERANCE, LOG_NEIGHBOURHOOD)):
+    for rows, values, tolerance, neighbourhood in (
+        (unsure, unsure, TOLERANCE, NEIGHBOURHOOD),
+        (sure, np.log(sure), LOG_TOLERANCE, LOG_NEIGHBOURHOOD),
+    ):
         n, on = _spike(values, tolerance, neighbourhood)
         if n > best[0]:
             best = (n, rows[on].mean(axis=0))
@@ -114,10 +116,15 @@ def run_flags(predictions, temperatures=None):
         n, vector = constant_cluster(p)
         groups = sum(unit_is_constant(p[at]) for at in tiles.groupby("group", sort=False).indices.values())
         many = n >= MIN_TILES
-        rows.append({
-            **dict(zip(SCORE, key)), "constant_tiles": n if many else 0,
-            "constant_value": describe(vector, classes) if many else "",
-            "constant_groups": int(groups), "constant_output": many or groups > 0,
-        })
-    return pd.DataFrame(rows, columns=[*SCORE, "constant_tiles", "constant_value", "constant_groups",
-                                       "constant_output"])
+        rows.append(
+            {
+                **dict(zip(SCORE, key)),
+                "constant_tiles": n if many else 0,
+                "constant_value": describe(vector, classes) if many else "",
+                "constant_groups": int(groups),
+                "constant_output": many or groups > 0,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[*SCORE, "constant_tiles", "constant_value", "constant_groups", "constant_output"]
+    )

@@ -13,15 +13,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from cellclass.evaluate.metrics import calibration, confusion
+from cellclass.evaluate.runs import kept_epochs, read_predictions, run_name
 from cellclass.io import tilestore
 from cellclass.io.contact_sheet import display_rgb
-from cellclass.evaluate.metrics import calibration, confusion
 from cellclass.io.plotting import JITTER, colours, save
-from cellclass.evaluate.runs import kept_epochs, read_predictions, run_name
 
 RIGHT = "tab:green"
 WRONG = "tab:red"
 GALLERY_ORDERS = ("confidence-wrong-first", "random")
+
+
 def _labels(table):
     return table["experiment"] + "/" + table["model"]
 
@@ -99,8 +101,17 @@ def _mark_kept(ax, history, column, colours):
     kept = kept_epochs(history).dropna(subset=[column])
     if kept.empty:
         return False
-    ax.scatter(kept["epoch"], kept[column], s=42, marker="D", facecolors=[colours[label] for label in kept["label"]],
-               edgecolors="black", linewidths=0.9, zorder=4, gid="kept_epoch")
+    ax.scatter(
+        kept["epoch"],
+        kept[column],
+        s=42,
+        marker="D",
+        facecolors=[colours[label] for label in kept["label"]],
+        edgecolors="black",
+        linewidths=0.9,
+        zorder=4,
+        gid="kept_epoch",
+    )
     return True
 
 
@@ -119,8 +130,14 @@ def training_curves(history, paths, window=1):
     panels = ["train_eval_accuracy", "validation_accuracy"], ["training (inference mode)", "validation"]
     for ax, column, title in zip(axes, *panels):
         if history[column].isna().all():
-            ax.text(0.5, 0.5, "no validation side\n(too few groups per class)", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no validation side\n(too few groups per class)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
         for label, group in history.dropna(subset=[column]).groupby("label", sort=True):
             colour = colours[label]
             x = group["epoch"] + rng.uniform(-JITTER, JITTER, len(group))
@@ -140,8 +157,17 @@ def training_curves(history, paths, window=1):
     axes[0].set_ylim(top=1.01)
     handles, _ = axes[0].get_legend_handles_labels()
     if marked or len(kept_epochs(history)):
-        handles.append(Line2D([], [], marker="D", color="gray", markeredgecolor="black", linestyle="none",
-                              label="epoch kept (the model)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="D",
+                color="gray",
+                markeredgecolor="black",
+                linestyle="none",
+                label="epoch kept (the model)",
+            )
+        )
     axes[0].legend(handles=handles, frameon=False, loc="lower right")
     return save(fig, paths)
 
@@ -206,16 +232,29 @@ def _confidence_row(left, right, predictions, classes, bins, where):
     correct = (predictions["true"] == predictions["predicted"]).to_numpy()
     edges = np.linspace(1 / len(classes), 1.0, 21)
     for chosen, colour, name in [(correct, RIGHT, "right"), (~correct, WRONG, "wrong")]:
-        left.hist(confidence[chosen], bins=edges, histtype="step", linewidth=1.8, color=colour,
-                  label=f"{name} ({chosen.sum()})")
+        left.hist(
+            confidence[chosen],
+            bins=edges,
+            histtype="step",
+            linewidth=1.8,
+            color=colour,
+            label=f"{name} ({chosen.sum()})",
+        )
     left.set_xlabel("top softmax probability")
     left.set_ylabel("tiles")
     left.set_title(f"Confidence of right and wrong predictions{where}")
     left.legend(frameon=False, loc="best")
     filled = table[table["count"] > 0]
     width = table["bin_high"].iloc[0] - table["bin_low"].iloc[0]
-    right.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", color="tab:blue", edgecolor="white",
-              label="accuracy")
+    right.bar(
+        filled["bin_low"],
+        filled["accuracy"],
+        width=width,
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        label="accuracy",
+    )
     right.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
     right.scatter(filled["confidence"], filled["accuracy"], color="black", s=12, zorder=3, label="mean confidence")
     right.set_xlim(0, 1)
@@ -275,7 +314,9 @@ def _gallery_figure(predictions, tile_loader, n, order, seed, columns):
     for ax in axes:
         ax.axis("off")
     for ax, row in zip(axes, chosen.itertuples()):
-        ax.imshow(display_rgb(tile_loader(row.test_set, row.tile)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            display_rgb(tile_loader(row.test_set, row.tile)), cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+        )
         ax.set_title(
             f"{row.confidence:.0%} {row.predicted}\ntrue: {row.true}", color=RIGHT if row.correct else WRONG, fontsize=8
         )
@@ -300,7 +341,7 @@ def tile_loader(tile_files):
         for tileset in tilestore.load(path):
             where[(tileset.meta.get("dataset", ""), tileset.meta["sample"])] = (path, tileset)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def index_of(test_set, sample):
         if (test_set, sample) not in where:
             raise KeyError(f"no tiles of sample {sample!r} in test set {test_set!r} among the declared inputs")
@@ -326,7 +367,8 @@ def run_figures(*, prediction_files, classes, tile_files, outputs, plots):
     pooled = pd.concat(tables, ignore_index=True)
     confidence_plots(pooled, classes, list(outputs.confidence), bins=plots["calibration_bins"])
     sets = list(dict.fromkeys(pooled["test_set"]))
-    confusion_plot({name: confusion(pooled[pooled["test_set"] == name], classes) for name in sets},
-                   list(outputs.confusion))
+    confusion_plot(
+        {name: confusion(pooled[pooled["test_set"] == name], classes) for name in sets}, list(outputs.confusion)
+    )
     own = tables[0][tables[0]["test_set"] == sets[0]]
     gallery(own, tile_loader(tile_files), list(outputs.gallery), n=plots["gallery_size"], order=plots["gallery_order"])

@@ -4,8 +4,6 @@ Every number says its unit (tile or cell, image, group) and comes with what it s
 read against: chance, the majority-class rate, an interval.
 """
 
-import html
-
 import numpy as np
 import pandas as pd
 
@@ -13,10 +11,11 @@ from cellclass.evaluate import metrics
 from cellclass.evaluate.degenerate import TOLERANCE
 from cellclass.evaluate.ensemble import pooled_rows
 from cellclass.evaluate.runs import RUN, run_name
+from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
 from cellclass.learn import recipe
 from cellclass.learn.novelty import MIN_BEYOND
-from cellclass.evaluate.stats import MIN_GROUPS, MIN_PAIRS
 from cellclass.prepare.extra_labels import PREFIX as EXTRA
+from cellclass.templates import render
 
 # A test side needs this many groups of every class before image- or group-level numbers mean much.
 MIN_TEST_GROUPS = 3
@@ -57,8 +56,11 @@ def images_without_tiles(table):
         for sample, of_image in rows.groupby("sample", sort=False):
             r = of_image.iloc[0]
             tested = of_image.loc[of_image["split"] == "test", "fold"]
-            side = f"{r.split} side" if len(of_image) == 1 else (
-                f"tested in fold {tested.iloc[0]}" if len(tested) else "never tested")
+            side = (
+                f"{r.split} side"
+                if len(of_image) == 1
+                else (f"tested in fold {tested.iloc[0]}" if len(tested) else "never tested")
+            )
             named.append(f"{sample} ({side}): {r.reason}")
         lines.append(f"dataset {dataset}: {len(named)} image(s) gave no tiles and were left out — {'; '.join(named)}")
     return lines
@@ -92,8 +94,10 @@ def constant_outputs(table):
     for r in rows.itertuples():
         what = []
         if r.constant_tiles:
-            what.append(f"{r.constant_tiles} of its {r.n_units} {r.unit}s got one probability vector "
-                        f"({r.constant_value}, each within {TOLERANCE:g})")
+            what.append(
+                f"{r.constant_tiles} of its {r.n_units} {r.unit}s got one probability vector "
+                f"({r.constant_value}, each within {TOLERANCE:g})"
+            )
         if r.constant_groups:
             what.append(f"in {r.constant_groups} test group(s) nearly every {r.unit} got one and the same")
         lines.append(
@@ -130,8 +134,11 @@ def imbalance(runs):
         r = rows.iloc[0]
         if r["imbalance_ratio"] > IMBALANCE:
             counts = ", ".join(f"{c}: {n}" for c, n in r["train_tiles_per_class"].items())
-            remedy = {"sampling": "balanced sampling of the training stream", "weights": "class weights in the loss",
-                      "none": "none (train.class_balance: none)"}[r["class_balance"]]
+            remedy = {
+                "sampling": "balanced sampling of the training stream",
+                "weights": "class weights in the loss",
+                "none": "none (train.class_balance: none)",
+            }[r["class_balance"]]
             lines.append(
                 f"{experiment}: training classes are imbalanced {r['imbalance_ratio']:.1f}:1 (tiles {counts}); "
                 f"remedy applied: {remedy}. Plain accuracy favours the large class; read balanced accuracy."
@@ -171,17 +178,24 @@ def training_recipe(runs):
                 f"{int(best.sum())} of {n} run(s) kept the epoch of best {used['monitor'].replace('_', ' ')} on the "
                 f"validation side (never the test side): epoch {_span(kept[best])} of {_span(trained[best])} trained"
             )
-        for selection, what in (("last", "kept their last epoch"),
-                                ("last: no validation side", "had no validation side and kept their last epoch")):
+        for selection, what in (
+            ("last", "kept their last epoch"),
+            ("last: no validation side", "had no validation side and kept their last epoch"),
+        ):
             last = rows["epoch_selection"] == selection
             if last.any():
                 parts.append(f"{int(last.sum())} of {n} run(s) {what} ({_span(kept[last])})")
         stopped = rows["stopped_epoch"].dropna()
         if len(stopped):
-            parts.append(f"{len(stopped)} of {n} stopped early (after epoch {_span(stopped)} of at most "
-                         f"{used['epochs']})")
-        lines.append(f"{_label(experiment, model)}: trained with {recipe.describe(used)}. " + "; ".join(parts) + "."
-                     + training_work(rows))
+            parts.append(
+                f"{len(stopped)} of {n} stopped early (after epoch {_span(stopped)} of at most {used['epochs']})"
+            )
+        lines.append(
+            f"{_label(experiment, model)}: trained with {recipe.describe(used)}. "
+            + "; ".join(parts)
+            + "."
+            + training_work(rows)
+        )
     return lines
 
 
@@ -193,9 +207,11 @@ def training_work(rows):
     passes = [w["passes"] for w in rows["work"]]
     rate = [w["tile_steps"] / s for w, s in zip(rows["work"], rows["train_seconds"]) if s]
     passes = f"{min(passes):.3g}" if min(passes) == max(passes) else f"{min(passes):.3g}–{max(passes):.3g}"
-    text = (f" Each run's planned work: {_span(steps)} tile-steps ({passes} passes over its "
-            f"training tiles), set by {rows['work'].iloc[0]['set_by']}; training took {_span(rows['train_seconds'])} s"
-            f" per run")
+    text = (
+        f" Each run's planned work: {_span(steps)} tile-steps ({passes} passes over its "
+        f"training tiles), set by {rows['work'].iloc[0]['set_by']}; training took {_span(rows['train_seconds'])} s"
+        f" per run"
+    )
     if rate:
         text += f" (up to {_span(rate)} tile-steps a second, scoring after each epoch included)"
     return text + "."
@@ -230,8 +246,11 @@ def headline(summary):
         human = summary[(summary[["experiment", "model", "test_set"]] == [experiment, model, test_set]).all(axis=1)]
         human = human["human"].dropna()
         by_eye = f"; by eye, per {tile.unit}, {human.iloc[0]:.2f} (plain accuracy)" if len(human) else ""
-        per_tile = "" if top.level == "tile" else (
-            f"; per {tile.unit} {tile.estimate:.2f} ({_interval(tile.ci95_low, tile.ci95_high)})")
+        per_tile = (
+            ""
+            if top.level == "tile"
+            else (f"; per {tile.unit} {tile.estimate:.2f} ({_interval(tile.ci95_low, tile.ci95_high)})")
+        )
         lines.append(
             f"{_label(experiment, model)} on {_where(test_set, dataset)}: balanced accuracy per {top.unit} "
             f"{top.estimate:.2f} over {top.n_groups} test groups and {_runs(top.n_runs, top.n_folds)} "
@@ -246,19 +265,26 @@ def _mixed(top, tile_unit):
     """Why the headline is not at a larger unit, and the units of several classes it leaves out, in words."""
     words = ""
     if isinstance(top.headline_reason, str) and top.headline_reason:
-        words += (f" The headline is per {top.unit} because {top.headline_reason}: a unit whose {tile_unit}s "
-                  "have several classes has no class of its own to call.")
+        words += (
+            f" The headline is per {top.unit} because {top.headline_reason}: a unit whose {tile_unit}s "
+            "have several classes has no class of its own to call."
+        )
     if top.mixed_units:
-        words += (f" {top.mixed_units} of {top.n_units + top.mixed_units} test {top.level}s hold several classes "
-                  f"and are left out of the per-{top.level} scores.")
+        words += (
+            f" {top.mixed_units} of {top.n_units + top.mixed_units} test {top.level}s hold several classes "
+            f"and are left out of the per-{top.level} scores."
+        )
     return words
 
 
 def test_time_augmentation(table):
     """A line per experiment and model whose test scores average dihedral views (evaluation.tta)."""
     used = table[table["tta"] != "none"].drop_duplicates(["experiment", "model"])
-    return [f"{_label(r.experiment, r.model)}: test scores average each tile's probabilities over its 8 dihedral "
-            f"views (evaluation.tta: {r.tta}); the training curves do not" for r in used.itertuples()]
+    return [
+        f"{_label(r.experiment, r.model)}: test scores average each tile's probabilities over its 8 dihedral "
+        f"views (evaluation.tta: {r.tta}); the training curves do not"
+        for r in used.itertuples()
+    ]
 
 
 def calibration(table):
@@ -272,8 +298,10 @@ def calibration(table):
         if not n_fitted:
             lines.append(f"{_label(experiment, model)}: uncalibrated (no validation side to fit a temperature on)")
             continue
-        effects = "; ".join(f"on {test_set} {r['ece_before'].median():.3f} → {r['ece_after'].median():.3f}"
-                            for test_set, r in fitted.groupby("test_set", sort=False))
+        effects = "; ".join(
+            f"on {test_set} {r['ece_before'].median():.3f} → {r['ece_after'].median():.3f}"
+            for test_set, r in fitted.groupby("test_set", sort=False)
+        )
         rest = len(runs) - n_fitted
         lines.append(
             f"{_label(experiment, model)}: temperature scaling fitted on the validation side (median temperature "
@@ -291,18 +319,27 @@ def ensemble_calibration(table):
     for (experiment, model), rows in pooled_rows(table).groupby(["experiment", "model"], sort=False):
         first = rows.iloc[0]
         who = f"{first.members} seed(s)" + (f" per fold, pooled over {first.folds} folds" if first.folds > 1 else "")
-        per_set = "; ".join(f"on {r.test_set} ECE {r.ece:.3f}, log loss {r.log_loss:.3f} (mean member "
-                            f"{r.member_ece:.3f}, {r.member_log_loss:.3f})" for r in rows.itertuples())
-        text = (f"{_label(experiment, model)}: the ensemble (the mean of the calibrated probabilities of {who}, "
-                f"as prediction calls), per {first.unit}: {per_set}.")
-        under = [f"{r.test_set} ({r.mean_confidence:.2f} < {r.accuracy:.2f})" for r in rows.itertuples()
-                 if r.under_confident]
+        per_set = "; ".join(
+            f"on {r.test_set} ECE {r.ece:.3f}, log loss {r.log_loss:.3f} (mean member "
+            f"{r.member_ece:.3f}, {r.member_log_loss:.3f})"
+            for r in rows.itertuples()
+        )
+        text = (
+            f"{_label(experiment, model)}: the ensemble (the mean of the calibrated probabilities of {who}, "
+            f"as prediction calls), per {first.unit}: {per_set}."
+        )
+        under = [
+            f"{r.test_set} ({r.mean_confidence:.2f} < {r.accuracy:.2f})" for r in rows.itertuples() if r.under_confident
+        ]
         if under:
             text += f" Under-confident (mean confidence below accuracy) on {', '.join(under)}."
         if first.ensemble_temperature != 1:
-            text += (f" An ensemble temperature of {first.ensemble_temperature:.2f}, fitted on the "
-                     f"{first.calibration_tiles} {first.unit}s of the validation side's calibration part, gives ECE "
-                     + "; ".join(f"{r.tempered_ece:.3f} on {r.test_set}" for r in rows.itertuples()) + ".")
+            text += (
+                f" An ensemble temperature of {first.ensemble_temperature:.2f}, fitted on the "
+                f"{first.calibration_tiles} {first.unit}s of the validation side's calibration part, gives ECE "
+                + "; ".join(f"{r.tempered_ece:.3f} on {r.test_set}" for r in rows.itertuples())
+                + "."
+            )
         else:
             text += f" No ensemble temperature: {first.ensemble_temperature_note}."
         lines.append(text)
@@ -323,7 +360,8 @@ def novelty_samples(runs):
                 f"{_label(experiment, model)}: in {len(records)} of {len(rows)} run(s) the novelty threshold (the "
                 f"{records[0]['threshold_quantile']:g} quantile) rests on {_span(tiles)} held-out tiles, fewer than "
                 f"the {records[0]['threshold_tiles_needed']} that leave {MIN_BEYOND} beyond it: which new tiles "
-                "prediction calls unlike the training data is decided by a handful. Add validation images.")
+                "prediction calls unlike the training data is decided by a handful. Add validation images."
+            )
     return lines
 
 
@@ -340,7 +378,8 @@ def shared_validation(runs):
                 f"{_label(experiment, model)}: in {len(shared)} of {len(rows)} run(s) the validation side was too "
                 f"small to split by image: {_span([u['shared']['images'] for u in shared])} image(s) "
                 f"({_span([u['shared']['tiles'] for u in shared])} tiles) both chose the epoch and fitted the "
-                "temperature and novelty threshold, which are then a little optimistic")
+                "temperature and novelty threshold, which are then a little optimistic"
+            )
     return lines
 
 
@@ -353,7 +392,9 @@ def overfitting(table):
         when = ""
         if len(reached):
             low, high = int(reached.min()), int(reached.max())
-            when = f"; {len(reached)} of {n} runs reached 100%, first at epoch {low if low == high else f'{low}–{high}'}"
+            when = (
+                f"; {len(reached)} of {n} runs reached 100%, first at epoch {low if low == high else f'{low}–{high}'}"
+            )
         verdict = "no run overfits" if n_over == 0 else f"{n_over} of {n} runs overfit"
         lines.append(
             f"{_label(experiment, model)}: training accuracy {rows['final_train_accuracy'].mean():.2f} at the kept "
@@ -411,14 +452,22 @@ def extra_labelled(runs, predictions):
         largest = rows["extra_tiles"].iloc[per_run.index(max(per_run))]
         classes = ", ".join(f"{cls} {n}" for cls, n in largest.items())
         sheets = ", ".join(sorted({s for listed in rows["extra_labels"] if isinstance(listed, list) for s in listed}))
-        trained = (f"trained in every one of its {len(rows)} run(s)" if min(per_run) == max(per_run)
-                   else f"trained in {sum(n > 0 for n in per_run)} of {len(rows)} runs, {_span(per_run)} a run")
+        trained = (
+            f"trained in every one of its {len(rows)} run(s)"
+            if min(per_run) == max(per_run)
+            else f"trained in {sum(n > 0 for n in per_run)} of {len(rows)} runs, {_span(per_run)} a run"
+        )
         tested = predictions[predictions["experiment"].eq(experiment)]
         leaked = tested["sample"].astype(str).str.startswith(EXTRA).sum()
-        on_test = ("none is in any test side" if not leaked else
-                   f"{leaked} of the test sides' {unit}s are extra ones: their numbers are not honest")
-        lines.append(f"{experiment}: {max(per_run)} extra labelled {unit}s ({classes}; sheet {sheets}) {trained}; "
-                     f"{on_test} ({len(tested)} test {unit}s checked)")
+        on_test = (
+            "none is in any test side"
+            if not leaked
+            else f"{leaked} of the test sides' {unit}s are extra ones: their numbers are not honest"
+        )
+        lines.append(
+            f"{experiment}: {max(per_run)} extra labelled {unit}s ({classes}; sheet {sheets}) {trained}; "
+            f"{on_test} ({len(tested)} test {unit}s checked)"
+        )
     return lines
 
 
@@ -426,22 +475,25 @@ def quality_outliers(table):
     """One warning per dataset naming the images unlike the rest of their set in quality (prepare.qc), and one
     naming images some measure could not be computed for; `table`: the datasets' qc.parquet rows."""
     lines = []
-    for dataset, rows in (table.groupby("dataset", sort=False) if len(table) else []):
+    for dataset, rows in table.groupby("dataset", sort=False) if len(table) else []:
         odd = rows[rows["unlike"] != ""]
         if len(odd):
             named = "; ".join(f"{r.image} ({r.unlike})" for r in odd.head(10).itertuples())
-            lines.append(f"dataset {dataset}: {len(odd)} of {len(rows)} image(s) are unlike the rest of their set in "
-                         f"quality (results/{dataset}/qc.png): {named}{' ...' if len(odd) > 10 else ''}. Check them: "
-                         "a blurred, saturated or mislabelled field trains and tests like any other.")
+            lines.append(
+                f"dataset {dataset}: {len(odd)} of {len(rows)} image(s) are unlike the rest of their set in "
+                f"quality (results/{dataset}/qc.png): {named}{' ...' if len(odd) > 10 else ''}. Check them: "
+                "a blurred, saturated or mislabelled field trains and tests like any other."
+            )
         unmeasured = rows[(rows["qc_note"] != "") & rows["qc_note"].str.startswith("cannot be computed")]
         if len(unmeasured):
-            lines.append(f"dataset {dataset}: quality measures of {len(unmeasured)} image(s) "
-                         f"{unmeasured['qc_note'].iloc[0]} (e.g. {unmeasured['image'].iloc[0]}: a constant image).")
+            lines.append(
+                f"dataset {dataset}: quality measures of {len(unmeasured)} image(s) "
+                f"{unmeasured['qc_note'].iloc[0]} (e.g. {unmeasured['image'].iloc[0]}: a constant image)."
+            )
     return lines
 
 
-def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None, ensembles=None,
-                        quality=None):
+def evaluation_sections(runs, table, summary, compared, empty, predictions, leaked=None, ensembles=None, quality=None):
     """{heading: lines} of the findings page: warnings first; `leaked`: the leakage check's table, if it ran;
     `ensembles`: the ensembles' calibration (ensemble.ensemble_table); `quality`: the datasets' qc.parquet."""
     warnings = (
@@ -456,9 +508,15 @@ def evaluation_sections(runs, table, summary, compared, empty, predictions, leak
         + shared_validation(runs)
         + novelty_samples(runs)
     )
-    results = (headline(summary) + test_time_augmentation(table) + calibration(table)
-               + (ensemble_calibration(ensembles) if ensembles is not None else []) + overfitting(table)
-               + training_recipe(runs) + extra_labelled(runs, predictions))
+    results = (
+        headline(summary)
+        + test_time_augmentation(table)
+        + calibration(table)
+        + (ensemble_calibration(ensembles) if ensembles is not None else [])
+        + overfitting(table)
+        + training_recipe(runs)
+        + extra_labelled(runs, predictions)
+    )
     if len(compared):
         results += list(compared["text"])
     else:
@@ -479,11 +537,4 @@ def read_tables(paths):
 
 def write_html(path, sections):
     """A findings page: `sections` maps a heading to its lines."""
-    parts = ["<html><body><h2>Findings</h2>"]
-    for heading, lines in sections.items():
-        if not lines:
-            continue
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-        parts.append(f"<h3>{html.escape(heading)}</h3><ul>{items}</ul>")
-    parts.append("</body></html>\n")
-    path.write_text("".join(parts), encoding="utf-8")
+    path.write_text(render("findings.html", title="Findings", sections=sections), encoding="utf-8")

@@ -16,8 +16,19 @@ from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
 from cellclass.io.plotting import JITTER, save
 
-COLUMNS = ["experiment", "dataset", "model", "unit", "random_split", "grouped_split", "headline_unit",
-           "grouped_split_headline", "gap", "random_test_tiles", "grouped_runs"]
+COLUMNS = [
+    "experiment",
+    "dataset",
+    "model",
+    "unit",
+    "random_split",
+    "grouped_split",
+    "headline_unit",
+    "grouped_split_headline",
+    "gap",
+    "random_test_tiles",
+    "grouped_runs",
+]
 
 
 def leakage_table(controls, summary):
@@ -33,16 +44,27 @@ def leakage_table(controls, summary):
         grouped = ba[(ba["experiment"] == experiment) & (ba["model"] == model)]
         tile, top = grouped[grouped["level"] == "tile"], grouped[grouped["headline"].astype(bool)]
         if tile.empty or top.empty:
-            raise InputError(f"the evaluation's summary has no balanced accuracy of {experiment}/{model} on its "
-                             "own test side to hold the leakage control against; rerun the evaluate job")
+            raise InputError(
+                f"the evaluation's summary has no balanced accuracy of {experiment}/{model} on its "
+                "own test side to hold the leakage control against; rerun the evaluate job"
+            )
         tile, top = tile.iloc[0], top.iloc[0]
         random = balanced_accuracy_score(tiles["true"], tiles["predicted"])
-        rows.append({
-            "experiment": experiment, "dataset": dataset, "model": model, "unit": tile["unit"],
-            "random_split": random, "grouped_split": tile["estimate"], "headline_unit": top["unit"],
-            "grouped_split_headline": top["estimate"], "gap": random - tile["estimate"],
-            "random_test_tiles": len(tiles), "grouped_runs": int(tile["n_runs"]),
-        })
+        rows.append(
+            {
+                "experiment": experiment,
+                "dataset": dataset,
+                "model": model,
+                "unit": tile["unit"],
+                "random_split": random,
+                "grouped_split": tile["estimate"],
+                "headline_unit": top["unit"],
+                "grouped_split_headline": top["estimate"],
+                "gap": random - tile["estimate"],
+                "random_test_tiles": len(tiles),
+                "grouped_runs": int(tile["n_runs"]),
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -59,16 +81,25 @@ def leakage_figure(runs, table, paths):
     rng = np.random.default_rng(0)
     ticks, labels, values = [], [], []
     for i, row in enumerate(table.itertuples()):
-        own = runs[(runs["experiment"] == row.experiment) & (runs["model"] == row.model)
-                   & (runs["test_set"] == row.dataset)]
-        columns = [(own[own["headline"].astype(bool)], f"split by {row.headline_unit}\nper {row.headline_unit}"),
-                   (own[own["level"] == "tile"], f"split by {row.headline_unit}\nper {row.unit}")]
+        own = runs[
+            (runs["experiment"] == row.experiment) & (runs["model"] == row.model) & (runs["test_set"] == row.dataset)
+        ]
+        columns = [
+            (own[own["headline"].astype(bool)], f"split by {row.headline_unit}\nper {row.headline_unit}"),
+            (own[own["level"] == "tile"], f"split by {row.headline_unit}\nper {row.unit}"),
+        ]
         base = 4 * i
         for k, (scored, label) in enumerate(columns):
             accuracy = scored["balanced_accuracy"].astype(float)
             ax.boxplot([accuracy], positions=[base + k], widths=0.5, showfliers=False, medianprops={"color": "black"})
-            ax.scatter(base + k + rng.uniform(-JITTER, JITTER, len(accuracy)), accuracy, s=20, color="tab:blue",
-                       zorder=3, clip_on=False)
+            ax.scatter(
+                base + k + rng.uniform(-JITTER, JITTER, len(accuracy)),
+                accuracy,
+                s=20,
+                color="tab:blue",
+                zorder=3,
+                clip_on=False,
+            )
             ticks.append(base + k)
             labels.append(label)
             values += list(accuracy)
@@ -77,18 +108,32 @@ def leakage_figure(runs, table, paths):
         labels.append(f"random {row.unit} split\nper {row.unit}")
         chance = own["chance"].iloc[0] if len(own) else np.nan
         ax.hlines(chance, base - 0.4, base + 2.4, color="gray", linestyle=":")
-        ax.text(base + 1, 1.03, f"{row.experiment}/{row.model}: gap {row.gap:+.2f} per {row.unit}", ha="center",
-                fontsize=8)
+        ax.text(
+            base + 1, 1.03, f"{row.experiment}/{row.model}: gap {row.gap:+.2f} per {row.unit}", ha="center", fontsize=8
+        )
         values += [row.random_split, chance]
     ax.set_xticks(ticks, labels, fontsize=7)
     ax.set_ylim(min([0.4, *[v for v in values if np.isfinite(v)]]) - 0.05, 1.08)
     ax.set_ylabel("test balanced accuracy")
     ax.set_title("What a random tile split would have claimed")
-    ax.legend(handles=[Line2D([], [], color="tab:blue", marker="o", linestyle="", label="grouped split, a run"),
-                       Line2D([], [], color="tab:red", marker="*", markersize=10, linestyle="",
-                              label="random tile split (one control run)"),
-                       Line2D([], [], color="gray", linestyle=":", label="chance (1/K)")],
-              loc="lower left", frameon=False, fontsize=8)
+    ax.legend(
+        handles=[
+            Line2D([], [], color="tab:blue", marker="o", linestyle="", label="grouped split, a run"),
+            Line2D(
+                [],
+                [],
+                color="tab:red",
+                marker="*",
+                markersize=10,
+                linestyle="",
+                label="random tile split (one control run)",
+            ),
+            Line2D([], [], color="gray", linestyle=":", label="chance (1/K)"),
+        ],
+        loc="lower left",
+        frameon=False,
+        fontsize=8,
+    )
     return save(fig, paths)
 
 

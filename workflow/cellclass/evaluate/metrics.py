@@ -44,7 +44,9 @@ def kinds_of(runs):
     """Experiment -> how its training tiles were made (prepare.kind; fields for tiles made outside the workflow)."""
     if "prepare" not in runs:
         return {}
-    return {e: ((p or {}).get("settings") or {}).get("kind", "fields") for e, p in zip(runs["experiment"], runs["prepare"])}
+    return {
+        e: ((p or {}).get("settings") or {}).get("kind", "fields") for e, p in zip(runs["experiment"], runs["prepare"])
+    }
 
 
 def with_units(table, kinds):
@@ -97,8 +99,15 @@ def mixed_units(predictions, level):
 def scores(units, classes):
     """Every metric of one set of calls, with the baselines it should be read against (NaN without units)."""
     if units.empty:  # every unit at this level held several classes
-        return {"n_units": 0, "n_groups": 0, **dict.fromkeys(METRICS, np.nan), "chance": 1 / len(classes),
-                "majority_rate": np.nan, "top_call": "", "top_call_share": np.nan}
+        return {
+            "n_units": 0,
+            "n_groups": 0,
+            **dict.fromkeys(METRICS, np.nan),
+            "chance": 1 / len(classes),
+            "majority_rate": np.nan,
+            "top_call": "",
+            "top_call_share": np.nan,
+        }
     y, called = units["true"].to_numpy(), units["predicted"].to_numpy()
     probabilities = units[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
@@ -158,8 +167,16 @@ def score_table(predictions):
         headline, reason = choices[tuple(named[k] for k in side)]
         for level in LEVELS:
             units = rollup(tiles, level)
-            rows.append({**named, "level": level, "headline": level == headline, "headline_reason": reason,
-                         "mixed_units": mixed_units(tiles, level)[0], **scores(units, classes)})
+            rows.append(
+                {
+                    **named,
+                    "level": level,
+                    "headline": level == headline,
+                    "headline_reason": reason,
+                    "mixed_units": mixed_units(tiles, level)[0],
+                    **scores(units, classes),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -177,8 +194,15 @@ def class_table(predictions):
             )
             for i, cls in enumerate(classes):
                 rows.append(
-                    {**dict(zip(SCORE, key)), "level": level, "class": cls, "precision": precision[i],
-                     "recall": recall[i], "f1": f1[i], "support": int(support[i])}
+                    {
+                        **dict(zip(SCORE, key)),
+                        "level": level,
+                        "class": cls,
+                        "precision": precision[i],
+                        "recall": recall[i],
+                        "f1": f1[i],
+                        "support": int(support[i]),
+                    }
                 )
     return pd.DataFrame(rows)
 

@@ -18,12 +18,13 @@ def run_name(fold, seed, cross_validated):
     return f"fold {fold} seed {seed}" if cross_validated else f"seed {seed}"
 
 
-def read_metrics(run_dir):
-    path = Path(run_dir) / "metrics.json"
+def read_metrics(run_dir, name="metrics.json"):
+    """A run's record: metrics.json (the score job's), or training.json (the train job's, without the scoring)."""
+    path = Path(run_dir) / name
     try:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not a readable metrics.json ({error}); rerun the training job") from None
+        raise InputError(f"{path}: not a readable {name} ({error}); rerun the job that wrote it") from None
     missing = [k for k in IDENTITY if k not in metrics]
     if missing:
         raise InputError(f"{path}: no {', '.join(missing)} recorded (a run from an older cellclass; retrain it)")

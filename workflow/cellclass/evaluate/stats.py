@@ -110,8 +110,15 @@ def interval(C, N, metric="balanced_accuracy", *, resamples=999, seed=0, level=0
     data = (np.arange(G),) if R == 1 else (np.arange(G), np.arange(R))
     with np.errstate(invalid="ignore"):
         result = stats.bootstrap(
-            data, statistic, paired=False, vectorized=True, n_resamples=resamples, batch=100,
-            confidence_level=level, method="percentile", random_state=np.random.default_rng(seed),
+            data,
+            statistic,
+            paired=False,
+            vectorized=True,
+            n_resamples=resamples,
+            batch=100,
+            confidence_level=level,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
         )
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
 

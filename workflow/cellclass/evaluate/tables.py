@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from cellclass.evaluate import degenerate, ensemble, findings, leakage, metrics, stats
-from cellclass.io.atomic import atomic_path
 from cellclass.evaluate.runs import RUN, kept_epochs, read_calibration_parts, read_runs
+from cellclass.io.atomic import atomic_path
 
 SCORE = metrics.SCORE
 GROUP = ["experiment", "dataset", "model", "test_set"]
@@ -29,7 +29,8 @@ def training_summary(history):
     history = history.sort_values([*RUN, "epoch"])
     perfect = history[history["train_eval_accuracy"] >= PERFECT]
     return (
-        kept_epochs(history).groupby(RUN, sort=False)
+        kept_epochs(history)
+        .groupby(RUN, sort=False)
         .agg(
             kept_epoch=("epoch", "last"),
             final_train_accuracy=("train_eval_accuracy", "last"),
@@ -56,9 +57,15 @@ def calibration_table(runs):
     for run in runs.to_dict("records"):
         record = run.get("calibration")
         for test_set, seen in (record["test_sets"] if isinstance(record, dict) else {}).items():
-            rows.append({**{k: run[k] for k in RUN}, "test_set": test_set, "temperature": record["temperature"],
-                         "calibration": record["fitted_on"] or "uncalibrated",
-                         **{k: seen[k] for k in CALIBRATION}})
+            rows.append(
+                {
+                    **{k: run[k] for k in RUN},
+                    "test_set": test_set,
+                    "temperature": record["temperature"],
+                    "calibration": record["fitted_on"] or "uncalibrated",
+                    **{k: seen[k] for k in CALIBRATION},
+                }
+            )
     return pd.DataFrame(rows, columns=[*SCORE, "temperature", "calibration", *CALIBRATION])
 
 
@@ -76,7 +83,9 @@ def run_table(predictions, history, runs, *, thresholds, resamples=999):
     """
     table = metrics.score_table(predictions)
     table = table.merge(training_summary(history), on=RUN, how="left")
-    extra = runs.assign(tta=test_time_augmentation(runs))[[*RUN, "validation_tiles", "class_balance", "imbalance_ratio", "tta"]]
+    extra = runs.assign(tta=test_time_augmentation(runs))[
+        [*RUN, "validation_tiles", "class_balance", "imbalance_ratio", "tta"]
+    ]
     table = table.merge(extra, on=RUN, how="left").merge(calibration_table(runs), on=SCORE, how="left")
     table.loc[table["level"] != "tile", list(CALIBRATION)] = np.nan  # measured per tile (or cell)
     table = table.fillna({"temperature": 1.0, "calibration": "uncalibrated"})  # runs from before calibration
@@ -162,8 +171,24 @@ def summary_table(predictions, table, *, human=None, resamples=999):
     return pd.DataFrame(rows)
 
 
-COMPARISON_COLUMNS = ["experiment", "test_set", "level", "unit", "a", "b", "n_pairs", "n_folds", "mean_a", "mean_b", "difference",
-                      "ci95_low", "ci95_high", "p", "p_holm", "text"]
+COMPARISON_COLUMNS = [
+    "experiment",
+    "test_set",
+    "level",
+    "unit",
+    "a",
+    "b",
+    "n_pairs",
+    "n_folds",
+    "mean_a",
+    "mean_b",
+    "difference",
+    "ci95_low",
+    "ci95_high",
+    "p",
+    "p_holm",
+    "text",
+]
 
 
 def comparisons(predictions, *, kinds=None, resamples=999):
@@ -189,12 +214,22 @@ def comparisons(predictions, *, kinds=None, resamples=999):
             (S_a, S), (S_b, _) = stats.replicates(C_a, N, runs), stats.replicates(C_b, N, runs)
             mean, low, high = stats.interval(S_a - S_b, S, resamples=resamples)
             rows.append(
-                {"experiment": experiment, "test_set": test_set, "level": level,
-                 "unit": metrics.unit_of(level, kinds.get(experiment, "fields")), "a": a, "b": b,
-                 "n_pairs": len(runs), "n_folds": len({fold for fold, _ in runs}),
-                 "mean_a": float(np.mean(stats.per_run(S_a, S))), "mean_b": float(np.mean(stats.per_run(S_b, S))),
-                 "difference": mean, "ci95_low": low, "ci95_high": high,
-                 "p": stats.signed_rank(stats.per_run(C_a - C_b, N))}
+                {
+                    "experiment": experiment,
+                    "test_set": test_set,
+                    "level": level,
+                    "unit": metrics.unit_of(level, kinds.get(experiment, "fields")),
+                    "a": a,
+                    "b": b,
+                    "n_pairs": len(runs),
+                    "n_folds": len({fold for fold, _ in runs}),
+                    "mean_a": float(np.mean(stats.per_run(S_a, S))),
+                    "mean_b": float(np.mean(stats.per_run(S_b, S))),
+                    "difference": mean,
+                    "ci95_low": low,
+                    "ci95_high": high,
+                    "p": stats.signed_rank(stats.per_run(C_a - C_b, N)),
+                }
             )
     result = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     result["p_holm"] = stats.holm(result["p"])
@@ -226,8 +261,9 @@ def evaluate(run_dirs, *, human, thresholds, resamples, images_without_tiles, ou
     empty = findings.read_tables(images_without_tiles)
     leaked = leakage.leakage_table(leakage.read_controls(leakage_runs), summary) if leakage_runs else None
     quality_table = pd.concat([pd.read_parquet(p) for p in quality]) if quality else pd.DataFrame()
-    sections = findings.evaluation_sections(runs, table, summary, compared, empty, predictions, leaked, ensembles,
-                                            quality_table)
+    sections = findings.evaluation_sections(
+        runs, table, summary, compared, empty, predictions, leaked, ensembles, quality_table
+    )
     with atomic_path(outputs["findings"]) as tmp:
         findings.write_html(tmp, sections)
     return sections

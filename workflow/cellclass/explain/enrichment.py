@@ -59,6 +59,8 @@ def tile_masks(mask_field, rows, cols, size):
     for i, (r, c) in enumerate(zip(rows, cols)):
         r, c = int(r) + size, int(c) + size
         if r < 0 or c < 0 or r > padded.shape[0] - size or c > padded.shape[1] - size:
-            raise ValueError(f"tile at ({r - size}, {c - size}) of size {size} lies outside the {mask_field.shape} field")
+            raise ValueError(
+                f"tile at ({r - size}, {c - size}) of size {size} lies outside the {mask_field.shape} field"
+            )
         crops[i] = padded[r : r + size, c : c + size]
     return crops

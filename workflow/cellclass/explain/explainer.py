@@ -8,6 +8,7 @@ ground-truth puncta, a white top-hat of the protein channel (puncta), or the
 crop's own nucleus, cytoplasm or cell (single-cell crops).
 """
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,23 +17,31 @@ import pandas as pd
 import tifffile
 from skimage.transform import resize
 
-from cellclass.prepare import crops
+from cellclass.evaluate.runs import run_name
 from cellclass.explain import enrichment
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
 from cellclass.learn.pipeline import select_channels
-from cellclass.evaluate.runs import read_metrics, read_predictions, run_name
 from cellclass.learn.runtime import configure_tensorflow
+from cellclass.learn.training import on_side
+from cellclass.prepare import crops, split
 
 log = logging.getLogger(__name__)
 
 STATES = ("trained", "randomised")
 
 
-def choose_tiles(predictions, test_set, per_class, seed):
-    """Up to `per_class` tiles of each true class from the run's predictions on `test_set`, seeded."""
-    own = predictions[predictions["test_set"] == test_set]
+def test_side(record, tile_files, manifest):
+    """The run's own test tiles (tile, true class) in the order its scoring lists them, from the split and the
+    tiles alone: what attribution explains does not depend on how the run was scored (evaluation.tta)."""
+    sides = split.sides_in_fold(manifest, int(record["fold"]))
+    tilesets = on_side(tilestore.load_all(tile_files, tiles=False), sides, "test")
+    return pd.DataFrame([{"tile": tile, "true": t.meta["class"]} for t in tilesets for tile in t.tile_ids()])
+
+
+def choose_tiles(own, per_class, seed):
+    """Up to `per_class` tiles of each true class of the run's test tiles `own`, seeded."""
     chosen = [
         group.sample(n=min(per_class, len(group)), random_state=seed).sort_values("tile")
         for _, group in own.groupby("true", sort=True)
@@ -96,22 +105,32 @@ def load_chosen(chosen, tile_files, mask_names, puncta, mask_files):
     return np.stack(tiles)[order], {k: np.stack(v)[order] for k, v in masks.items()}, [ids[i] for i in order]
 
 
-def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_names, mask_files, settings, maps_path,
-                scores_path, threads=1):
+def explain_run(
+    *,
+    record_path,
+    model_path,
+    manifest,
+    tile_files,
+    mask_names,
+    mask_files,
+    settings,
+    maps_path,
+    scores_path,
+    threads=1,
+):
     """Maps and enrichment scores in each of `mask_names` for one run, on its own test side; writes maps (.npz)
     and a tidy score table (.tsv).
 
-    The run's identity, classes and channels come from its metrics.json.
+    The run's identity, classes and channels come from its training record (training.json).
     """
     import keras
 
     from cellclass.explain import attribution
 
-    identity = read_metrics(Path(metrics_path).parent)
+    identity = json.loads(Path(record_path).read_text())
     classes, channels, seed = identity["classes"], identity["channels"], int(identity["seed"])
     configure_tensorflow(threads=threads, seed=seed, deterministic=True)
-    predictions = read_predictions(predictions_path)
-    chosen = choose_tiles(predictions, identity["dataset"], settings["tiles_per_class"], seed)
+    chosen = choose_tiles(test_side(identity, tile_files, manifest), settings["tiles_per_class"], seed)
     tiles, masks, ids = load_chosen(chosen, tile_files, mask_names, settings["puncta"], mask_files)
     truth = chosen.set_index("tile").loc[ids, "true"]
     targets = np.array([classes.index(c) for c in truth])
@@ -144,10 +163,22 @@ def explain_run(*, metrics_path, model_path, predictions_path, tile_files, mask_
                     )
                 )
                 found = rows[-1]["enrichment"]
-                log.info("%s %s, %s: median enrichment %.2f", state, method, MASK_WORDS[name],
-                         np.nanmedian(found) if found.notna().any() else float("nan"))
+                log.info(
+                    "%s %s, %s: median enrichment %.2f",
+                    state,
+                    method,
+                    MASK_WORDS[name],
+                    np.nanmedian(found) if found.notna().any() else float("nan"),
+                )
     with atomic_path(maps_path) as tmp:
-        np.savez(tmp, tiles=tiles.astype(np.float16), **{f"mask/{k}": v for k, v in masks.items()}, tile_ids=np.array(ids), true=truth.to_numpy().astype(str), **arrays)
+        np.savez(
+            tmp,
+            tiles=tiles.astype(np.float16),
+            **{f"mask/{k}": v for k, v in masks.items()},
+            tile_ids=np.array(ids),
+            true=truth.to_numpy().astype(str),
+            **arrays,
+        )
     with atomic_path(scores_path) as tmp:
         pd.concat(rows, ignore_index=True).to_csv(tmp, sep="\t", index=False)
 
@@ -184,7 +215,9 @@ def sentences(summary, unreliable=frozenset()):
     spread exceeds the median's distance from 1).
     """
     lines = []
-    for (experiment, model, method, mask), group in summary.groupby(["experiment", "model", "method", "mask"], sort=False):
+    for (experiment, model, method, mask), group in summary.groupby(
+        ["experiment", "model", "method", "mask"], sort=False
+    ):
         name = f"{experiment}/{model}, {method.replace('_', ' ')}, {mask} mask"
         folds = int(group["fold"].max()) + 1
         run = list(zip(group["fold"].astype(int), group["seed"].astype(int)))
@@ -197,7 +230,9 @@ def sentences(summary, unreliable=frozenset()):
         trained = group.loc[group["model_state"] == "trained", "enrichment"]
         randomised = group.loc[group["model_state"] == "randomised", "enrichment"].median()
         if group.empty:
-            lines.append(f"{name}: no claim — every run collapsed, scores at chance or gives a constant output{skipped}.")
+            lines.append(
+                f"{name}: no claim — every run collapsed, scores at chance or gives a constant output{skipped}."
+            )
             continue
         if trained.isna().all():
             lines.append(
@@ -222,9 +257,8 @@ def sentences(summary, unreliable=frozenset()):
 
 def write_summary(*, score_files, runs_table, table_path, findings_path, figure_paths):
     """Enrichment per run and method (tidy TSV), the enrichment figure and a findings page."""
-    import html
-
     from cellclass.explain import overlays
+    from cellclass.templates import render
 
     scores = pd.concat([pd.read_csv(p, sep="\t", dtype={"tile": str}) for p in score_files], ignore_index=True)
     summary = summarise(scores)
@@ -232,15 +266,9 @@ def write_summary(*, score_files, runs_table, table_path, findings_path, figure_
         summary.to_csv(tmp, sep="\t", index=False)
     overlays.enrichment_plot(str(Path(figure_paths[0]).with_suffix("")), summary)
     runs = pd.read_csv(runs_table, sep="\t")
-    items = "\n".join(f"<li>{html.escape(line)}</li>" for line in sentences(summary, unreliable_runs(runs)))
-    page = (
-        "<html><body><h2>What the networks look at</h2>"
-        "<p>Enrichment: the share of attribution inside the mask divided by the share of the tile it "
-        "covers (1 = no preference), median over the test tiles of each run that hold some of the mask.</p>"
-        f"<ul>\n{items}\n</ul></body></html>\n"
-    )
+    page = render("explain.html", title="What the networks look at", lines=sentences(summary, unreliable_runs(runs)))
     with atomic_path(findings_path) as tmp:
-        tmp.write_text(page)
+        tmp.write_text(page, encoding="utf-8")
     return summary
 
 

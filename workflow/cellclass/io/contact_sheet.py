@@ -44,7 +44,10 @@ def render(tiles, path, *, max_tiles=100, gap=2, message=None, outlines=None):
         if outlines is not None:
             rgb[np.asarray(outlines, bool)[:max_tiles]] = OUTLINE
         grid = montage(
-            rgb, fill=(40, 40, 40), grid_shape=(math.ceil(len(tiles) / columns), columns), padding_width=gap,
+            rgb,
+            fill=(40, 40, 40),
+            grid_shape=(math.ceil(len(tiles) / columns), columns),
+            padding_width=gap,
             channel_axis=-1,
         )
         image = Image.fromarray(grid)

@@ -156,7 +156,9 @@ def _label_files(root, row, where):
             continue
         path = _resolve_inside(root, text, f"{where}, column {column}")
         if path.suffix.lower() not in LABEL_SUFFIXES:
-            raise InputError(f"{where}, column {column}: {path} is not a label image ({', '.join(sorted(LABEL_SUFFIXES))})")
+            raise InputError(
+                f"{where}, column {column}: {path} is not a label image ({', '.join(sorted(LABEL_SUFFIXES))})"
+            )
         found[column] = str(path)
     if found["cell_labels"] and not found["labels"]:
         raise InputError(f"{where}: cell_labels without labels; cells are matched to the nuclei of the labels column")
@@ -235,7 +237,9 @@ def unlabelled_from_sheet(sheet, root=None):
         where = f"sample sheet {sheet}, line {line}"
         files = _files_of(root, row, where)
         sid = sample_id(Path(files[0]).relative_to(root.resolve()))
-        samples.append(Sample(sid, files, row.get("class", ""), row.get("group") or sid, **_label_files(root, row, where)))
+        samples.append(
+            Sample(sid, files, row.get("class", ""), row.get("group") or sid, **_label_files(root, row, where))
+        )
     return samples
 
 

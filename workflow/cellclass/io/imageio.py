@@ -61,12 +61,16 @@ def read_image(
         raise InputError("no image file given")
     paths = tuple(Path(p) for p in paths)
     if len(paths) % planes:
-        raise InputError(f"image {' + '.join(map(str, paths))}: {len(paths)} files are not {planes} plane(s) per channel")
+        raise InputError(
+            f"image {' + '.join(map(str, paths))}: {len(paths)} files are not {planes} plane(s) per channel"
+        )
     read = paths
     if planes > 1 and plane != "max":
         if not 0 <= plane < planes:
-            raise InputError(f"image {' + '.join(map(str, paths))}: plane {plane} does not exist; it has {planes} "
-                             f"plane files per channel, numbered 0 to {planes - 1}")
+            raise InputError(
+                f"image {' + '.join(map(str, paths))}: plane {plane} does not exist; it has {planes} "
+                f"plane files per channel, numbered 0 to {planes - 1}"
+            )
         read, planes, plane = paths[plane::planes], 1, "max"  # that plane's file of each channel
     images = [_read_file(path, plane, bit_depth, axes) for path in read]
     first, (pixels, _) = read[0], images[0]
@@ -82,8 +86,13 @@ def read_image(
                 "the channel files of one field must have the same pixel type"
             )
     if planes > 1:  # each channel's plane files projected as one stack's planes are
-        images = [(np.fmax.reduce([image for image, _ in images[i : i + planes]]),
-                   max(depth or 0 for _, depth in images[i : i + planes]) or None) for i in range(0, len(images), planes)]
+        images = [
+            (
+                np.fmax.reduce([image for image, _ in images[i : i + planes]]),
+                max(depth or 0 for _, depth in images[i : i + planes]) or None,
+            )
+            for i in range(0, len(images), planes)
+        ]
     if len(images) > 1:
         pixels = np.concatenate([image for image, _ in images], axis=2)
     if channels is not None:
@@ -111,8 +120,10 @@ def check_axes(axes, where="prepare.axes"):
     """`axes` as tifffile letters, upper case: each once, Y and X among them; an error naming `where` if not."""
     upper = str(axes).upper()
     if not upper.isalpha() or len(set(upper)) < len(upper) or not {"Y", "X"} <= set(upper):
-        raise InputError(f"{where}: '{axes}' is no axes order; give each axis once as a letter, with Y and X among "
-                         "them (C channel, Z plane, T time), e.g. CYX, YXC or ZCYX")
+        raise InputError(
+            f"{where}: '{axes}' is no axes order; give each axis once as a letter, with Y and X among "
+            "them (C channel, Z plane, T time), e.g. CYX, YXC or ZCYX"
+        )
     return upper
 
 
@@ -157,7 +168,9 @@ def _read_ome_zarr(path, plane):
     if location is None or "multiscales" not in location.root_attrs:
         raise InputError(f"image {path}: not an OME-Zarr image (no multiscales metadata there)")
     node = next(Reader(location)())
-    axes = "".join(a["name"] if isinstance(a, dict) else a for a in node.metadata.get("axes", "tczyx"[-node.data[0].ndim :]))
+    axes = "".join(
+        a["name"] if isinstance(a, dict) else a for a in node.metadata.get("axes", "tczyx"[-node.data[0].ndim :])
+    )
     # NGFF axes are t, c, z, y, x; as tifffile's letters: C channel, Y X spatial, T and Z planes.
     axes = axes.upper()
     data = np.asarray(node.data[0])

@@ -87,7 +87,9 @@ def read_plate_map(path):
     try:
         table = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise InputError(f"plate map {path}: cannot be read as a {'CSV' if separator == ',' else 'TSV'} table ({error})") from None
+        raise InputError(
+            f"plate map {path}: cannot be read as a {'CSV' if separator == ',' else 'TSV'} table ({error})"
+        ) from None
     table.columns = [c.strip().lower() for c in table.columns]
     if "well" not in table.columns:
         raise InputError(f"plate map {path}: no 'well' column (columns: {', '.join(table.columns)})")
@@ -141,8 +143,10 @@ def fields_from_folder(folder, pattern, plate_name):
         key = (safe_name(groups.get("plate") or plate_name), well, str(int(site)) if site.isdigit() else site)
         image = (groups.get("channel") or "", groups.get("plane") or "")
         if image in sites.setdefault(key, {}):
-            raise InputError(f"{path} and {sites[key][image]}: both are plate {key[0]} well {well} site {key[2]} "
-                             f"channel {image[0] or '(all)'}" + (f" plane {image[1]}" if image[1] else ""))
+            raise InputError(
+                f"{path} and {sites[key][image]}: both are plate {key[0]} well {well} site {key[2]} "
+                f"channel {image[0] or '(all)'}" + (f" plane {image[1]}" if image[1] else "")
+            )
         sites[key][image] = str(path)
     if not sites:
         raise InputError(f"plate folder {folder}: no file matches the file-name pattern {pattern!r}")
@@ -159,8 +163,10 @@ def fields_from_folder(folder, pattern, plate_name):
                 )
         missing = [(c, p) for c in channels for p in planes if (c, p) not in files]
         if missing:
-            raise InputError(f"plate folder {folder}: plate {plate} well {well} site {site} has no file for "
-                             f"channel {missing[0][0]} plane {missing[0][1]}")
+            raise InputError(
+                f"plate folder {folder}: plate {plate} well {well} site {site} has no file for "
+                f"channel {missing[0][0]} plane {missing[0][1]}"
+            )
         fields.append(Field(plate, well, site, tuple(files[c, p] for c in channels for p in planes), len(planes)))
     return fields
 
@@ -170,11 +176,13 @@ def check_pattern(regex):
     groups = set(regex.groupindex)
     example = "e.g. (?P<well>[A-P]\\d{2}) or r(?P<row>\\d{2})c(?P<column>\\d{2})"
     if "well" in groups and groups & {"row", "column"}:
-        raise InputError(f"file-name pattern {regex.pattern!r}: name the well either as 'well' or as 'row' and "
-                         "'column', not both")
+        raise InputError(
+            f"file-name pattern {regex.pattern!r}: name the well either as 'well' or as 'row' and 'column', not both"
+        )
     if "well" not in groups and not {"row", "column"} <= groups:
-        raise InputError(f"file-name pattern {regex.pattern!r}: needs a named group 'well', or 'row' and "
-                         f"'column', {example}")
+        raise InputError(
+            f"file-name pattern {regex.pattern!r}: needs a named group 'well', or 'row' and 'column', {example}"
+        )
     if {"site", "field"} <= groups:
         raise InputError(f"file-name pattern {regex.pattern!r}: 'site' and 'field' are the same; name one")
 
@@ -184,13 +192,16 @@ def _well(path, groups):
     if "well" in groups:
         well = canonical_well(groups["well"])
         if well is None:
-            raise InputError(f"{path}: '{groups['well']}' matched as the well, but it is no well name "
-                             "(e.g. B03, B-03, b3 or r02c03)")
+            raise InputError(
+                f"{path}: '{groups['well']}' matched as the well, but it is no well name (e.g. B03, B-03, b3 or r02c03)"
+            )
         return well
     well = well_name(groups["row"], groups["column"])
     if well is None:
-        raise InputError(f"{path}: row '{groups['row']}' and column '{groups['column']}' matched, but they name no "
-                         "well (rows: letters, or numbers from 1; columns: numbers from 1)")
+        raise InputError(
+            f"{path}: row '{groups['row']}' and column '{groups['column']}' matched, but they name no "
+            "well (rows: letters, or numbers from 1; columns: numbers from 1)"
+        )
     return well
 
 
@@ -201,7 +212,7 @@ def fields_from_zarr(store):
 
     store = Path(store)
     location = parse_url(str(store)) if store.is_dir() else None
-    plate = (location.root_attrs.get("plate") if location is not None else None)
+    plate = location.root_attrs.get("plate") if location is not None else None
     if not plate:
         raise InputError(f"OME-Zarr plate {store}: no plate metadata (is it an NGFF HCS plate?)")
     name = safe_name(plate.get("name") or store.stem)
@@ -213,7 +224,11 @@ def fields_from_zarr(store):
         if not images:
             raise InputError(f"OME-Zarr plate {store}: well {well['path']} lists no images")
         for index, image in enumerate(images):
-            fields.append(Field(name, canonical_well(f"{row}{column}"), str(index + 1), (str(store / row / column / image["path"]),)))
+            fields.append(
+                Field(
+                    name, canonical_well(f"{row}{column}"), str(index + 1), (str(store / row / column / image["path"]),)
+                )
+            )
     return fields
 
 
@@ -231,13 +246,16 @@ def join(fields, plate_map, map_path, *, labelled_only):
         by_well[(plate, row["well"])] = row
     for field in fields:
         if (field.plate, field.well) not in by_well:
-            raise InputError(f"plate map {map_path}: no row for plate {field.plate} well {field.well} "
-                             f"({', '.join(field.files)})")
+            raise InputError(
+                f"plate map {map_path}: no row for plate {field.plate} well {field.well} ({', '.join(field.files)})"
+            )
     imaged = {(f.plate, f.well) for f in fields}
     for (plate, well), row in by_well.items():
         if (plate, well) not in imaged:
-            raise InputError(f"plate map {map_path}, line {row['line']}, field well: plate {plate or '(unnamed)'} "
-                             f"well {well} has no images")
+            raise InputError(
+                f"plate map {map_path}, line {row['line']}, field well: plate {plate or '(unnamed)'} "
+                f"well {well} has no images"
+            )
     samples, layout = [], []
     for field in fields:
         row = by_well[(field.plate, field.well)]
@@ -248,9 +266,21 @@ def join(fields, plate_map, map_path, *, labelled_only):
         group = f"{field.plate}/{field.well}"
         samples.append(Sample(sid, field.files, row["class"], group, planes=field.planes))
         position = well_position(field.well)
-        layout.append({"sample": sid, "plate": field.plate, "well": field.well, "row": position[0],
-                       "column": position[1], "site": field.site, "role": row["role"], "dose": row["dose"],
-                       "unit": row["unit"], "condition": row["condition"], "class": row["class"]})
+        layout.append(
+            {
+                "sample": sid,
+                "plate": field.plate,
+                "well": field.well,
+                "row": position[0],
+                "column": position[1],
+                "site": field.site,
+                "role": row["role"],
+                "dose": row["dose"],
+                "unit": row["unit"],
+                "condition": row["condition"],
+                "class": row["class"],
+            }
+        )
     if not samples:
         raise InputError(f"plate map {map_path}: no well has a class to train on")
     return samples, layout

@@ -28,8 +28,6 @@ def save(fig, paths):
     return fig
 
 
-
-
 def colours(names):
     """One tab10 colour per name, in the order given."""
     cycle = matplotlib.color_sequences["tab10"]

@@ -55,8 +55,9 @@ class TileSet:
         def part(values):
             return values[keep] if isinstance(values, np.ndarray) else RowSubset(values, keep)
 
-        return TileSet(part(self.tiles), self.rows[keep], self.cols[keep], self.meta,
-                       {k: part(v) for k, v in self.extra.items()})
+        return TileSet(
+            part(self.tiles), self.rows[keep], self.cols[keep], self.meta, {k: part(v) for k, v in self.extra.items()}
+        )
 
 
 def tile_shape(tilesets):
@@ -80,7 +81,11 @@ def save(path, tilesets):
     tilesets = list(tilesets)
     tile_shape(tilesets)  # every image's tiles must stack
     filled = [t for t in tilesets if len(t)]
-    tiles = np.concatenate([np.asarray(t.tiles, np.float16) for t in filled]) if filled else np.empty((0, 1, 1, 1), np.float16)
+    tiles = (
+        np.concatenate([np.asarray(t.tiles, np.float16) for t in filled])
+        if filled
+        else np.empty((0, 1, 1, 1), np.float16)
+    )
     extra_keys = sorted({k for t in tilesets for k in t.extra})
     with atomic_path(path) as tmp:
         np.savez(
@@ -91,9 +96,12 @@ def save(path, tilesets):
             cols=np.concatenate([np.asarray(t.cols, np.int32) for t in tilesets] or [np.empty(0, np.int32)]),
             meta=np.array(json.dumps([t.meta for t in tilesets])),
             # C order: per-tile arrays (a crop's masks) are read by rows, as the tiles.
-            **{f"extra_{k}": np.ascontiguousarray(np.concatenate([np.asarray(t.extra[k]) for t in tilesets if len(t)]
-                                                                 or [np.empty(0)]))
-               for k in extra_keys},
+            **{
+                f"extra_{k}": np.ascontiguousarray(
+                    np.concatenate([np.asarray(t.extra[k]) for t in tilesets if len(t)] or [np.empty(0)])
+                )
+                for k in extra_keys
+            },
         )
 
 
@@ -120,8 +128,10 @@ def load(path, *, tiles=True):
                 rows=rows[part],
                 cols=cols[part],
                 meta=meta,
-                extra={k: v.view(bounds[i], bounds[i + 1]) if isinstance(v, StoredTiles) else v[part]
-                       for k, v in extra.items()},
+                extra={
+                    k: v.view(bounds[i], bounds[i + 1]) if isinstance(v, StoredTiles) else v[part]
+                    for k, v in extra.items()
+                },
             )
         )
     return tilesets
@@ -139,8 +149,9 @@ def read_tiles(tilesets):
     for tileset in tilesets:
         stored = tileset.tiles
         if pending is not None and isinstance(stored, StoredTiles) and pending.follows(stored):
-            pending = StoredTiles(pending.path, pending.offset, (0, *pending.row_shape), pending.dtype,
-                                  pending.start, stored.stop)
+            pending = StoredTiles(
+                pending.path, pending.offset, (0, *pending.row_shape), pending.dtype, pending.start, stored.stop
+            )
             continue
         if pending is not None:
             parts.append(np.asarray(pending))
@@ -177,7 +188,9 @@ class StoredTiles:
             name_length, extra_length = struct.unpack("<HH", handle.read(30)[26:30])
             handle.seek(info.header_offset + 30 + name_length + extra_length)
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran_order, dtype = read_header(handle)
             if fortran_order:
                 raise InputError(f"{path}: {member} is stored in Fortran order; remake the file")
@@ -209,7 +222,9 @@ class StoredTiles:
         out = np.empty((len(rows), *self.row_shape), self.dtype)
         with open(self.path, "rb") as handle:
             for i, row in enumerate(rows):
-                out[i] = np.frombuffer(os.pread(handle.fileno(), self.row_bytes, self._at(row)), self.dtype).reshape(self.row_shape)
+                out[i] = np.frombuffer(os.pread(handle.fileno(), self.row_bytes, self._at(row)), self.dtype).reshape(
+                    self.row_shape
+                )
         return out
 
     def _at(self, row):
@@ -227,11 +242,17 @@ class StoredTiles:
     def follows(self, other):
         """Whether `other` is the rows of the same stored array that come right after this view's."""
         return (other.path, other.offset, other.dtype, other.row_shape) == (
-            self.path, self.offset, self.dtype, self.row_shape) and other.start == self.stop
+            self.path,
+            self.offset,
+            self.dtype,
+            self.row_shape,
+        ) and other.start == self.stop
 
     def view(self, begin, end):
         """Rows [begin, end) of this view, still on disk."""
-        return StoredTiles(self.path, self.offset, (0, *self.row_shape), self.dtype, self.start + begin, self.start + end)
+        return StoredTiles(
+            self.path, self.offset, (0, *self.row_shape), self.dtype, self.start + begin, self.start + end
+        )
 
 
 class RowSubset:
@@ -285,7 +306,11 @@ class RowReader:
             raise IndexError("tile rows out of range")
         flat = out.reshape(len(out), -1).view(np.uint8)
         # Read straight from the file: rows on disk of out's dtype and size (NumPy reads and checks the rest).
-        direct = (self.file[which] >= 0) & (self.dtype_names[which] == out.dtype.str) & (self.row_bytes[which] == flat.shape[1])
+        direct = (
+            (self.file[which] >= 0)
+            & (self.dtype_names[which] == out.dtype.str)
+            & (self.row_bytes[which] == flat.shape[1])
+        )
         for k in np.unique(which[~direct]):  # in memory, or to be converted: NumPy reads them
             at = np.flatnonzero((which == k) & ~direct)
             out[at] = self.stores[k][rows[at]]
@@ -297,8 +322,9 @@ class RowReader:
                 handles[f] = os.open(self.paths[f], os.O_RDONLY)
             for i, f, offset in zip(at.tolist(), files.tolist(), offsets.tolist()):
                 if os.preadv(handles[f], [flat[i]], offset) != flat.shape[1]:
-                    raise InputError(f"{self.paths[f]}: ends before byte {offset + flat.shape[1]}; the file is "
-                                     "truncated, remake it")
+                    raise InputError(
+                        f"{self.paths[f]}: ends before byte {offset + flat.shape[1]}; the file is truncated, remake it"
+                    )
         finally:
             for handle in handles.values():
                 os.close(handle)

@@ -64,8 +64,10 @@ def resolve(options, tiles_per_pass, *, tiles_per_second=None, fixed_cost=0.0):
     unit = min(each, key=each.get)
     total = each[unit]
     if total < batch:
-        raise ValueError(f"train.budget {recipe.budget_words(budget)} is {total} tile-steps here, less than one batch "
-                         f"({batch} tiles) of {tiles_per_pass} training tiles per pass")
+        raise ValueError(
+            f"train.budget {recipe.budget_words(budget)} is {total} tile-steps here, less than one batch "
+            f"({batch} tiles) of {tiles_per_pass} training tiles per pass"
+        )
     set_by = f"budget ({unit.replace('_', '-')})"
     if epochs:
         return _work(epochs, ("tiles", max(batch, total // epochs)), tiles_per_pass, set_by)
@@ -90,9 +92,14 @@ def _after_scoring(seconds, tiles_per_second, fixed_cost, tiles_per_pass):
 def _work(epochs, length, tiles_per_pass, set_by):
     unit, size = length
     per_epoch = size * tiles_per_pass if unit == "passes" else size
-    return {"epochs": int(epochs), "epoch_tiles": size if unit == "tiles" else None,
-            "epoch_passes": size if unit == "passes" else None, "tile_steps": int(epochs * per_epoch),
-            "passes": round(epochs * per_epoch / max(tiles_per_pass, 1), 2), "set_by": set_by}
+    return {
+        "epochs": int(epochs),
+        "epoch_tiles": size if unit == "tiles" else None,
+        "epoch_passes": size if unit == "passes" else None,
+        "tile_steps": int(epochs * per_epoch),
+        "passes": round(epochs * per_epoch / max(tiles_per_pass, 1), 2),
+        "set_by": set_by,
+    }
 
 
 def steps_per_epoch(work, batch_size, batches_per_pass):

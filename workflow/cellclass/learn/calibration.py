@@ -70,8 +70,13 @@ def scores(probabilities, labels):
 def effect(raw, calibrated, labels):
     """Per tile, before and after calibration: ECE and log loss, and how many tiles they were measured on."""
     before, after = scores(raw, labels), scores(calibrated, labels)
-    return {"tiles": len(labels), "ece_before": before["ece"], "ece_after": after["ece"],
-            "log_loss_before": before["log_loss"], "log_loss_after": after["log_loss"]}
+    return {
+        "tiles": len(labels),
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "log_loss_before": before["log_loss"],
+        "log_loss_after": after["log_loss"],
+    }
 
 
 def ensemble(member_probabilities, temperature=1.0):
@@ -96,8 +101,14 @@ def ensemble_fit(probabilities, labels):
     accuracy, under_confident, note}."""
     labels = np.asarray(labels)
     if not len(labels):
-        return {"temperature": 1.0, "tiles": 0, "mean_confidence": None, "accuracy": None, "under_confident": None,
-                "note": "no held-out tiles to fit on: kept at 1"}
+        return {
+            "temperature": 1.0,
+            "tiles": 0,
+            "mean_confidence": None,
+            "accuracy": None,
+            "under_confident": None,
+            "note": "no held-out tiles to fit on: kept at 1",
+        }
     confidence, accuracy = confidence_and_accuracy(probabilities, labels)
     under = confidence < accuracy
     temperature = fit(probabilities, labels) if under else 1.0
@@ -106,8 +117,14 @@ def ensemble_fit(probabilities, labels):
     if under and np.isclose(np.log(temperature), LOG_BOUNDS[0], atol=0.01):
         # (Nearly) every tile called right: the log loss falls all the way to the bound, which then decides.
         temperature, note = 1.0, f"the fit on {seen} ran to its lower bound, which decides it, not the tiles: kept at 1"
-    return {"temperature": temperature, "tiles": len(labels), "mean_confidence": confidence, "accuracy": accuracy,
-            "under_confident": bool(under), "note": note}
+    return {
+        "temperature": temperature,
+        "tiles": len(labels),
+        "mean_confidence": confidence,
+        "accuracy": accuracy,
+        "under_confident": bool(under),
+        "note": note,
+    }
 
 
 def ensemble_temperature(probabilities, labels):

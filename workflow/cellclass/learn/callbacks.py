@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss
 
+from cellclass.io.atomic import atomic_path
 from cellclass.learn import inference
 from cellclass.learn.recipe import MONITORS
-from cellclass.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,9 @@ class BestEpoch(keras.callbacks.EarlyStopping):
 
     def __init__(self, monitor, *, patience=None, restore=True):
         name, mode = MONITORS[monitor]
-        super().__init__(monitor=name, mode=mode, patience=math.inf if patience is None else patience,
-                         restore_best_weights=restore)
+        super().__init__(
+            monitor=name, mode=mode, patience=math.inf if patience is None else patience, restore_best_weights=restore
+        )
         self.finished = []
         self.resumed_weights = None
         self.final = True
@@ -188,8 +189,13 @@ class Progress(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.started is None:  # two fits (a frozen backbone's warm-up) are one run
             self.started, self.first = time.perf_counter(), self.done
-            log.info("training %s steps of %d tiles (%s tile-steps)%s", f"{self.total:,}", self.batch_size,
-                     f"{self.total * self.batch_size:,}", f", from step {self.done:,}" if self.done else "")
+            log.info(
+                "training %s steps of %d tiles (%s tile-steps)%s",
+                f"{self.total:,}",
+                self.batch_size,
+                f"{self.total * self.batch_size:,}",
+                f", from step {self.done:,}" if self.done else "",
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         self.done += 1
@@ -198,5 +204,12 @@ class Progress(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self.started
         rate = (self.done - self.first) / max(elapsed, 1e-9)
         left = (self.total - self.done) / rate if rate else math.inf
-        log.info("training %3d%%: step %s of %s, %.0f tiles/s, %s so far, about %s to go", 100 * self.done // self.total,
-                 f"{self.done:,}", f"{self.total:,}", rate * self.batch_size, _duration(elapsed), _duration(left))
+        log.info(
+            "training %3d%%: step %s of %s, %.0f tiles/s, %s so far, about %s to go",
+            100 * self.done // self.total,
+            f"{self.done:,}",
+            f"{self.total:,}",
+            rate * self.batch_size,
+            _duration(elapsed),
+            _duration(left),
+        )

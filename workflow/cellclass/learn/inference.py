@@ -25,7 +25,9 @@ def check_tta(tta, tiles):
     if tta not in TTA:
         raise InputError(f"unknown test-time augmentation '{tta}'; known: {', '.join(TTA)}")
     if tta == "dihedral" and tiles.shape[1] != tiles.shape[2]:
-        raise InputError(f"dihedral test-time augmentation needs square tiles; these are {tiles.shape[1]}x{tiles.shape[2]} px")
+        raise InputError(
+            f"dihedral test-time augmentation needs square tiles; these are {tiles.shape[1]}x{tiles.shape[2]} px"
+        )
 
 
 def probabilities(model, tiles, batch_size=256, tta="none"):
@@ -131,5 +133,6 @@ def scores_and_novelty(models, references, tiles, *, quantile, batch_size=256, t
     scores = np.stack([outputs[-1] for outputs in per_model]).astype(np.float32)
     if tta != "none":
         scores = ensemble_scores(ensemble_step(tuple(models)), tiles, batch_size, tta)
-    return scores, np.stack([reference.novelty(outputs[:-1], quantile)
-                             for reference, outputs in zip(references, per_model)])
+    return scores, np.stack(
+        [reference.novelty(outputs[:-1], quantile) for reference, outputs in zip(references, per_model)]
+    )

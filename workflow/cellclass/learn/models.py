@@ -125,7 +125,9 @@ def _alexnet(input_shape, n_classes, *, width=1.0, standardise=None):
     l2 = keras.regularizers.L2(5e-4)
 
     def conv(filters, size, layer_name, **kwargs):
-        return layers.Conv2D(_scaled(filters, width), size, activation="relu", kernel_regularizer=l2, name=layer_name, **kwargs)
+        return layers.Conv2D(
+            _scaled(filters, width), size, activation="relu", kernel_regularizer=l2, name=layer_name, **kwargs
+        )
 
     def pool(layer_name):
         return layers.MaxPooling2D(3, strides=2, name=layer_name)
@@ -297,8 +299,10 @@ def _backbone_model(name, input_shape, n_classes, *, weights, freeze_epochs, dro
     if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
         raise InputError(f"model '{name}': option freeze_epochs must be an integer >= 0; got {freeze_epochs!r}")
     if freeze_epochs and weights is None:
-        raise InputError(f"model '{name}': freeze_epochs {freeze_epochs} would train the head on a frozen random "
-                         "backbone; give weights (imagenet or a file) or set freeze_epochs to 0")
+        raise InputError(
+            f"model '{name}': freeze_epochs {freeze_epochs} would train the head on a frozen random "
+            "backbone; give weights (imagenet or a file) or set freeze_epochs to 0"
+        )
     _check_number(name, "dropout", dropout, lambda v: 0 <= v < 1, "a number in [0, 1)")
     if weights is None:
         backbone = _application(spec, input_shape, None)
@@ -327,20 +331,41 @@ def _mobilenetv3small(input_shape, n_classes, *, weights=None, freeze_epochs=0, 
     `weights`: null (from scratch), imagenet (downloaded by Keras), or the path of Keras' weights file.
     `freeze_epochs`: warm-up epochs that train only the head, with the backbone frozen (see cellclass.learn.training).
     """
-    return _backbone_model("mobilenetv3small", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout, standardise=standardise)
+    return _backbone_model(
+        "mobilenetv3small",
+        input_shape,
+        n_classes,
+        weights=weights,
+        freeze_epochs=freeze_epochs,
+        dropout=dropout,
+        standardise=standardise,
+    )
 
 
 def _efficientnetv2b0(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2, standardise=None):
     """EfficientNetV2-B0 (Tan & Le 2021) as the backbone: 5.9 M parameters. Options as mobilenetv3small."""
-    return _backbone_model("efficientnetv2b0", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout, standardise=standardise)
+    return _backbone_model(
+        "efficientnetv2b0",
+        input_shape,
+        n_classes,
+        weights=weights,
+        freeze_epochs=freeze_epochs,
+        dropout=dropout,
+        standardise=standardise,
+    )
 
 
 def _resnet50v2(input_shape, n_classes, *, weights=None, freeze_epochs=0, dropout=0.2, standardise=None):
     """ResNet50V2 (He et al. 2016) as the backbone: 23.6 M parameters. Options as mobilenetv3small."""
-    return _backbone_model("resnet50v2", input_shape, n_classes, weights=weights, freeze_epochs=freeze_epochs,
-                           dropout=dropout, standardise=standardise)
+    return _backbone_model(
+        "resnet50v2",
+        input_shape,
+        n_classes,
+        weights=weights,
+        freeze_epochs=freeze_epochs,
+        dropout=dropout,
+        standardise=standardise,
+    )
 
 
 def backbone(model):
@@ -357,8 +382,16 @@ def freeze_epochs(name, options):
 
 
 # How to build each registry model (cellclass.learn.model_specs holds what planning needs to know about it).
-BUILDERS = {"deep": _deep, "deep50": _deep50, "alexnet": _alexnet, "resnet": _resnet, "small": _small,
-            "mobilenetv3small": _mobilenetv3small, "efficientnetv2b0": _efficientnetv2b0, "resnet50v2": _resnet50v2}
+BUILDERS = {
+    "deep": _deep,
+    "deep50": _deep50,
+    "alexnet": _alexnet,
+    "resnet": _resnet,
+    "small": _small,
+    "mobilenetv3small": _mobilenetv3small,
+    "efficientnetv2b0": _efficientnetv2b0,
+    "resnet50v2": _resnet50v2,
+}
 
 
 def build_model(name, input_shape, n_classes, *, standardise=None, **options):
@@ -378,8 +411,11 @@ def build_model(name, input_shape, n_classes, *, standardise=None, **options):
     if n_classes < 2:
         raise InputError(f"model '{name}' needs at least 2 classes; got {n_classes}")
     build = BUILDERS[name]
-    known = [p.name for p in inspect.signature(build).parameters.values()
-             if p.kind is p.KEYWORD_ONLY and p.name != "standardise"]
+    known = [
+        p.name
+        for p in inspect.signature(build).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name != "standardise"
+    ]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InputError(f"model '{name}' has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}")

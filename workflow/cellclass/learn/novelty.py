@@ -85,8 +85,10 @@ def feature_step(models, with_probabilities=False):
 
 def features(step, tiles, batch_size=256):
     """Per extractor of a feature_step, per probed layer, the (n, d) float64 features of `tiles`."""
-    parts = [[[np.asarray(f, np.float64) for f in outputs] for outputs in step(tiles[i : i + batch_size])]
-             for i in range(0, len(tiles), batch_size)]
+    parts = [
+        [[np.asarray(f, np.float64) for f in outputs] for outputs in step(tiles[i : i + batch_size])]
+        for i in range(0, len(tiles), batch_size)
+    ]
     if not parts:
         return [[np.empty((0, output.shape[-1])) for output in extractor.outputs] for extractor in step.extractors]
     return [[np.concatenate(layer) for layer in zip(*per_extractor)] for per_extractor in zip(*parts)]
@@ -129,15 +131,20 @@ class Reference:
     def arrays(self):
         arrays = {"held_out": self.held_out, "meta": np.array(repr(self.meta))}
         for i, space in enumerate(self.spaces):
-            arrays |= {f"space{i}/means": space.means, f"space{i}/precision": space.precision,
-                       f"space{i}/scale": np.array(space.scale)}
+            arrays |= {
+                f"space{i}/means": space.means,
+                f"space{i}/precision": space.precision,
+                f"space{i}/scale": np.array(space.scale),
+            }
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays):
         count = len({key.split("/")[0] for key in arrays if key.startswith("space")})
-        spaces = [Space(arrays[f"space{i}/means"], arrays[f"space{i}/precision"], arrays[f"space{i}/scale"])
-                  for i in range(count)]
+        spaces = [
+            Space(arrays[f"space{i}/means"], arrays[f"space{i}/precision"], arrays[f"space{i}/scale"])
+            for i in range(count)
+        ]
         return cls(spaces, arrays["held_out"], ast.literal_eval(str(arrays["meta"])))
 
     def save(self, path):
@@ -160,11 +167,17 @@ def sample_size(tiles, quantile=DEFAULT_QUANTILE):
     needed = tiles_needed(quantile)
     note = None
     if tiles < needed:
-        note = (f"the novelty threshold (the {quantile:g} quantile) rests on {tiles} held-out tiles, about "
-                f"{tiles * (1 - quantile):.1f} of them beyond it; it needs {needed} to leave {MIN_BEYOND} beyond "
-                "it, so which new tiles count as unlike the training data is decided by a handful")
-    return {"threshold_quantile": quantile, "threshold_tiles": int(tiles), "threshold_tiles_needed": needed,
-            "threshold_note": note}
+        note = (
+            f"the novelty threshold (the {quantile:g} quantile) rests on {tiles} held-out tiles, about "
+            f"{tiles * (1 - quantile):.1f} of them beyond it; it needs {needed} to leave {MIN_BEYOND} beyond "
+            "it, so which new tiles count as unlike the training data is decided by a handful"
+        )
+    return {
+        "threshold_quantile": quantile,
+        "threshold_tiles": int(tiles),
+        "threshold_tiles_needed": needed,
+        "threshold_note": note,
+    }
 
 
 def fit(train_features, train_labels, held_out_features, *, held_out="validation side", layers=None):
@@ -181,8 +194,11 @@ def fit(train_features, train_labels, held_out_features, *, held_out="validation
         space.scale = max(float(np.median(space.distances(other))), 1e-12) if len(other) else 1.0
         spaces.append(space)
     reference = Reference(spaces, [1.0], {})
-    meta = {"threshold_from": f"{held_out}, {len(held_out_features[0])} tiles",
-            "held_out_tiles": int(len(held_out_features[0])),
-            "reference_tiles": int(len(train_labels)), "features": [int(np.shape(f)[1]) for f in train_features],
-            "layers": list(layers or [])}
+    meta = {
+        "threshold_from": f"{held_out}, {len(held_out_features[0])} tiles",
+        "held_out_tiles": int(len(held_out_features[0])),
+        "reference_tiles": int(len(train_labels)),
+        "features": [int(np.shape(f)[1]) for f in train_features],
+        "layers": list(layers or []),
+    }
     return Reference(spaces, reference.scores(held_out_features), meta)

@@ -220,8 +220,20 @@ class Batches:
     on exactly the batches it did when the copies were on disk.
     """
 
-    def __init__(self, tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0,
-                 balance=False, augment=None, views="random"):
+    def __init__(
+        self,
+        tilesets,
+        labels,
+        *,
+        n_classes,
+        batch_size,
+        channels=None,
+        shuffle=False,
+        seed=0,
+        balance=False,
+        augment=None,
+        views="random",
+    ):
         self.tilesets, self.channels, self.batch_size = tilesets, channels, batch_size
         self.shuffle, self.seed = shuffle, seed
         augment = {**NO_AUGMENTATION, **(augment or {})}
@@ -273,12 +285,32 @@ class Batches:
         return self.batch(*divmod(int(index), self.per_pass))
 
 
-def batches(tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=False, seed=0, first_pass=0,
-            balance=False, augment=None):
+def batches(
+    tilesets,
+    labels,
+    *,
+    n_classes,
+    batch_size,
+    channels=None,
+    shuffle=False,
+    seed=0,
+    first_pass=0,
+    balance=False,
+    augment=None,
+):
     """A generator factory: each call yields the next pass of (tiles float32, one-hot labels) batches, from
     pass `first_pass` on; returns (factory, tiles per pass)."""
-    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
-                     shuffle=shuffle, seed=seed, balance=balance, augment=augment)
+    stream = Batches(
+        tilesets,
+        labels,
+        n_classes=n_classes,
+        batch_size=batch_size,
+        channels=channels,
+        shuffle=shuffle,
+        seed=seed,
+        balance=balance,
+        augment=augment,
+    )
     passes = iter(range(first_pass, ENDLESS))
 
     def generate():
@@ -289,8 +321,22 @@ def batches(tilesets, labels, *, n_classes, batch_size, channels=None, shuffle=F
     return generate, stream.tiles_per_pass
 
 
-def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channels=None, shuffle=False, seed=0,
-                 balance=False, augment=None, endless=False, first_batch=0, workers=1):
+def make_dataset(
+    tilesets,
+    labels,
+    *,
+    n_classes,
+    tile_shape,
+    batch_size,
+    channels=None,
+    shuffle=False,
+    seed=0,
+    balance=False,
+    augment=None,
+    endless=False,
+    first_batch=0,
+    workers=1,
+):
     """A tf.data pipeline of (tiles, one-hot labels) batches; returns (dataset, its Batches).
 
     Finite (endless=False): pass 0, once per iteration (validation). Endless:
@@ -298,8 +344,17 @@ def make_dataset(tilesets, labels, *, n_classes, tile_shape, batch_size, channel
     model.fit with steps_per_epoch (Keras then carries one iterator across
     epochs).
     """
-    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels,
-                     shuffle=shuffle, seed=seed, balance=balance, augment=augment)
+    stream = Batches(
+        tilesets,
+        labels,
+        n_classes=n_classes,
+        batch_size=batch_size,
+        channels=channels,
+        shuffle=shuffle,
+        seed=seed,
+        balance=balance,
+        augment=augment,
+    )
     return as_dataset(stream, tile_shape, endless=endless, first_batch=first_batch, workers=workers), stream
 
 
@@ -332,17 +387,44 @@ def as_dataset(stream, tile_shape, *, endless=False, first_batch=0, workers=1, o
     return data
 
 
-def training_stream(tilesets, labels, *, n_classes, tile_shape, batch_size, epoch_tiles=None, passes=1, epochs_done=0,
-                    seed=0, channels=None, balance=False, augment=None, views="random", workers=1, own_threads=True):
+def training_stream(
+    tilesets,
+    labels,
+    *,
+    n_classes,
+    tile_shape,
+    batch_size,
+    epoch_tiles=None,
+    passes=1,
+    epochs_done=0,
+    seed=0,
+    channels=None,
+    balance=False,
+    augment=None,
+    views="random",
+    workers=1,
+    own_threads=True,
+):
     """The endless, shuffled training stream a run fits on: (dataset, steps per epoch, tiles per pass).
 
     An epoch is `passes` passes (epoch_tiles None) or `epoch_tiles` tiles of the
     stream; a run resumed after `epochs_done` epochs starts where they ended,
     so it sees the batches an uninterrupted run would have seen.
     """
-    stream = Batches(tilesets, labels, n_classes=n_classes, batch_size=batch_size, channels=channels, shuffle=True,
-                     seed=seed, balance=balance, augment=augment, views=views)
+    stream = Batches(
+        tilesets,
+        labels,
+        n_classes=n_classes,
+        batch_size=batch_size,
+        channels=channels,
+        shuffle=True,
+        seed=seed,
+        balance=balance,
+        augment=augment,
+        views=views,
+    )
     steps = math.ceil(epoch_tiles / batch_size) if epoch_tiles else stream.per_pass * passes
-    data = as_dataset(stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers,
-                      own_threads=own_threads)
+    data = as_dataset(
+        stream, tile_shape, endless=True, first_batch=epochs_done * steps, workers=workers, own_threads=own_threads
+    )
     return data, steps, stream.tiles_per_pass

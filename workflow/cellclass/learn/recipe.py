@@ -47,7 +47,7 @@ PRESETS = {
         # epoch that shows each tile in its 8 views on average, as the article's did, with early stopping.
         "epoch_passes": None,
         "views": "random",
-        # Chosen by bench/learn.py's accuracy per CPU-second (README, Training budget): 30 passes learn a set
+        # Chosen by bench/learn.py's accuracy per CPU-second (docs/training.md, Training budget): 30 passes learn a set
         # of hundreds of cells; the tile-step cap keeps a set of 10^4 cells within an hour on 2 cores.
         "budget": {"passes": 30, "tile_steps": 100_000},
         # Each channel standardised on the training tiles, inside the model: dim bit-depth-scaled fields
@@ -168,13 +168,21 @@ def describe(used):
     parts.append(rate)
     parts.append(f"label smoothing {used['label_smoothing']:g}" if used["label_smoothing"] else "no label smoothing")
     stop = f", stopping after {used['patience']} epochs without improvement" if used["patience"] else ""
-    keep = (f"the epoch of best {used['monitor'].replace('_', ' ')} kept" if used["keep_epoch"] == "best"
-            else "the last epoch kept")
+    keep = (
+        f"the epoch of best {used['monitor'].replace('_', ' ')} kept"
+        if used["keep_epoch"] == "best"
+        else "the last epoch kept"
+    )
     parts.append(f"at most {used['epochs']} epochs{stop}, {keep}")
     if used.get("standardise"):
         parts.append("each input channel standardised inside the model on the training tiles' statistics")
     text = f"the {used['name']} recipe: " + ", ".join(parts)
     if used.get("overrides"):
-        text += " (set in the config: " + ", ".join(
-            f"budget {budget_words(v)}" if k == "budget" else f"{k} {v}" for k, v in used["overrides"].items()) + ")"
+        text += (
+            " (set in the config: "
+            + ", ".join(
+                f"budget {budget_words(v)}" if k == "budget" else f"{k} {v}" for k, v in used["overrides"].items()
+            )
+            + ")"
+        )
     return text

@@ -32,8 +32,14 @@ def configure_tensorflow(*, threads, seed, deterministic, mixed_precision=False,
     # On a cluster the scheduler hands a job its GPU(s) through CUDA_VISIBLE_DEVICES
     # (Slurm's gres); TensorFlow then sees only those.
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    device = f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})" if gpus else f"CPU ({threads} threads)"
-    log.info("running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus))
+    device = (
+        f"GPU ({', '.join(g.name for g in gpus)}; CUDA_VISIBLE_DEVICES={visible})"
+        if gpus
+        else f"CPU ({threads} threads)"
+    )
+    log.info(
+        "running on %s; deterministic=%s, mixed precision=%s", device, deterministic, bool(mixed_precision and gpus)
+    )
     return device
 
 

@@ -1,31 +1,33 @@
-"""Train one classifier run (experiment, model, fold, seed) and score it once on every test set.
+"""Train one classifier run (experiment, model, fold, seed) and save it; cellclass.learn.scoring scores it.
 
 A run streams its tiles (cellclass.learn.pipeline), balances its classes if asked,
 trains with its recipe (cellclass.learn.recipe: optimizer, schedule, loss, the epoch
 it keeps, chosen on one part of the validation side), logs training (inference mode) and
 validation metrics per epoch (cellclass.learn.callbacks), survives being killed (it
-resumes from the last finished epoch), fits a temperature and the novelty threshold on the validation side's
-other part (cellclass.learn.validation, cellclass.learn.calibration) and writes per-tile calibrated predictions
-for each test set.
+resumes from the last finished epoch), and fits the novelty threshold on the validation side's other part
+(cellclass.learn.validation). It writes model.keras, history.csv, novelty.npz and training.json, and nothing
+that depends on evaluation settings: scoring the test sides (with test-time augmentation or not) is its own job.
 """
 
 import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cellclass.learn import budget, calibration, inference, novelty, pipeline, recipe, runtime
-from cellclass.learn import validation as validation_uses
-from cellclass.prepare import extra_labels, split
 from cellclass.io import tilestore
 from cellclass.io.atomic import atomic_path
 from cellclass.io.errors import InputError
+from cellclass.learn import budget, novelty, pipeline, recipe, runtime
+from cellclass.learn import validation as validation_uses
+from cellclass.prepare import extra_labels, split
 
 log = logging.getLogger(__name__)
+RECORD = "training.json"  # what the train job says of a run; metrics.json is it plus the scoring
 
 
 def labelled(tilesets, classes, where):
@@ -34,8 +36,10 @@ def labelled(tilesets, classes, where):
     for tileset in tilesets:
         cls = tileset.meta["class"]
         if cls not in classes:
-            raise InputError(f"{where}: {', '.join(tileset.meta['files'])} has class '{cls}', which the training "
-                             f"data does not have ({', '.join(classes)})")
+            raise InputError(
+                f"{where}: {', '.join(tileset.meta['files'])} has class '{cls}', which the training "
+                f"data does not have ({', '.join(classes)})"
+            )
         labels.append(classes.index(cls))
     return labels
 
@@ -68,8 +72,10 @@ def tile_shape(tilesets, channels):
         if len(tileset):
             _, height, width, n_channels = tileset.tiles.shape
             if channels is not None and max(channels) >= n_channels:
-                raise InputError(f"{', '.join(tileset.meta['files'])}: channel {max(channels)} selected but tiles "
-                                 f"have {n_channels} channel(s)")
+                raise InputError(
+                    f"{', '.join(tileset.meta['files'])}: channel {max(channels)} selected but tiles "
+                    f"have {n_channels} channel(s)"
+                )
             return (height, width, n_channels if channels is None else len(channels))
     raise InputError("no training tiles at all: every training image was skipped or had no cells")
 
@@ -93,8 +99,12 @@ def balancing(train_eval, labels, classes, method):
     class_weight = None
     if balance == "weights":
         class_weight = {i: float(per_class.sum() / (len(classes) * n)) for i, n in enumerate(per_class)}
-    log.info("training tiles per class: %s (largest/smallest %.1f); class balance: %s",
-             dict(zip(classes, per_class.tolist())), ratio, balance)
+    log.info(
+        "training tiles per class: %s (largest/smallest %.1f); class balance: %s",
+        dict(zip(classes, per_class.tolist())),
+        ratio,
+        balance,
+    )
     return per_class, balance, ratio, class_weight
 
 
@@ -104,7 +114,9 @@ def training_sample(tilesets, labels, *, per_class, seed, channels):
     if not len(owner):
         return np.empty((0,)), np.empty(0, int)
     rng = np.random.default_rng([seed, 7])
-    keep = np.concatenate([rng.permutation(np.flatnonzero(tile_labels == c))[:per_class] for c in np.unique(tile_labels)])
+    keep = np.concatenate(
+        [rng.permutation(np.flatnonzero(tile_labels == c))[:per_class] for c in np.unique(tile_labels)]
+    )
     keep.sort()
     return pipeline.gather(tilesets, owner[keep], row[keep], channels), tile_labels[keep]
 
@@ -143,10 +155,17 @@ def resolve_work(options, stream, *, model, optimizer, scored_tiles, record):
     rate = scoring = None
     if "minutes" in (options["budget"] or {}) and not (options["epochs"] and budget.epoch_length(options)):
         rate, scoring = budget.measure(
-            model, lambda probe: compile_for(probe, {**options, "epochs": 1}, optimizer=optimizer, steps=1),
-            stream.at, scored_tiles=scored_tiles)
-        log.info("measured %.1f training tiles/s; scoring %d tiles after each epoch takes %.1f s", rate,
-                 scored_tiles, scoring)
+            model,
+            lambda probe: compile_for(probe, {**options, "epochs": 1}, optimizer=optimizer, steps=1),
+            stream.at,
+            scored_tiles=scored_tiles,
+        )
+        log.info(
+            "measured %.1f training tiles/s; scoring %d tiles after each epoch takes %.1f s",
+            rate,
+            scored_tiles,
+            scoring,
+        )
     try:
         work = budget.resolve(options, stream.tiles_per_pass, tiles_per_second=rate, fixed_cost=scoring or 0.0)
     except ValueError as error:
@@ -154,32 +173,20 @@ def resolve_work(options, stream, *, model, optimizer, scored_tiles, record):
     work = {**work, "measured_tiles_per_second": None if rate is None else round(rate, 2), "asked": asked}
     with atomic_path(record) as tmp:
         tmp.write_text(json.dumps(work, indent=2))
-    length = (f"{work['epoch_passes']} pass(es)" if work["epoch_passes"] is not None
-              else f"{work['epoch_tiles']:,} tiles")
-    log.info("work set by %s (%s): %d epochs of %s, %s tile-steps, %.3g passes over %s training tiles",
-             work["set_by"], recipe.budget_words(options["budget"]), work["epochs"], length, f"{work['tile_steps']:,}",
-             work["passes"], f"{stream.tiles_per_pass:,}")
+    length = (
+        f"{work['epoch_passes']} pass(es)" if work["epoch_passes"] is not None else f"{work['epoch_tiles']:,} tiles"
+    )
+    log.info(
+        "work set by %s (%s): %d epochs of %s, %s tile-steps, %.3g passes over %s training tiles",
+        work["set_by"],
+        recipe.budget_words(options["budget"]),
+        work["epochs"],
+        length,
+        f"{work['tile_steps']:,}",
+        work["passes"],
+        f"{stream.tiles_per_pass:,}",
+    )
     return work
-
-
-def predict_images(model, tilesets, classes, *, channels, batch_size, test_set, tta="none"):
-    """Per-tile predictions of the images `tilesets` as a tidy table (`tta`: see cellclass.learn.inference.TTA)."""
-    rows = []
-    scored = inference.per_image([model], tilesets, channels=channels, n_classes=len(classes), batch_size=batch_size,
-                                 tta=tta)
-    for tileset, scores in zip(tilesets, scored):
-        if not len(tileset):
-            continue
-        probabilities = scores[0]
-        table = pd.DataFrame(probabilities, columns=[f"p_{c}" for c in classes])
-        table.insert(0, "predicted", [classes[i] for i in probabilities.argmax(axis=1)])
-        table.insert(0, "true", tileset.meta["class"])
-        table.insert(0, "group", tileset.meta["group"])
-        table.insert(0, "sample", tileset.meta["sample"])
-        table.insert(0, "tile", tileset.tile_ids())
-        table.insert(0, "test_set", test_set)
-        rows.append(table)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def novelty_reference(model, train_eval, eval_labels, validation, classes, *, channels, seed, per_class=500):
@@ -193,24 +200,15 @@ def novelty_reference(model, train_eval, eval_labels, validation, classes, *, ch
     [train_features] = novelty.features(step, train_x)
     held_out, where = train_features, "training sample (no validation side)"
     if validation:
-        valid_x, _ = training_sample(validation, labelled(validation, classes, "validation data"),
-                                     per_class=per_class, seed=seed, channels=channels)
+        valid_x, _ = training_sample(
+            validation,
+            labelled(validation, classes, "validation data"),
+            per_class=per_class,
+            seed=seed,
+            channels=channels,
+        )
         [held_out], where = novelty.features(step, valid_x), "validation side's calibration part"
     return novelty.fit(train_features, train_y, held_out, held_out=where, layers=novelty.probed_layers(model))
-
-
-def calibrate_on(model, validation, classes, **scoring):
-    """(metrics.json's `calibration` of a run, calibration.tsv): the temperature fitted on the tile probabilities
-    of its validation side's calibration part (scored as the test sides are, `scoring`: channels, batch size,
-    test-time augmentation), and those tiles' probabilities with it applied, for the ensemble's temperature."""
-    p = [f"p_{c}" for c in classes]
-    seen = predict_images(model, validation, classes, test_set="validation", **scoring)
-    if seen.empty:
-        columns = ["tile", "sample", "group", "true", "predicted", *p]
-        return calibration.record(1.0, None), pd.DataFrame(columns=columns)
-    temperature = calibration.fit(seen[p].to_numpy(), seen["true"].map(classes.index).to_numpy())
-    seen = seen.drop(columns="test_set").assign(**dict(zip(p, calibration.apply(seen[p].to_numpy(), temperature).T)))
-    return calibration.record(temperature, len(seen), [c for c in classes if c not in set(seen["true"])]), seen
 
 
 def novelty_record(reference):
@@ -222,46 +220,6 @@ def novelty_record(reference):
     return reference.meta | {"threshold_0.99": reference.threshold()} | sample
 
 
-def fit_and_score(model, uses, *, train_eval, eval_labels, test_sets, classes, out_dir, channels, seed, tta):
-    """After training, with the kept model: the temperature and the novelty reference fitted on the validation
-    side's calibration part (`uses`, cellclass.learn.validation: cells that chose no epoch), then every test side
-    scored once and calibrated. Writes calibration.tsv, predictions.tsv and novelty.npz; returns metrics.json's
-    `calibration`, `novelty` and `validation_uses`."""
-    scoring = dict(channels=channels, batch_size=256, tta=tta)
-    fitted, seen = calibrate_on(model, uses.calibration, classes, **scoring)
-    with atomic_path(out_dir / "calibration.tsv") as tmp:
-        seen.to_csv(tmp, sep="\t", index=False)
-    # The test sides are scored here, once, after training; nothing was chosen or fitted on them.
-    raw = pd.concat([predict_images(model, tilesets, classes, test_set=name, **scoring)
-                     for name, tilesets in test_sets.items()], ignore_index=True)
-    predictions, effects = calibrated(raw, classes, fitted["temperature"])
-    for name, effect in effects.items():
-        log.info("temperature %.3g; on test set %s, per tile: ECE %.3f -> %.3f, log loss %.3f -> %.3f",
-                 fitted["temperature"], name, effect["ece_before"], effect["ece_after"], effect["log_loss_before"],
-                 effect["log_loss_after"])
-    with atomic_path(out_dir / "predictions.tsv") as tmp:
-        predictions.to_csv(tmp, sep="\t", index=False)
-    reference = novelty_reference(model, train_eval, eval_labels, uses.calibration, classes, channels=channels,
-                                  seed=seed)
-    with atomic_path(out_dir / novelty.FILE) as tmp:
-        with open(tmp, "wb") as handle:
-            reference.save(handle)
-    return {"calibration": {**fitted, "test_sets": effects}, "novelty": novelty_record(reference),
-            "validation_uses": uses.record}
-
-
-def calibrated(raw, classes, temperature):
-    """(predictions, effects): the test tiles' probabilities with the run's temperature applied (the calls stay),
-    and per test set the ECE and log loss per tile before and after (calibration.effect)."""
-    p = [f"p_{c}" for c in classes]
-    probabilities = raw[p].to_numpy()
-    scaled = calibration.apply(probabilities, temperature)
-    labels = raw["true"].map(classes.index).to_numpy()
-    effects = {name: calibration.effect(probabilities[rows], scaled[rows], labels[rows])
-               for name, rows in raw.groupby("test_set", sort=False).indices.items()}
-    return raw.assign(**dict(zip(p, scaled.T))), effects
-
-
 def speed_settings(options, model, batches, optimizer):
     """What a run trains with of what `train.xla` and `train.mixed_precision` ask: {xla, precision, notes}.
     XLA that fails to compile this model here is dropped, with the reason in the notes (the log and
@@ -269,9 +227,11 @@ def speed_settings(options, model, batches, optimizer):
     notes = []
     xla = bool(options["xla"])
     if xla:
-        failure = runtime.xla_failure(model, lambda copy: compile_for(copy, {**options, "epochs": 1, "xla": True},
-                                                                      optimizer=optimizer, steps=1),
-                                      batches.at(0))
+        failure = runtime.xla_failure(
+            model,
+            lambda copy: compile_for(copy, {**options, "epochs": 1, "xla": True}, optimizer=optimizer, steps=1),
+            batches.at(0),
+        )
         if failure:
             xla = False
             notes.append(f"train.xla asked for, but XLA was not used ({failure}): trained without it")
@@ -288,8 +248,13 @@ def compile_for(model, options, *, optimizer, steps):
     from cellclass.learn import models
 
     peak = models.DEFAULT_LEARNING_RATES[optimizer] if options["learning_rate"] is None else options["learning_rate"]
-    rate = recipe.learning_rate(options["schedule"], peak, epochs=options["epochs"], steps_per_epoch=steps,
-                                warmup_epochs=options["warmup_epochs"])
+    rate = recipe.learning_rate(
+        options["schedule"],
+        peak,
+        epochs=options["epochs"],
+        steps_per_epoch=steps,
+        warmup_epochs=options["warmup_epochs"],
+    )
     model.compile(
         optimizer=models.make_optimizer(optimizer, rate, weight_decay=options["weight_decay"]),
         loss=recipe.loss(options["label_smoothing"]),
@@ -317,8 +282,12 @@ def recipe_record(options, optimizer, *, asked):
     used["optimizer"] = optimizer
     if used["learning_rate"] is None:
         used["learning_rate"] = models.DEFAULT_LEARNING_RATES[optimizer]
-    return {"name": options["recipe"], **used, "monitor": options["monitor"],
-            "overrides": recipe.overrides({**options, **asked})}
+    return {
+        "name": options["recipe"],
+        **used,
+        "monitor": options["monitor"],
+        "overrides": recipe.overrides({**options, **asked}),
+    }
 
 
 def choice_record(chooser, selection, history, monitor):
@@ -329,8 +298,12 @@ def choice_record(chooser, selection, history, monitor):
         kept = int(chooser.best_epoch) + 1
     stopped = int(chooser.stopped_epoch) + 1 if chooser is not None and chooser.stopped_epoch > 0 else None
     value = history.loc[history["epoch"] == kept, monitor].iloc[0]
-    return {"kept_epoch": kept, "epoch_selection": selection, "stopped_epoch": stopped,
-            "monitor_at_kept": None if pd.isna(value) else float(value)}
+    return {
+        "kept_epoch": kept,
+        "epoch_selection": selection,
+        "stopped_epoch": stopped,
+        "monitor_at_kept": None if pd.isna(value) else float(value),
+    }
 
 
 def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initial_epoch, chooser=None, **fit_options):
@@ -355,8 +328,12 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
             if backbone.trainable != trainable:
                 backbone.trainable = trainable
                 compile_model(model)
-            log.info("epochs %d-%d: %s", initial_epoch + 1, end,
-                     "fine-tuning every layer" if trainable else "backbone frozen, training the head")
+            log.info(
+                "epochs %d-%d: %s",
+                initial_epoch + 1,
+                end,
+                "fine-tuning every layer" if trainable else "backbone frozen, training the head",
+            )
         if chooser is not None:
             chooser.final = i == len(phases) - 1
         model.fit(data, epochs=end, initial_epoch=initial_epoch, **fit_options)
@@ -369,24 +346,26 @@ def fit_with_warm_up(model, compile_model, freeze_epochs, data, *, epochs, initi
         chooser.on_train_end()
 
 
-def run_inputs(*, dataset, fold, shards, train_shards, manifest, other_test_sets, extra=()):
+def run_inputs(*, dataset, fold, shards, manifest, train_shards=None, other_test_sets=None, extra=()):
     """The TileSets one run reads, by side of its fold's split (the dataset's split.tsv says which).
 
     `train_shards` are the precomputed copies resampled from the raw field
-    (augment.angles, augment.translations), or `shards` when there are none;
-    the other test sets (name -> shard files) are tested whole. `extra`: the
-    extra labelled cells' file (datasets.<name>.extra_labels), outside the split: they only train.
+    (augment.angles, augment.translations), or `shards` when there are none; the train job reads them, the score
+    job does not (None). The other test sets (name -> shard files; the score job's) are tested whole. `extra`:
+    the extra labelled cells' file (datasets.<name>.extra_labels), outside the split: they only train.
     """
     sides = split.sides_in_fold(manifest, fold)
     own = tilestore.load_all(shards)
-    return {
-        "train": on_side(tilestore.load_all(train_shards), sides, "train"),
+    inputs = {
         "train_eval": on_side(own, sides, "train"),
         "validation": on_side(own, sides, "validation"),
         "test_sets": {dataset: on_side(own, sides, "test")}
-        | {name: tilestore.load_all(files) for name, files in other_test_sets.items()},
+        | {name: tilestore.load_all(files) for name, files in (other_test_sets or {}).items()},
         "extra": tilestore.load_all(extra),
     }
+    if train_shards is not None:
+        inputs["train"] = on_side(tilestore.load_all(train_shards), sides, "train")
+    return inputs
 
 
 def on_tile_side(tilesets, sides, side):
@@ -399,61 +378,52 @@ def on_tile_side(tilesets, sides, side):
     return kept
 
 
-def random_tile_inputs(*, dataset, shards, train_shards, seed, test_fraction, validation_fraction):
+def random_tile_inputs(*, dataset, shards, seed, test_fraction, validation_fraction, train_shards=None):
     """The TileSets of the leakage check's control run: the sides of a random split of the dataset's tiles that
     ignores images and groups (split.tile_sides), read as run_inputs reads a fold's."""
     own = tilestore.load_all(shards)
     notes = []
-    sides = split.tile_sides(own, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction,
-                             notes=notes)
+    sides = split.tile_sides(
+        own, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction, notes=notes
+    )
     for note in notes:
         log.warning("random tile split of %s: %s", dataset, note)
-    return {
-        "train": on_tile_side(tilestore.load_all(train_shards), sides, "train"),
+    inputs = {
         "train_eval": on_tile_side(own, sides, "train"),
         "validation": on_tile_side(own, sides, "validation"),
         "test_sets": {dataset: on_tile_side(own, sides, "test")},
     }
+    if train_shards is not None:
+        inputs["train"] = on_tile_side(tilestore.load_all(train_shards), sides, "train")
+    return inputs
 
 
-def train_run(
-    *,
-    identity,
-    classes,
-    train,
-    train_eval,
-    validation,
-    test_sets,
-    out_dir,
-    options,
-    threads=1,
-    tta="none",
-    extra=(),
-):
-    """Train, save and evaluate one run; returns its metrics dict.
+@dataclass
+class RunData:
+    """What one run trains on, checked: the TileSets of each side (extra labelled cells joined to training),
+    their labels, the input shape; then (with_fit_inputs) the class balance, the validation side's two uses,
+    the training sample the curves score and the training batches."""
 
-    `identity` is {experiment, dataset, model, fold, seed}, recorded in metrics.json so
-    nothing downstream reads it from paths. `train`, `train_eval` and `validation`
-    are TileSets; `test_sets` maps a test-set name to its TileSets, scored once,
-    after training. The per-epoch curves use the validation side (none if it is
-    empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
-    scored in inference mode. `tta` (evaluation.tta) is the test-time augmentation of the test sides'
-    predictions (cellclass.learn.inference.TTA); the curves never use it. The test sides' probabilities are
-    temperature-scaled by the temperature fitted on the validation side's calibration part, whose cells chose no
-    epoch (cellclass.learn.validation; 1, uncalibrated, without a validation side).
-    `extra` (TileSets of extra labelled cells, cellclass.prepare.extra_labels) join `train` and `train_eval`;
-    they are never validated or tested on.
-    """
+    train: list
+    train_eval: list
+    train_labels: list
+    eval_labels: list
+    shape: tuple
+    extra: list
+    validation: list = ()
+    per_class: np.ndarray = None
+    balance: str = None
+    ratio: float = None
+    class_weight: dict = None
+    uses: validation_uses.Uses = None
+    batches: pipeline.Batches = None
+    curve_sample: tuple = None
+    validation_data: object = None
+    n_validation: int = 0
 
-    from cellclass.learn import callbacks, models
 
-    model_name, seed = identity["model"], int(identity["seed"])
-    out_dir = Path(out_dir)
-    backup_dir = out_dir / "backup"  # made by Checkpoint once the inputs are checked
-    device = runtime.configure_tensorflow(
-        threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
-    )
-    channels = options["channels"]
+def checked_data(classes, train, train_eval, extra, channels):
+    """A run's training tiles, labelled and checked: every class has some, the channels exist."""
     extra = list(extra)
     train, train_eval = [*train, *extra], [*train_eval, *extra]
     shape = tile_shape(train, channels)
@@ -461,48 +431,137 @@ def train_run(
     if sorted(set(train_labels)) != list(range(len(classes))):
         missing = [c for i, c in enumerate(classes) if i not in train_labels]
         raise InputError(f"class(es) {', '.join(missing)} have no training tiles")
-    for name, tilesets in test_sets.items():
-        labelled(tilesets, classes, f"test set {name}")
-        if not tilesets:
-            raise InputError(f"test set {name} has no images with tiles")
-    checkpoint = callbacks.Checkpoint(backup_dir)
-    model, epochs_done = checkpoint.restore()
-    optimizer = options["optimizer"] or models.MODELS[model_name].optimizer
-    model_options = options["model_options"].get(model_name, {})
     eval_labels = labelled(train_eval, classes, "training data")
-    fresh = model is None
-    if fresh:
-        standardise = (channel_statistics(train_eval, eval_labels, seed=seed, channels=channels)
-                       if options["standardise"] else None)
-        model = models.build_model(model_name, shape, len(classes), standardise=standardise, **model_options)
+    return RunData(train, train_eval, train_labels, eval_labels, shape, extra)
 
-    per_class, balance, ratio, class_weight = balancing(train_eval, eval_labels, classes, options["class_balance"])
 
-    common = dict(n_classes=len(classes), tile_shape=shape, batch_size=options["batch_size"], channels=channels)
-    stream = dict(seed=seed, balance=balance == "sampling", augment=options.get("augment"),
-                  views=recipe.views(options))
+def with_fit_inputs(data, validation, classes, options, seed):
+    """`data` with what fitting reads: class balance, the validation side's uses (one part chooses the epoch,
+    the other calibrates: cellclass.learn.validation), the curves' training sample and the batches."""
+    per_class, balance, ratio, class_weight = balancing(
+        data.train_eval, data.eval_labels, classes, options["class_balance"]
+    )
     uses = validation_uses.split(validation, chooses=validation_uses.chooses_epoch(options))
     log.info("%s", validation_uses.words(uses.record))
     validation_data, validation_stream = pipeline.make_dataset(
-        uses.epoch, labelled(uses.epoch, classes, "validation data"), **common
+        uses.epoch, labelled(uses.epoch, classes, "validation data"), **common_options(data, classes, options)
     )
-    n_validation = validation_stream.tiles_per_pass  # the tiles the curves score, and the epoch is chosen on
-    train_x, train_y = training_sample(
-        train_eval, eval_labels, per_class=options["train_eval_tiles"], seed=seed, channels=channels
+    curve_sample = training_sample(
+        data.train_eval,
+        data.eval_labels,
+        per_class=options["train_eval_tiles"],
+        seed=seed,
+        channels=options["channels"],
     )
-    batches = pipeline.Batches(train, train_labels, shuffle=True, n_classes=len(classes),
-                               batch_size=options["batch_size"], channels=channels, **stream)
-    work = resolve_work(options, batches,
-                        model=model, optimizer=optimizer, scored_tiles=n_validation + len(train_y),
-                        record=backup_dir / "work.json")
-    speed = speed_settings(options, model, batches, optimizer)
+    batches = pipeline.Batches(
+        data.train,
+        data.train_labels,
+        shuffle=True,
+        n_classes=len(classes),
+        batch_size=options["batch_size"],
+        channels=options["channels"],
+        **stream_options(options, seed, balance),
+    )
+    return replace(
+        data,
+        validation=list(validation),
+        per_class=per_class,
+        balance=balance,
+        ratio=ratio,
+        class_weight=class_weight,
+        uses=uses,
+        batches=batches,
+        curve_sample=curve_sample,
+        validation_data=validation_data,
+        n_validation=validation_stream.tiles_per_pass,
+    )
+
+
+def common_options(data, classes, options):
+    """What every dataset of the run is built with."""
+    return dict(
+        n_classes=len(classes), tile_shape=data.shape, batch_size=options["batch_size"], channels=options["channels"]
+    )
+
+
+def stream_options(options, seed, balance):
+    """How the training stream draws and augments its batches."""
+    return dict(seed=seed, balance=balance == "sampling", augment=options.get("augment"), views=recipe.views(options))
+
+
+def new_model(model_name, data, classes, options, seed):
+    """A fresh network for these tiles, standardising its inputs inside the model if asked."""
+    from cellclass.learn import models
+
+    standardise = (
+        channel_statistics(data.train_eval, data.eval_labels, seed=seed, channels=options["channels"])
+        if options["standardise"]
+        else None
+    )
+    model_options = options["model_options"].get(model_name, {})
+    return models.build_model(model_name, data.shape, len(classes), standardise=standardise, **model_options)
+
+
+def epoch_choice(model, options, has_validation, checkpoint, epochs_done):
+    """(selection, chooser, stopped): how the kept epoch is chosen, on the validation side only (the test side is
+    scored after training, cellclass.learn.scoring); its callback, told where a resumed run stands; and whether
+    a resumed run had already stopped early."""
+    from cellclass.learn import callbacks
+
+    selection = recipe.epoch_selection(options, has_validation=has_validation)
+    chooser = epoch_chooser(options, selection)
+    checkpoint.keep = chooser
+    stopped = False
+    if chooser is not None and epochs_done:
+        done = callbacks.read_epoch_log(checkpoint.folder / "history.csv")
+        done = done[done["epoch"] <= epochs_done][options["monitor"]]  # a logged but unsaved epoch is redone
+        stopped = chooser.resume(model, done, checkpoint.weights)
+    return selection, chooser, stopped
+
+
+def fit_callbacks(options, steps, epochs_done, curve_sample, chooser, checkpoint):
+    """Scored, then logged, then judged, then saved: a kill between log and save repeats the epoch on resume,
+    and the log keeps the repeat's record."""
+    from cellclass.learn import callbacks
+
+    return [
+        callbacks.Progress(options["epochs"] * steps, options["batch_size"], done=epochs_done * steps),
+        callbacks.TrainingScore(*curve_sample),
+        callbacks.epoch_log(checkpoint.folder / "history.csv"),
+        *([chooser] if chooser is not None else []),
+        checkpoint,
+    ]
+
+
+def fit_run(model, data, classes, *, model_name, options, optimizer, checkpoint, epochs_done, fresh, seed, threads):
+    """Train `model` to the run's budget, keeping the epoch its recipe chooses; returns the options as resolved
+    (epochs, xla) and what the training record says of the fit (work, speed, epoch choice, tiles, seconds)."""
+    from cellclass.learn import models
+
+    n_validation = data.n_validation  # the tiles the curves score, and the epoch is chosen on
+    train_x, train_y = data.curve_sample
+    work = resolve_work(
+        options,
+        data.batches,
+        model=model,
+        optimizer=optimizer,
+        scored_tiles=n_validation + len(train_y),
+        record=checkpoint.folder / "work.json",
+    )
+    speed = speed_settings(options, model, data.batches, optimizer)
     options = {**options, "epochs": work["epochs"], "xla": speed["xla"]}
     # An epoch is `epoch_passes` passes over the training tiles, or `epoch_tiles` drawn from an endless stream (the
     # article's epochs were 400 images). Each batch is augmented on the fly as a pure function of (seed, pass,
     # batch), so a resumed run sees what an uninterrupted one would have seen.
     train_data, steps, n_train = pipeline.training_stream(
-        train, train_labels, epoch_tiles=work["epoch_tiles"], passes=work["epoch_passes"] or 1,
-        epochs_done=epochs_done, workers=threads, **stream, **common
+        data.train,
+        data.train_labels,
+        epoch_tiles=work["epoch_tiles"],
+        passes=work["epoch_passes"] or 1,
+        epochs_done=epochs_done,
+        workers=threads,
+        **stream_options(options, seed, data.balance),
+        **common_options(data, classes, options),
     )
 
     def compile_model(model):  # a new optimizer with the recipe's schedule (fresh model, or fine-tuning starts)
@@ -510,21 +569,17 @@ def train_run(
 
     if fresh:  # a resumed model comes with its optimizer, its schedule and its step
         compile_model(model)
-    log.info("model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s; augmented on the "
-             "fly: %s", model_name, shape, len(classes), n_train, n_validation,
-             "" if n_validation else " (no validation side: the curves show training data only)",
-             on_the_fly(options.get("augment")))
-
-    log_path = backup_dir / "history.csv"
-    # The epoch kept is chosen on the validation side only; the test side is scored after training.
-    selection = recipe.epoch_selection(options, has_validation=bool(n_validation))
-    chooser = epoch_chooser(options, selection)
-    checkpoint.keep = chooser
-    stopped = False
-    if chooser is not None and epochs_done:
-        done = callbacks.read_epoch_log(log_path)
-        done = done[done["epoch"] <= epochs_done][options["monitor"]]  # a logged but unsaved epoch is redone
-        stopped = chooser.resume(model, done, checkpoint.weights)
+    log.info(
+        "model %s, input %s, %d classes, %d training tiles per pass, %d validation tiles%s; augmented on the fly: %s",
+        model_name,
+        data.shape,
+        len(classes),
+        n_train,
+        n_validation,
+        "" if n_validation else " (no validation side: the curves show training data only)",
+        on_the_fly(options.get("augment")),
+    )
+    selection, chooser, stopped = epoch_choice(model, options, bool(n_validation), checkpoint, epochs_done)
     started, cpu_started = time.perf_counter(), time.process_time()
     if stopped:  # killed after early stopping, before the outputs were written
         chooser.on_train_end()
@@ -532,66 +587,144 @@ def train_run(
         fit_with_warm_up(
             model,
             compile_model,
-            models.freeze_epochs(model_name, model_options),
+            models.freeze_epochs(model_name, options["model_options"].get(model_name, {})),
             train_data,
             chooser=chooser,
-            validation_data=validation_data if n_validation else None,
+            validation_data=data.validation_data if n_validation else None,
             epochs=options["epochs"],
             initial_epoch=epochs_done,
             steps_per_epoch=steps,
-            class_weight=class_weight,
+            class_weight=data.class_weight,
             shuffle=False,  # the stream shuffles; Keras would only warn that it ignores this
             verbose=2,
-            # Scored, then logged, then judged, then saved: a kill between log and save
-            # repeats the epoch on resume, and the log keeps the repeat's record.
-            callbacks=[callbacks.Progress(options["epochs"] * steps, options["batch_size"], done=epochs_done * steps),
-                       callbacks.TrainingScore(train_x, train_y), callbacks.epoch_log(log_path)]
-            + ([chooser] if chooser is not None else []) + [checkpoint],
+            callbacks=fit_callbacks(options, steps, epochs_done, (train_x, train_y), chooser, checkpoint),
         )
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return options, {
+        "work": work,
+        "speed": speed,
+        "selection": selection,
+        "chooser": chooser,
+        "n_train": n_train,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
 
+
+def record_run(model, data, classes, *, identity, options, optimizer, fitted, out_dir, device):
+    """Save the kept model, its epoch log, its novelty reference and the training record (training.json: what was
+    trained, on what and how; cellclass.learn.scoring adds the calibration and test sides to make metrics.json)."""
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)  # with the kept epoch's weights
-    history = callbacks.read_epoch_log(log_path)
-    chosen = choice_record(chooser, selection, history, options["monitor"])
+    from cellclass.learn import callbacks
+
+    history = callbacks.read_epoch_log(out_dir / "backup" / "history.csv")
+    chosen = choice_record(fitted["chooser"], fitted["selection"], history, options["monitor"])
     history["kept"] = history["epoch"] == chosen["kept_epoch"]
-    log.info("kept epoch %d of %d (%s)%s", chosen["kept_epoch"], int(history["epoch"].max()), selection,
-             f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "")
+    log.info(
+        "kept epoch %d of %d (%s)%s",
+        chosen["kept_epoch"],
+        int(history["epoch"].max()),
+        fitted["selection"],
+        f"; stopped early after epoch {chosen['stopped_epoch']}" if chosen["stopped_epoch"] else "",
+    )
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    fitted = fit_and_score(model, uses, train_eval=train_eval, eval_labels=eval_labels, test_sets=test_sets,
-                           classes=classes, out_dir=out_dir, channels=channels, seed=seed, tta=tta)
-    metrics = {
+    seed = int(identity["seed"])
+    reference = novelty_reference(
+        model,
+        data.train_eval,
+        data.eval_labels,
+        data.uses.calibration,
+        classes,
+        channels=options["channels"],
+        seed=seed,
+    )
+    with atomic_path(out_dir / novelty.FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            reference.save(handle)
+    work = fitted["work"]
+    record = {
         **identity,
         "seed": seed,
         "classes": classes,
-        "input_shape": list(shape),
-        "channels": channels,
-        "prepare": preparation(train),
+        "input_shape": list(data.shape),
+        "channels": options["channels"],
+        "prepare": preparation(data.train),
         "parameters": int(model.count_params()),
         "device": device,
-        "train_tiles": n_train,
-        "train_tiles_per_class": dict(zip(classes, per_class.tolist())),
+        "train_tiles": fitted["n_train"],
+        "train_tiles_per_class": dict(zip(classes, data.per_class.tolist())),
         # Extra labelled cells trained on (in train_tiles_per_class too), and the sheets they came from.
-        "extra_tiles": extra_labels.counts(extra, classes),
-        "extra_labels": sorted({t.meta["extra_labels"] for t in extra}),
-        "imbalance_ratio": round(float(ratio), 3),
-        "class_balance": balance,
+        "extra_tiles": extra_labels.counts(data.extra, classes),
+        "extra_labels": sorted({t.meta["extra_labels"] for t in data.extra}),
+        "imbalance_ratio": round(float(data.ratio), 3),
+        "class_balance": data.balance,
         "augmented_on_the_fly": on_the_fly(options.get("augment")),
-        "validation_tiles": sum(len(t) for t in validation),
-        "test_sets": list(test_sets),
-        "tta": tta,
+        "validation_tiles": sum(len(t) for t in data.validation),
         "epochs": int(history["epoch"].max()),
         "recipe": recipe_record(options, optimizer, asked=work["asked"]),
         "work": {key: value for key, value in work.items() if key != "asked"},
         "standardise": standardisation(model),
-        **speed,
+        **fitted["speed"],
         **chosen,
-        "train_seconds": round(seconds, 2),
-        "train_cpu_seconds": round(cpu_seconds, 2),  # every thread of the job, scoring after each epoch included
-        **fitted,  # calibration, novelty, validation_uses
+        "train_seconds": round(fitted["seconds"], 2),
+        "train_cpu_seconds": round(fitted["cpu_seconds"], 2),  # every thread of the job, scoring after each epoch
+        "novelty": novelty_record(reference),
+        "validation_uses": data.uses.record,
     }
-    with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
-    shutil.rmtree(backup_dir)
-    return metrics
+    with atomic_path(out_dir / RECORD) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def train_run(*, identity, classes, train, train_eval, validation, out_dir, options, threads=1, extra=()):
+    """Train and save one run; returns its training record (training.json). The steps: the data, checked; the
+    model, new or resumed from the run's last finished epoch; the fit; the record.
+
+    `identity` is {experiment, dataset, model, fold, seed}, recorded so nothing downstream reads it from paths.
+    `train`, `train_eval` and `validation` are TileSets. The per-epoch curves use the validation side's part that
+    chooses the epoch (none if it is empty) and a fixed sample of the unaugmented training tiles (`train_eval`)
+    scored in inference mode; its other part fits the novelty threshold here, and the temperature when the run
+    is scored (cellclass.learn.scoring). `extra` (TileSets of extra labelled cells,
+    cellclass.prepare.extra_labels) join `train` and `train_eval`; they are never validated or tested on.
+    """
+    from cellclass.learn import callbacks, models
+
+    model_name, seed, out_dir = identity["model"], int(identity["seed"]), Path(out_dir)
+    device = runtime.configure_tensorflow(
+        threads=threads, seed=seed, deterministic=options["deterministic"], mixed_precision=options["mixed_precision"]
+    )
+    data = checked_data(classes, train, train_eval, extra, options["channels"])
+    checkpoint = callbacks.Checkpoint(out_dir / "backup")  # its folder is made once the inputs are checked
+    model, epochs_done = checkpoint.restore()
+    fresh = model is None
+    if fresh:
+        model = new_model(model_name, data, classes, options, seed)
+    data = with_fit_inputs(data, validation, classes, options, seed)
+    optimizer = options["optimizer"] or models.MODELS[model_name].optimizer
+    options, fitted = fit_run(
+        model,
+        data,
+        classes,
+        model_name=model_name,
+        options=options,
+        optimizer=optimizer,
+        checkpoint=checkpoint,
+        epochs_done=epochs_done,
+        fresh=fresh,
+        seed=seed,
+        threads=threads,
+    )
+    record = record_run(
+        model,
+        data,
+        classes,
+        identity=identity,
+        options=options,
+        optimizer=optimizer,
+        fitted=fitted,
+        out_dir=out_dir,
+        device=device,
+    )
+    shutil.rmtree(checkpoint.folder)
+    return record

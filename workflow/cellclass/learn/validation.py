@@ -72,26 +72,35 @@ def deal(cls, groups, notes):
     [(group, samples)] = groups.items()
     if len(samples) >= 2:
         first, rest = halves(samples)
-        notes.append(f"class {cls}: one validation group ({group}); its {len(samples)} images are split between "
-                     "choosing the epoch and calibrating, so the two parts share that group")
+        notes.append(
+            f"class {cls}: one validation group ({group}); its {len(samples)} images are split between "
+            "choosing the epoch and calibrating, so the two parts share that group"
+        )
         return {s: "epoch" for s in first} | {s: "calibration" for s in rest}
-    notes.append(f"class {cls}: one validation image ({samples[0]}); it both chooses the epoch and fits the "
-                 "temperature and novelty threshold")
+    notes.append(
+        f"class {cls}: one validation image ({samples[0]}); it both chooses the epoch and fits the "
+        "temperature and novelty threshold"
+    )
     return {samples[0]: "both"}
 
 
 def counts(tilesets):
     """Tiles, images and groups of `tilesets`."""
-    return {"tiles": sum(len(t) for t in tilesets), "images": len({t.meta["sample"] for t in tilesets}),
-            "groups": len({group_of(t) for t in tilesets})}
+    return {
+        "tiles": sum(len(t) for t in tilesets),
+        "images": len({t.meta["sample"] for t in tilesets}),
+        "groups": len({group_of(t) for t in tilesets}),
+    }
 
 
 def split(tilesets, *, chooses):
     """The validation side's Uses: `chooses` (chooses_epoch) says whether anything is chosen on it."""
     tilesets = list(tilesets)
     if not chooses:
-        note = ("nothing is chosen on the validation side (the last epoch is kept, no early stopping): all of it "
-                "fits the temperature and novelty threshold; the curves show it too")
+        note = (
+            "nothing is chosen on the validation side (the last epoch is kept, no early stopping): all of it "
+            "fits the temperature and novelty threshold; the curves show it too"
+        )
         record = {"epoch": None, "calibration": counts(tilesets), "shared": counts([]), "notes": [note]}
         return Uses(tilesets, tilesets, record)
     notes, part = [], {}
@@ -109,6 +118,8 @@ def words(record):
     if record["epoch"] is None:
         return record["notes"][0]
     e, c, s = record["epoch"], record["calibration"], record["shared"]
-    text = (f"validation side: {e['tiles']} tiles ({e['images']} image(s)) choose the epoch, {c['tiles']} tiles "
-            f"({c['images']} image(s)) fit the temperature and novelty threshold")
+    text = (
+        f"validation side: {e['tiles']} tiles ({e['images']} image(s)) choose the epoch, {c['tiles']} tiles "
+        f"({c['images']} image(s)) fit the temperature and novelty threshold"
+    )
     return text + (f"; {s['images']} image(s) serve both" if s["images"] else "")

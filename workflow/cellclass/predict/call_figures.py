@@ -40,7 +40,9 @@ def call_overlay(field, tiles, image_row, classes, tile_size, paths):
     detail = "" if call not in classes else f" (p={image_row[f'p_{call}']:.2f} ± {image_row['spread']:.2f})"
     ax.set_title(f"{image_row['image']}: {call}{detail}", fontsize=9)
     handles = [Line2D([], [], color=class_colours[c], linewidth=3, label=c) for c in classes]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(classes), frameon=False, fontsize=8)
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(classes), frameon=False, fontsize=8
+    )
     return save(fig, paths)
 
 

@@ -33,13 +33,15 @@ def compare(training, new):
     """`new` with each image's largest robust distance from the training images (qc_distance) and the measures
     beyond the limit in words (unlike, '' where none), and a note when no comparison could be made."""
     if training is None:
-        return new.assign(qc_distance=np.nan, unlike=""), ("the model package carries no quality measures of its "
-                                                           "training images (export it again to get them)")
+        return new.assign(qc_distance=np.nan, unlike=""), (
+            "the model package carries no quality measures of its training images (export it again to get them)"
+        )
     reference = qc.Reference(training)
     if not reference.usable:
         return new.assign(qc_distance=np.nan, unlike=""), (
             f"the training set has {reference.images} image(s), too few to fit quality ranges ({qc.MIN_IMAGES} "
-            "needed): new images were not checked against them")
+            "needed): new images were not checked against them"
+        )
     return new.join(reference.judge(new)), ""
 
 

@@ -69,7 +69,9 @@ def reason(probabilities, classes, novelty, cluster, clusters):
     the training data, and its place on the map."""
     order = np.argsort(-probabilities)
     first, second = order[0], order[1]
-    words = [f"margin {probabilities[first] - probabilities[second]:.2f} between {classes[first]} and {classes[second]}"]
+    words = [
+        f"margin {probabilities[first] - probabilities[second]:.2f} between {classes[first]} and {classes[second]}"
+    ]
     if np.isfinite(novelty) and novelty > 1:
         words.append(f"unlike training data (novelty {novelty:.1f})")
     words.append(f"map cluster {cluster + 1} of {clusters}")
@@ -85,28 +87,41 @@ def sheet(tiles, profiles, classes, *, files, layout=None, wanted=DEFAULT_CELLS,
     mine = profiles[profiles["run"] == run].set_index("tile")
     probability_columns = [f"p_{c}" for c in classes]
     known = [(files.get(image), tile) in labelled for image, tile in zip(tiles["image"], tiles["tile"])]
-    scored = tiles[tiles["tile"].isin(mine.index) & tiles[probability_columns].notna().all(axis=1) & ~np.array(known, bool)]
+    scored = tiles[
+        tiles["tile"].isin(mine.index) & tiles[probability_columns].notna().all(axis=1) & ~np.array(known, bool)
+    ]
     scored = scored.reset_index(drop=True)
     probabilities = scored[probability_columns].to_numpy(np.float64)
     novelty = scored["novelty"].to_numpy(np.float64)
-    chosen, cluster, clusters = choose(margin_uncertainty(probabilities), mine.loc[scored["tile"], feature_columns(mine)],
-                                       np.nan_to_num(novelty) > 1, wanted, seed)
+    chosen, cluster, clusters = choose(
+        margin_uncertainty(probabilities),
+        mine.loc[scored["tile"], feature_columns(mine)],
+        np.nan_to_num(novelty) > 1,
+        wanted,
+        seed,
+    )
     picked = scored.iloc[chosen].reset_index(drop=True)
     wells = {row["sample"]: row for row in layout or []}
-    out = pd.DataFrame({
-        "tile": picked["tile"], "image": picked["image"], "files": picked["image"].map(files),
-        "row": picked["row"], "col": picked["col"],
-        "label": picked["label"] if "label" in picked else "",
-        "group": picked["group"],
-        "plate": [wells.get(i, {}).get("plate", "") for i in picked["image"]],
-        "well": [wells.get(i, {}).get("well", "") for i in picked["image"]],
-    })
+    out = pd.DataFrame(
+        {
+            "tile": picked["tile"],
+            "image": picked["image"],
+            "files": picked["image"].map(files),
+            "row": picked["row"],
+            "col": picked["col"],
+            "label": picked["label"] if "label" in picked else "",
+            "group": picked["group"],
+            "plate": [wells.get(i, {}).get("plate", "") for i in picked["image"]],
+            "well": [wells.get(i, {}).get("well", "") for i in picked["image"]],
+        }
+    )
     for column in probability_columns:
         out[column] = picked[column]
     out["call"], out["novelty"] = picked["call"], picked["novelty"]
     out["rank"] = np.arange(1, len(out) + 1)
-    out["reason"] = [reason(p, classes, v, c, clusters)
-                     for p, v, c in zip(probabilities[chosen], novelty[chosen], cluster)]
+    out["reason"] = [
+        reason(p, classes, v, c, clusters) for p, v, c in zip(probabilities[chosen], novelty[chosen], cluster)
+    ]
     out["class"] = ""
     return out
 

@@ -53,8 +53,16 @@ def run_profiles(model, tilesets, *, run, classes, channels, temperature=1.0, ba
 
 def tile_table(tileset, run, probabilities, features, classes):
     meta = tileset.meta
-    table = pd.DataFrame({"run": run, "tile": tileset.tile_ids(), "image": meta["sample"], "group": meta["group"],
-                          "row": tileset.rows, "col": tileset.cols})
+    table = pd.DataFrame(
+        {
+            "run": run,
+            "tile": tileset.tile_ids(),
+            "image": meta["sample"],
+            "group": meta["group"],
+            "row": tileset.rows,
+            "col": tileset.cols,
+        }
+    )
     if "label" in tileset.extra:
         table["label"] = tileset.extra["label"]
     table["true_class"] = meta["class"] or None  # an unlabelled image has class ""

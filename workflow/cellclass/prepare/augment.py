@@ -15,8 +15,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cellclass.io import contact_sheet, tilestore
-from cellclass.prepare.tiling import load_field, resize_tiles
 from cellclass.io.tilestore import TileSet
+from cellclass.prepare.tiling import load_field, resize_tiles
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,11 @@ def augment(tileset, *, field=None, angles=(), translations=0, max_shift=8, seed
     parents = [np.arange(len(tileset))]
     ops = [np.full(len(tileset), "rot0")]
     if (angles or translations) and field is None:
-        log.warning("%s: single-cell images have no surrounding field; no rotated or shifted copies (training still "
-                    "flips and turns them by 90 degrees)", tileset.meta["sample"])
+        log.warning(
+            "%s: single-cell images have no surrounding field; no rotated or shifted copies (training still "
+            "flips and turns them by 90 degrees)",
+            tileset.meta["sample"],
+        )
     elif len(tileset):
         centres = np.stack([tileset.rows, tileset.cols], axis=1) + (size - 1) / 2
         for angle in angles:
@@ -72,7 +75,9 @@ def augment(tileset, *, field=None, angles=(), translations=0, max_shift=8, seed
             tiles.append(resize_tiles(crops, out_size))
             parents.append(np.arange(len(tileset)))
             ops.append(np.full(len(tileset), f"angle{angle:g}"))
-        rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(tileset.meta["sample"].encode()).digest()[:8])])
+        rng = np.random.default_rng(
+            [seed, int.from_bytes(hashlib.sha256(tileset.meta["sample"].encode()).digest()[:8])]
+        )
         for _ in range(translations):
             shift = rng.integers(-max_shift, max_shift + 1, size=(len(tileset), 2))
             crops, _ = rotated_crops(field, centres + shift, size, 0.0)
@@ -118,9 +123,16 @@ def write_augmented(tiles_path, samples, options, *, out_tiles, out_sheet, datas
         if tileset.meta["sample"] in wanted:
             augmented.append(augment_image(tileset, wanted[tileset.meta["sample"]], options))
             originals += len(tileset)
-            log.debug("dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented[-1]))
-    log.info("dataset %s: %d training image(s): %d tiles -> %d", dataset, len(augmented), originals,
-             sum(len(a) for a in augmented))
+            log.debug(
+                "dataset %s: %s: %d tiles -> %d", dataset, tileset.meta["sample"], len(tileset), len(augmented[-1])
+            )
+    log.info(
+        "dataset %s: %d training image(s): %d tiles -> %d",
+        dataset,
+        len(augmented),
+        originals,
+        sum(len(a) for a in augmented),
+    )
     tilestore.save(out_tiles, augmented)
     first = next((a for a in augmented if len(a)), None)
     shown = np.empty((0, 1, 1, 1), np.float32)

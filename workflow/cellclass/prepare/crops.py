@@ -11,8 +11,8 @@ import tifffile
 from PIL import Image
 from skimage.measure import regionprops_table
 
-from cellclass.prepare import segment
 from cellclass.io.errors import InputError
+from cellclass.prepare import segment
 
 # Compartment codes of a crop's mask: only the crop's own object is marked, never its neighbours.
 OUTSIDE, CYTOPLASM, NUCLEUS = 0, 1, 2
@@ -36,7 +36,9 @@ def compartment_mask(compartments, name):
 def read_labels(path, shape, field_files):
     """A user's label image as int32 (Y, X); a clear error naming both files when it does not fit the field."""
     try:
-        labels = tifffile.imread(path) if str(path).lower().endswith((".tif", ".tiff")) else np.asarray(Image.open(path))
+        labels = (
+            tifffile.imread(path) if str(path).lower().endswith((".tif", ".tiff")) else np.asarray(Image.open(path))
+        )
     except Exception as error:  # noqa: BLE001 - any decoder failure is a bad input file
         raise InputError(f"label image {path}: cannot be read ({error})") from None
     labels = np.squeeze(labels)
@@ -70,12 +72,27 @@ def cells_of_nuclei(nuclei, cells):
 
 def segment_options(settings):
     """prepare.nuclei settings as the keywords of segment.segment_nuclei and segment.grow_cells (None: no cells)."""
-    nuclei = {k: settings[k] for k in ("channel", "method", "smooth_sigma", "min_contrast", "min_area", "max_area",
-                                        "min_distance", "exclude_border")}
+    nuclei = {
+        k: settings[k]
+        for k in (
+            "channel",
+            "method",
+            "smooth_sigma",
+            "min_contrast",
+            "min_area",
+            "max_area",
+            "min_distance",
+            "exclude_border",
+        )
+    }
     if settings["cell_channel"] is None:
         return nuclei, None
-    cells = {"channel": settings["cell_channel"], "method": settings["cell_method"],
-             "smooth_sigma": settings["cell_smooth_sigma"], "min_contrast": settings["cell_min_contrast"]}
+    cells = {
+        "channel": settings["cell_channel"],
+        "method": settings["cell_method"],
+        "smooth_sigma": settings["cell_smooth_sigma"],
+        "min_contrast": settings["cell_min_contrast"],
+    }
     return nuclei, cells
 
 
@@ -84,7 +101,11 @@ def find_objects(sample, field, settings):
     shape = field.shape[:2]
     if sample.labels:
         nuclei = read_labels(sample.labels, shape, sample.files)
-        cells = cells_of_nuclei(nuclei, read_labels(sample.cell_labels, shape, sample.files)) if sample.cell_labels else None
+        cells = (
+            cells_of_nuclei(nuclei, read_labels(sample.cell_labels, shape, sample.files))
+            if sample.cell_labels
+            else None
+        )
         return nuclei, cells, "user labels"
     nuclei_options, cell_options = segment_options(settings)
     nuclei = segment.segment_nuclei(field, **nuclei_options)

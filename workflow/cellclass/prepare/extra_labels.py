@@ -45,8 +45,10 @@ def read_sheet(path, classes):
         raise InputError(f"{path}: not a readable label-next sheet ({error})") from None
     missing = [c for c in COLUMNS if c not in table]
     if missing:
-        raise InputError(f"{path}: no column {', '.join(missing)}; a label-next sheet (results/predict/<set>/"
-                         f"label_next.tsv) has {', '.join(COLUMNS)} among its columns")
+        raise InputError(
+            f"{path}: no column {', '.join(missing)}; a label-next sheet (results/predict/<set>/"
+            f"label_next.tsv) has {', '.join(COLUMNS)} among its columns"
+        )
     images, seen = {}, {}
     for index, row in table.iterrows():
         line = index + 2  # the header is line 1
@@ -55,8 +57,10 @@ def read_sheet(path, classes):
             continue
         where = f"{path}, line {line}"
         if cls not in classes:
-            raise InputError(f"{where}: class '{cls}' is not a class of the experiment ({', '.join(classes)}); "
-                             "write one of them, or leave it empty to skip the cell")
+            raise InputError(
+                f"{where}: class '{cls}' is not a class of the experiment ({', '.join(classes)}); "
+                "write one of them, or leave it empty to skip the cell"
+            )
         tile, image = row["tile"].strip(), row["image"].strip()
         if tile in seen:
             raise InputError(f"{where}: tile {tile} is labelled again (first on line {seen[tile]})")
@@ -66,11 +70,17 @@ def read_sheet(path, classes):
             raise InputError(f"{where}: no files for image {image}")
         known = images.setdefault(image, ExtraImage(image, files, {}))
         if known.files != files:
-            raise InputError(f"{where}: image {image} has files {';'.join(files)}, an earlier row "
-                             f"{';'.join(known.files)}")
+            raise InputError(
+                f"{where}: image {image} has files {';'.join(files)}, an earlier row {';'.join(known.files)}"
+            )
         known.labels[tile] = cls
-    log.info("%s: %d labelled cell(s) in %d image(s); %d row(s) left empty, skipped", path, len(seen), len(images),
-             len(table) - len(seen))
+    log.info(
+        "%s: %d labelled cell(s) in %d image(s); %d row(s) left empty, skipped",
+        path,
+        len(seen),
+        len(images),
+        len(table) - len(seen),
+    )
     return list(images.values())
 
 
@@ -85,8 +95,10 @@ def refuse_dataset_images(images, samples, sheet, dataset):
     for image in images:
         sample_id = own.get(tuple(map(_same_file, image.files)))
         if sample_id is not None:
-            raise InputError(f"{sheet}: image {image.image} ({';'.join(image.files)}) is image {sample_id} of "
-                             f"dataset {dataset}, whose split decides its side; label cells of other images only")
+            raise InputError(
+                f"{sheet}: image {image.image} ({';'.join(image.files)}) is image {sample_id} of "
+                f"dataset {dataset}, whose split decides its side; label cells of other images only"
+            )
 
 
 def tile_extra(images, settings, *, sheet, dataset=""):
@@ -104,9 +116,11 @@ def tile_extra(images, settings, *, sheet, dataset=""):
             position[image.image] = 0  # a single-cell image: its one tile may go by the image's id
         unknown = [tile for tile in image.labels if tile not in position]
         if unknown:
-            raise InputError(f"{source}: no tile {unknown[0]} among its {len(tileset)} tiles as dataset {dataset} "
-                             f"tiles it ({settings['kind']}, {settings['tile_size']} px); was the sheet made for "
-                             "another experiment?")
+            raise InputError(
+                f"{source}: no tile {unknown[0]} among its {len(tileset)} tiles as dataset {dataset} "
+                f"tiles it ({settings['kind']}, {settings['tile_size']} px); was the sheet made for "
+                "another experiment?"
+            )
         meta = {**tileset.meta, "sample": PREFIX + image.image, "extra_labels": str(sheet)}
         for cls in sorted(set(image.labels.values())):
             rows = sorted(position[tile] for tile, c in image.labels.items() if c == cls)

@@ -27,11 +27,23 @@ def smooth(image, sigma):
     down = np.pad(image.astype(np.float32, copy=False), ((radius, radius), (0, 0)), mode="symmetric")
     for start in range(0, rows, BAND):
         band = down[start : start + min(BAND, rows - start) + 2 * radius]
-        _weighted_sum(lambda k: band[radius + k : len(band) - radius + k], weights, radius, out[start : start + BAND], scratch)
+        _weighted_sum(
+            lambda k, band=band: band[radius + k : len(band) - radius + k],
+            weights,
+            radius,
+            out[start : start + BAND],
+            scratch,
+        )
     across = np.pad(out, ((0, 0), (radius, radius)), mode="symmetric")
     for start in range(0, rows, BAND):
         band = across[start : start + BAND]
-        _weighted_sum(lambda k: band[:, radius + k : radius + k + cols], weights, radius, out[start : start + BAND], scratch)
+        _weighted_sum(
+            lambda k, band=band: band[:, radius + k : radius + k + cols],
+            weights,
+            radius,
+            out[start : start + BAND],
+            scratch,
+        )
     return out
 
 

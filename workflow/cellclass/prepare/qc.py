@@ -25,15 +25,30 @@ FOCUS_SIDE = 512  # the focus spectrum is taken on a central window at most this
 # Per measure kind: compared on a log scale (ratios of intensity, area, count), and the smallest spread allowed.
 # Floors: 5% in intensity, 10% in area or density, 0.15 in spectral slope, 0.5% of pixels saturated, 0.05 in r.
 KINDS = {
-    "focus": (False, 0.15), "saturated": (False, 0.005), "p01": (True, 0.05), "p50": (True, 0.05),
-    "p99": (True, 0.05), "background": (True, 0.05), "signal_to_background": (True, 0.05),
-    "correlation": (False, 0.05), "objects": (True, 0.1), "object_area": (True, 0.1), "density": (True, 0.1),
+    "focus": (False, 0.15),
+    "saturated": (False, 0.005),
+    "p01": (True, 0.05),
+    "p50": (True, 0.05),
+    "p99": (True, 0.05),
+    "background": (True, 0.05),
+    "signal_to_background": (True, 0.05),
+    "correlation": (False, 0.05),
+    "objects": (True, 0.1),
+    "object_area": (True, 0.1),
+    "density": (True, 0.1),
 }
 WORDS = {
-    "focus": "focus (power-spectrum slope)", "saturated": "saturated share", "p01": "1st percentile",
-    "p50": "median intensity", "p99": "99th percentile", "background": "background level",
-    "signal_to_background": "signal-to-background", "correlation": "correlation of channels 0 and 1",
-    "objects": "objects found", "object_area": "median object area", "density": "object density",
+    "focus": "focus (power-spectrum slope)",
+    "saturated": "saturated share",
+    "p01": "1st percentile",
+    "p50": "median intensity",
+    "p99": "99th percentile",
+    "background": "background level",
+    "signal_to_background": "signal-to-background",
+    "correlation": "correlation of channels 0 and 1",
+    "objects": "objects found",
+    "object_area": "median object area",
+    "density": "object density",
     "pixel_size": "pixel size",
 }
 
@@ -58,7 +73,9 @@ def measure(pixels, bit_depth, objects=None, pixel_size=None):
     if objects is not None:
         values.update(object_measures(np.asarray(objects)))
     # A field without objects has no median object area; that is what it shows, not a failed measure.
-    missing = [k for k, v in values.items() if not np.isfinite(v) and not (k == "object_area" and not values["objects"])]
+    missing = [
+        k for k, v in values.items() if not np.isfinite(v) and not (k == "object_area" and not values["objects"])
+    ]
     values = {k: float(v) for k, v in values.items()}  # plain floats: the tile store keeps them as JSON
     values["pixel_size"] = math.nan if pixel_size is None else float(pixel_size)
     return values, (f"cannot be computed: {', '.join(missing)}" if missing else "")
@@ -78,8 +95,13 @@ def channel_measures(sample, inside, integer):
     background, signal = p10, p90  # no objects, or a single-cell image: the darkest and brightest tenth stand in
     if inside is not None and inside.any() and not inside.all():
         background, signal = float(np.median(sample[~inside])), float(np.median(sample[inside]))
-    found = {"p01": p01, "p50": p50, "p99": p99, "background": background,
-             "signal_to_background": signal / max(background, 1e-6)}
+    found = {
+        "p01": p01,
+        "p50": p50,
+        "p99": p99,
+        "background": background,
+        "signal_to_background": signal / max(background, 1e-6),
+    }
     if integer:  # float data has no ceiling to saturate at
         found["saturated"] = float((sample >= 1.0).mean())
     return found
@@ -146,14 +168,20 @@ def object_measures(objects):
     areas = np.bincount(labels.ravel())[1:] * scale
     areas = areas[areas >= 10]  # specks of a few pixels are noise, not objects
     pixels = float(objects.shape[0] * objects.shape[1])
-    return {"objects": float(len(areas)), "object_area": float(np.median(areas)) if len(areas) else math.nan,
-            "density": len(areas) / pixels * 1e6}
+    return {
+        "objects": float(len(areas)),
+        "object_area": float(np.median(areas)) if len(areas) else math.nan,
+        "density": len(areas) / pixels * 1e6,
+    }
 
 
 def comparable(table):
     """The measure columns of a QC table that are compared (pixel size is reported, compared only when given)."""
-    return [c for c in table.columns if c.split("_c")[0] in KINDS or c in KINDS
-            or (c == "pixel_size" and table[c].notna().any())]
+    return [
+        c
+        for c in table.columns
+        if c.split("_c")[0] in KINDS or c in KINDS or (c == "pixel_size" and table[c].notna().any())
+    ]
 
 
 def _kind(name):
@@ -185,8 +213,14 @@ class Fit:
 
     def distances(self, table):
         """Robust z of every image (row) on every measure (column): NaN where it or the fit has none."""
-        return pd.DataFrame({name: (_scaled(table[name], name) - self.center[name]) / self.scale[name]
-                             for name in self.center if name in table}, index=table.index)
+        return pd.DataFrame(
+            {
+                name: (_scaled(table[name], name) - self.center[name]) / self.scale[name]
+                for name in self.center
+                if name in table
+            },
+            index=table.index,
+        )
 
 
 class Reference:
@@ -229,9 +263,11 @@ class Reference:
         largest = z.abs().max(axis=1, skipna=True)
         named = pd.Series("", index=table.index, dtype=object)
         for i, row in z[largest > LIMIT].iterrows():  # words only for the few images beyond the limit
-            named[i] = "; ".join(f"{describe(name)} {'high' if value > 0 else 'low'} (z {value:+.1f})"
-                                 for name, value in sorted(row.dropna().items(), key=lambda kv: -abs(kv[1]))
-                                 if abs(value) > LIMIT)
+            named[i] = "; ".join(
+                f"{describe(name)} {'high' if value > 0 else 'low'} (z {value:+.1f})"
+                for name, value in sorted(row.dropna().items(), key=lambda kv: -abs(kv[1]))
+                if abs(value) > LIMIT
+            )
         return pd.DataFrame({"qc_distance": largest, "unlike": named}, index=table.index)
 
 
@@ -247,10 +283,17 @@ def table_of(tilesets):
     rows = []
     for t in tilesets:
         qc = t.meta.get("qc") or {}
-        rows.append({"dataset": t.meta.get("dataset", ""), "image": t.meta["sample"], "group": t.meta["group"],
-                     "class": t.meta["class"],
-                     "files": ";".join(t.meta["files"]), **qc.get("values", {}), "qc_note": qc.get("note", "")
-                     if "values" in qc else (t.meta.get("skipped") or "not measured")})
+        rows.append(
+            {
+                "dataset": t.meta.get("dataset", ""),
+                "image": t.meta["sample"],
+                "group": t.meta["group"],
+                "class": t.meta["class"],
+                "files": ";".join(t.meta["files"]),
+                **qc.get("values", {}),
+                "qc_note": qc.get("note", "") if "values" in qc else (t.meta.get("skipped") or "not measured"),
+            }
+        )
     table = pd.DataFrame(rows)
     measures = [c for c in table.columns if c not in ("dataset", "image", "group", "class", "files", "qc_note")]
     return table.astype({c: float for c in measures})
@@ -271,4 +314,3 @@ def write_table(table, path):
 
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-

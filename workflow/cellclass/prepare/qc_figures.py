@@ -18,17 +18,19 @@ COLUMNS = 5
 def quality_figure(tables, paths, title):
     """`tables`: label -> QC table (one row per image, with an `unlike` column naming the measures that moved);
     the training images first. Logged measures get a log axis; a measure no image has is left out."""
-    measures = [m for m in qc.comparable(next(iter(tables.values()))) if
-                any(m in t and t[m].notna().any() for t in tables.values())]
+    measures = [
+        m
+        for m in qc.comparable(next(iter(tables.values())))
+        if any(m in t and t[m].notna().any() for t in tables.values())
+    ]
     rows = max(1, math.ceil(len(measures) / COLUMNS))
     # A fixed grid, not constrained layout: it took 2 of the job's 3 seconds to place 20 small panels.
     fig = Figure(figsize=(2.3 * COLUMNS, 1.9 * rows + 0.5))
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - 0.45 / (1.9 * rows + 0.5), hspace=0.55,
-                        wspace=0.45)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - 0.45 / (1.9 * rows + 0.5), hspace=0.55, wspace=0.45)
     rng = np.random.default_rng(0)  # the jitter: the same figure every run
     for i, name in enumerate(measures):
         ax = fig.add_subplot(rows, COLUMNS, i + 1)
-        for x, (label, table) in enumerate(tables.items()):
+        for x, table in enumerate(tables.values()):
             if name not in table:
                 continue
             values = table[name].to_numpy(float)
@@ -42,8 +44,9 @@ def quality_figure(tables, paths, title):
         ax.set_xlim(-0.6, len(tables) - 0.4)
         ax.set_title(qc.describe(name), fontsize=7)
         ax.tick_params(axis="y", which="both", labelsize=5)
-    fig.suptitle(f"{title}: one point per image; red ×: beyond {qc.LIMIT:g} robust spreads of the training images",
-                 fontsize=8)
+    fig.suptitle(
+        f"{title}: one point per image; red ×: beyond {qc.LIMIT:g} robust spreads of the training images", fontsize=8
+    )
     return save(fig, paths)
 
 
@@ -52,8 +55,13 @@ def report_dataset(tile_files, table_path, figure_paths, dataset):
     outliers and a set too small to judge are logged as warnings. Returns the table."""
     table = qc.own_outliers(qc.table_of(tilestore.load_all(tile_files, tiles=False)))
     if len(table) < qc.MIN_IMAGES:
-        log.warning("dataset %s: %d image(s), too few to fit quality ranges (%d needed): new images are not "
-                    "checked against them", dataset, len(table), qc.MIN_IMAGES)
+        log.warning(
+            "dataset %s: %d image(s), too few to fit quality ranges (%d needed): new images are not "
+            "checked against them",
+            dataset,
+            len(table),
+            qc.MIN_IMAGES,
+        )
     for row in table[table["unlike"] != ""].itertuples():
         log.warning("dataset %s: image %s is unlike the rest of its set: %s", dataset, row.image, row.unlike)
     for row in table[table["qc_note"] != ""].itertuples():

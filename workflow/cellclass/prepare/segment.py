@@ -110,7 +110,9 @@ def _fill_holes(sheet, components, boxes, windows):
         pixels = background[box] == hole
         sheet[box][pixels] = k
         window, field_box = windows[k - 1], boxes[k - 1]
-        at = tuple(slice(f.start + b.start - w.start, f.start + b.stop - w.start) for f, b, w in zip(field_box, box, window))
+        at = tuple(
+            slice(f.start + b.start - w.start, f.start + b.stop - w.start) for f, b, w in zip(field_box, box, window)
+        )
         absorbed.update(int(j) for j in np.unique(components[at][pixels]) if j)
     for j in absorbed:
         sheet[windows[j - 1]] = 0

@@ -55,7 +55,9 @@ def assign(samples, *, seed, test_fraction, validation_fraction=0.0, test_only=F
     for groups in groups_of_class.values():
         for group in groups - fixed.keys():
             u = unit_hash(seed, group)
-            sides[group] = "test" if u < test_fraction else "validation" if u < test_fraction + validation_fraction else "train"
+            sides[group] = (
+                "test" if u < test_fraction else "validation" if u < test_fraction + validation_fraction else "train"
+            )
     for cls, groups in sorted(groups_of_class.items()):
         ranked = sorted(groups - fixed.keys(), key=lambda g: unit_hash(seed, g))
         if len(ranked) >= 2 and not any(sides[g] == "test" for g in groups):
@@ -94,8 +96,16 @@ def cross_validation(samples, *, seed, folds, validation_fraction=0.0, notes=Non
     for cls, groups in sorted(groups_of_class.items()):
         if len(groups) < folds:
             images = sum(s.cls == cls for s in samples)
-            raise InputError(too_few_groups(cls, images, len(groups), folds, validation_fraction,
-                                            f"split.folds {folds} tests a group of it in each fold"))
+            raise InputError(
+                too_few_groups(
+                    cls,
+                    images,
+                    len(groups),
+                    folds,
+                    validation_fraction,
+                    f"split.folds {folds} tests a group of it in each fold",
+                )
+            )
         for rank, group in enumerate(sorted(groups, key=lambda g: unit_hash(seed, g))):
             fold_of[group] = rank % folds
     sides = []
@@ -106,7 +116,9 @@ def cross_validation(samples, *, seed, folds, validation_fraction=0.0, notes=Non
             wanted = round(validation_fraction * len(groups))
             if validation_fraction > 0 and wanted == 0 and len(rest) >= 2:
                 wanted = 1
-                notes.append(f"fold {fold}, class {cls}: too few groups for a {validation_fraction:.0%} validation share; sent {rest[0]} to validation")
+                notes.append(
+                    f"fold {fold}, class {cls}: too few groups for a {validation_fraction:.0%} validation share; sent {rest[0]} to validation"
+                )
             wanted = min(wanted, len(rest) - 1)
             side.update({g: "test" for g in groups if fold_of[g] == fold})
             side.update({g: "validation" if i < wanted else "train" for i, g in enumerate(rest)})
@@ -119,9 +131,21 @@ def fold_sides(samples, *, seed, folds, test_fraction, validation_fraction, test
     class that no fold could train on is an InputError naming `dataset`, its groups and what the split needs."""
     try:
         if folds == 1 or test_only:
-            return [_trainable(samples, assign(samples, seed=seed, test_fraction=test_fraction,
-                                               validation_fraction=validation_fraction, test_only=test_only,
-                                               notes=notes), validation_fraction, test_only)]
+            return [
+                _trainable(
+                    samples,
+                    assign(
+                        samples,
+                        seed=seed,
+                        test_fraction=test_fraction,
+                        validation_fraction=validation_fraction,
+                        test_only=test_only,
+                        notes=notes,
+                    ),
+                    validation_fraction,
+                    test_only,
+                )
+            ]
         return cross_validation(samples, seed=seed, folds=folds, validation_fraction=validation_fraction, notes=notes)
     except InputError as error:
         raise InputError(f"dataset {dataset}: {error}" if dataset else str(error)) from None
@@ -138,9 +162,17 @@ def _trainable(samples, sides, validation_fraction, test_only):
         if not any(sides[g] == "train" for g in mine):
             images = sum(s.cls == cls for s in samples)
             away = " and ".join(sorted({sides[g] for g in mine}))
-            raise InputError(too_few_groups(cls, images, len(mine), 1, validation_fraction,
-                                            f"the split sent {'them' if len(mine) > 1 else 'it'} to the {away} "
-                                            f"side: no run could learn '{cls}'"))
+            raise InputError(
+                too_few_groups(
+                    cls,
+                    images,
+                    len(mine),
+                    1,
+                    validation_fraction,
+                    f"the split sent {'them' if len(mine) > 1 else 'it'} to the {away} "
+                    f"side: no run could learn '{cls}'",
+                )
+            )
     return sides
 
 
@@ -150,8 +182,11 @@ def needed_groups(folds, validation_fraction):
     if folds == 1:
         words, n, tested = "at least 2 groups of each class: 1 to train, 1 to test", 2, lambda n: 1
     else:
-        words, n, tested = (f"at least {folds} groups of each class: one tested in each fold while the others train",
-                            folds, lambda n: -(-n // folds))
+        words, n, tested = (
+            f"at least {folds} groups of each class: one tested in each fold while the others train",
+            folds,
+            lambda n: -(-n // folds),
+        )
     base = n
     while validation_fraction > 0 and n - tested(n) < 2:  # a validation group is carved from two or more trained
         n += 1
@@ -162,15 +197,18 @@ def needed_groups(folds, validation_fraction):
 
 def too_few_groups(cls, images, groups, folds, validation_fraction, why):
     """The message for a class with too few groups (images, or a sheet's or plate's groups) for the split."""
-    counted = (f"{images} image{'s' if images != 1 else ''} "
-               + (f"(group{'s' if groups != 1 else ''})" if groups == images
-                  else f"in {groups} group{'s' if groups != 1 else ''}"))
-    return (f"class '{cls}' has {counted}, and {why}. The split needs {needed_groups(folds, validation_fraction)}."
-            f" Add images of '{cls}'" + ("" if folds == 1 else "; or lower split.folds")
-            + "; or list the images in a sample sheet (datasets.<name>.sheet: path, class, group, split) whose "
-            f"`split` column fixes each group's side (with split.folds 1), e.g. train to train on '{cls}' "
-            f"without testing it; or leave '{cls}' out of the dataset (a test_only dataset tests only the "
-            "classes a run trained on)")
+    counted = f"{images} image{'s' if images != 1 else ''} " + (
+        f"(group{'s' if groups != 1 else ''})" if groups == images else f"in {groups} group{'s' if groups != 1 else ''}"
+    )
+    return (
+        f"class '{cls}' has {counted}, and {why}. The split needs {needed_groups(folds, validation_fraction)}."
+        f" Add images of '{cls}'"
+        + ("" if folds == 1 else "; or lower split.folds")
+        + "; or list the images in a sample sheet (datasets.<name>.sheet: path, class, group, split) whose "
+        f"`split` column fixes each group's side (with split.folds 1), e.g. train to train on '{cls}' "
+        f"without testing it; or leave '{cls}' out of the dataset (a test_only dataset tests only the "
+        "classes a run trained on)"
+    )
 
 
 def tile_sides(tilesets, *, seed, test_fraction, validation_fraction=0.0, notes=None):
@@ -182,11 +220,11 @@ def tile_sides(tilesets, *, seed, test_fraction, validation_fraction=0.0, notes=
     still gets a test and a training tile (and a validation tile from three on), as assign does for groups.
     """
     tiles = [
-        SimpleNamespace(cls=t.meta["class"], group=tile, split=None)
-        for t in tilesets for tile in t.tile_ids(op=False)
+        SimpleNamespace(cls=t.meta["class"], group=tile, split=None) for t in tilesets for tile in t.tile_ids(op=False)
     ]
-    return assign(tiles, seed=f"{seed}:tiles", test_fraction=test_fraction, validation_fraction=validation_fraction,
-                  notes=notes)
+    return assign(
+        tiles, seed=f"{seed}:tiles", test_fraction=test_fraction, validation_fraction=validation_fraction, notes=notes
+    )
 
 
 def image_table(tilesets, sides):
@@ -234,14 +272,17 @@ def check(manifest, dataset, test_only=False):
         where = f"dataset {dataset}" + (f", fold {fold}" if manifest["fold"].max() > 0 else "")
         for cls, rows in in_fold.groupby("class"):
             if not (rows["split"] == "train").any():
-                raise InputError(f"{where}: class '{cls}' has no training tiles: its training images gave none "
-                                 "(images_without_tiles.tsv says why)")
+                raise InputError(
+                    f"{where}: class '{cls}' has no training tiles: its training images gave none "
+                    "(images_without_tiles.tsv says why)"
+                )
         if not (in_fold["split"] == "test").any():
             raise InputError(f"{where}: the split has no test tiles; add images or raise split.test_fraction")
 
 
 def manifest(tilesets, sides):
     """Manifest rows (fold, tile, source image, group, class, split, position) of every tile, per fold."""
+
     def per_tile(values):
         return np.repeat(np.array(values, dtype=object), [len(t) for t in tilesets])
 

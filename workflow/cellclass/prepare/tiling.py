@@ -10,9 +10,9 @@ import logging
 import numpy as np
 
 from cellclass.io import contact_sheet, imageio, tilestore
-from cellclass.prepare import normalise, qc
 from cellclass.io.errors import InputError
 from cellclass.io.tilestore import TileSet
+from cellclass.prepare import normalise, qc
 
 # scikit-image, scipy and the nuclei segmentation are imported where a kind needs them: a tile job of
 # single cells, and every Snakemake start (plan.py imports this module), skip their half second.
@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 def load_field(sample, settings):
     """Read a sample's raw image(s), select channels and normalise: (Y, X, C) float32 in [0, 1]."""
     raw = imageio.read_image(
-        sample.files, channels=settings["channels"], plane=settings["plane"], bit_depth=settings["bit_depth"],
-        planes=sample.planes, axes=settings.get("axes"),  # runs recorded before prepare.axes have none
+        sample.files,
+        channels=settings["channels"],
+        plane=settings["plane"],
+        bit_depth=settings["bit_depth"],
+        planes=sample.planes,
+        axes=settings.get("axes"),  # runs recorded before prepare.axes have none
     )
     norm = settings["normalise"]
     field = normalise.normalise(
@@ -210,5 +214,10 @@ def write_shard(tilesets, tiles_path, sheet_path, *, dataset):
     for tileset in tilesets:
         log.debug("dataset %s: %s: %d tiles", dataset, tileset.meta["sample"], len(tileset))
     empty = sum(not len(t) for t in tilesets)
-    log.info("dataset %s: %d image(s), %d tiles%s", dataset, len(tilesets), sum(len(t) for t in tilesets),
-             f"; {empty} image(s) without tiles" if empty else "")
+    log.info(
+        "dataset %s: %d image(s), %d tiles%s",
+        dataset,
+        len(tilesets),
+        sum(len(t) for t in tilesets),
+        f"; {empty} image(s) without tiles" if empty else "",
+    )

@@ -57,14 +57,20 @@ def open_package(path):
         raise InputError(f"{path}: {rdf_name} does not describe a model")
     version = str(description.get("format_version", "?"))
     if ".".join(version.split(".")[:2]) not in SPEC_VERSIONS:
-        raise InputError(f"{path}: bioimage.io format_version {version}; cellclass reads model packages of version "
-                         f"{', '.join(v + '.x' for v in SPEC_VERSIONS)}")
+        raise InputError(
+            f"{path}: bioimage.io format_version {version}; cellclass reads model packages of version "
+            f"{', '.join(v + '.x' for v in SPEC_VERSIONS)}"
+        )
     if record is None:
-        raise InputError(f"{path}: no {RECORD} attachment, so not exported by cellclass: it does not say how to tile "
-                         "images for it. Run it with bioimageio.core, or export your runs with `snakemake export`")
+        raise InputError(
+            f"{path}: no {RECORD} attachment, so not exported by cellclass: it does not say how to tile "
+            "images for it. Run it with bioimageio.core, or export your runs with `snakemake export`"
+        )
     if record.get("format") != FORMAT or record.get("version", 0) > VERSION:
-        raise InputError(f"{path}: {RECORD} is of format {record.get('format')} version {record.get('version')}; "
-                         f"this cellclass reads {FORMAT} up to version {VERSION}")
+        raise InputError(
+            f"{path}: {RECORD} is of format {record.get('format')} version {record.get('version')}; "
+            f"this cellclass reads {FORMAT} up to version {VERSION}"
+        )
     _check_input(path, description, record)
     return description, record
 
@@ -74,8 +80,10 @@ def _check_input(path, description, record):
     axes = {a.get("id", a.get("type")): a for a in description["inputs"][0]["axes"]}
     shape = (axes["y"]["size"], axes["x"]["size"], len(axes["channel"]["channel_names"]))
     if list(shape) != list(record["input_shape"]):
-        raise InputError(f"{path}: its input tensor is {shape[0]}x{shape[1]} px with {shape[2]} channel(s), but "
-                         f"{RECORD} records tiles of {tuple(record['input_shape'])}")
+        raise InputError(
+            f"{path}: its input tensor is {shape[0]}x{shape[1]} px with {shape[2]} channel(s), but "
+            f"{RECORD} records tiles of {tuple(record['input_shape'])}"
+        )
 
 
 def read_record(path):
@@ -112,8 +120,12 @@ def read_references(path):
     if not record.get("novelty"):
         return None
     with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read(record["novelty"]))) as data:
-        return [Reference.from_arrays({key.split("/", 1)[1]: data[key] for key in data.files
-                                       if key.startswith(f"{m['name']}/")}) for m in record["members"]]
+        return [
+            Reference.from_arrays(
+                {key.split("/", 1)[1]: data[key] for key in data.files if key.startswith(f"{m['name']}/")}
+            )
+            for m in record["members"]
+        ]
 
 
 def read_quality(path):
@@ -163,7 +175,15 @@ def validation_table(summary):
 
     rows = []
     for detail in summary.details:
-        messages = [f"{'.'.join(map(str, m.loc))}: {m.msg}" if m.loc else m.msg for m in [*detail.errors, *detail.warnings]]
-        rows.append({"check": detail.name, "status": detail.status, "location": ".".join(map(str, detail.loc)),
-                     "message": " | ".join(m.replace("\n", " ") for m in messages)})
+        messages = [
+            f"{'.'.join(map(str, m.loc))}: {m.msg}" if m.loc else m.msg for m in [*detail.errors, *detail.warnings]
+        ]
+        rows.append(
+            {
+                "check": detail.name,
+                "status": detail.status,
+                "location": ".".join(map(str, detail.loc)),
+                "message": " | ".join(m.replace("\n", " ") for m in messages),
+            }
+        )
     return pd.DataFrame(rows, columns=["check", "status", "location", "message"])
