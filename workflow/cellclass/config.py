@@ -5,7 +5,6 @@ stops the run at once with a message that names it.
 """
 
 import copy
-import importlib.util
 import re
 from pathlib import Path
 
@@ -87,12 +86,16 @@ def validate(config, base_dir="."):
         if dataset["extra_labels"]:
             _check_extra_labels(dataset, base_dir, where)
         if "demo_cells" in dataset and dataset["prepare"]["kind"] != "cells":
-            raise InputError(f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
-                             f"set kind: cells, not {dataset['prepare']['kind']}")
+            raise InputError(
+                f"invalid configuration:\n  {where}.prepare.kind: demo_cells writes one cell per image; "
+                f"set kind: cells, not {dataset['prepare']['kind']}"
+            )
     if not config["datasets"]:
         if not config["predict"] or any("package" not in p for p in config["predict"].values()):
-            raise InputError("invalid configuration:\n  datasets: none given; only a config whose prediction sets all "
-                             "use a model package (predict.<set>.package) can do without")
+            raise InputError(
+                "invalid configuration:\n  datasets: none given; only a config whose prediction sets all "
+                "use a model package (predict.<set>.package) can do without"
+            )
     elif all(d["test_only"] for d in config["datasets"].values()):
         raise InputError("invalid configuration:\n  datasets: every dataset is test_only; nothing to train on")
     _check_experiments(config, schema, base_dir)
@@ -104,15 +107,12 @@ def validate(config, base_dir="."):
 
 
 def _check_profiles(config):
-    """Profiles name experiments and prediction sets of this config; a UMAP map needs umap-learn."""
+    """Profiles name experiments and prediction sets of this config."""
     for key, known in (("experiments", config["experiments"]), ("predictions", config["predict"])):
         missing = [name for name in config["profiles"][key] if name not in known]
         if missing:
             kind = "experiment" if key == "experiments" else "prediction set"
             raise InputError(f"invalid configuration:\n  profiles.{key}: no {kind} '{missing[0]}'")
-    if config["profiles"]["map"] == "umap" and importlib.util.find_spec("umap") is None:
-        raise InputError("invalid configuration:\n  profiles.map: umap needs umap-learn (pip install umap-learn); "
-                         "or choose pca, or auto (umap where installed)")
 
 
 def _check_attribution(config):
@@ -162,27 +162,38 @@ def _resolve_paths(entry, base_dir, where):
         if entry.get(key) is not None:
             resolved = (base_dir / entry[key]).resolve()
             if not resolved.exists():
-                kind = {"path": "folder", "sheet": "sample sheet", "zarr": "OME-Zarr plate", "map": "plate map",
-                        "extra_labels": "label-next sheet"}[key]
+                kind = {
+                    "path": "folder",
+                    "sheet": "sample sheet",
+                    "zarr": "OME-Zarr plate",
+                    "map": "plate map",
+                    "extra_labels": "label-next sheet",
+                }[key]
                 raise InputError(f"invalid configuration:\n  {where}.{key}: {kind} {resolved} does not exist")
             entry[key] = str(resolved)
     if "path" in entry and "sheet" not in entry and not Path(entry["path"]).is_dir():
         raise InputError(f"invalid configuration:\n  {where}.path: {entry['path']} is not a folder")
     sources = [k for k in ("demo", "demo_plate", "demo_cells", "plate", "sheet", "path") if k in entry]
     if len(sources) > 1 and set(sources) != {"sheet", "path"}:
-        raise InputError(f"invalid configuration:\n  {where}: give one of demo, demo_plate, demo_cells, plate or "
-                         f"path/sheet, not {' and '.join(sources)}")
+        raise InputError(
+            f"invalid configuration:\n  {where}: give one of demo, demo_plate, demo_cells, plate or "
+            f"path/sheet, not {' and '.join(sources)}"
+        )
 
 
 def _check_extra_labels(dataset, base_dir, where):
     """A filled label-next sheet: of a dataset that trains, and a copy outside results/, which the next run
     rewrites (training on it makes the sheet anew, and its own output would be its input)."""
     if dataset["test_only"]:
-        raise InputError(f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
-                         "name the sheet under the dataset an experiment trains on")
+        raise InputError(
+            f"invalid configuration:\n  {where}.extra_labels: a test_only dataset trains nothing; "
+            "name the sheet under the dataset an experiment trains on"
+        )
     if Path(dataset["extra_labels"]).is_relative_to((base_dir / "results").resolve()):
-        raise InputError(f"invalid configuration:\n  {where}.extra_labels: {dataset['extra_labels']} is in results/, "
-                         "which the next run rewrites; copy the filled sheet elsewhere (e.g. labels/) and name the copy")
+        raise InputError(
+            f"invalid configuration:\n  {where}.extra_labels: {dataset['extra_labels']} is in results/, "
+            "which the next run rewrites; copy the filled sheet elsewhere (e.g. labels/) and name the copy"
+        )
 
 
 def _check_predictions(config, base_dir):
@@ -202,8 +213,10 @@ def _resolve_package(prediction, base_dir, where):
     """A package set: the zip exists; the package holds its ensemble, so model and seeds have no say."""
     given = [key for key in ("model", "seeds") if key in prediction]
     if given:
-        raise InputError(f"invalid configuration:\n  {where}.{given[0]}: a package holds its own runs; "
-                         "give package alone, or an experiment with model and seeds")
+        raise InputError(
+            f"invalid configuration:\n  {where}.{given[0]}: a package holds its own runs; "
+            "give package alone, or an experiment with model and seeds"
+        )
     path = (base_dir / prediction["package"]).resolve()
     if not path.is_file():
         raise InputError(f"invalid configuration:\n  {where}.package: model package {path} does not exist")
@@ -219,12 +232,16 @@ def _check_runs(config, entry, where):
     models = experiment["train"]["models"]
     entry.setdefault("model", models[0])
     if entry["model"] not in models:
-        raise InputError(f"invalid configuration:\n  {where}.model: experiment '{entry['experiment']}' trains {', '.join(models)}, not '{entry['model']}'")
+        raise InputError(
+            f"invalid configuration:\n  {where}.model: experiment '{entry['experiment']}' trains {', '.join(models)}, not '{entry['model']}'"
+        )
     runs = experiment["train"]["runs"]
     entry.setdefault("seeds", list(range(runs)))
     outside = [s for s in entry["seeds"] if s >= runs]
     if outside:
-        raise InputError(f"invalid configuration:\n  {where}.seeds: experiment '{entry['experiment']}' trains seeds 0..{runs - 1}; no seed {outside[0]}")
+        raise InputError(
+            f"invalid configuration:\n  {where}.seeds: experiment '{entry['experiment']}' trains seeds 0..{runs - 1}; no seed {outside[0]}"
+        )
 
 
 def _check_exports(config):
@@ -238,12 +255,16 @@ def _check_exports(config):
         export.setdefault("folds", list(range(folds)))
         outside = [f for f in export["folds"] if f >= folds]
         if outside:
-            raise InputError(f"invalid configuration:\n  {where}.folds: experiment '{export['experiment']}' has folds "
-                             f"0..{folds - 1}; no fold {outside[0]}")
+            raise InputError(
+                f"invalid configuration:\n  {where}.folds: experiment '{export['experiment']}' has folds "
+                f"0..{folds - 1}; no fold {outside[0]}"
+            )
         title = export["title"] or f"cellclass {export['experiment']} {export['model']}"
         if not (5 <= len(title) <= 128) or re.search(r"[^A-Za-z0-9_+\- ()]", title):
-            raise InputError(f"invalid configuration:\n  {where}.title: '{title}': bioimage.io names are 5-128 "
-                             "letters, digits, spaces and _+-()")
+            raise InputError(
+                f"invalid configuration:\n  {where}.title: '{title}': bioimage.io names are 5-128 "
+                "letters, digits, spaces and _+-()"
+            )
 
 
 # Options of `augment` done on the fly, by the input pipeline; the others resample the raw field once (augment rule).
@@ -279,9 +300,11 @@ def _check_backbone(options, model, base_dir, where):
     for path in weights_files(model, options):
         resolved = (base_dir / Path(path).expanduser()).resolve()
         if not resolved.is_file():
-            raise InputError(f"invalid configuration:\n  {where}.weights: {resolved} is not a file; give Keras' "
-                             f"ImageNet weights file ({MODELS[model].weights_file}), imagenet (download; online "
-                             "only) or null")
+            raise InputError(
+                f"invalid configuration:\n  {where}.weights: {resolved} is not a file; give Keras' "
+                f"ImageNet weights file ({MODELS[model].weights_file}), imagenet (download; online "
+                "only) or null"
+            )
         options["weights"] = str(resolved)
 
 
@@ -289,11 +312,15 @@ def _check_work(train, where):
     """A run's work is defined: a budget, or epochs; and a budget in tile-steps holds at least one batch."""
     budget = train["budget"] or {}
     if not budget and not train["epochs"]:
-        raise InputError(f"invalid configuration:\n  {where}.budget: null with no epochs; give a budget "
-                         "(e.g. {passes: 30}) or epochs")
+        raise InputError(
+            f"invalid configuration:\n  {where}.budget: null with no epochs; give a budget "
+            "(e.g. {passes: 30}) or epochs"
+        )
     if budget.get("tile_steps", train["batch_size"]) < train["batch_size"]:
-        raise InputError(f"invalid configuration:\n  {where}.budget.tile_steps: {budget['tile_steps']} is less than "
-                         f"one batch (batch_size {train['batch_size']})")
+        raise InputError(
+            f"invalid configuration:\n  {where}.budget.tile_steps: {budget['tile_steps']} is less than "
+            f"one batch (batch_size {train['batch_size']})"
+        )
 
 
 def _check_experiments(config, schema, base_dir):
@@ -305,7 +332,11 @@ def _check_experiments(config, schema, base_dir):
     datasets = config["datasets"]
     if "experiments" not in config:
         config["experiments"] = {name: {"dataset": name} for name, d in datasets.items() if not d["test_only"]}
-        _check(config["experiments"], {"$defs": schema["$defs"], "additionalProperties": {"$ref": "#/$defs/experiment"}}, "experiments")
+        _check(
+            config["experiments"],
+            {"$defs": schema["$defs"], "additionalProperties": {"$ref": "#/$defs/experiment"}},
+            "experiments",
+        )
     train_schema = {"$defs": schema["$defs"], **schema["$defs"]["train"]}
     augment = config["augment"]
     for name, experiment in config["experiments"].items():
@@ -316,7 +347,9 @@ def _check_experiments(config, schema, base_dir):
             raise InputError(f"invalid configuration:\n  {where}.dataset: '{experiment['dataset']}' {problem}")
         for test_set in experiment["test_sets"]:
             if test_set not in datasets or not datasets[test_set]["test_only"]:
-                raise InputError(f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset")
+                raise InputError(
+                    f"invalid configuration:\n  {where}.test_sets: '{test_set}' is not a test_only dataset"
+                )
         merged = deep_merge(config["train"], experiment["train"])
         if "budget" in experiment["train"]:  # an experiment's budget replaces the top level's, limit by limit too
             merged["budget"] = copy.deepcopy(experiment["train"]["budget"])
@@ -328,7 +361,9 @@ def _check_experiments(config, schema, base_dir):
         side = dataset["prepare"]["resize_to"] or dataset["prepare"]["tile_size"]
         for model in merged["models"]:
             if model not in MODELS:
-                raise InputError(f"invalid configuration:\n  {where}.train.models: unknown model '{model}'; known: {', '.join(MODELS)}")
+                raise InputError(
+                    f"invalid configuration:\n  {where}.train.models: unknown model '{model}'; known: {', '.join(MODELS)}"
+                )
             if side < MODELS[model].min_size:
                 raise InputError(
                     f"invalid configuration:\n  {where}: model '{model}' needs tiles of at least "
