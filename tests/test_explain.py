@@ -10,17 +10,17 @@ from cellclass.explain import explainer as explain
 from cellclass.io.errors import InputError
 
 
-def test_side(n=10):
+def own_side(n=10):
     return pd.DataFrame({"tile": [f"t{i:02d}" for i in range(2 * n)], "true": ["a"] * n + ["c"] * n})
 
 
 def test_tiles_are_chosen_per_class_and_seeded():
-    chosen = explain.choose_tiles(test_side(), per_class=3, seed=1)
+    chosen = explain.choose_tiles(own_side(), per_class=3, seed=1)
     assert chosen["true"].value_counts().to_dict() == {"a": 3, "c": 3}
     assert set(chosen["tile"]) <= {f"t{i:02d}" for i in range(20)}
-    assert chosen.equals(explain.choose_tiles(test_side(), per_class=3, seed=1))
-    assert not chosen.equals(explain.choose_tiles(test_side(), per_class=3, seed=2))
-    assert len(explain.choose_tiles(test_side(2), per_class=5, seed=0)) == 4
+    assert chosen.equals(explain.choose_tiles(own_side(), per_class=3, seed=1))
+    assert not chosen.equals(explain.choose_tiles(own_side(), per_class=3, seed=2))
+    assert len(explain.choose_tiles(own_side(2), per_class=5, seed=0)) == 4
 
 
 def test_masks_come_only_from_the_files_the_rule_names(tmp_path):
