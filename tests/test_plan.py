@@ -328,7 +328,11 @@ def test_sets_of_the_same_demo_fields_share_one_folder(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     plan = make_plan(config, tmp_path)
     assert plan.demo_roots["aggregates_cells"] == plan.demo_roots["aggregates"] == "results/demo/aggregates"
-    assert plan.demo_roots["new_aggregates_cells"] == "results/demo/new_aggregates"
+    config["predict"]["new_aggregates_cells"] = {
+        **config["predict"]["new_aggregates"],
+        "experiment": "aggregates_cells",
+    }
+    assert make_plan(config, tmp_path).demo_roots["new_aggregates_cells"] == "results/demo/new_aggregates"
     assert plan.demo_roots["aggregates_holdout"] == "results/demo/aggregates_holdout"  # another seed
     cells, tiles = (plan.datasets[name].samples for name in ("aggregates_cells", "aggregates"))
     assert [s.files for s in cells.values()] == [s.files for s in tiles.values()]
