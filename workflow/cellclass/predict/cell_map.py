@@ -33,8 +33,8 @@ N_NEIGHBORS = 15  # UMAP's default neighbourhood: the cells each cell is tied to
 UMAP_MIN_CELLS = 3 * (N_NEIGHBORS + 1)
 # Below this many cells scikit-learn finds the exact nearest neighbours for UMAP: UMAP's own search is numba code
 # compiled anew in each process (about 5 s below 4096 cells; NN-descent's, above, about 25 s), and scikit-learn's
-# search, growing as cells², stays cheaper up to about here (bench/umap_map.py: 20,000 cells 18-25 s against
-# 44 s, 50,000 37 s against 54 s, 100,000 115 s against 87 s).
+# search, growing as cells², stays cheaper up to about here (bench/umap_map.py, whole map: 20,000 cells 21 s
+# against 48 s, 50,000 49 s against 65 s, 100,000 even: 97 s against 108 s, but 120 CPU s against 105).
 EXACT_BELOW = 50_000
 
 
